@@ -1,0 +1,35 @@
+# Set-up and day-to-day commands. Every target creates the virtualenv it needs,
+# so each works on a fresh machine with only python3 (>= 3.10) installed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint cluster bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,lint]'
+	touch $(STAMP)
+
+## Run the whole test suite (unit, property, contract, kubectl, state machines).
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+## Static checks: ruff, mypy and the import-layer contracts.
+lint: $(STAMP)
+	$(BIN)/ruff check gateway fakes tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## Run the simulated cluster (API server + node agent) in the foreground.
+cluster: $(STAMP)
+	$(BIN)/kernelgate cluster
+
+## Benchmarks of the simulated API server, printed as figures and ratios.
+bench: $(STAMP)
+	$(BIN)/python bench/apiserver.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
