@@ -1,0 +1,153 @@
+"""The simulated API server's parts that need no server: request paths, Table cells, body decoding,
+certificates and kubeconfig files."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import pytest
+import yaml
+
+from fakes import decoding, kubeconfig, paths, tables, tls
+from gateway.cluster.interface import BadRequest, PatchType, Propagation, UnsupportedMediaType
+
+
+@pytest.mark.parametrize(
+    ("path", "resource", "namespace", "name", "subresource"),
+    [
+        ("/api/v1/pods", "pods", None, None, None),
+        ("/api/v1/namespaces/ns1/pods", "pods", "ns1", None, None),
+        ("/api/v1/namespaces/ns1/pods/p/log", "pods", "ns1", "p", "log"),
+        ("/api/v1/namespaces", "namespaces", None, None, None),
+        ("/api/v1/namespaces/ns1", "namespaces", None, "ns1", None),
+        ("/api/v1/namespaces/ns1/status", "namespaces", None, "ns1", "status"),
+        ("/api/v1/namespaces/ns1/serviceaccounts/sa/token", "serviceaccounts", "ns1", "sa", "token"),
+        ("/apis/rbac.authorization.k8s.io/v1/clusterroles/admin", "clusterroles", None, "admin", None),
+        ("/apis/apps/v1/namespaces/x/deployments", "deployments", "x", None, None),
+    ],
+)
+def test_resource_paths_name_what_the_real_server_resolves(path, resource, namespace, name, subresource):
+    target = paths.parse(path)
+    assert isinstance(target, paths.ResourcePath)
+    assert (target.resource.plural, target.namespace, target.name, target.subresource) == (
+        resource, namespace, name, subresource
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/widgets",  # unknown resource
+        "/apis/apps/v1/pods",  # pods are not in apps/v1
+        "/api/v1/pods/p",  # a namespaced object outside its namespace
+        "/api/v1/namespaces/ns1/pods/p/exec",  # subresource we do not serve
+        "/api/v1/namespaces/ns1/clusterroles",  # cluster-scoped resource in a namespace
+        "/healthz",
+    ],
+)
+def test_paths_we_do_not_serve_parse_to_none(path):
+    assert paths.parse(path) is None
+
+
+def test_discovery_paths():
+    assert paths.parse("/api") == paths.DiscoveryPath(None, None, legacy=True)
+    assert paths.parse("/apis/apps") == paths.DiscoveryPath("apps", None, legacy=False)
+    assert paths.parse("/apis/apps/v1") == paths.DiscoveryPath("apps", "v1", legacy=False)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0, "0s"), (119, "119s"), (125, "2m5s"), (600, "10m"), (3 * 3600 + 60, "3h1m"), (10 * 3600, "10h"),
+     (3 * 86400 + 3600, "3d1h"), (30 * 86400, "30d"), (3 * 365 * 86400, "3y")],
+)
+def test_ages_print_as_kubectl_prints_them(seconds, shown):
+    assert tables.human_duration(seconds) == shown
+
+
+def test_pod_table_rows_show_readiness_status_and_restarts():
+    pod = {
+        "metadata": {"name": "p", "creationTimestamp": "2020-01-01T00:00:00Z"},
+        "spec": {"containers": [{"name": "a"}, {"name": "b"}]},
+        "status": {"phase": "Running", "containerStatuses": [
+            {"name": "a", "ready": True, "restartCount": 1, "state": {"running": {}}},
+            {"name": "b", "ready": False, "restartCount": 2, "state": {"waiting": {"reason": "ImagePullBackOff"}}},
+        ]},
+    }
+    table = tables.to_table("pods", [pod])
+    names = [c["name"] for c in table["columnDefinitions"]]
+    assert names[:5] == ["Name", "Ready", "Status", "Restarts", "Age"]
+    assert table["rows"][0]["cells"][:4] == ["p", "1/2", "ImagePullBackOff", 3]
+    assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+    assert tables.to_table("pods", [pod], include_object="Object")["rows"][0]["object"] is pod
+    assert "object" not in tables.to_table("pods", [pod], include_object="None")["rows"][0]
+
+
+def test_table_is_wanted_only_when_asked_first():
+    assert tables.wants_table("application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+    assert not tables.wants_table("application/json")
+    assert not tables.wants_table("application/json, application/json;as=Table;v=v1;g=meta.k8s.io")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "unexpected end of JSON input"),
+        (b"{bad", "invalid character 'b' looking for beginning of object key string"),
+        (b'{"a" 1}', "invalid character '1' after object key"),
+        (b'{"a": 1 "b": 2}', "invalid character '\"' after object key:value pair"),
+        (b"[1 2]", "invalid character '2' after array element"),
+        (b"{} x", "invalid character 'x' after top-level value"),
+    ],
+)
+def test_malformed_bodies_fail_with_the_go_decoder_wording(body, message):
+    with pytest.raises(BadRequest) as err:
+        decoding.decode_object(body)
+    assert err.value.message == f"couldn't get version/kind; json parse error: {message}"
+
+
+def test_patch_content_types():
+    assert decoding.patch_type("application/merge-patch+json") is PatchType.MERGE
+    assert decoding.patch_type("application/strategic-merge-patch+json; charset=utf-8") is PatchType.STRATEGIC
+    with pytest.raises(UnsupportedMediaType):
+        decoding.patch_type(decoding.APPLY_PATCH)
+
+
+def test_delete_options_from_query_and_body():
+    assert decoding.delete_options({}, b"") == (None, None)
+    assert decoding.delete_options({"gracePeriodSeconds": "0", "propagationPolicy": "Foreground"}, b"") == (
+        0, Propagation.FOREGROUND
+    )
+    body = b'{"kind":"DeleteOptions","apiVersion":"v1","gracePeriodSeconds":5,"orphanDependents":true}'
+    assert decoding.delete_options({}, body) == (5, Propagation.ORPHAN)
+    with pytest.raises(BadRequest):
+        decoding.delete_options({"propagationPolicy": "Sometimes"}, b"")
+
+
+async def test_generated_certificate_is_trusted_through_its_ca_only(tmp_path):
+    cert = tls.generate()
+    server_ctx = cert.server_context()
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        trusting = ssl.create_default_context(cadata=cert.ca_pem.decode())
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=trusting), 5)
+        writer.close()
+        other = ssl.create_default_context(cadata=tls.generate().ca_pem.decode())
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=other), 5)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_kubeconfig_has_admin_and_extra_user_contexts(tmp_path):
+    path = kubeconfig.write(tmp_path / "kc", "https://127.0.0.1:1", b"CA", "admintoken", users={"alice": "t2"})
+    assert path.stat().st_mode & 0o077 == 0
+    doc = yaml.safe_load(path.read_text())
+    assert doc["current-context"] == kubeconfig.context_for(kubeconfig.ADMIN_USER)
+    tokens = {u["name"]: u["user"]["token"] for u in doc["users"]}
+    assert tokens == {kubeconfig.ADMIN_USER: "admintoken", "alice": "t2"}
+    contexts = {c["name"]: c["context"]["user"] for c in doc["contexts"]}
+    assert contexts[kubeconfig.context_for("alice")] == "alice"
+    assert doc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:1"
