@@ -1,0 +1,195 @@
+"""Defaulting on create: the fields a real API server fills in before storing an object.
+
+The store calls :func:`prepare_for_create` on every new object after the
+namespace checks and before validation.  Values follow
+``pkg/apis/core/v1/defaults.go`` (pod and service defaults),
+``pkg/registry/core/pod/strategy.go`` ``PrepareForCreate`` (status reset to
+Pending, QoS class), the ServiceAccount and DefaultTolerationSeconds admission
+plugins, ``pkg/registry/core/service/ipallocator`` (cluster IPs from
+``10.96.0.0/12``) and ``pkg/registry/core/namespace/strategy.go``.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+from gateway.cluster.resources import ResourceType
+
+SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
+
+
+def _image_pull_policy(image: str) -> str:
+    # SetDefaults_Container: Always for ":latest" or an untagged image, IfNotPresent otherwise.
+    last = image.rsplit("/", 1)[-1]
+    if "@" in last:
+        return "IfNotPresent"
+    tag = last.split(":", 1)[1] if ":" in last else ""
+    return "Always" if tag in ("", "latest") else "IfNotPresent"
+
+
+def _default_container(c: dict[str, Any]) -> None:
+    if c.get("image"):
+        c.setdefault("imagePullPolicy", _image_pull_policy(c["image"]))
+    c.setdefault("terminationMessagePath", "/dev/termination-log")
+    c.setdefault("terminationMessagePolicy", "File")
+    c.setdefault("resources", {})
+    for port in c.get("ports") or []:
+        port.setdefault("protocol", "TCP")
+    for env in c.get("env") or []:
+        ref = (env.get("valueFrom") or {}).get("fieldRef")
+        if ref is not None:
+            ref.setdefault("apiVersion", "v1")
+
+
+def default_pod_spec(spec: dict[str, Any]) -> None:
+    """Fill a pod spec's defaults in place (pods and the templates of workloads)."""
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("enableServiceLinks", True)
+    for key in ("containers", "initContainers"):
+        for c in spec.get(key) or []:
+            if isinstance(c, dict):
+                _default_container(c)
+
+
+def qos_class(spec: dict[str, Any]) -> str:
+    """``Guaranteed``, ``Burstable`` or ``BestEffort`` (``pkg/apis/core/helper/qos/qos.go``)."""
+    containers = [c for key in ("containers", "initContainers") for c in spec.get(key) or [] if isinstance(c, dict)]
+    any_set = False
+    guaranteed = True
+    for c in containers:
+        res = c.get("resources") or {}
+        limits = {k: v for k, v in (res.get("limits") or {}).items() if k in ("cpu", "memory")}
+        requests = {k: v for k, v in (res.get("requests") or {}).items() if k in ("cpu", "memory")}
+        if limits or requests:
+            any_set = True
+        if set(limits) != {"cpu", "memory"}:
+            guaranteed = False
+        for k, v in requests.items():
+            if str(limits.get(k)) != str(v):
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def _pod(obj: dict[str, Any], ctx: Context) -> None:
+    spec = obj.setdefault("spec", {})
+    if not isinstance(spec, dict):
+        return
+    default_pod_spec(spec)
+    # ServiceAccount admission: default account, and the deprecated alias kept in step.
+    spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
+    spec["serviceAccount"] = spec["serviceAccountName"]
+    # DefaultTolerationSeconds admission.
+    tolerations = spec.setdefault("tolerations", [])
+    for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+        if not any(t.get("key") == key for t in tolerations if isinstance(t, dict)):
+            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300})
+    spec.setdefault("priority", 0)
+    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    # PrepareForCreate: whatever status the client sent is replaced.
+    obj["status"] = {"phase": "Pending", "qosClass": qos_class(spec)}
+
+
+def _service(obj: dict[str, Any], ctx: Context) -> None:
+    spec = obj.setdefault("spec", {})
+    stype = spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    for port in spec.get("ports") or []:
+        port.setdefault("protocol", "TCP")
+        if "port" in port:
+            port.setdefault("targetPort", port["port"])
+    if stype != "ExternalName":
+        if not spec.get("clusterIP"):
+            spec["clusterIP"] = ctx.allocate_cluster_ip()
+        spec.setdefault("clusterIPs", [spec["clusterIP"]])
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+    obj["status"] = {"loadBalancer": {}}
+
+
+def _secret(obj: dict[str, Any], ctx: Context) -> None:
+    merge_string_data(obj)
+    obj.setdefault("type", "Opaque")
+
+
+def merge_string_data(obj: dict[str, Any]) -> None:
+    """Fold ``stringData`` into base64 ``data`` (it is write-only: the server never returns it)."""
+    string_data = obj.pop("stringData", None) or {}
+    if string_data:
+        data = obj.setdefault("data", {})
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+
+
+def _namespace(obj: dict[str, Any], ctx: Context) -> None:
+    obj["spec"] = {"finalizers": ["kubernetes"]}
+    obj["status"] = {"phase": "Active"}
+    # NamespaceDefaultLabelName: every namespace is labelled with its own name.
+    labels = obj["metadata"].setdefault("labels", {})
+    labels["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
+
+
+def _deployment(obj: dict[str, Any], ctx: Context) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
+    spec.setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+    template_spec = (spec.get("template") or {}).get("spec")
+    if isinstance(template_spec, dict):
+        default_pod_spec(template_spec)
+    obj["status"] = {}
+
+
+class Context:
+    """What defaulting needs from the store: a cluster IP allocator."""
+
+    def __init__(self, allocate_cluster_ip: Callable[[], str]) -> None:
+        self.allocate_cluster_ip = allocate_cluster_ip
+
+
+_BY_RESOURCE: dict[str, Callable[[dict[str, Any], Context], None]] = {
+    "pods": _pod,
+    "services": _service,
+    "secrets": _secret,
+    "namespaces": _namespace,
+    "deployments": _deployment,
+}
+
+
+def prepare_for_create(rt: ResourceType, obj: dict[str, Any], ctx: Context) -> None:
+    """Fill ``obj``'s defaults in place, as the server's defaulting and admission do."""
+    fill = _BY_RESOURCE.get(rt.plural)
+    if fill is not None:
+        fill(obj, ctx)
+
+
+def prepare_for_update(rt: ResourceType, obj: dict[str, Any]) -> None:
+    """Defaults that also apply on update (a replaced pod spec keeps its defaults)."""
+    if rt.plural == "secrets":
+        merge_string_data(obj)
+    elif rt.plural == "pods" and isinstance(obj.get("spec"), dict):
+        default_pod_spec(obj["spec"])
+        spec = obj["spec"]
+        if "serviceAccountName" in spec:
+            spec["serviceAccount"] = spec["serviceAccountName"]
+
+
+class ClusterIPs:
+    """Hands out service cluster IPs from ``10.96.0.0/12`` (``10.96.0.1`` is the ``kubernetes`` service's)."""
+
+    def __init__(self) -> None:
+        self._hosts = SERVICE_CIDR.hosts()
+        next(self._hosts)  # 10.96.0.1
+
+    def allocate(self) -> str:
+        return str(next(self._hosts))

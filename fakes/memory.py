@@ -1,0 +1,165 @@
+"""The in-memory cluster: ``gateway.cluster.interface.Cluster`` over a :class:`~fakes.store.Store`.
+
+The gateway's tests and the embedded default open one ``MemoryCluster`` per
+identity over a shared store.  Each call does what the API server's handler
+chain does before the registry: injected faults first (their latency is
+awaited), then RBAC authorization for the identity (``fakes.rbac``), then the
+store operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from fakes.identity import ADMIN, UserInfo
+from fakes.store import Store
+from fakes.watching import Watch
+from gateway.cluster.interface import Forbidden, Obj, PatchType, Propagation, WatchEvent
+from gateway.cluster.resources import ResourceType, resource_type
+
+
+class MemoryCluster:
+    """A :class:`gateway.cluster.interface.Cluster` acting as ``user`` on ``store``.
+
+    Must be used from the event loop that owns the store.
+    """
+
+    def __init__(self, store: Store, user: UserInfo = ADMIN) -> None:
+        self.store = store
+        self.user = user
+        self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
+        self._closed = False
+
+    # ---------------------------------------------------------------- the handler chain
+
+    async def _admit(self, verb: str, rt: ResourceType, namespace: str | None, name: str = "",
+                     subresource: str = "") -> None:
+        """Faults, then authorization; raises what the API server would answer."""
+        resource = rt.plural + (f"/{subresource}" if subresource else "")
+        latency, error = self.store.faults.take(verb, resource, namespace)
+        if latency:
+            await asyncio.sleep(latency)
+        if error is not None:
+            raise error
+        from fakes import rbac
+
+        request = rbac.Request(verb=verb, resource=rt.plural, api_group=rt.group,
+                               namespace=(namespace or "") if rt.namespaced else "", name=name,
+                               subresource=subresource)
+        decision = rbac.authorize(self.user, request, self.store)
+        if not decision.allowed:
+            raise Forbidden(rbac.forbidden_message(self.user, request, decision.reason), kind=rt.plural,
+                            name=name or None, group=rt.group)
+
+    @staticmethod
+    def _namespace(rt: ResourceType, namespace: str | None) -> str | None:
+        return namespace if rt.namespaced else None
+
+    # ---------------------------------------------------------------- the interface
+
+    async def create(self, resource: str, body: Mapping[str, Any], *, namespace: str | None = None) -> Obj:
+        rt = resource_type(resource)
+        if rt.namespaced and namespace is None:
+            namespace = (body.get("metadata") or {}).get("namespace")
+        ns = self._namespace(rt, namespace)
+        await self._admit("create", rt, ns)
+        return self.store.create(rt, dict(body), ns)
+
+    async def get(self, resource: str, name: str, *, namespace: str | None = None) -> Obj:
+        rt = resource_type(resource)
+        ns = self._namespace(rt, namespace)
+        await self._admit("get", rt, ns, name)
+        return self.store.get(rt, ns, name)
+
+    async def list(self, resource: str, *, namespace: str | None = None, label_selector: str | None = None,
+                   field_selector: str | None = None) -> Obj:
+        rt = resource_type(resource)
+        ns = self._namespace(rt, namespace)
+        await self._admit("list", rt, ns)
+        return self.store.list(rt, ns, label_selector, field_selector)
+
+    async def replace(self, resource: str, name: str, body: Mapping[str, Any], *, namespace: str | None = None,
+                      subresource: str | None = None) -> Obj:
+        rt = resource_type(resource)
+        ns = self._namespace(rt, namespace)
+        await self._admit("update", rt, ns, name, subresource or "")
+        return self.store.replace(rt, ns, name, dict(body), subresource)
+
+    async def patch(self, resource: str, name: str, patch: Any, *, namespace: str | None = None,
+                    patch_type: PatchType = PatchType.MERGE, subresource: str | None = None) -> Obj:
+        rt = resource_type(resource)
+        ns = self._namespace(rt, namespace)
+        await self._admit("patch", rt, ns, name, subresource or "")
+        return self.store.patch(rt, ns, name, patch, patch_type, subresource)
+
+    async def delete(self, resource: str, name: str, *, namespace: str | None = None,
+                     grace_period_seconds: int | None = None, propagation_policy: Propagation | None = None) -> Obj:
+        rt = resource_type(resource)
+        ns = self._namespace(rt, namespace)
+        await self._admit("delete", rt, ns, name)
+        return self.store.delete(rt, ns, name, grace_period_seconds, propagation_policy)
+
+    def watch(self, resource: str, *, namespace: str | None = None, label_selector: str | None = None,
+              field_selector: str | None = None, resource_version: str | None = None,
+              timeout_seconds: float | None = None, allow_bookmarks: bool = False) -> AsyncIterator[WatchEvent]:
+        """Faults, authorization and :class:`Gone` take effect when iteration starts, as a request would."""
+        return self._watch(resource, namespace, label_selector, field_selector, resource_version, timeout_seconds,
+                           allow_bookmarks)
+
+    async def _watch(self, resource: str, namespace: str | None, label_selector: str | None,
+                     field_selector: str | None, resource_version: str | None, timeout_seconds: float | None,
+                     allow_bookmarks: bool) -> AsyncIterator[WatchEvent]:
+        rt = resource_type(resource)
+        ns = self._namespace(rt, namespace)
+        await self._admit("watch", rt, ns)
+        stream = self.store.watch(rt, ns, label_selector, field_selector, resource_version,
+                                  allow_bookmarks=allow_bookmarks, timeout_seconds=timeout_seconds)
+        if self._closed:
+            stream.close()
+        self._watches.add(stream)
+        try:
+            async for event in stream:
+                yield event
+        finally:
+            stream.close()
+
+    async def bind_pod(self, name: str, namespace: str, node_name: str) -> None:
+        rt = resource_type("pods")
+        await self._admit("create", rt, namespace, name, "binding")
+        self.store.bind_pod(namespace, name, node_name)
+
+    async def read_pod_log(self, name: str, namespace: str, *, container: str | None = None,
+                           tail_lines: int | None = None) -> str:
+        rt = resource_type("pods")
+        await self._admit("get", rt, namespace, name, "log")
+        return self.store.read_log(namespace, name, container, tail_lines)
+
+    async def create_token(self, service_account: str, namespace: str, *, expiration_seconds: int = 3600) -> str:
+        rt = resource_type("serviceaccounts")
+        await self._admit("create", rt, namespace, service_account, "token")
+        token, _expires = self.store.create_token(namespace, service_account, expiration_seconds)
+        return token
+
+    async def can_i(self, verb: str, resource: str, *, namespace: str | None = None, group: str = "",
+                    subresource: str = "", name: str = "") -> bool:
+        """SelfSubjectAccessReview: any authenticated caller may ask about itself."""
+        from fakes import rbac
+
+        rt = resource_type("selfsubjectaccessreviews")
+        latency, error = self.store.faults.take("create", rt.plural, None)
+        if latency:
+            await asyncio.sleep(latency)
+        if error is not None:
+            raise error
+        request = rbac.Request(verb=verb, resource=resource, api_group=group, namespace=namespace or "",
+                               name=name, subresource=subresource)
+        return rbac.authorize(self.user, request, self.store).allowed
+
+    async def close(self) -> None:
+        """End this cluster's open watches; the store itself lives on."""
+        self._closed = True
+        for stream in list(self._watches):
+            stream.end()
