@@ -1,0 +1,124 @@
+"""The IPython kernel as a child process of the launcher.
+
+The kernel runs as ``python -m ipykernel_launcher -f <connection file>`` in a
+session of its own, as jupyter_client starts local kernels: it leads its own
+process group, so an interrupt reaches the kernel *and* whatever it runs
+(``!sleep 60``), and the launcher stays out of the way of both.  A separate
+process (rather than the kernel inside the launcher) keeps the comm-port
+server answering while the kernel is busy or stuck, lets the launcher stop a
+kernel that ignores polite requests, and gives the pod the kernel's own exit
+code.  ``JPY_PARENT_PID`` makes the kernel exit by itself should the launcher
+ever die without stopping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+log = logging.getLogger("gateway.launcher")
+
+SHUTDOWN_GRACE_SECONDS = 5.0
+TERMINATE_GRACE_SECONDS = 3.0
+
+
+def exit_status(returncode: int) -> int:
+    """A child's return code as a shell would report it (killed by signal n: 128+n)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class KernelProcess:
+    """A running kernel (created by :meth:`start`, owned by the launcher's main loop)."""
+
+    def __init__(self, process: asyncio.subprocess.Process, connection_info: Mapping[str, Any]) -> None:
+        self._process = process
+        self._connection_info = dict(connection_info)
+
+    @classmethod
+    async def start(
+        cls, connection_file: str, connection_info: Mapping[str, Any], kernel_class_name: str, env: Mapping[str, str]
+    ) -> KernelProcess:
+        """Start the kernel on the ports and key in ``connection_file``."""
+        child_env = dict(env)
+        child_env["JPY_PARENT_PID"] = str(os.getpid())
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            connection_file,
+            f"--IPKernelApp.kernel_class={kernel_class_name}",
+            stdin=asyncio.subprocess.DEVNULL,
+            env=child_env,
+            start_new_session=True,
+        )
+        log.info("kernel started as pid %d", process.pid)
+        return cls(process, connection_info)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    async def wait(self) -> int:
+        """Wait for the kernel to exit; returns its exit status."""
+        return exit_status(await self._process.wait())
+
+    def send_signal(self, signum: int) -> None:
+        """Signal the kernel's process group (called for each accepted comm request)."""
+        if self._process.returncode is not None:
+            return
+        try:
+            os.killpg(self._process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    async def stop(self) -> int:
+        """Stop the kernel, politely first (called on shutdown requests and SIGTERM).
+
+        A ``shutdown_request`` on the control channel lets the kernel run its
+        exit handlers; a kernel that does not exit in time gets SIGTERM, then
+        SIGKILL, each to its whole process group.  Returns its exit status.
+        """
+        if self._process.returncode is None:
+            await self._request_shutdown()
+        for signum, grace in ((signal.SIGTERM, TERMINATE_GRACE_SECONDS), (signal.SIGKILL, None)):
+            if self._process.returncode is not None:
+                break
+            log.warning("kernel did not exit; sending %s", signal.Signals(signum).name)
+            self.send_signal(signum)
+            try:
+                await asyncio.wait_for(self._process.wait(), grace)
+            except asyncio.TimeoutError:
+                continue
+        self._reap_group()
+        return await self.wait()
+
+    async def _request_shutdown(self) -> None:
+        from jupyter_client.asynchronous import AsyncKernelClient
+
+        client = AsyncKernelClient()
+        client.load_connection_info(self._connection_info)
+        client.start_channels(shell=False, iopub=False, stdin=False, hb=False, control=True)
+        try:
+            client.shutdown()
+            await asyncio.wait_for(self._process.wait(), SHUTDOWN_GRACE_SECONDS)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            client.stop_channels()
+
+    def _reap_group(self) -> None:
+        # Processes the kernel started and left behind share its process group.
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
