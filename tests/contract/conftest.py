@@ -1,0 +1,105 @@
+"""Targets of the cluster-interface contract suite.
+
+Every test in ``tests/contract`` runs once per entry of :data:`TARGETS`.  A
+target is an async factory returning a :class:`Target`: an admin
+:class:`~gateway.cluster.interface.Cluster` for setup and assertions, a way
+to open the same cluster as a service account (for RBAC), and, when the
+target can do it, the fault controls of the simulated cluster behind it.
+
+To add a target (the simulated API server through the real adapter, a real
+cluster), write its factory and add one entry to :data:`TARGETS`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from fakes.faults import Faults
+from fakes.identity import service_account_user
+from fakes.memory import MemoryCluster
+from fakes.store import Store
+from gateway.cluster.interface import Cluster
+from gateway.cluster.resources import RESOURCES
+
+_SERVICE_ACCOUNTS = RESOURCES["serviceaccounts"]
+
+WATCH_WINDOW = 40
+"""Events per resource the simulated targets keep for watches (small, so 410 Gone is cheap to reach)."""
+
+
+@dataclass
+class Target:
+    """One cluster the contract suite runs against."""
+
+    admin: Cluster
+    open_as_service_account: Callable[[str, str], Awaitable[Cluster]]
+    """``await open(namespace, name)``: the cluster as that (existing) service account."""
+    faults: Faults | None = None
+    """The simulated cluster's fault controls; ``None`` for a real cluster (fault tests skip)."""
+    watch_window: int | None = None
+    """Events a watch can replay; ``None`` when unknown (the 410 test skips)."""
+    store: Store | None = None
+    """The store behind an in-memory target, for checks the interface cannot make (leaked watches)."""
+    _opened: list[Cluster] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for cluster in self._opened:
+            await cluster.close()
+        await self.admin.close()
+
+
+async def memory_target() -> Target:
+    """The in-memory cluster: ``MemoryCluster`` over a fresh ``Store``."""
+    store = Store(watch_window=WATCH_WINDOW)
+    target: Target
+
+    async def open_as(namespace: str, name: str) -> Cluster:
+        sa = store.get(_SERVICE_ACCOUNTS, namespace, name)
+        cluster = MemoryCluster(store, service_account_user(namespace, name, sa["metadata"]["uid"]))
+        target._opened.append(cluster)
+        return cluster
+
+    target = Target(MemoryCluster(store), open_as, store.faults, WATCH_WINDOW, store)
+    return target
+
+TARGETS: dict[str, Callable[[], Awaitable[Target]]] = {
+    "memory": memory_target,
+}
+
+
+@pytest.fixture(params=sorted(TARGETS))
+async def target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
+    made = await TARGETS[request.param]()
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+@pytest.fixture
+def cluster(target: Target) -> Cluster:
+    """The admin connection of the target under test."""
+    return target.admin
+
+
+@pytest.fixture
+async def ns(cluster: Cluster) -> AsyncIterator[str]:
+    """A fresh namespace for one test, deleted afterwards."""
+    name = f"contract-{uuid.uuid4().hex[:8]}"
+    await cluster.create("namespaces", {"metadata": {"name": name}})
+    yield name
+    try:
+        await cluster.delete("namespaces", name)
+    except Exception:  # noqa: BLE001 - already gone or terminating: nothing left to clean
+        pass
+
+
+@pytest.fixture
+def faults(target: Target) -> Faults:
+    if target.faults is None:
+        pytest.skip("this target cannot inject faults")
+    return target.faults

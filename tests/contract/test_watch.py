@@ -1,0 +1,115 @@
+"""Watches: ordering, selectors, versions too old, bookmarks, and ending cleanly."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.cluster.interface import BadRequest, Cluster, Gone
+
+from .conftest import Target
+from .helpers import configmap, next_event
+
+
+async def test_watch_from_a_list_version_delivers_later_writes_in_order(cluster: Cluster, ns: str) -> None:
+    await cluster.create("configmaps", configmap("before"), namespace=ns)
+    listed = await cluster.list("configmaps", namespace=ns)
+    stream = cluster.watch("configmaps", namespace=ns, resource_version=listed["metadata"]["resourceVersion"])
+    try:
+        await cluster.create("configmaps", configmap("w"), namespace=ns)
+        await cluster.patch("configmaps", "w", {"data": {"k": "v"}}, namespace=ns)
+        await cluster.delete("configmaps", "w", namespace=ns)
+        events = [await next_event(stream) for _ in range(3)]
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert [(e.type, e.object["metadata"]["name"]) for e in events] == [("ADDED", "w"), ("MODIFIED", "w"),
+                                                                         ("DELETED", "w")]
+    versions = [int(e.resource_version) for e in events]
+    assert versions == sorted(versions) and len(set(versions)) == 3
+    assert events[1].object["data"] == {"k": "v"}
+    assert events[0].object["kind"] == "ConfigMap"
+
+
+async def test_watch_without_version_starts_with_what_exists(cluster: Cluster, ns: str) -> None:
+    await cluster.create("configmaps", configmap("a"), namespace=ns)
+    await cluster.create("configmaps", configmap("b"), namespace=ns)
+    stream = cluster.watch("configmaps", namespace=ns)
+    try:
+        seen = set()
+        while not {"a", "b"} <= seen:
+            event = await next_event(stream)
+            assert event.type == "ADDED"
+            seen.add(event.object["metadata"]["name"])
+        await cluster.create("configmaps", configmap("c"), namespace=ns)
+        event = await next_event(stream)
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert (event.type, event.object["metadata"]["name"]) == ("ADDED", "c")
+
+
+async def test_selector_watch_sees_objects_enter_and_leave(cluster: Cluster, ns: str) -> None:
+    listed = await cluster.list("configmaps", namespace=ns)
+    stream = cluster.watch("configmaps", namespace=ns, label_selector="app=kernel",
+                           resource_version=listed["metadata"]["resourceVersion"])
+    try:
+        await cluster.create("configmaps", configmap("other", labels={"app": "web"}), namespace=ns)
+        await cluster.create("configmaps", configmap("k", labels={"app": "web"}), namespace=ns)
+        await cluster.patch("configmaps", "k", {"metadata": {"labels": {"app": "kernel"}}}, namespace=ns)
+        await cluster.patch("configmaps", "k", {"data": {"x": "1"}}, namespace=ns)
+        await cluster.patch("configmaps", "k", {"metadata": {"labels": {"app": "web"}}}, namespace=ns)
+        events = [await next_event(stream) for _ in range(3)]
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert [e.type for e in events] == ["ADDED", "MODIFIED", "DELETED"]
+    assert all(e.object["metadata"]["name"] == "k" for e in events)
+    # The DELETED event carries the last state that matched.
+    assert events[2].object["metadata"]["labels"] == {"app": "kernel"}
+
+
+async def test_watch_from_a_version_older_than_the_window_is_gone(target: Target, cluster: Cluster, ns: str) -> None:
+    if target.watch_window is None:
+        pytest.skip("the target's watch window is unknown")
+    first = await cluster.create("configmaps", configmap("churn"), namespace=ns)
+    old = first["metadata"]["resourceVersion"]
+    for i in range(target.watch_window + 1):
+        await cluster.patch("configmaps", "churn", {"data": {"i": str(i)}}, namespace=ns)
+    stream = cluster.watch("configmaps", namespace=ns, resource_version=old)
+    with pytest.raises(Gone) as err:
+        await next_event(stream)
+    assert err.value.code == 410 and err.value.reason == "Expired"
+    assert err.value.message.startswith(f"too old resource version: {old} (")
+
+
+async def test_watch_with_a_bad_selector_is_a_bad_request(cluster: Cluster, ns: str) -> None:
+    with pytest.raises(BadRequest):
+        await next_event(cluster.watch("configmaps", namespace=ns, label_selector="a in (b"))
+
+
+async def test_watch_times_out_with_a_final_bookmark(cluster: Cluster, ns: str) -> None:
+    listed = await cluster.list("configmaps", namespace=ns)
+    stream = cluster.watch("configmaps", namespace=ns, resource_version=listed["metadata"]["resourceVersion"],
+                           timeout_seconds=0.2, allow_bookmarks=True)
+    events = [e async for e in stream]
+    assert [e.type for e in events][-1:] == ["BOOKMARK"]
+    assert int(events[-1].resource_version) >= int(listed["metadata"]["resourceVersion"])
+
+
+async def test_closed_watches_do_not_linger(target: Target, cluster: Cluster, ns: str) -> None:
+    if target.store is None:
+        pytest.skip("needs the store to count watches")
+    stream = cluster.watch("configmaps", namespace=ns)
+    await cluster.create("configmaps", configmap("x"), namespace=ns)
+    await next_event(stream)
+    assert target.store.open_watches("configmaps") == 1
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert target.store.open_watches("configmaps") == 0
+
+
+async def test_a_dropped_watch_ends_the_stream(target: Target, cluster: Cluster, ns: str) -> None:
+    if target.faults is None:
+        pytest.skip("this target cannot drop watches")
+    stream = cluster.watch("configmaps", namespace=ns)
+    await cluster.create("configmaps", configmap("x"), namespace=ns)
+    assert (await next_event(stream)).type == "ADDED"
+    assert target.faults.drop_watches("configmaps") >= 1
+    with pytest.raises(StopAsyncIteration):
+        await next_event(stream)
