@@ -21,6 +21,10 @@ from fakes import discovery
 from gateway.cluster.resources import ResourceType
 
 V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+"""What clients send in ``Accept`` for the protobuf v2 document."""
+V2_PROTOBUF_RESPONSE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+"""What the real server answers with: ``@`` is not valid in a media type, and Go's
+``mime.ParseMediaType`` (kubectl up to 1.27 checks the response) rejects it."""
 
 # An openapi_v2.Document with swagger "2.0" (field 1) and info {title "Kubernetes" (1), version (2)}.
 _TITLE = b"Kubernetes"

@@ -145,18 +145,23 @@ def _partial_metadata(obj: Obj) -> Obj:
     return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
 
 
-def to_table(plural: str, objects: Iterable[Obj], *, list_metadata: Obj | None = None, include_object: str = "Metadata") -> Obj:
+def to_table(
+    plural: str, objects: Iterable[Obj], *, list_metadata: Obj | None = None, include_object: str = "Metadata",
+    type_meta: Obj | None = None,
+) -> Obj:
     """A Table of ``objects`` of resource ``plural``.
 
     ``include_object`` is the request's ``includeObject`` (``None``, ``Metadata``
     — the server's default — or ``Object``): what each row's ``object`` carries.
+    A full object is sent with its ``kind`` and ``apiVersion`` (``type_meta``),
+    which list items leave out.
     """
     columns, cells = _PRINTERS.get(plural, ([_AGE], lambda o: [age(o)]))
     rows = []
     for obj in objects:
         row: Obj = {"cells": [obj.get("metadata", {}).get("name", ""), *cells(obj)]}
         if include_object == "Object":
-            row["object"] = obj
+            row["object"] = {**(type_meta or {}), **obj}
         elif include_object != "None":
             row["object"] = _partial_metadata(obj)
         rows.append(row)

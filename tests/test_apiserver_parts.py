@@ -79,7 +79,7 @@ def test_pod_table_rows_show_readiness_status_and_restarts():
     assert names[:5] == ["Name", "Ready", "Status", "Restarts", "Age"]
     assert table["rows"][0]["cells"][:4] == ["p", "1/2", "ImagePullBackOff", 3]
     assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
-    assert tables.to_table("pods", [pod], include_object="Object")["rows"][0]["object"] is pod
+    assert tables.to_table("pods", [pod], include_object="Object")["rows"][0]["object"] == pod
     assert "object" not in tables.to_table("pods", [pod], include_object="None")["rows"][0]
 
 

@@ -1,0 +1,206 @@
+"""Run the simulated cluster: a store, its API server over HTTPS, and a node agent.
+
+Two ways to run it:
+
+* inside the caller's event loop (tests, the gateway's embedded default)::
+
+      async with SimulatedCluster() as cluster:
+          cluster.url, cluster.kubeconfig_path, cluster.admin_token, cluster.store
+
+* on a thread with its own event loop, for synchronous callers (kubectl
+  from blocking code, the ``kubernetes`` client without asyncio)::
+
+      with SimulatedClusterThread() as cluster: ...
+
+The store belongs to the loop it runs on: code on other threads reaches it
+only over HTTPS, or through :meth:`SimulatedClusterThread.call`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from fakes import kubeconfig
+from fakes.apiserver import ApiServer
+from fakes.identity import node_user
+from fakes.memory import MemoryCluster
+from fakes.store import Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DEFAULT_NODE = "kernelgate-node"
+
+
+class SimulatedCluster:
+    """The simulated cluster as an async context manager.
+
+    ``kubeconfig_path`` defaults to a file in a temporary state directory that
+    is removed on exit; ``users`` (name -> token) adds contexts for other
+    identities to the kubeconfig.  ``node_agent=False`` leaves pods unscheduled
+    (no processes run); otherwise one node agent named ``node_name`` runs the
+    pods bound to it, and exiting stops it (its pod processes terminated).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        kubeconfig_path: str | Path | None = None,
+        state_dir: str | Path | None = None,
+        node_agent: bool = True,
+        node_name: str = DEFAULT_NODE,
+        store: Store | None = None,
+        users: Mapping[str, str] | None = None,
+        admin_token: str | None = None,
+    ) -> None:
+        self.store = store if store is not None else Store()
+        self.server = ApiServer(self.store, host=host, port=port, admin_token=admin_token)
+        self._own_state_dir = state_dir is None
+        self.state_dir = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="kernelgate-cluster-"))
+        self.kubeconfig_path = Path(kubeconfig_path) if kubeconfig_path else self.state_dir / "kubeconfig"
+        self.ca_path = self.state_dir / "ca.crt"
+        self.node_name = node_name
+        self._want_node_agent = node_agent
+        self._users = dict(users or {})
+        self.node_agent: Any = None
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def admin_token(self) -> str:
+        return self.server.admin_token
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.server.ca_pem
+
+    def write_kubeconfig(self, path: str | Path | None = None, **users: str) -> Path:
+        """(Re)write a kubeconfig for this cluster: the admin plus ``users`` (name -> token)."""
+        self._users.update(users)
+        return kubeconfig.write(
+            path or self.kubeconfig_path, self.url, self.ca_pem, self.admin_token, users=self._users
+        )
+
+    async def start(self) -> None:
+        """Start the API server, write the kubeconfig and CA file, start the node agent."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        await self.server.start()
+        self.server.certificate.write_ca(self.ca_path)
+        self.write_kubeconfig()
+        if self._want_node_agent:
+            await self._start_node_agent()
+
+    async def _start_node_agent(self) -> None:
+        try:
+            from fakes.kubelet import NodeAgent
+        except ImportError:  # the node agent is optional for an API-only cluster
+            log.warning("fakes.kubelet is not available; pods will not run")
+            return
+        cluster = MemoryCluster(self.store, node_user(self.node_name))
+        self.node_agent = NodeAgent(cluster, node_name=self.node_name, store=self.store, api_server_url=self.url)
+        await self.node_agent.start()
+
+    async def stop(self) -> None:
+        """Stop the node agent (terminating pod processes), then the API server."""
+        try:
+            if self.node_agent is not None:
+                await self.node_agent.stop()
+                self.node_agent = None
+        finally:
+            await self.server.stop()
+            if self._own_state_dir:
+                shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    async def __aenter__(self) -> SimulatedCluster:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class SimulatedClusterThread:
+    """A :class:`SimulatedCluster` on a daemon thread with its own event loop.
+
+    ``with SimulatedClusterThread(**kwargs) as cluster:`` starts it and waits
+    until it serves (at most ``start_timeout`` seconds); leaving the block stops
+    it and joins the thread.  ``cluster.call(coroutine_function)`` runs code on
+    the cluster's loop (to reach the store) and returns its result.
+    """
+
+    def __init__(self, *, start_timeout: float = 30.0, **kwargs: Any) -> None:
+        self._kwargs = kwargs
+        self._start_timeout = start_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready: concurrent.futures.Future[SimulatedCluster] = concurrent.futures.Future()
+        self._stop: asyncio.Event | None = None
+        self.cluster: SimulatedCluster | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        # url, kubeconfig_path, admin_token, store, ... of the running cluster
+        if name.startswith("_") or self.__dict__.get("cluster") is None:
+            raise AttributeError(name)
+        return getattr(self.__dict__["cluster"], name)
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            cluster = SimulatedCluster(**self._kwargs)
+            async with cluster:
+                self.cluster = cluster
+                self._ready.set_result(cluster)
+                await self._stop.wait()
+        except BaseException as err:
+            if not self._ready.done():
+                self._ready.set_exception(err)
+            else:
+                raise
+
+    def call(self, fn: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:
+        """Run ``fn()`` on the cluster's loop and wait for its result."""
+        assert self._loop is not None
+        async def run() -> T:
+            return await fn()
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def start(self) -> SimulatedCluster:
+        self._thread = threading.Thread(target=self._run, name="kernelgate-simulated-cluster", daemon=True)
+        self._thread.start()
+        return self._ready.result(self._start_timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._loop is not None and self._stop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> SimulatedClusterThread:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
