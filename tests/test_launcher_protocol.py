@@ -1,0 +1,154 @@
+"""The launcher's pieces in-process: comm-request signatures, payload sealing, options, port choice."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import x25519
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.launcher import protocol
+from gateway.launcher.options import UsageError, parse_options, parse_port_range
+from gateway.launcher.ports import reserve_ports
+from gateway.provisioner.crypto import GatewayKeys
+
+KERNEL = "0b6a3c8e-3f0e-4d43-9d1e-6a3f2f6c1a10"
+KEY = "connection-key"
+
+
+# --------------------------------------------------------------------------- comm requests
+
+
+def test_signed_request_verifies_and_says_what_to_do():
+    now = time.time()
+    request = protocol.sign_comm_request(kernel_id=KERNEL, key=KEY, now=now, signum=2)
+    verified = protocol.verify_comm_request(request, kernel_id=KERNEL, key=KEY, now=now + 1)
+    assert (verified.signum, verified.shutdown) == (2, False)
+    shutdown = protocol.sign_comm_request(kernel_id=KERNEL, key=KEY, now=now, shutdown=True)
+    assert protocol.verify_comm_request(shutdown, kernel_id=KERNEL, key=KEY, now=now).shutdown is True
+    assert shutdown["shutdown"] == 1  # EG's launchers read this field as it is
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda r: r.pop("sig"),
+        lambda r: r.update(sig="0" * 64),
+        lambda r: r.update(signum=9),
+        lambda r: r.update(shutdown=1),
+        lambda r: r.update(ts=r["ts"] + 1),
+        lambda r: r.update(nonce="other"),
+        lambda r: r.update(signum=True),
+        lambda r: r.update(signum=-1),
+    ],
+)
+def test_any_change_to_a_signed_request_is_refused(change):
+    now = time.time()
+    request = protocol.sign_comm_request(kernel_id=KERNEL, key=KEY, now=now, signum=2)
+    change(request)
+    with pytest.raises(protocol.CommRequestRejected):
+        protocol.verify_comm_request(request, kernel_id=KERNEL, key=KEY, now=now)
+
+
+def test_request_for_another_kernel_or_key_or_time_is_refused():
+    now = time.time()
+    request = protocol.sign_comm_request(kernel_id=KERNEL, key=KEY, now=now, signum=2)
+    for kernel_id, key, at in ((str(uuid.uuid4()), KEY, now), (KERNEL, "other", now), (KERNEL, KEY, now + 3600)):
+        with pytest.raises(protocol.CommRequestRejected):
+            protocol.verify_comm_request(request, kernel_id=kernel_id, key=key, now=at)
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+@settings(max_examples=50, deadline=None)
+@given(kernel_id=st.text(min_size=1, max_size=80), key=st.text(max_size=200))
+def test_v2_payload_round_trips_for_any_kernel_id(kernel_id, key):
+    gateway = x25519.X25519PrivateKey.generate()
+    info = {"kernel_id": kernel_id, "key": key, "shell_port": 1}
+    envelope = protocol.parse_envelope(protocol.seal_v2(info, kernel_id, gateway.public_key()))
+    assert protocol.open_v2(envelope, gateway) == info
+
+
+def test_v2_payload_for_another_gateway_does_not_open():
+    ours, theirs = x25519.X25519PrivateKey.generate(), x25519.X25519PrivateKey.generate()
+    envelope = protocol.parse_envelope(protocol.seal_v2({"kernel_id": KERNEL}, KERNEL, theirs.public_key()))
+    with pytest.raises(protocol.PayloadError, match="authentication"):
+        protocol.open_v2(envelope, ours)
+
+
+def test_response_key_formats():
+    keys = GatewayKeys(legacy=True)
+    assert protocol.ResponseKey.parse(keys.public_key).x25519 is not None
+    assert protocol.ResponseKey.parse(keys.legacy_public_key).rsa is not None
+    for bad in ("", "not base64!", "bm90IGEga2V5"):
+        with pytest.raises(protocol.PayloadError):
+            protocol.ResponseKey.parse(bad)
+
+
+def test_legacy_payload_from_our_launcher_opens_with_the_gateway_rsa_key():
+    keys = GatewayKeys(legacy=True)
+    rsa_key = protocol.ResponseKey.parse(keys.legacy_public_key).rsa
+    opened = keys.open(protocol.parse_envelope(protocol.seal_v1({"kernel_id": KERNEL, "key": "k"}, rsa_key)))
+    assert (opened.version, opened.kernel_id, opened.info["key"]) == (1, KERNEL, "k")
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_command_line_wins_over_environment():
+    env = {
+        "KERNEL_ID": "from-env",
+        "RESPONSE_ADDRESS": "10.0.0.1:8877",
+        "EG_RESPONSE_ADDRESS": "10.0.0.2:8877",
+        "KERNEL_RESPONSE_KEY": "ours",
+        "PUBLIC_KEY": "eg",
+        "KERNEL_POD_IP": "10.1.2.3",
+        "PORT_RANGE": "40000..40999",
+    }
+    options = parse_options([], env)
+    assert (options.kernel_id, options.response_host, options.response_port) == ("from-env", "10.0.0.2", 8877)
+    assert (options.public_key, options.bind_ip, options.port_range) == ("ours", "10.1.2.3", (40000, 40999))
+    options = parse_options(["--kernel-id", "cli", "--ip", "127.0.0.9", "--port-range", "0..0"], env)
+    assert (options.kernel_id, options.bind_ip, options.port_range) == ("cli", "127.0.0.9", None)
+    assert "ours" not in repr(options)
+
+
+@pytest.mark.parametrize("text", ["40000", "a..b", "10..12", "70000..70010", "500..400"])
+def test_bad_port_ranges_are_usage_errors(text):
+    with pytest.raises(UsageError):
+        parse_port_range(text)
+
+
+@pytest.mark.parametrize("address", ["nowhere", "host:", ":8877", "host:99999", "host:port"])
+def test_bad_response_addresses_are_usage_errors(address):
+    with pytest.raises(UsageError):
+        parse_options(["--kernel-id", "k", "--public-key", "x", "--response-address", address], {})
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def test_reserved_ports_are_distinct_and_in_range():
+    sockets = reserve_ports("127.0.0.1", 6, (42000, 42999))
+    try:
+        ports = [s.getsockname()[1] for s in sockets]
+        assert len(set(ports)) == 6 and all(42000 <= p <= 42999 for p in ports)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_full_port_range_is_an_error():
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
+    try:
+        with pytest.raises(OSError, match="no free port"):
+            reserve_ports("127.0.0.1", 2, (port, port))
+    finally:
+        holder.close()
