@@ -1,0 +1,208 @@
+"""kubectl against the simulated cluster: the commands an operator uses on a real one.
+
+The real kubectl binary runs as a subprocess (asyncio, with a timeout) while
+the cluster serves on this test's event loop, with the kubeconfig the cluster
+writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import textwrap
+
+import pytest
+
+from fakes.serve import SimulatedCluster
+
+pytestmark = [
+    pytest.mark.kubectl,
+    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed"),
+]
+
+KUBECTL_TIMEOUT = 60
+
+
+@pytest.fixture
+async def cluster(tmp_path):
+    async with SimulatedCluster(state_dir=tmp_path / "state") as c:
+        yield c
+
+
+@pytest.fixture
+def kubectl(cluster, tmp_path):
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path), "KUBECACHEDIR": str(tmp_path / "cache")}
+
+    async def run(*args: str, stdin: str | None = None, check: bool = True) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            "kubectl", *args, env=env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), KUBECTL_TIMEOUT)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        result = (proc.returncode or 0, out.decode(), err.decode())
+        if check:
+            assert result[0] == 0, f"kubectl {' '.join(args)} failed: {result}"
+        return result
+
+    return run
+
+
+def manifest(text: str) -> str:
+    return textwrap.dedent(text).strip() + "\n"
+
+
+CONFIGMAPS = manifest("""
+    apiVersion: v1
+    kind: Namespace
+    metadata:
+      name: team-a
+    ---
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: settings
+      namespace: team-a
+      labels: {app: gateway}
+    data:
+      mode: strict
+    ---
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: other
+      namespace: team-a
+      labels: {app: unrelated}
+    ---
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: settings
+      namespace: default
+      labels: {app: gateway}
+""")
+
+
+async def test_create_then_get_with_labels_all_namespaces_and_json(kubectl):
+    _, out, _ = await kubectl("create", "-f", "-", stdin=CONFIGMAPS)
+    assert out.splitlines() == [
+        "namespace/team-a created", "configmap/settings created", "configmap/other created", "configmap/settings created"
+    ]
+    _, out, _ = await kubectl("get", "configmaps", "-n", "team-a", "-l", "app=gateway")
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "DATA", "AGE"]
+    assert [line.split()[:2] for line in lines[1:]] == [["settings", "1"]]
+
+    _, out, _ = await kubectl("get", "configmaps", "--all-namespaces", "-l", "app=gateway", "-o", "json")
+    listed = json.loads(out)
+    assert sorted((i["metadata"]["namespace"], i["metadata"]["name"]) for i in listed["items"]) == [
+        ("default", "settings"), ("team-a", "settings")
+    ]
+    _, out, _ = await kubectl("get", "namespace", "team-a")
+    assert out.splitlines()[1].split()[:2] == ["team-a", "Active"]
+
+    code, _, err = await kubectl("create", "-f", "-", stdin=CONFIGMAPS, check=False)
+    assert code != 0 and 'namespaces "team-a" already exists' in err
+
+
+async def test_apply_creates_then_reports_unchanged_then_configures(kubectl):
+    _, out, _ = await kubectl("apply", "-f", "-", stdin=CONFIGMAPS)
+    assert "configmap/settings created" in out
+    _, out, err = await kubectl("apply", "-f", "-", stdin=CONFIGMAPS)
+    assert out.splitlines() == [
+        "namespace/team-a unchanged", "configmap/settings unchanged", "configmap/other unchanged",
+        "configmap/settings unchanged",
+    ]
+    assert "warning" not in err.lower()
+    _, out, _ = await kubectl("apply", "-f", "-", stdin=CONFIGMAPS.replace("mode: strict", "mode: relaxed"))
+    assert "configmap/settings configured" in out
+    _, out, _ = await kubectl("get", "configmap", "settings", "-n", "team-a", "-o", "jsonpath={.data.mode}")
+    assert out == "relaxed"
+
+
+async def test_delete_by_name_by_label_and_a_namespace(kubectl):
+    await kubectl("create", "-f", "-", stdin=CONFIGMAPS)
+    _, out, _ = await kubectl("delete", "configmap", "other", "-n", "team-a")
+    assert out.strip() == 'configmap "other" deleted'
+    _, out, _ = await kubectl("delete", "configmaps", "-l", "app=gateway", "--all-namespaces")
+    assert sorted(out.splitlines()) == ['configmap "settings" deleted', 'configmap "settings" deleted']
+    _, out, err = await kubectl("get", "configmaps", "-n", "team-a", "-l", "app")
+    assert out == "" and "No resources found" in err
+
+    await kubectl("create", "configmap", "leftover", "-n", "team-a")
+    _, out, _ = await kubectl("delete", "namespace", "team-a")  # waits until the namespace is gone
+    assert out.strip() == 'namespace "team-a" deleted'
+    code, _, err = await kubectl("get", "namespace", "team-a", check=False)
+    assert code != 0 and 'namespaces "team-a" not found' in err
+
+
+POD = manifest("""
+    apiVersion: v1
+    kind: Pod
+    metadata:
+      name: hello
+      labels: {app: enterprise-gateway}
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: busybox
+        command: ["sh", "-c", "echo hello from the pod"]
+""")
+
+
+async def test_logs_of_a_pod_the_node_agent_ran(kubectl):
+    await kubectl("create", "-f", "-", stdin=POD)
+    await kubectl("wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/hello", "--timeout=30s")
+    _, out, _ = await kubectl("logs", "hello")
+    assert out == "hello from the pod\n"
+    _, out, _ = await kubectl("get", "pod", "hello")
+    assert out.splitlines()[1].split()[:4] == ["hello", "0/1", "Completed", "0"]
+
+
+SERVICE = manifest("""
+    apiVersion: v1
+    kind: Service
+    metadata:
+      name: enterprise-gateway
+      namespace: enterprise-gateway
+      labels: {app: enterprise-gateway}
+    spec:
+      selector: {app: enterprise-gateway}
+      ports:
+      - {name: http, port: 8888, targetPort: 8888}
+""")
+
+
+async def test_get_all_by_label_across_namespaces(kubectl):
+    await kubectl("create", "namespace", "enterprise-gateway")
+    await kubectl("create", "-f", "-", stdin=SERVICE)
+    await kubectl("create", "-n", "enterprise-gateway", "-f", "-", stdin=POD)
+    await kubectl("create", "service", "clusterip", "unrelated", "--tcp=80:80")
+    _, out, _ = await kubectl("get", "all", "-l", "app=enterprise-gateway", "--all-namespaces")
+    names = [line.split()[1] for line in out.splitlines() if line.startswith("enterprise-gateway ")]
+    assert sorted(names) == ["pod/hello", "service/enterprise-gateway"]
+    assert "unrelated" not in out
+
+
+async def test_auth_can_i_as_a_service_account(kubectl):
+    await kubectl("create", "namespace", "kernels")
+    await kubectl("create", "serviceaccount", "kernel-sa", "-n", "kernels")
+    await kubectl("create", "role", "pod-reader", "-n", "kernels", "--verb=get,list,watch", "--resource=pods")
+    await kubectl("create", "rolebinding", "kernel-sa-reads", "-n", "kernels", "--role=pod-reader",
+                  "--serviceaccount=kernels:kernel-sa")
+    as_sa = "--as=system:serviceaccount:kernels:kernel-sa"
+    code, out, _ = await kubectl("auth", "can-i", "list", "pods", "-n", "kernels", as_sa, check=False)
+    assert (code, out.strip()) == (0, "yes")
+    code, out, _ = await kubectl("auth", "can-i", "delete", "pods", "-n", "kernels", as_sa, check=False)
+    assert (code, out.strip()) == (1, "no")
+    code, out, _ = await kubectl("auth", "can-i", "list", "pods", "-n", "default", as_sa, check=False)
+    assert (code, out.strip()) == (1, "no")
+    code, _, err = await kubectl("get", "pods", "-n", "default", as_sa, check=False)
+    assert code != 0 and 'User "system:serviceaccount:kernels:kernel-sa" cannot list resource "pods"' in err
