@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import socket
+import subprocess
+import sys
 import time
 import uuid
 
@@ -152,3 +155,18 @@ def test_full_port_range_is_an_error():
             reserve_ports("127.0.0.1", 2, (port, port))
     finally:
         holder.close()
+
+
+# --------------------------------------------------------------------------- what the kernel image needs
+
+
+def test_launcher_imports_neither_tornado_nor_the_kubernetes_client():
+    code = (
+        "import sys\n"
+        "import gateway.launcher.main, gateway.launcher.comm, gateway.launcher.kernel\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tornado', 'kubernetes', 'gateway')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    loaded = ast.literal_eval(out)
+    assert "gateway.launcher.main" in loaded
+    assert not [m for m in loaded if not m.startswith("gateway.launcher") and m != "gateway"]

@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import os
+import socket
 import uuid
 
 import pytest
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gateway.launcher import protocol
+from gateway.provisioner import comm
 from gateway.provisioner.connection import ConnectionInfo
 from gateway.provisioner.crypto import GatewayKeys
 from gateway.provisioner.response import SOURCE_IP_LATER, ResponseCancelled, ResponseListener, ResponseTimeout
@@ -352,3 +354,37 @@ async def test_connection_flood_from_one_peer_is_refused_without_blocking_other_
                 wait.cancel()
             for _, writer in flood:
                 writer.close()
+
+
+# --------------------------------------------------------------------------- comm client against an EG launcher
+
+
+async def test_comm_requests_keep_eg_fields_and_report_unconfirmed_from_eg_launchers():
+    received: list[dict] = []
+
+    async def eg_listener(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(json.loads(await reader.read()))  # EG reads to EOF, acts, closes without a word
+        writer.close()
+
+    server = await asyncio.start_server(eg_listener, "127.0.0.1", 0)
+    try:
+        conn = ConnectionInfo.from_payload(
+            connection_info(new_id(), ip="127.0.0.1", comm_port=server.sockets[0].getsockname()[1])
+        )
+        assert await comm.send_signal(conn, 2, timeout=WAIT) is False
+        assert await comm.request_shutdown(conn, timeout=WAIT) is False
+    finally:
+        server.close()
+    assert received[0]["signum"] == 2 and "shutdown" not in received[0]
+    assert received[1]["shutdown"] == 1 and "signum" not in received[1]
+
+
+async def test_comm_port_that_refuses_connections_is_an_error():
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    try:
+        conn = ConnectionInfo.from_payload(connection_info(new_id(), ip="127.0.0.1", comm_port=holder.getsockname()[1]))
+        with pytest.raises(comm.CommError):
+            await comm.send_signal(conn, 2, timeout=WAIT)
+    finally:
+        holder.close()

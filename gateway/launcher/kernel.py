@@ -106,7 +106,7 @@ class KernelProcess:
         from jupyter_client.asynchronous import AsyncKernelClient
 
         client = AsyncKernelClient()
-        client.load_connection_info(self._connection_info)
+        client.load_connection_info(self._connection_info)  # type: ignore[arg-type]
         client.start_channels(shell=False, iopub=False, stdin=False, hb=False, control=True)
         try:
             client.shutdown()

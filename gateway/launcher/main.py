@@ -53,7 +53,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 async def _run(options: LaunchOptions, response_key: protocol.ResponseKey, env: Mapping[str, str]) -> int:
-    sockets = reserve_ports(options.bind_ip, 6, options.port_range)
+    try:
+        sockets = reserve_ports(options.bind_ip, 6, options.port_range)
+    except OSError as exc:
+        log.error("cannot start the kernel: %s", exc)
+        return 1
     kernel_sockets, comm_socket = sockets[:5], sockets[5]
     conn_key = secrets.token_hex(32)
     shell, iopub, stdin, control, hb = (s.getsockname()[1] for s in kernel_sockets)

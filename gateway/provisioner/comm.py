@@ -61,7 +61,7 @@ async def _request(conn: ConnectionInfo, request: dict, timeout: float) -> bool:
         writer.write(json.dumps(request).encode("utf-8"))
         writer.write_eof()
         await asyncio.wait_for(writer.drain(), max(deadline - loop.time(), 0))
-        answer = await asyncio.wait_for(reader.read(len(COMM_ACK) + 64), max(deadline - loop.time(), 0))
+        answer = await asyncio.wait_for(_read_answer(reader), max(deadline - loop.time(), 0))
     except ConnectionError:
         return False  # closed on us: an EG launcher, or a refusal
     except asyncio.TimeoutError as exc:
@@ -69,3 +69,14 @@ async def _request(conn: ConnectionInfo, request: dict, timeout: float) -> bool:
     finally:
         writer.close()
     return answer.strip() == COMM_ACK
+
+
+async def _read_answer(reader: asyncio.StreamReader, limit: int = 256) -> bytes:
+    """What the launcher writes before closing, up to ``limit`` bytes (an acknowledgement is short)."""
+    answer = b""
+    while len(answer) <= limit:
+        chunk = await reader.read(limit)
+        if not chunk:
+            break
+        answer += chunk
+    return answer

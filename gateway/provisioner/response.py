@@ -194,11 +194,16 @@ class ResponseListener:
 
     async def stop(self) -> None:
         """Stop accepting, drop open connections, and fail every outstanding expectation."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         for writer in list(self._connections):
             writer.transport.abort()
+        if server is not None:
+            try:
+                await asyncio.wait_for(server.wait_closed(), self._read_timeout)
+            except asyncio.TimeoutError:
+                log.warning("response listener: connections still closing at stop")
         for expectation in list(self._pending.values()):
             self._cancel(expectation)
 
