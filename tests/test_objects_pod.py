@@ -458,3 +458,4 @@ def test_namespace_and_role_binding_as_enterprise_gateway_creates_them():
 def test_role_binding_refuses_names_the_api_server_would(namespace, role, account):
     with pytest.raises(ValueError):
         kernel_role_binding(namespace, role, account, KERNEL_ID)
+
