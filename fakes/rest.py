@@ -19,6 +19,9 @@ from fakes import decoding, tables
 from fakes.paths import ResourcePath
 from gateway.cluster.interface import BadRequest, Cluster, MethodNotAllowed, Obj
 
+API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+"""The audience a kubeadm or kind API server issues service-account tokens for by default."""
+
 
 @dataclass
 class Reply:
@@ -186,7 +189,8 @@ async def _create(cluster: Cluster, call: Call) -> Reply:
             "kind": "TokenRequest",
             "apiVersion": "authentication.k8s.io/v1",
             "metadata": {"name": t.name, "namespace": t.namespace, "creationTimestamp": None},
-            "spec": {**spec, "expirationSeconds": expiration},
+            # with no audiences asked for, the token is for the API server's own (--api-audiences)
+            "spec": {**spec, "audiences": spec.get("audiences") or [API_AUDIENCE], "expirationSeconds": expiration},
             "status": {"token": token, "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")},
         })
     raise not_allowed()

@@ -141,12 +141,16 @@ class SimulatedClusterThread:
 
     ``with SimulatedClusterThread(**kwargs) as cluster:`` starts it and waits
     until it serves (at most ``start_timeout`` seconds); leaving the block stops
-    it and joins the thread.  ``cluster.call(coroutine_function)`` runs code on
+    it and joins the thread.  ``kwargs`` are :class:`SimulatedCluster`'s;
+    ``store_factory`` makes the store on the cluster's own thread.  ``cluster.call(coroutine_function)`` runs code on
     the cluster's loop (to reach the store) and returns its result.
     """
 
-    def __init__(self, *, start_timeout: float = 30.0, **kwargs: Any) -> None:
+    def __init__(
+        self, *, start_timeout: float = 30.0, store_factory: Callable[[], Store] | None = None, **kwargs: Any
+    ) -> None:
         self._kwargs = kwargs
+        self._store_factory = store_factory
         self._start_timeout = start_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -167,7 +171,10 @@ class SimulatedClusterThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
-            cluster = SimulatedCluster(**self._kwargs)
+            kwargs = dict(self._kwargs)
+            if self._store_factory is not None:
+                kwargs["store"] = self._store_factory()
+            cluster = SimulatedCluster(**kwargs)
             async with cluster:
                 self.cluster = cluster
                 self._ready.set_result(cluster)
