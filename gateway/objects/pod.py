@@ -113,19 +113,18 @@ def kernel_objects(
     for key, value in launcher.items():
         if key in identity and identity[key] != value:
             raise ValueError(f"launcher env {key}={value!r} contradicts the kernel's {identity[key]!r}")
-    overrides = {**client_env, **identity, **launcher}
-    variables = {
-        **{key.lower(): value for key, value in {**client_env, **identity}.items() if _is_kernel_variable(key)},
-        "kernel_username": username,
-        "kernel_id": kernel_id,
-        "namespace": namespace,
-        "service_account": service_account,
-        "response_address": response_address,
-        "connection_filename": connection_filename,
-        "language": language,
-        "spark_context_initialization_mode": spark_context_initialization_mode,
-        "docker_image": image,
-    }
+    variables = _template_variables(
+        {**client_env, **identity},
+        kernel_username=username,
+        kernel_id=kernel_id,
+        namespace=namespace,
+        service_account=service_account,
+        response_address=response_address,
+        connection_filename=connection_filename,
+        language=language,
+        spark_context_initialization_mode=spark_context_initialization_mode,
+        docker_image=image,
+    )
     rendered = render(list(template_objects), variables)
     pods = [obj for obj in rendered if obj.get("kind") == POD_KIND]
     if len(pods) != 1:
@@ -133,13 +132,17 @@ def kernel_objects(
     pod = pods[0]
     _complete_pod(pod, name=name, namespace=namespace, labels=labels, service_account=service_account, image=image)
     container = pod["spec"]["containers"][0]
-    container["env"] = _merged_env(container.get("env"), overrides)
+    container["env"] = _merged_env(container.get("env"), {**client_env, **identity, **launcher})
     resources = container_resources(client_env, _mapping(container.get("resources"), "resources"))
     if resources or "resources" in container:
         container["resources"] = resources
-    security = dict(_mapping(pod["spec"].get("securityContext"), "securityContext"))
-    security.update(runAsUser=uid, runAsGroup=gid, fsGroup=gid, runAsNonRoot=uid != 0)
-    pod["spec"]["securityContext"] = security
+    pod["spec"]["securityContext"] = {
+        **_mapping(pod["spec"].get("securityContext"), "securityContext"),
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "fsGroup": gid,
+        "runAsNonRoot": uid != 0,
+    }
     companions = tuple(
         _complete_companion(obj, pod_name=name, namespace=namespace, labels=labels)
         for obj in rendered
@@ -298,9 +301,18 @@ def _kernel_id_number(env: Mapping[str, str], var: str, default: int, prohibited
     return number
 
 
-def _is_kernel_variable(env_name: str) -> bool:
-    """Client ``KERNEL_*`` variables also become template variables (``$kernel_working_dir``), as in EG."""
-    return env_name.startswith("KERNEL_") and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env_name) is not None
+def _template_variables(kernel_env: Mapping[str, str], **seed_variables: str) -> dict[str, str]:
+    """The seed's variables, plus each ``KERNEL_*`` of the kernel env lowercased (``$kernel_working_dir``).
+
+    EG's later templates offer ``KERNEL_*`` this way too; the seed's variables
+    win over a client's ``KERNEL_USERNAME`` and the like.
+    """
+    from_env = {
+        key.lower(): value
+        for key, value in kernel_env.items()
+        if key.startswith("KERNEL_") and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key)
+    }
+    return {**from_env, **seed_variables}
 
 
 def _mapping(value: Any, what: str) -> Mapping[str, Any]:
