@@ -51,6 +51,7 @@ class Lifecycle:
     _dependents: dict[str, set[Key]]
     _by_uid: dict[str, Key]
     _pending_owners: list[str]
+    _pending_dependents: list[Key]
     _pending_namespaces: set[str]
     _settling: bool
     _namespace_counts: dict[str, int]
@@ -110,6 +111,12 @@ class Lifecycle:
             obj = self._put(rt, new, obj)
         if FOREGROUND in finalizers:
             self._delete_dependents(uid)
+            # Dependents that do not block (or none left) let the owner go now.
+            self._release_foreground_owners([{"uid": uid}])
+            if uid not in self._by_uid:
+                return obj, True
+            key = self._by_uid[uid]
+            return self._objects[key[0]][(key[1], key[2])], False
         return obj, False
 
     def _graceful_period(self, rt: ResourceType, obj: dict[str, Any], grace: int | None) -> int | None:
@@ -177,18 +184,25 @@ class Lifecycle:
                 self._delete_object(RESOURCES[plural], dep, None, Propagation.FOREGROUND)
 
     def _collect_orphans_of(self, owner_uid: str) -> None:
-        """An owner is gone: delete dependents with no owner left, drop the dangling reference from the others."""
+        """An owner is gone: look at each of its dependents."""
         for key in sorted(self._dependents.get(owner_uid, ())):
-            plural, ns, name = key
-            dep = self._objects[plural].get((ns, name))
-            if dep is None:
-                continue
-            refs = dep["metadata"].get("ownerReferences") or []
-            alive = [r for r in refs if r.get("uid") in self._by_uid]
-            if alive:
-                self._drop_owner_refs(key, {r.get("uid") for r in refs if r.get("uid") not in self._by_uid})
-            else:
-                self._delete_object(RESOURCES[plural], dep, None, Propagation.BACKGROUND)
+            self._collect_if_orphaned(key)
+
+    def _collect_if_orphaned(self, key: Key) -> None:
+        """Delete a dependent none of whose owners exist; drop the references to gone owners from one
+        that still has a live owner (garbagecollector.go attemptToDeleteItem: dangling vs solid owners)."""
+        plural, ns, name = key
+        dep = self._objects[plural].get((ns, name))
+        if dep is None:
+            return
+        uids = {r.get("uid") for r in dep["metadata"].get("ownerReferences") or []}
+        dangling = {uid for uid in uids if uid not in self._by_uid}
+        if not dangling:
+            return
+        if dangling != uids:
+            self._drop_owner_refs(key, dangling)
+        else:
+            self._delete_object(RESOURCES[plural], dep, None, Propagation.BACKGROUND)
 
     def _release_foreground_owners(self, refs: list[dict[str, Any]]) -> None:
         """A dependent is gone: an owner deleted in the foreground goes once no blocking dependent is left."""
@@ -273,9 +287,12 @@ class Lifecycle:
                 if self._pending_owners:
                     self._collect_orphans_of(self._pending_owners.pop(0))
                     continue
+                if self._pending_dependents:
+                    self._collect_if_orphaned(self._pending_dependents.pop(0))
+                    continue
                 for namespace in sorted(self._pending_namespaces):
                     self._finalize_namespace(namespace)
-                if not self._pending_owners:
+                if not self._pending_owners and not self._pending_dependents:
                     break
         finally:
             self._settling = False

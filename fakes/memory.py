@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from fakes.identity import ADMIN, UserInfo
+from fakes.selectors import parse_field_selector
 from fakes.store import Store
 from fakes.watching import Watch
-from gateway.cluster.interface import Forbidden, Obj, PatchType, Propagation, WatchEvent
+from gateway.cluster.interface import BadRequest, Forbidden, Obj, PatchType, Propagation, WatchEvent
 from gateway.cluster.resources import ResourceType, resource_type
 
 
@@ -78,7 +79,7 @@ class MemoryCluster:
                    field_selector: str | None = None) -> Obj:
         rt = resource_type(resource)
         ns = self._namespace(rt, namespace)
-        await self._admit("list", rt, ns)
+        await self._admit("list", rt, ns, _selected_name(rt, field_selector))
         return self.store.list(rt, ns, label_selector, field_selector)
 
     async def replace(self, resource: str, name: str, body: Mapping[str, Any], *, namespace: str | None = None,
@@ -114,7 +115,7 @@ class MemoryCluster:
                      allow_bookmarks: bool) -> AsyncIterator[WatchEvent]:
         rt = resource_type(resource)
         ns = self._namespace(rt, namespace)
-        await self._admit("watch", rt, ns)
+        await self._admit("watch", rt, ns, _selected_name(rt, field_selector))
         stream = self.store.watch(rt, ns, label_selector, field_selector, resource_version,
                                   allow_bookmarks=allow_bookmarks, timeout_seconds=timeout_seconds)
         if self._closed:
@@ -163,3 +164,12 @@ class MemoryCluster:
         self._closed = True
         for stream in list(self._watches):
             stream.end()
+
+
+def _selected_name(rt: ResourceType, field_selector: str | None) -> str:
+    """The name a list/watch pins with ``metadata.name=X``: the server authorizes it as a request on X
+    (``k8s.io/apiserver/pkg/endpoints/request/requestinfo.go``)."""
+    try:
+        return parse_field_selector(field_selector, rt.plural).single_name() or ""
+    except BadRequest:
+        return ""  # the store answers the malformed selector after authorization

@@ -82,6 +82,7 @@ class Store(Lifecycle):
         self._dependents: dict[str, set[Key]] = {}
         self._namespace_counts: dict[str, int] = {}
         self._pending_owners: list[str] = []
+        self._pending_dependents: list[Key] = []
         self._pending_namespaces: set[str] = set()
         self._settling = False
         self._log = EventLog(watch_window, bookmark_interval)
@@ -145,11 +146,17 @@ class Store(Lifecycle):
             if ns:
                 self._namespace_counts[ns] = self._namespace_counts.get(ns, 0) + 1
         before, after = _owner_uids(old), _owner_uids(new)
-        for uid in before - after:
-            self._forget_dependent(uid, key)
         for uid in after - before:
             self._dependents.setdefault(uid, set()).add(key)
+            if uid not in self._by_uid:
+                # A reference to an owner that does not exist: the collector will delete or fix this object.
+                self._pending_dependents.append(key)
+        for uid in before - after:
+            self._forget_dependent(uid, key)
         self._log.record(rt.plural, Change(self._rv, "MODIFIED" if old else "ADDED", new, old))
+        if before - after:
+            # A dependent let go of its owner: an owner waiting in the foreground may now go.
+            self._release_foreground_owners([{"uid": uid} for uid in sorted(before - after)])
         return new
 
     def _forget_dependent(self, owner_uid: str, key: Key) -> None:
@@ -218,7 +225,9 @@ class Store(Lifecycle):
         if rt.plural == "namespaces":
             # The service-account controller gives every new namespace its "default" account.
             self.create(RESOURCES["serviceaccounts"], {"metadata": {"name": "default"}}, meta["name"])
-        return copy.deepcopy(stored)
+        created = copy.deepcopy(stored)
+        self._settle()
+        return created
 
     @staticmethod
     def _check_kind(rt: ResourceType, obj: dict[str, Any]) -> None:
@@ -514,10 +523,11 @@ class Store(Lifecycle):
         if not node:
             return ""  # strategy.go LogLocation: no host yet, an empty log
         statuses = (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
-        state = next((s.get("state") or {} for s in statuses if s.get("name") == container), {})
-        if not state or "waiting" in state:
+        found = next((s for s in statuses if s.get("name") == container), {})
+        state = found.get("state") or {}
+        if (not state or "waiting" in state) and "terminated" not in (found.get("lastState") or {}):
+            # kubelet_pods.go validateContainerLogStatus: nothing ran yet, so there is no log to read.
             reason = (state.get("waiting") or {}).get("reason") or "ContainerCreating"
-            # kubelet_pods.go validateContainerLogStatus
             raise BadRequest(f'container "{container}" in pod "{name}" is waiting to start: {reason}')
         reader = self._node_logs.get(node)
         if reader is None:

@@ -194,14 +194,13 @@ def _meta_errors(rt: ResourceType, obj: Mapping[str, Any]) -> list[FieldError]:
     if total > ANNOTATIONS_MAX_BYTES:
         errs.append(FieldError("FieldValueTooLong", "metadata.annotations",
                                detail=f"must have at most {ANNOTATIONS_MAX_BYTES} bytes"))
-    for i, ref in enumerate(meta.get("ownerReferences") or []):
-        for key in ("apiVersion", "kind", "name", "uid"):
-            if not ref.get(key):
-                errs.append(FieldError("FieldValueRequired" if key != "uid" else "FieldValueInvalid",
-                                       f"metadata.ownerReferences[{i}].{key}" if key != "uid"
-                                       else "metadata.ownerReferences.uid",
-                                       "" if key == "uid" else None,
-                                       "uid must not be empty" if key == "uid" else ""))
+    # objectmeta.go validateOwnerReference: the field path carries no index.
+    for ref in meta.get("ownerReferences") or []:
+        for key, what in (("apiVersion", "version"), ("kind", "kind"), ("name", "name"), ("uid", "uid")):
+            if not isinstance(ref, Mapping) or not ref.get(key):
+                errs.append(FieldError("FieldValueInvalid", f"metadata.ownerReferences.{key}",
+                                       (ref.get(key) if isinstance(ref, Mapping) else None) or "",
+                                       f"{what} must not be empty"))
     return errs
 
 
