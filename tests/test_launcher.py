@@ -72,7 +72,8 @@ class Launch:
         assert self.conn is not None
         client = AsyncKernelClient()
         client.load_connection_info(self.conn.to_jupyter())
-        client.start_channels()
+        # No heartbeat channel: under load a slow first heartbeat would read as a dead kernel.
+        client.start_channels(hb=False)
         self.client = client
         await client.wait_for_ready(timeout=WAIT)
         return client
@@ -167,7 +168,8 @@ async def test_launch_execute_interrupt_and_shutdown(listener, launches):
     content, results = await run_code(client, "1+1")
     assert content["status"] == "ok" and results == ["2"]
 
-    msg_id = client.execute("print('sleeping', flush=True); import time; time.sleep(60)")
+    # stop_on_error=False: otherwise ipykernel aborts requests arriving right after the interrupted one
+    msg_id = client.execute("print('sleeping', flush=True); import time; time.sleep(60)", stop_on_error=False)
     while True:  # wait until the code is running, not for a while
         msg = await client.get_iopub_msg(timeout=WAIT)
         if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
