@@ -1,0 +1,104 @@
+"""Label and field selectors: what ``kubectl get -l`` and the gateway's watches rely on."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fakes.selectors import parse_field_selector, parse_label_selector
+from gateway.cluster.interface import BadRequest
+
+KEYS = st.sampled_from(["app", "tier", "kernelgate.io/kernel-id", "example.com/x_y", "a.b-c"])
+VALUES = st.sampled_from(["", "kernel", "web", "v1.2", "A_b-c", "x" * 63])
+LABELS = st.dictionaries(KEYS, VALUES, max_size=4)
+
+
+@st.composite
+def requirements(draw: st.DrawFn) -> tuple[str, str, tuple[str, ...]]:
+    key = draw(KEYS)
+    op = draw(st.sampled_from(["=", "==", "!=", "in", "notin", "exists", "!"]))
+    if op in ("exists", "!"):
+        return key, op, ()
+    if op in ("in", "notin"):
+        values = draw(st.lists(VALUES.filter(bool), min_size=1, max_size=3))
+        return key, op, tuple(values)
+    return key, op, (draw(VALUES),)
+
+
+def render(req: tuple[str, str, tuple[str, ...]]) -> str:
+    key, op, values = req
+    if op == "exists":
+        return key
+    if op == "!":
+        return f"!{key}"
+    if op in ("in", "notin"):
+        return f"{key} {op} ({', '.join(values)})"
+    return f"{key}{op}{values[0]}"
+
+
+def reference(req: tuple[str, str, tuple[str, ...]], labels: dict[str, str]) -> bool:
+    """The documented meaning of one requirement (kubernetes.io labels concept page)."""
+    key, op, values = req
+    if op == "exists":
+        return key in labels
+    if op == "!":
+        return key not in labels
+    if op in ("=", "==", "in"):
+        return key in labels and labels[key] in values
+    return labels.get(key) not in values if key in labels else True
+
+
+@settings(max_examples=100)
+@given(st.lists(requirements(), max_size=4), LABELS)
+def test_parsed_selectors_match_as_documented(reqs: list[tuple[str, str, tuple[str, ...]]],
+                                              labels: dict[str, str]) -> None:
+    selector = parse_label_selector(",".join(render(r) for r in reqs))
+    assert selector.matches(labels) == all(reference(r, labels) for r in reqs)
+
+
+@settings(max_examples=100)
+@given(st.text(alphabet="abc=!(), in/._-", max_size=20))
+def test_any_text_parses_or_is_a_bad_request(text: str) -> None:
+    try:
+        parse_label_selector(text)
+    except BadRequest:
+        pass
+
+
+@pytest.mark.parametrize("bad", ["app=", "app in (a", "app in a", "=x", "app=x,", "app==x==y", "a b", "-bad=x",
+                                 "app=" + "x" * 64, "app in ()"])
+def test_malformed_selectors_are_bad_requests(bad: str) -> None:
+    if bad == "app=":
+        # An empty value is legal: it selects objects whose label is empty.
+        assert parse_label_selector(bad).matches({"app": ""})
+        return
+    with pytest.raises(BadRequest):
+        parse_label_selector(bad)
+
+
+def test_empty_selector_matches_everything() -> None:
+    assert parse_label_selector(None).matches(None)
+    assert parse_label_selector("  ").matches({"a": "b"})
+
+
+def test_field_selectors_on_pods() -> None:
+    pod = {"metadata": {"name": "p", "namespace": "ns"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}}
+    assert parse_field_selector("status.phase=Running,spec.nodeName==n1", "pods").matches(pod)
+    assert not parse_field_selector("status.phase!=Running", "pods").matches(pod)
+    assert parse_field_selector("spec.nodeName=", "pods").matches({"metadata": {"name": "q"}})
+    assert parse_field_selector("metadata.name=p,metadata.namespace=ns", "pods").single_name() == "p"
+
+
+@settings(max_examples=50)
+@given(st.sampled_from(["configmaps", "secrets", "services", "roles"]),
+       st.sampled_from(["status.phase", "spec.nodeName", "data.x", "metadata.labels"]))
+def test_fields_a_resource_does_not_index_are_refused(resource: str, field: str) -> None:
+    with pytest.raises(BadRequest) as err:
+        parse_field_selector(f"{field}=x", resource)
+    assert err.value.message == f"field label not supported: {field}"
+
+
+def test_field_selector_values_may_escape_separators() -> None:
+    obj = {"metadata": {"name": "a,b"}}
+    assert parse_field_selector(r"metadata.name=a\,b", "configmaps").matches(obj)
