@@ -145,6 +145,16 @@ async def run_code(client: AsyncKernelClient, code: str) -> tuple[dict, list[str
     return reply["content"], results
 
 
+async def start_sleeping(client: AsyncKernelClient) -> str:
+    """Start a minute-long sleep and return once the kernel is in it (it prints first)."""
+    # stop_on_error=False: otherwise ipykernel aborts requests arriving right after an interrupted one
+    msg_id = client.execute("print('sleeping', flush=True); import time; time.sleep(60)", stop_on_error=False)
+    while True:
+        msg = await client.get_iopub_msg(timeout=WAIT)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            return msg_id
+
+
 async def raw_comm_request(conn: ConnectionInfo, request: object) -> bytes:
     """Send any JSON to the comm port as EG does; returns what the launcher answered before closing."""
     reader, writer = await asyncio.open_connection(conn.ip, conn.comm_port)
@@ -160,7 +170,7 @@ async def raw_comm_request(conn: ConnectionInfo, request: object) -> bytes:
 # --------------------------------------------------------------------------- tests
 
 
-async def test_launch_execute_interrupt_and_shutdown(listener, launches):
+async def test_launch_execute_interrupt_and_shutdown(listener, launches, tmp_path):
     launch = await start_kernel(listener, launches, "127.0.0.61")
     assert launch.conn.ip == "127.0.0.61" and launch.conn.comm_port
     client = await launch.connect()
@@ -169,11 +179,7 @@ async def test_launch_execute_interrupt_and_shutdown(listener, launches):
     assert content["status"] == "ok" and results == ["2"]
 
     # stop_on_error=False: otherwise ipykernel aborts requests arriving right after the interrupted one
-    msg_id = client.execute("print('sleeping', flush=True); import time; time.sleep(60)", stop_on_error=False)
-    while True:  # wait until the code is running, not for a while
-        msg = await client.get_iopub_msg(timeout=WAIT)
-        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
-            break
+    msg_id = await start_sleeping(client)
     started = time.monotonic()
     assert await comm.send_signal(launch.conn, signal.SIGINT) is True
     reply = await client.get_shell_msg(timeout=WAIT)
@@ -184,8 +190,13 @@ async def test_launch_execute_interrupt_and_shutdown(listener, launches):
     content, results = await run_code(client, "2+2")
     assert content["status"] == "ok" and results == ["4"]
 
+    # Shutdown while busy still lets the kernel exit cleanly, running its exit handlers.
+    marker = tmp_path / "exit-handlers-ran"
+    await run_code(client, f"import atexit; atexit.register(lambda: open({str(marker)!r}, 'w').close())")
+    await start_sleeping(client)
     assert await comm.request_shutdown(launch.conn) is True
     assert await launch.exit_status() == 0
+    assert marker.exists()
     assert not processes_mentioning(launch.kernel_id)
 
 

@@ -84,11 +84,14 @@ class KernelProcess:
     async def stop(self) -> int:
         """Stop the kernel, politely first (called on shutdown requests and SIGTERM).
 
-        A ``shutdown_request`` on the control channel lets the kernel run its
-        exit handlers; a kernel that does not exit in time gets SIGTERM, then
-        SIGKILL, each to its whole process group.  Returns its exit status.
+        An interrupt first frees a kernel busy running code (an idle kernel
+        ignores it), as jupyter_client does; then a ``shutdown_request`` on the
+        control channel lets the kernel run its exit handlers; a kernel that
+        does not exit in time gets SIGTERM, then SIGKILL, each to its whole
+        process group.  Returns its exit status.
         """
         if self._process.returncode is None:
+            self.send_signal(signal.SIGINT)
             await self._request_shutdown()
         for signum, grace in ((signal.SIGTERM, TERMINATE_GRACE_SECONDS), (signal.SIGKILL, None)):
             if self._process.returncode is not None:
