@@ -93,6 +93,14 @@ def test_response_key_formats():
             protocol.ResponseKey.parse(bad)
 
 
+def test_x25519_key_is_preferred_wherever_it_was_given():
+    keys = GatewayKeys(legacy=True)
+    assert protocol.ResponseKey.choose([keys.legacy_public_key, keys.public_key]).x25519 is not None
+    assert protocol.ResponseKey.choose(["garbage", keys.legacy_public_key]).rsa is not None
+    with pytest.raises(protocol.PayloadError):
+        protocol.ResponseKey.choose(["garbage", ""])
+
+
 def test_legacy_payload_from_our_launcher_opens_with_the_gateway_rsa_key():
     keys = GatewayKeys(legacy=True)
     rsa_key = protocol.ResponseKey.parse(keys.legacy_public_key).rsa
@@ -115,7 +123,7 @@ def test_command_line_wins_over_environment():
     }
     options = parse_options([], env)
     assert (options.kernel_id, options.response_host, options.response_port) == ("from-env", "10.0.0.2", 8877)
-    assert (options.public_key, options.bind_ip, options.port_range) == ("ours", "10.1.2.3", (40000, 40999))
+    assert (options.public_keys, options.bind_ip, options.port_range) == (("ours", "eg"), "10.1.2.3", (40000, 40999))
     options = parse_options(["--kernel-id", "cli", "--ip", "127.0.0.9", "--port-range", "0..0"], env)
     assert (options.kernel_id, options.bind_ip, options.port_range) == ("cli", "127.0.0.9", None)
     assert "ours" not in repr(options)

@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     )
     try:
         options = parse_options(sys.argv[1:] if argv is None else argv, env)
-        key = protocol.ResponseKey.parse(options.public_key)
+        key = protocol.ResponseKey.choose(options.public_keys)
     except (UsageError, protocol.PayloadError) as exc:
         print(f"gateway.launcher: {exc}", file=sys.stderr)
         return 2

@@ -26,7 +26,8 @@ class LaunchOptions:
     kernel_id: str
     response_host: str
     response_port: int
-    public_key: str
+    public_keys: tuple[str, ...]
+    """The gateway's public keys as given, command line first; see :meth:`ResponseKey.choose`."""
     bind_ip: str = "0.0.0.0"
     port_range: tuple[int, int] | None = None
     kernel_class_name: str = DEFAULT_KERNEL_CLASS
@@ -90,8 +91,8 @@ def parse_options(argv: Sequence[str], env: Mapping[str, str]) -> LaunchOptions:
     if not address:
         raise UsageError("a response address is required (--response-address or RESPONSE_ADDRESS)")
     host, port = _parse_address(address)
-    public_key = pick(args.public_key, "KERNEL_RESPONSE_KEY", "PUBLIC_KEY")
-    if not public_key:
+    public_keys = tuple(key for key in (args.public_key, env.get("KERNEL_RESPONSE_KEY"), env.get("PUBLIC_KEY")) if key)
+    if not public_keys:
         raise UsageError("the gateway's public key is required (--public-key or KERNEL_RESPONSE_KEY)")
     bind_ip = pick(args.bind_ip, "KERNEL_POD_IP") or "0.0.0.0"
     try:
@@ -106,7 +107,7 @@ def parse_options(argv: Sequence[str], env: Mapping[str, str]) -> LaunchOptions:
         kernel_id=kernel_id,
         response_host=host,
         response_port=port,
-        public_key=public_key,
+        public_keys=public_keys,
         bind_ip=bind_ip,
         port_range=parse_port_range(port_range_text) if port_range_text else None,
         kernel_class_name=args.kernel_class_name or DEFAULT_KERNEL_CLASS,

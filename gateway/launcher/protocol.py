@@ -42,7 +42,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +115,28 @@ class ResponseKey:
         if not isinstance(key, rsa.RSAPublicKey):
             raise PayloadError("the response key is neither X25519 nor an RSA public key")
         return cls(rsa=key)
+
+    @classmethod
+    def choose(cls, texts: Sequence[str]) -> ResponseKey:
+        """The best of the keys a launcher was given (called once at launcher start).
+
+        An X25519 key wins over an RSA one wherever it came from: an EG-style
+        bootstrap passes ``--public-key $PUBLIC_KEY`` (the RSA key) while our
+        gateway also sets ``KERNEL_RESPONSE_KEY``.  Unusable keys are skipped;
+        raises :class:`PayloadError` if none is usable.
+        """
+        parsed: list[ResponseKey] = []
+        for text in texts:
+            try:
+                parsed.append(cls.parse(text))
+            except PayloadError:
+                continue
+        for key in parsed:
+            if key.x25519 is not None:
+                return key
+        if parsed:
+            return parsed[0]
+        raise PayloadError("no usable response key (neither X25519 nor an RSA public key)")
 
 
 def x25519_public_text(key: x25519.X25519PrivateKey) -> str:
