@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from fakes import protobuf
 from gateway.cluster.interface import BadRequest, PatchType, Propagation, UnsupportedMediaType
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -70,6 +71,21 @@ def decode_object(body: bytes) -> dict[str, Any]:
             '{ APIVersion string "json:\\"apiVersion,omitempty\\""; Kind string "json:\\"kind,omitempty\\"" }'
         )
     return obj
+
+
+def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
+    """The object in a create/update body: JSON, or the Kubernetes protobuf kubectl 1.32 sends
+    for its typed requests.  Another media type is refused with 415, as the real server refuses
+    one it has no serializer for (``handlers/rest.go``)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in ("", "application/json", "*/*"):
+        return decode_object(body)
+    if media == protobuf.MEDIA_TYPE:
+        return protobuf.decode(body)
+    raise UnsupportedMediaType(
+        f"the body of the request was in an unknown format - accepted media types include: "
+        f"application/json, {protobuf.MEDIA_TYPE}"
+    )
 
 
 def decode_patch(body: bytes, patch_type: PatchType) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.cluster.resources import RESOURCES, ResourceType
 
-GIT_VERSION = "v1.31.0"
+GIT_VERSION = "v1.32.0"
 """The Kubernetes version we claim: recent enough that current clients accept it."""
 
 # Subresources whose kind, group or verbs differ from their parent's
@@ -40,8 +40,8 @@ def version() -> dict[str, Any]:
         "gitVersion": GIT_VERSION,
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
-        "buildDate": "2024-08-13T07:28:49Z",
-        "goVersion": "go1.22.5",
+        "buildDate": "2024-12-11T17:59:15Z",
+        "goVersion": "go1.23.3",
         "compiler": "gc",
         "platform": "linux/amd64",
     }

@@ -11,7 +11,7 @@ for gets its service-account groups; everyone but ``system:anonymous`` gets
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from tornado.httputil import HTTPHeaders
 
 from fakes import rbac
 from fakes.identity import AUTHENTICATED, SERVICE_ACCOUNTS, UserInfo
@@ -23,12 +23,6 @@ UID_HEADER = "Impersonate-Uid"
 EXTRA_PREFIX = "Impersonate-Extra-"
 
 
-class _Headers(Protocol):
-    def get(self, name: str, default: Any = None) -> Any: ...
-    def get_list(self, name: str) -> list[str]: ...
-    def get_all(self) -> Any: ...
-
-
 def _check(acting: UserInfo, request: rbac.Request, source: rbac.RuleSource) -> None:
     decision = rbac.authorize(acting, request, source)
     if not decision.allowed:
@@ -38,7 +32,7 @@ def _check(acting: UserInfo, request: rbac.Request, source: rbac.RuleSource) -> 
         )
 
 
-def impersonate(acting: UserInfo, headers: _Headers, source: rbac.RuleSource) -> UserInfo:
+def impersonate(acting: UserInfo, headers: HTTPHeaders, source: rbac.RuleSource) -> UserInfo:
     """The user the request acts as: ``acting`` itself without impersonation headers.
 
     Raises :class:`Forbidden` when ``acting`` may not impersonate whom it asks for.

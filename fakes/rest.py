@@ -143,7 +143,7 @@ def _checked_body(call: Call) -> Obj:
     """The decoded object of a create/update, checked against the URL as the real handlers check it
     (``handlers/create.go``, ``handlers/update.go``, ``rest/create.go``)."""
     decoding.field_validation(call.query.get("fieldValidation"))
-    obj = decoding.decode_object(call.body)
+    obj = decoding.decode_body(call.body, call.content_type)
     t = call.target
     expected_kind = t.resource.kind
     if t.subresource == "binding":

@@ -35,7 +35,7 @@ def _attributes(spec: dict[str, Any]) -> rbac.Request:
 async def review(cluster: Cluster, user: UserInfo, source: rbac.RuleSource, call: Call) -> Reply:
     """Answer an access review created by ``user`` through ``cluster``."""
     decoding.field_validation(call.query.get("fieldValidation"))
-    body = decoding.decode_object(call.body)
+    body = decoding.decode_body(call.body, call.content_type)
     spec = body.get("spec") or {}
     request = _attributes(spec)
     if call.target.resource.plural == "selfsubjectaccessreviews":

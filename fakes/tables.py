@@ -116,6 +116,18 @@ def _deployment_cells(dep: Obj) -> list[Any]:
     ]
 
 
+def _node_cells(node: Obj) -> list[Any]:
+    conditions = node.get("status", {}).get("conditions") or []
+    ready = next((c.get("status") for c in conditions if c.get("type") == "Ready"), "Unknown")
+    status = {"True": "Ready", "False": "NotReady"}.get(ready, "Unknown")
+    if node.get("spec", {}).get("unschedulable"):
+        status += ",SchedulingDisabled"
+    prefix = "node-role.kubernetes.io/"
+    roles = sorted(k[len(prefix):] for k in (node.get("metadata", {}).get("labels") or {}) if k.startswith(prefix))
+    version = node.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", "")
+    return [status, ",".join(roles) or "<none>", age(node), version]
+
+
 # plural -> (columns after Name, cells after the name)
 _PRINTERS: dict[str, tuple[list[Obj], Callable[[Obj], list[Any]]]] = {
     "pods": (
@@ -132,6 +144,10 @@ _PRINTERS: dict[str, tuple[list[Obj], Callable[[Obj], list[Any]]]] = {
     "deployments": (
         [_column("Ready"), _column("Up-to-date", type_="integer"), _column("Available", type_="integer"), _AGE],
         _deployment_cells,
+    ),
+    "nodes": ([_column("Status"), _column("Roles"), _AGE, _column("Version")], _node_cells),
+    "serviceaccounts": (
+        [_column("Secrets", type_="integer"), _AGE], lambda sa: [len(sa.get("secrets") or []), age(sa)]
     ),
     "configmaps": ([_column("Data", type_="integer"), _AGE], lambda cm: [len(cm.get("data") or {}) + len(cm.get("binaryData") or {}), age(cm)]),
     "secrets": (

@@ -83,28 +83,28 @@ class Stream:
         HTTP status as the real server's filters do; Gone, and errors after the
         stream began, become ``ERROR`` events.
         """
-        opened = dict(
-            namespace=target.namespace,
-            label_selector=query.get("labelSelector") or None,
-            field_selector=query.get("fieldSelector") or None,
-            resource_version=query.get("resourceVersion") or None,
-            timeout_seconds=_timeout(query),
-            allow_bookmarks=query.get("allowWatchBookmarks") in ("1", "true"),
-        )
         events: Any
         try:
-            events = cluster.watch(target.resource.plural, **opened)
-        except Gone as err:
-            events = _failed(err)
+            events = cluster.watch(
+                target.resource.plural,
+                namespace=target.namespace,
+                label_selector=query.get("labelSelector") or None,
+                field_selector=query.get("fieldSelector") or None,
+                resource_version=query.get("resourceVersion") or None,
+                timeout_seconds=_timeout(query),
+                allow_bookmarks=query.get("allowWatchBookmarks") in ("1", "true"),
+            )
+        except Gone as gone:
+            events = _failed(gone)
         # The cluster authorizes and checks the version when iteration starts, before its
         # first real wait; one turn of the loop lets that happen before we commit to a 200.
         first = asyncio.ensure_future(events.__anext__())
         await asyncio.sleep(0)
         if first.done() and not first.cancelled():
-            err = first.exception()
-            if isinstance(err, ClusterError) and not isinstance(err, Gone):
+            refused = first.exception()
+            if isinstance(refused, ClusterError) and not isinstance(refused, Gone):
                 await events.aclose()
-                raise err
+                raise refused
         as_table = tables.wants_table(accept)
         include = query.get("includeObject", "Metadata")
         self._registry.add(self)

@@ -9,7 +9,7 @@ import ssl
 import pytest
 import yaml
 
-from fakes import decoding, kubeconfig, paths, tables, tls
+from fakes import decoding, kubeconfig, paths, protobuf, tables, tls
 from gateway.cluster.interface import BadRequest, PatchType, Propagation, UnsupportedMediaType
 
 
@@ -151,3 +151,44 @@ def test_kubeconfig_has_admin_and_extra_user_contexts(tmp_path):
     contexts = {c["name"]: c["context"]["user"] for c in doc["contexts"]}
     assert contexts[kubeconfig.context_for("alice")] == "alice"
     assert doc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:1"
+
+
+def _field(number: int, value: bytes | int) -> bytes:
+    """One protobuf field: a varint for ints, length-delimited for bytes."""
+    def varint(n: int) -> bytes:
+        out = b""
+        while True:
+            out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+            n >>= 7
+            if not n:
+                return out
+    if isinstance(value, int):
+        return varint(number << 3) + varint(value)
+    return varint(number << 3 | 2) + varint(len(value)) + value
+
+
+def _envelope(api_version: str, kind: str, raw: bytes) -> bytes:
+    type_meta = _field(1, api_version.encode()) + _field(2, kind.encode())
+    return protobuf.MAGIC + _field(1, type_meta) + _field(2, raw)
+
+
+def test_protobuf_bodies_decode_to_their_json_form():
+    meta = _field(1, b"cm") + _field(3, b"") + _field(7, 0) + _field(8, b"")  # zero fields as gogo writes them
+    raw = _field(1, meta) + _field(2, _field(1, b"k") + _field(2, b"v")) + _field(3, _field(1, b"b") + _field(2, b"\x00\x01"))
+    obj = decoding.decode_body(_envelope("v1", "ConfigMap", raw), protobuf.MEDIA_TYPE)
+    assert obj == {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"},
+                   "data": {"k": "v"}, "binaryData": {"b": "AAE="}}
+    sa = decoding.decode_body(_envelope("v1", "ServiceAccount", _field(1, _field(1, b"sa")) + _field(4, 0)),
+                              protobuf.MEDIA_TYPE)
+    assert sa["automountServiceAccountToken"] is False  # a pointer field: false is a choice
+
+
+def test_protobuf_bodies_outside_the_table_are_refused_not_dropped():
+    with pytest.raises(UnsupportedMediaType, match="kind Deployment"):
+        decoding.decode_body(_envelope("apps/v1", "Deployment", b""), protobuf.MEDIA_TYPE)
+    with pytest.raises(UnsupportedMediaType, match="field 99 of ConfigMap"):
+        decoding.decode_body(_envelope("v1", "ConfigMap", _field(99, b"x")), protobuf.MEDIA_TYPE)
+    with pytest.raises(BadRequest):
+        decoding.decode_body(b"not protobuf", protobuf.MEDIA_TYPE)
+    with pytest.raises(UnsupportedMediaType):
+        decoding.decode_body(b"a: b", "application/yaml")

@@ -206,3 +206,23 @@ async def test_auth_can_i_as_a_service_account(kubectl):
     assert (code, out.strip()) == (1, "no")
     code, _, err = await kubectl("get", "pods", "-n", "default", as_sa, check=False)
     assert code != 0 and 'User "system:serviceaccount:kernels:kernel-sa" cannot list resource "pods"' in err
+
+
+async def test_imperative_creates_that_kubectl_sends_as_protobuf(kubectl):
+    await kubectl("create", "namespace", "imp")
+    await kubectl("create", "configmap", "c", "-n", "imp", "--from-literal=k=v")
+    await kubectl("create", "secret", "generic", "s", "-n", "imp", "--from-literal=p=q")
+    await kubectl("create", "service", "clusterip", "svc", "-n", "imp", "--tcp=80:8080")
+    await kubectl("create", "serviceaccount", "sa", "-n", "imp")
+    _, out, _ = await kubectl("get", "configmap/c", "secret/s", "service/svc", "-n", "imp", "-o", "json")
+    cm, secret, svc = json.loads(out)["items"]
+    assert cm["data"] == {"k": "v"}
+    assert secret["data"] == {"p": "cQ=="} and secret["type"] == "Opaque"
+    assert svc["spec"]["ports"] == [{"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080}]
+
+    _, token, _ = await kubectl("create", "token", "sa", "-n", "imp", "--duration=20m")
+    code, _, err = await kubectl("get", "pods", "-n", "imp", f"--token={token.strip()}", check=False)
+    assert code != 0 and 'User "system:serviceaccount:imp:sa" cannot list resource "pods"' in err
+
+    code, _, err = await kubectl("create", "deployment", "d", "--image=busybox", "-n", "imp", check=False)
+    assert code != 0 and "protobuf bodies of kind Deployment are not understood" in err
