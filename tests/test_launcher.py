@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from ipykernel.ipkernel import IPythonKernel
 from jupyter_client.asynchronous import AsyncKernelClient
 
 from gateway.launcher.main import main as launcher_main
@@ -30,6 +32,13 @@ from gateway.provisioner.response import ResponseListener
 pytestmark = pytest.mark.slow
 
 WAIT = 30.0  # generous bound for kernel start-up on a loaded machine
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class MarkedKernel(IPythonKernel):
+    """A kernel class a launcher can be told to run (``--kernel-class-name``)."""
+
+    implementation = "kernelgate-test-kernel"
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +106,21 @@ class Launch:
 async def launches():
     started: list[Launch] = []
 
-    async def launch(*args: str, env: dict[str, str] | None = None, kernel_id: str | None = None) -> Launch:
+    async def launch(
+        *args: str, env: dict[str, str] | None = None, kernel_id: str | None = None, capture_stderr: bool = False
+    ) -> Launch:
         kernel_id = kernel_id or str(uuid.uuid4())
         child_env = {k: v for k, v in os.environ.items() if not k.startswith(("KERNEL_", "EG_", "JPY_"))}
+        child_env["PYTHONPATH"] = str(REPO_ROOT)  # lets a kernel load the test kernel class below
         child_env.update(env or {})
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.launcher", *args, env=child_env, stdin=asyncio.subprocess.DEVNULL
+            sys.executable,
+            "-m",
+            "gateway.launcher",
+            *args,
+            env=child_env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE if capture_stderr else None,
         )
         started.append(Launch(kernel_id, process))
         return started[-1]
@@ -239,10 +257,13 @@ async def test_kernel_exit_status_becomes_the_launchers(listener, launches):
     assert not processes_mentioning(launch.kernel_id)
 
 
-async def test_eg_environment_and_rsa_key_send_a_legacy_payload(listener, launches):
+async def test_eg_environment_and_rsa_key_send_a_legacy_payload(listener, launches, caplog):
+    caplog.set_level(logging.INFO, logger="gateway.provisioner.response")
     kernel_id = str(uuid.uuid4())
     pending = listener.expect(kernel_id, source_ip="127.0.0.64", timeout=WAIT)
     launch = await launches(
+        "--kernel-class-name",
+        f"{__name__}.MarkedKernel",
         env={
             "KERNEL_ID": kernel_id,
             "RESPONSE_ADDRESS": f"127.0.0.1:{listener.port}",
@@ -254,10 +275,14 @@ async def test_eg_environment_and_rsa_key_send_a_legacy_payload(listener, launch
         kernel_id=kernel_id,
     )
     launch.conn = await pending
+    assert f"(v1) accepted for kernel {kernel_id}" in caplog.text
     conn = launch.conn
     ports = [conn.shell_port, conn.iopub_port, conn.stdin_port, conn.control_port, conn.hb_port, conn.comm_port]
     assert len(set(ports)) == 6 and all(41000 <= port <= 41999 for port in ports)
     client = await launch.connect()
+    client.kernel_info()
+    info = await client.get_shell_msg(timeout=WAIT)
+    assert info["content"]["implementation"] == "kernelgate-test-kernel"
     content, results = await run_code(client, "6*7")
     assert results == ["42"]
     assert await comm.request_shutdown(conn) is True
@@ -282,6 +307,39 @@ async def test_unreachable_gateway_makes_the_launcher_fail_and_stop_its_kernel(l
         )
         assert await launch.exit_status() == 1
     assert not processes_mentioning(kernel_id)
+
+
+async def test_launcher_keeps_trying_until_the_gateway_listens(launches, keys):
+    with socket_without_listener() as port:
+        pass  # a port that is free now, with nothing listening on it
+    kernel_id = str(uuid.uuid4())
+    launch = await launches(
+        "--kernel-id",
+        kernel_id,
+        "--response-address",
+        f"127.0.0.1:{port}",
+        "--public-key",
+        keys.public_key,
+        "--ip",
+        "127.0.0.66",
+        kernel_id=kernel_id,
+        capture_stderr=True,
+    )
+    assert launch.process.stderr is not None
+    while True:  # until the launcher has failed to connect at least once
+        line = await asyncio.wait_for(launch.process.stderr.readline(), WAIT)
+        assert line, "the launcher exited instead of retrying"
+        if b"not reachable yet" in line:
+            break
+    late_listener = ResponseListener(host="127.0.0.1", port=port, keys=keys)
+    pending = late_listener.expect(kernel_id, source_ip="127.0.0.66", timeout=WAIT)  # expected before it listens
+    await late_listener.start()
+    try:
+        launch.conn = await pending
+    finally:
+        await late_listener.stop()
+    launch.process.send_signal(signal.SIGTERM)
+    assert await launch.exit_status() == 0
 
 
 def test_bad_options_exit_2_without_starting_anything(capsys):
