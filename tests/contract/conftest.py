@@ -43,13 +43,18 @@ class Target:
     watch_window: int | None = None
     """Events a watch can replay; ``None`` when unknown (the 410 test skips)."""
     store: Store | None = None
-    """The store behind an in-memory target, for checks the interface cannot make (leaked watches)."""
+    """The store behind a simulated target, for checks the interface cannot make (leaked watches)."""
+    in_process: bool = False
+    """True when calls reach the store directly (a closed watch is gone at once, not when a connection drops)."""
     _opened: list[Cluster] = field(default_factory=list)
+    _on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
         for cluster in self._opened:
             await cluster.close()
         await self.admin.close()
+        for stop in self._on_close:
+            await stop()
 
 
 async def memory_target() -> Target:
@@ -63,11 +68,40 @@ async def memory_target() -> Target:
         target._opened.append(cluster)
         return cluster
 
-    target = Target(MemoryCluster(store), open_as, store.faults, WATCH_WINDOW, store)
+    target = Target(MemoryCluster(store), open_as, store.faults, WATCH_WINDOW, store, in_process=True)
     return target
+
+async def apiserver_target() -> Target:
+    """The simulated API server over HTTPS, through the real adapter (``KubernetesCluster``)."""
+    from kubernetes.client import ApiClient, Configuration
+
+    from fakes.serve import SimulatedCluster
+    from gateway.cluster.kubernetes import KubernetesCluster
+
+    store = Store(watch_window=WATCH_WINDOW)
+    server = SimulatedCluster(node_agent=False, store=store)
+    await server.start()
+    admin = KubernetesCluster.from_kubeconfig(str(server.kubeconfig_path))
+    target: Target
+
+    async def open_as(namespace: str, name: str) -> Cluster:
+        token = await admin.create_token(name, namespace)
+        config = Configuration()
+        config.host = server.url
+        config.ssl_ca_cert = str(server.ca_path)
+        config.api_key = {"authorization": token}
+        config.api_key_prefix = {"authorization": "Bearer"}
+        cluster = KubernetesCluster(ApiClient(config))
+        target._opened.append(cluster)
+        return cluster
+
+    target = Target(admin, open_as, store.faults, WATCH_WINDOW, store, _on_close=[server.stop])
+    return target
+
 
 TARGETS: dict[str, Callable[[], Awaitable[Target]]] = {
     "memory": memory_target,
+    "apiserver": apiserver_target,
 }
 
 

@@ -106,9 +106,10 @@ async def test_a_fault_for_one_namespace_spares_the_others(faults: Faults, clust
 
 
 async def test_injected_latency_delays_the_call(faults: Faults, cluster: Cluster, ns: str) -> None:
-    faults.inject("create", "configmaps", latency=30.0, times=1)
+    await cluster.create("configmaps", configmap("slow"), namespace=ns)
+    faults.inject("get", "configmaps", latency=0.5, times=1)
     with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(cluster.create("configmaps", configmap("slow"), namespace=ns), 0.05)
-    # The delayed call never reached the cluster; the fault is spent.
-    created = await cluster.create("configmaps", configmap("slow"), namespace=ns)
-    assert created["metadata"]["name"] == "slow"
+        await asyncio.wait_for(cluster.get("configmaps", "slow", namespace=ns), 0.02)
+    # The fault is spent: the next call is answered at once.
+    fetched = await asyncio.wait_for(cluster.get("configmaps", "slow", namespace=ns), 5)
+    assert fetched["metadata"]["name"] == "slow"
