@@ -65,7 +65,9 @@ class ApiServer:
     async def start(self) -> None:
         """Listen; called once, on the loop that owns the store."""
         self.store.tokens.add_static(self.admin_token, ADMIN)
-        app = web.Application([(r"/.*", _Handler, {"server": self})], compress_response=False)
+        app = web.Application(
+            [(r"/.*", _Handler, {"server": self})], compress_response=False, log_function=_log_request
+        )
         self._http = httpserver.HTTPServer(app, ssl_options=self.certificate.server_context(), idle_connection_timeout=300)
         sockets = netutil.bind_sockets(self.port, self.host)
         self.port = sockets[0].getsockname()[1]
@@ -90,6 +92,14 @@ class ApiServer:
                 if user is not None:
                     return user
         raise Unauthorized("Unauthorized")
+
+
+def _log_request(handler: web.RequestHandler) -> None:
+    """Requests are logged at DEBUG, server errors at ERROR (tornado's default logs every request at INFO)."""
+    status = handler.get_status()
+    level = logging.ERROR if status >= 500 else logging.DEBUG
+    request = handler.request
+    log.log(level, "%d %s %s %.1fms", status, request.method, request.uri, 1000 * request.request_time())
 
 
 class _Handler(web.RequestHandler):

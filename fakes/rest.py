@@ -65,6 +65,9 @@ def _check_verb(call: Call, verb: str) -> None:
 async def handle(cluster: Cluster, call: Call) -> Reply:
     """Answer ``call`` (anything but a watch) through ``cluster``."""
     t = call.target
+    if call.query.get("dryRun") and call.method != "GET":
+        # The cluster interface has no dry run; refusing beats writing what the caller meant to preview.
+        raise BadRequest("dryRun is not supported by this server")
     if call.method == "GET":
         if t.is_collection:
             _check_verb(call, "list")

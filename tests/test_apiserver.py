@@ -438,3 +438,8 @@ async def test_impersonating_a_service_account_takes_its_identity(api):
         'serviceaccounts "imp" is forbidden: User "system:serviceaccount:default:plain" cannot impersonate '
         'resource "serviceaccounts" in API group "" in the namespace "default"'
     )
+
+
+async def test_a_dry_run_is_refused_rather_than_written(cluster, api):
+    await _assert_refused(cluster, api, "POST", "/api/v1/namespaces/default/configmaps?dryRun=All", configmap("d"),
+                          400, "BadRequest")
