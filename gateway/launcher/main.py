@@ -59,19 +59,7 @@ async def _run(options: LaunchOptions, response_key: protocol.ResponseKey, env: 
         log.error("cannot start the kernel: %s", exc)
         return 1
     kernel_sockets, comm_socket = sockets[:5], sockets[5]
-    conn_key = secrets.token_hex(32)
-    shell, iopub, stdin, control, hb = (s.getsockname()[1] for s in kernel_sockets)
-    connection_file_info: dict[str, Any] = {
-        "shell_port": shell,
-        "iopub_port": iopub,
-        "stdin_port": stdin,
-        "control_port": control,
-        "hb_port": hb,
-        "ip": options.bind_ip,
-        "key": conn_key,
-        "transport": "tcp",
-        "signature_scheme": "hmac-sha256",
-    }
+    info = _connection_file_info([s.getsockname()[1] for s in kernel_sockets], options.bind_ip)
     stop_requested = asyncio.Event()
     kernel: KernelProcess | None = None
 
@@ -79,47 +67,72 @@ async def _run(options: LaunchOptions, response_key: protocol.ResponseKey, env: 
         if kernel is not None:
             kernel.send_signal(signum)
 
+    # The comm port listens before the payload goes out, so the gateway can signal as soon as it knows the port.
     comm_socket.listen(16)
-    comm = CommServer(kernel_id=options.kernel_id, key=conn_key, on_signal=on_signal, on_shutdown=stop_requested.set)
+    comm = CommServer(kernel_id=options.kernel_id, key=info["key"], on_signal=on_signal, on_shutdown=stop_requested.set)
     await comm.start(comm_socket)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
 
-    connection_file = _write_connection_file(options.kernel_id, connection_file_info)
+    connection_file = _write_connection_file(options.kernel_id, info)
     try:
         for sock in kernel_sockets:
             sock.close()
-        kernel = await KernelProcess.start(connection_file, connection_file_info, options.kernel_class_name, env)
-        payload_info = dict(
-            connection_file_info,
-            comm_port=comm_socket.getsockname()[1],
-            pid=os.getpid(),
-            pgid=os.getpgid(0),
-            kernel_id=options.kernel_id,
+        kernel = await KernelProcess.start(connection_file, info, options.kernel_class_name, env)
+        payload = _seal(
+            dict(
+                info,
+                comm_port=comm_socket.getsockname()[1],
+                pid=os.getpid(),
+                pgid=os.getpgid(0),
+                kernel_id=options.kernel_id,
+            ),
+            options.kernel_id,
+            response_key,
         )
-        sending = asyncio.ensure_future(_deliver(options, _seal(payload_info, options.kernel_id, response_key)))
-        exited = asyncio.ensure_future(kernel.wait())
-        stopping = asyncio.ensure_future(stop_requested.wait())
-        try:
-            if not await _payload_delivered(sending, exited, stopping):
-                await kernel.stop()
-                return 1 if not stopping.done() else 0
-            await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-        if exited.done():
-            status = exited.result()
-            log.info("kernel exited with status %d", status)
-            return status
-        status = await kernel.stop()
-        log.info("kernel stopped on request (status %d)", status)
-        return 0
+        return await _supervise(kernel, asyncio.ensure_future(_deliver(options, payload)), stop_requested)
     finally:
         if kernel is not None and kernel.returncode is None:
             await kernel.stop()
         await comm.close()
         _remove(connection_file)
+
+
+def _connection_file_info(ports: Sequence[int], bind_ip: str) -> dict[str, Any]:
+    """The kernel's connection file, with a fresh random key for signing its messages."""
+    shell, iopub, stdin, control, hb = ports
+    return {
+        "shell_port": shell,
+        "iopub_port": iopub,
+        "stdin_port": stdin,
+        "control_port": control,
+        "hb_port": hb,
+        "ip": bind_ip,
+        "key": secrets.token_hex(32),
+        "transport": "tcp",
+        "signature_scheme": "hmac-sha256",
+    }
+
+
+async def _supervise(kernel: KernelProcess, sending: asyncio.Future, stop_requested: asyncio.Event) -> int:
+    """Wait for the kernel to exit or for a stop request; returns the launcher's exit status."""
+    exited = asyncio.ensure_future(kernel.wait())
+    stopping = asyncio.ensure_future(stop_requested.wait())
+    try:
+        if not await _payload_delivered(sending, exited, stopping):
+            await kernel.stop()
+            return 0 if stopping.done() else 1
+        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if exited.done():
+        status = exited.result()
+        log.info("kernel exited with status %d", status)
+        return status
+    status = await kernel.stop()
+    log.info("kernel stopped on request (status %d)", status)
+    return 0
 
 
 async def _payload_delivered(sending: asyncio.Future, exited: asyncio.Future, stopping: asyncio.Future) -> bool:
