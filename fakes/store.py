@@ -62,6 +62,10 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apiserver/pkg/storage/n
 _SERVER_META = ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                 "generation", "selfLink", "managedFields")
 _WITH_GENERATION = frozenset({"deployments"})
+# Registries with ReturnDeletedObject (pkg/registry/core/*/storage/storage.go): DELETE answers with the object;
+# the others answer with a Status of success.
+_RETURN_DELETED = frozenset({"pods", "serviceaccounts", "services", "namespaces", "persistentvolumeclaims",
+                             "persistentvolumes"})
 
 
 class Store(Lifecycle):
@@ -428,7 +432,7 @@ class Store(Lifecycle):
     def delete(self, rt: ResourceType, namespace: str | None, name: str, grace_period_seconds: int | None = None,
                propagation_policy: Propagation | None = None) -> dict[str, Any]:
         """DELETE: the object's state after the request when it is still there (graceful or held by
-        finalizers), else the deleted pod or namespace, or a ``Status`` of success for other kinds."""
+        finalizers); once gone, the deleted object for kinds whose registry returns it, else a ``Status``."""
         obj = self._stored(rt, namespace, name)
         if grace_period_seconds is not None and grace_period_seconds < 0:
             grace_period_seconds = 1  # rest/delete.go: a negative grace period is raised to 1
@@ -436,7 +440,7 @@ class Store(Lifecycle):
             propagation_policy = Propagation(propagation_policy)
         result, gone = self._delete_object(rt, obj, grace_period_seconds, propagation_policy)
         self._settle()
-        if gone and rt.plural not in ("pods", "namespaces"):
+        if gone and rt.plural not in _RETURN_DELETED:
             meta = result["metadata"]
             details = {"name": meta["name"], "kind": rt.plural, "uid": meta["uid"]}
             if rt.group:

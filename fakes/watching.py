@@ -196,7 +196,7 @@ class EventLog:
         self._window = window
         self._bookmark_interval = bookmark_interval
         self._changes: dict[str, deque[Change]] = {}
-        self._evicted_rv: dict[str, int] = {}  # highest version dropped from each resource's window
+        self._full: set[str] = set()  # resources whose window has dropped events
         self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
 
     def record(self, resource: str, change: Change) -> None:
@@ -204,14 +204,18 @@ class EventLog:
         log = self._changes.setdefault(resource, deque())
         log.append(change)
         if len(log) > self._window:
-            self._evicted_rv[resource] = log.popleft().rv
+            log.popleft()
+            self._full.add(resource)
         for watch in list(self._watches):
             if watch.resource == resource:
                 watch.offer(change)
 
     def oldest_available(self, resource: str) -> int:
-        """The oldest version a watch on ``resource`` may start from."""
-        return self._evicted_rv.get(resource, 0)
+        """The oldest version a watch on ``resource`` may start from (``watch_cache.go``: the oldest
+        retained event's version minus one, once the window has dropped anything)."""
+        if resource not in self._full:
+            return 0
+        return self._changes[resource][0].rv - 1
 
     def open(
         self,
@@ -230,9 +234,10 @@ class EventLog:
 
         Raises :class:`Gone` when a change after ``since`` has already left the window.
         """
-        if since is not None and since < self._evicted_rv.get(resource, 0):
-            # watch_cache.go: "too old resource version: %d (%d)", requested, oldest-1
-            raise Gone(f"too old resource version: {since} ({self._evicted_rv[resource]})")
+        oldest = self.oldest_available(resource)
+        if since is not None and since < oldest:
+            # watch_cache.go getAllEventsSinceLocked: "too old resource version: %d (%d)", requested, oldest-1
+            raise Gone(f"too old resource version: {since} ({oldest})")
         watch = Watch(
             resource, kind, api_version, matches, current_rv,
             timeout_seconds=timeout_seconds, allow_bookmarks=allow_bookmarks,
