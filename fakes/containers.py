@@ -23,6 +23,8 @@ OCI_START_FAILED = "failed to create containerd task: failed to create shim task
 """The prefix containerd gives a container that could not start (reason ``StartError``, exit code 128)."""
 
 START_ERROR_EXIT_CODE = 128
+KILL_TIMEOUT = 10.0
+"""Seconds to wait for SIGKILLed processes to exit; only an unkillable (D-state) process takes longer."""
 
 
 class StartFailure(Exception):
@@ -76,7 +78,7 @@ class ContainerProcess:
         tears down a container whose init process died.
         """
         returncode = await self._proc.wait()
-        self.signal(signal.SIGKILL)
+        await self._kill_group()
         return exit_code(returncode)
 
     def signal(self, sig: int) -> None:
@@ -116,7 +118,56 @@ class ContainerProcess:
         self.signal(signal.SIGKILL)
         # After SIGKILL the process exits at once; the bound only guards against an unkillable (D-state) process.
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._proc.wait(), timeout=10)
+            await asyncio.wait_for(self._proc.wait(), timeout=KILL_TIMEOUT)
+
+    async def _kill_group(self) -> None:
+        """SIGKILL what is left of the process group and wait until those processes have exited.
+
+        They are not our children, so each is awaited through a pidfd (readable once the process
+        has exited), opened before the signal is sent.
+        """
+        members = await asyncio.to_thread(_group_members, self.pid)
+        fds = []
+        for pid in members:
+            with contextlib.suppress(OSError, AttributeError):  # gone already, or no pidfd on this system
+                fds.append(os.pidfd_open(pid))
+        self.signal(signal.SIGKILL)
+        if not fds:
+            return
+        loop = asyncio.get_running_loop()
+        waiters: list[asyncio.Future[None]] = []
+        for fd in fds:
+            exited: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _resolve, exited)
+            waiters.append(exited)
+        try:
+            await asyncio.wait(waiters, timeout=KILL_TIMEOUT)
+        finally:
+            for fd in fds:
+                loop.remove_reader(fd)
+                os.close(fd)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The processes in process group ``pgid``, from /proc (called in a worker thread)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command name: state, ppid, pgrp (proc(5)); zombies have exited already.
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry))
+    return members
 
 
 def _prepare(cwd: Path, log_path: Path) -> int:

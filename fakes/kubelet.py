@@ -200,14 +200,8 @@ class NodeAgent:
     async def stop(self) -> None:
         """Stop watching and terminate every container process (SIGTERM, then SIGKILL); await them all."""
         self._stopping = True
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        tasks = list(self._tasks) + ([self._watch_task] if self._watch_task is not None else [])
+        await asyncio.gather(*(_cancel(task) for task in tasks))
         workers = list(self._workers.values())
         await asyncio.gather(*(w.shutdown(self.shutdown_grace_seconds) for w in workers), return_exceptions=True)
         if self._own_work_dir:
@@ -460,6 +454,20 @@ class NodeAgent:
             await asyncio.wait_for(self.cluster.create("events", event, namespace=meta["namespace"]), timeout=API_TIMEOUT)
         except (ClusterError, asyncio.TimeoutError) as err:
             log.debug("%s: event %s for %s/%s not recorded: %s", self.node_name, reason, meta["namespace"], meta["name"], err)
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended.
+
+    Cancels again while it runs on: before Python 3.12, ``asyncio.wait_for``
+    drops a cancellation that arrives as its awaitable completes (cpython
+    gh-86296), which would leave a watch running after :meth:`NodeAgent.stop`.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("task %s ended with %r", task.get_name(), task.exception())
 
 
 def _capacity() -> dict[str, str]:
