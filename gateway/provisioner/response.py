@@ -34,8 +34,10 @@ log = logging.getLogger("gateway.provisioner.response")
 
 DEFAULT_RESPONSE_PORT = 8877
 """``EG_RESPONSE_PORT``'s default, as in Enterprise Gateway."""
-MAX_HELD_PAYLOADS = 4
-"""Payloads held per kernel while its pod IP is not known yet."""
+MAX_HELD_PAYLOADS = 16
+"""Payloads held per kernel while its pod IP is not known yet: the first from each of this many peers.
+
+Keyed by peer so that one peer sending many payloads cannot crowd out the pod's own."""
 
 
 class _SourceIpLater:
@@ -70,15 +72,15 @@ class _Expectation:
         self.source_ip = source_ip
         self.deferred = deferred
         self.future: asyncio.Future[ConnectionInfo] = future
-        self.held: list[tuple[str, ConnectionInfo]] = []
+        self.held: dict[str, ConnectionInfo] = {}
         self.timer: asyncio.TimerHandle | None = None
 
     def offer(self, peer_ip: str, info: ConnectionInfo, version: int) -> None:
         if self.deferred:
-            if len(self.held) >= MAX_HELD_PAYLOADS:
-                log.warning("dropped a payload for kernel %s from %s: too many held", self.kernel_id, peer_ip)
+            if peer_ip in self.held or len(self.held) >= MAX_HELD_PAYLOADS:
+                log.warning("dropped a payload for kernel %s from %s: one already held", self.kernel_id, peer_ip)
                 return
-            self.held.append((peer_ip, info))
+            self.held[peer_ip] = info
             return
         if self.source_ip is not None and peer_ip != self.source_ip:
             log.warning(
@@ -93,18 +95,12 @@ class _Expectation:
 
     def set_source_ip(self, ip: str) -> None:
         self.source_ip, self.deferred = ip, False
-        held, self.held = self.held, []
-        for peer_ip, info in held:
-            if self.future.done():
-                break
-            if peer_ip == ip:
-                self._resolve(peer_ip, info)
-                log.info("held connection info accepted for kernel %s from %s", self.kernel_id, peer_ip)
-        for peer_ip, _info in held:
-            if peer_ip != ip:
-                log.warning(
-                    "dropped a held payload for kernel %s from %s: the pod is at %s", self.kernel_id, peer_ip, ip
-                )
+        held, self.held = self.held, {}
+        if ip in held:
+            self._resolve(ip, held.pop(ip))
+            log.info("held connection info accepted for kernel %s from %s", self.kernel_id, ip)
+        for peer_ip in held:
+            log.warning("dropped a held payload for kernel %s from %s: the pod is at %s", self.kernel_id, peer_ip, ip)
 
     def _resolve(self, peer_ip: str, info: ConnectionInfo) -> None:
         # The kernel binds 0.0.0.0 in a real pod; the address to dial is the pod's (as EG does).
