@@ -127,6 +127,9 @@ def test_command_line_wins_over_environment():
     options = parse_options(["--kernel-id", "cli", "--ip", "127.0.0.9", "--port-range", "0..0"], env)
     assert (options.kernel_id, options.bind_ip, options.port_range) == ("cli", "127.0.0.9", None)
     assert "ours" not in repr(options)
+    assert (options.response_timeout, options.spark_context_initialization_mode) == (60.0, "none")
+    options = parse_options([], dict(env, KERNEL_LAUNCH_TIMEOUT="25", SPARK_CONTEXT_INITIALIZATION_MODE="Lazy"))
+    assert (options.response_timeout, options.spark_context_initialization_mode) == (25.0, "lazy")
 
 
 @pytest.mark.parametrize("text", ["40000", "a..b", "10..12", "70000..70010", "500..400"])

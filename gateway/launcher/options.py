@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 DEFAULT_KERNEL_CLASS = "ipykernel.ipkernel.IPythonKernel"
+DEFAULT_RESPONSE_TIMEOUT = 60.0
 MIN_PORT_RANGE_SIZE = 6
 """Five kernel ports and the comm port must fit in a port range."""
 
@@ -62,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
         help="accepted for EG compatibility; only 'none' is supported",
     )
     parser.add_argument(
-        "--response-timeout", type=float, help="seconds to keep trying to reach the gateway (default 60)"
+        "--response-timeout",
+        type=float,
+        help="seconds to keep trying to reach the gateway (default: env KERNEL_LAUNCH_TIMEOUT, else 60)",
     )
     # EG's launchers take a deprecated positional connection file; accept and ignore it.
     parser.add_argument("connection_file", nargs="?", help=argparse.SUPPRESS)
@@ -100,9 +103,16 @@ def parse_options(argv: Sequence[str], env: Mapping[str, str]) -> LaunchOptions:
     except ValueError as exc:
         raise UsageError(f"bind address {bind_ip!r} is not an IPv4 address") from exc
     port_range_text = pick(args.port_range, "PORT_RANGE", "EG_PORT_RANGE")
-    timeout = args.response_timeout if args.response_timeout is not None else 60.0
+    timeout = args.response_timeout
+    if timeout is None:
+        # The gateway stops waiting after the launch timeout, so trying longer would be pointless.
+        try:
+            timeout = float(env.get("KERNEL_LAUNCH_TIMEOUT") or DEFAULT_RESPONSE_TIMEOUT)
+        except ValueError:
+            timeout = DEFAULT_RESPONSE_TIMEOUT
     if not timeout > 0:
         raise UsageError("the response timeout must be positive")
+    spark_mode = (pick(args.spark_context_initialization_mode, "SPARK_CONTEXT_INITIALIZATION_MODE") or "none").lower()
     return LaunchOptions(
         kernel_id=kernel_id,
         response_host=host,
@@ -111,7 +121,7 @@ def parse_options(argv: Sequence[str], env: Mapping[str, str]) -> LaunchOptions:
         bind_ip=bind_ip,
         port_range=parse_port_range(port_range_text) if port_range_text else None,
         kernel_class_name=args.kernel_class_name or DEFAULT_KERNEL_CLASS,
-        spark_context_initialization_mode=args.spark_context_initialization_mode or "none",
+        spark_context_initialization_mode=spark_mode,
         language=(env.get("KERNEL_LANGUAGE") or "python").lower(),
         response_timeout=timeout,
     )
