@@ -50,7 +50,8 @@ def admin(store: Store) -> Cluster:
 @pytest.fixture
 async def agent(store: Store, tmp_path: Path) -> AsyncIterator[NodeAgent]:
     node = NodeAgent(MemoryCluster(store, node_user("node-1")), node_name="node-1", store=store,
-                     work_dir=tmp_path / "node", backoff=FAST, shutdown_grace_seconds=1)
+                     work_dir=tmp_path / "node", backoff=FAST, shutdown_grace_seconds=1,
+                     api_server_url="https://127.0.0.1:6443")
     await node.start()
     yield node
     await node.stop()
@@ -118,6 +119,29 @@ def ready(tmp_path: Path) -> Iterator[ReadySignal]:
     signal_ = ReadySignal(tmp_path)
     yield signal_
     signal_.close()
+
+
+async def all_exit(pids: set[int], timeout: float = 5.0) -> bool:
+    """Whether every process in ``pids`` exits within ``timeout`` (awaited through pidfds, not polled)."""
+    loop = asyncio.get_running_loop()
+    fds, waiters = [], []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except ProcessLookupError:
+            continue
+        exited: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fds[-1], lambda f=exited: f.done() or f.set_result(None))
+        waiters.append(exited)
+    try:
+        if waiters:
+            _, pending = await asyncio.wait(waiters, timeout=timeout)
+            return not pending
+        return True
+    finally:
+        for fd in fds:
+            loop.remove_reader(fd)
+            os.close(fd)
 
 
 def alive(pid: int) -> bool:
@@ -272,7 +296,8 @@ async def test_pod_env_reaches_the_process_and_the_agent_env_does_not(
 
     pod_ip = agent.pod_ip(NS, "envy")
     assert {"GREETING=hello", "DERIVED=hello world", "POD_NAME=envy", f"POD_NAMESPACE={NS}", f"POD_IP={pod_ip}",
-            "NODE=node-1", "COLOR=blue", "HOSTNAME=envy", "arg=hello world"} <= lines
+            "NODE=node-1", "COLOR=blue", "HOSTNAME=envy", "arg=hello world",
+            "KUBERNETES_SERVICE_HOST=127.0.0.1", "KUBERNETES_SERVICE_PORT=6443"} <= lines
     assert not any(line.startswith("KERNELGATE_AGENT_ONLY=") for line in lines)
     assert os.environ.get("HOME") and not any(line.startswith("HOME=") for line in lines)
 
@@ -356,6 +381,42 @@ async def test_process_ignoring_sigterm_is_killed_after_the_grace_period(
     assert final["status"]["phase"] == "Failed"
     assert created["metadata"]["uid"] == final["metadata"]["uid"]
     assert pids and not any(alive(pid) for pid in pids)
+
+
+async def test_pod_deleted_outright_has_its_processes_killed_at_once(
+    agent: NodeAgent, admin: Cluster, ready: ReadySignal
+) -> None:
+    script = f"trap '' TERM; echo ignoring > {ready.path}; sleep 60"
+    await admin.create("pods", pod("forced", ["sh", "-c", script], terminationGracePeriodSeconds=30), namespace=NS)
+    await ready.wait()
+    await wait_for_pod(admin, NS, "forced", container_running())
+    pids = descendants()
+
+    await admin.delete("pods", "forced", namespace=NS, grace_period_seconds=0)
+
+    assert pids and await all_exit(pids, timeout=5)  # not after the pod's 30s grace period
+
+
+async def test_a_new_agent_reports_containers_lost_with_the_old_one(
+    store: Store, admin: Cluster, tmp_path: Path
+) -> None:
+    first = NodeAgent(MemoryCluster(store, node_user("node-1")), store=store, work_dir=tmp_path / "a", backoff=FAST)
+    await first.start()
+    try:
+        await admin.create("pods", pod("orphan", ["sleep", "60"]), namespace=NS)
+        running = await wait_for_pod(admin, NS, "orphan", container_running())
+    finally:
+        await first.stop()
+    second = NodeAgent(MemoryCluster(store, node_user("node-1")), store=store, work_dir=tmp_path / "b", backoff=FAST)
+    await second.start()
+    try:
+        failed = await wait_for_pod(admin, NS, "orphan", phase_is("Failed"))
+    finally:
+        await second.stop()
+
+    term = container_state(failed)["terminated"]
+    assert (term["exitCode"], term["reason"]) == (137, "ContainerStatusUnknown")
+    assert failed["status"]["podIP"] == running["status"]["podIP"]
 
 
 async def test_oom_kill_reports_oomkilled_137(agent: NodeAgent, admin: Cluster) -> None:
