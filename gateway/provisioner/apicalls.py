@@ -1,0 +1,101 @@
+"""Cluster calls made during a launch: bounded in time, their errors turned into launch errors.
+
+Used by the provisioner modules (``pods``, ``placement``).  A call gets what
+is left of the launch's deadline; an API error becomes the
+:class:`~gateway.provisioner.errors.LaunchError` a user can act on, naming
+what the gateway was doing.  :func:`delete_quietly` is for clean-up: it
+tolerates what is already gone and retries a briefly unavailable API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from gateway.cluster.interface import (
+    Cluster,
+    ClusterError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    ServerError,
+    TooManyRequests,
+)
+
+from .errors import ClusterUnavailable, InvalidLaunch, LaunchConflict, LaunchError, LaunchForbidden, LaunchTimeout
+
+log = logging.getLogger("gateway.provisioner")
+
+T = TypeVar("T")
+
+CLEANUP_CALL_TIMEOUT = 10.0
+CLEANUP_ATTEMPTS = 3
+CLEANUP_RETRY_SECONDS = 0.5
+
+
+def remaining(deadline: float) -> float:
+    """Seconds left until ``deadline`` (a ``loop.time()`` value); never negative."""
+    return max(0.0, deadline - asyncio.get_running_loop().time())
+
+
+def launch_error(exc: ClusterError, what: str) -> LaunchError:
+    """The launch error for an API error met while ``what`` (``creating namespace x``)."""
+    detail = f"{what}: {exc.message}"
+    if isinstance(exc, Forbidden):
+        return LaunchForbidden(detail)
+    if isinstance(exc, Invalid):
+        return InvalidLaunch(detail)
+    if isinstance(exc, Conflict):
+        return LaunchConflict(detail)
+    if isinstance(exc, (ServerError, TooManyRequests)):
+        return ClusterUnavailable(detail)
+    return LaunchError(detail)
+
+
+async def api(call: Awaitable[T], *, what: str, deadline: float) -> T:
+    """Await one cluster call within the launch's deadline, mapping its errors.
+
+    ``NotFound`` is re-raised as is (callers decide what a missing object means);
+    other API errors become launch errors; running out of time is a :class:`LaunchTimeout`.
+    """
+    try:
+        return await asyncio.wait_for(call, max(remaining(deadline), 0.001))
+    except asyncio.TimeoutError:
+        raise LaunchTimeout(f"the Kubernetes API did not answer in time while {what}") from None
+    except NotFound:
+        raise
+    except ClusterError as exc:
+        raise launch_error(exc, what) from exc
+
+
+async def delete_quietly(
+    cluster: Cluster, resource: str, name: str, *, namespace: str | None = None, grace_period_seconds: int | None = None
+) -> bool:
+    """Delete one object for clean-up; ``True`` once it is deleted or already gone.
+
+    Retries an unavailable API a few times; never raises a cluster error (it is
+    logged), so one failed deletion does not stop the rest of a clean-up.
+    """
+    where = f"{resource} {namespace + '/' if namespace else ''}{name}"
+    for attempt in range(1, CLEANUP_ATTEMPTS + 1):
+        try:
+            await asyncio.wait_for(
+                cluster.delete(resource, name, namespace=namespace, grace_period_seconds=grace_period_seconds),
+                CLEANUP_CALL_TIMEOUT,
+            )
+            return True
+        except NotFound:
+            return True
+        except Conflict:
+            return True  # a namespace already terminating
+        except (ServerError, TooManyRequests, asyncio.TimeoutError) as exc:
+            log.warning("could not delete %s (attempt %d): %s", where, attempt, exc or exc.__class__.__name__)
+        except ClusterError as exc:
+            log.error("could not delete %s: %s", where, exc)
+            return False
+        if attempt < CLEANUP_ATTEMPTS:
+            await asyncio.sleep(CLEANUP_RETRY_SECONDS * attempt)  # back-off before retrying the API, not a state wait
+    return False

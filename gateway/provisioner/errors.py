@@ -1,0 +1,78 @@
+"""Why a kernel launch failed, as the kernel service and the HTTP layer report it.
+
+Every error the provisioner raises from :meth:`~gateway.provisioner.pods.PodProvisioner.launch`
+is a :class:`LaunchError`: ``reason`` is a short sentence for the user (it
+becomes the JSON ``reason``/``message`` of the HTTP answer) and ``status`` the
+HTTP status to answer with.  By the time one is raised, everything the launch
+created has been removed again.
+"""
+
+from __future__ import annotations
+
+
+class LaunchError(Exception):
+    """A kernel could not be launched (500 unless a subclass says otherwise)."""
+
+    status: int = 500
+
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        if status is not None:
+            self.status = status
+
+
+class InvalidLaunch(LaunchError):
+    """A request value cannot make a kernel: bad ``KERNEL_NAMESPACE``, quantity, uid, missing namespace..."""
+
+    status = 400
+
+
+class LaunchForbidden(LaunchError):
+    """Refused by policy (a prohibited uid/gid) or by the cluster's RBAC for the gateway."""
+
+    status = 403
+
+
+class LaunchConflict(LaunchError):
+    """An object the launch must create already exists (a namespace named for this kernel, say)."""
+
+    status = 409
+
+
+class PodFailed(LaunchError):
+    """The kernel pod ended (or was deleted) before its launcher called back.
+
+    ``container_reason`` and ``exit_code`` are those the kubelet reported for
+    the kernel container, when it reported any.
+    """
+
+    def __init__(self, reason: str, *, container_reason: str = "", exit_code: int | None = None) -> None:
+        super().__init__(reason)
+        self.container_reason = container_reason
+        self.exit_code = exit_code
+
+
+class ImagePullFailed(LaunchError):
+    """The node cannot pull the kernel image (``ErrImagePull``, ``ImagePullBackOff``, ``InvalidImageName``)."""
+
+
+class Unschedulable(LaunchError):
+    """No node accepts the pod (``PodScheduled=False``, reason ``Unschedulable``)."""
+
+
+class LaunchTimeout(LaunchError):
+    """The kernel was not ready within the launch timeout.
+
+    Answered with 504 rather than Enterprise Gateway's 500 ("Waited too long
+    ..."): the gateway worked, the wait for the kernel's pod ran out, and
+    clients and proxies read 504 that way.  The reason names what was awaited.
+    """
+
+    status = 504
+
+
+class ClusterUnavailable(LaunchError):
+    """The Kubernetes API did not answer usefully (unavailable, throttling, timing out)."""
+
+    status = 503

@@ -1,0 +1,191 @@
+"""Where a kernel runs: choosing its namespace, preparing it at first launch, releasing it at the end.
+
+Three modes, as Enterprise Gateway has them (its "Namespaces" documentation):
+
+* ``KERNEL_NAMESPACE`` in the request: that namespace (and
+  ``KERNEL_SERVICE_ACCOUNT_NAME``, default ``default``) is used as is; it must
+  exist; nothing is created in it but the pod, and nothing of it is deleted;
+* ``EG_SHARED_NAMESPACE``: every kernel runs in the gateway's namespace;
+* otherwise the gateway creates a namespace per kernel, named like the pod
+  and labelled for the kernel, plus a RoleBinding named after
+  ``EG_KERNEL_CLUSTER_ROLE`` granting that ClusterRole to the namespace's
+  service account; it deletes both when the kernel is released.
+
+Called by :class:`~gateway.provisioner.pods.PodProvisioner`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from gateway.cluster.interface import AlreadyExists, Cluster, ClusterError, NotFound, WatchEvent
+from gateway.objects import (
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    kernel_namespace,
+    kernel_resource_name,
+    kernel_role_binding,
+)
+
+from .apicalls import api, delete_quietly, launch_error, remaining
+from .errors import InvalidLaunch, LaunchConflict, LaunchTimeout
+from .model import LaunchRequest, Placement, ProvisionerSettings
+
+MAX_SERVICE_ACCOUNT_WATCHES = 3
+"""Watch requests tried while waiting for a new namespace's service account (each stays open until the deadline)."""
+
+
+@dataclass
+class Created:
+    """What one launch created, in order, so that a failed launch removes exactly that."""
+
+    objects: list[tuple[str, str | None, str]] = field(default_factory=list)
+    """``(resource, namespace, name)``"""
+
+    def add(self, resource: str, namespace: str | None, name: str) -> None:
+        self.objects.append((resource, namespace, name))
+
+    async def undo(self, cluster: Cluster) -> None:
+        """Delete everything recorded, newest first (pods at once, without a grace period)."""
+        for resource, namespace, name in reversed(self.objects):
+            grace = 0 if resource == "pods" else None
+            await delete_quietly(cluster, resource, name, namespace=namespace, grace_period_seconds=grace)
+        self.objects.clear()
+
+
+def plan_placement(request: LaunchRequest, settings: ProvisionerSettings) -> Placement:
+    """The placement of a kernel's first launch, from its request env and the settings (no I/O).
+
+    Raises :class:`InvalidLaunch` for a ``KERNEL_NAMESPACE`` or
+    ``KERNEL_SERVICE_ACCOUNT_NAME`` Kubernetes would refuse.
+    """
+    pod_name = kernel_resource_name(request.username, request.kernel_id)
+    namespace = request.env.get("KERNEL_NAMESPACE") or ""
+    service_account = request.env.get("KERNEL_SERVICE_ACCOUNT_NAME") or settings.default_service_account
+    if not is_dns1123_subdomain(service_account):
+        raise InvalidLaunch(
+            f"KERNEL_SERVICE_ACCOUNT_NAME={_shown(service_account)} is not a valid service account name"
+        )
+    if namespace:
+        if not is_dns1123_label(namespace):
+            raise InvalidLaunch(
+                f"KERNEL_NAMESPACE={_shown(namespace)} is not a valid namespace name "
+                "(at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)"
+            )
+        return Placement(namespace, service_account, owns_namespace=False, pod_name=pod_name)
+    if settings.shared_namespace:
+        return Placement(settings.gateway_namespace, service_account, owns_namespace=False, pod_name=pod_name)
+    return Placement(pod_name, service_account, owns_namespace=True, pod_name=pod_name)
+
+
+async def create_kernel_namespace(
+    cluster: Cluster, placement: Placement, kernel_id: str, cluster_role: str, created: Created, deadline: float
+) -> None:
+    """First launch with an owned namespace: create it and its role binding, then await its service account.
+
+    Each object is recorded in ``created`` as soon as it exists.  A namespace
+    of that name that already exists is not ours: :class:`LaunchConflict`.
+    """
+    namespace = placement.namespace
+    try:
+        await api(
+            cluster.create("namespaces", kernel_namespace(namespace, kernel_id)),
+            what=f"creating namespace {namespace}",
+            deadline=deadline,
+        )
+    except AlreadyExists:
+        raise LaunchConflict(
+            f"namespace {namespace} already exists: kernel {kernel_id} may be running already"
+        ) from None
+    created.add("namespaces", None, namespace)
+    binding = kernel_role_binding(namespace, cluster_role, placement.service_account, kernel_id)
+    await api(
+        cluster.create("rolebindings", binding, namespace=namespace),
+        what=f"creating role binding {cluster_role} in namespace {namespace}",
+        deadline=deadline,
+    )
+    created.add("rolebindings", namespace, cluster_role)
+    if not await _service_account_appears(cluster, namespace, placement.service_account, deadline):
+        raise LaunchTimeout(
+            f"service account {placement.service_account} did not appear in the new namespace {namespace} in time"
+        )
+
+
+async def check_existing_namespace(cluster: Cluster, placement: Placement, deadline: float) -> None:
+    """A namespace the gateway does not own must exist, not be terminating, and hold the service account."""
+    namespace = placement.namespace
+    try:
+        found = await api(
+            cluster.get("namespaces", namespace), what=f"reading namespace {namespace}", deadline=deadline
+        )
+    except NotFound:
+        raise InvalidLaunch(
+            f"namespace {namespace} does not exist (KERNEL_NAMESPACE must name an existing namespace)"
+        ) from None
+    if (found.get("metadata") or {}).get("deletionTimestamp"):
+        raise InvalidLaunch(f"namespace {namespace} is being deleted")
+    account = placement.service_account
+    try:
+        await api(
+            cluster.get("serviceaccounts", account, namespace=namespace),
+            what=f"reading service account {account} in namespace {namespace}",
+            deadline=deadline,
+        )
+    except NotFound:
+        raise InvalidLaunch(f"service account {account} does not exist in namespace {namespace}") from None
+
+
+async def release_placement(cluster: Cluster, placement: Placement, cluster_role: str) -> None:
+    """Delete the role binding and namespace of ``placement`` when the gateway created them; else nothing."""
+    if not placement.owns_namespace:
+        return
+    await delete_quietly(cluster, "rolebindings", cluster_role, namespace=placement.namespace)
+    await delete_quietly(cluster, "namespaces", placement.namespace)
+
+
+async def _service_account_appears(cluster: Cluster, namespace: str, name: str, deadline: float) -> bool:
+    """Wait (by watching) until service account ``namespace/name`` exists.
+
+    On a real cluster the service-account controller creates a namespace's
+    ``default`` account shortly after the namespace; until then pod admission
+    refuses the pod ("error looking up service account").  A watch without a
+    resourceVersion first reports what exists, then changes.
+    """
+    for _ in range(MAX_SERVICE_ACCOUNT_WATCHES):
+        left = remaining(deadline)
+        if left <= 0:
+            return False
+        stream = cluster.watch(
+            "serviceaccounts",
+            namespace=namespace,
+            field_selector=f"metadata.name={name}",
+            timeout_seconds=max(1, int(left)),
+        )
+        try:
+            if await asyncio.wait_for(_exists_in(stream), left):
+                return True
+        except asyncio.TimeoutError:
+            return False
+        except ClusterError as exc:
+            raise launch_error(exc, f"watching service account {name} in namespace {namespace}") from exc
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+    return False
+
+
+async def _exists_in(stream: AsyncIterator[WatchEvent]) -> bool:
+    async for event in stream:
+        if event.type in ("ADDED", "MODIFIED"):
+            return True
+    return False
+
+
+def _shown(value: str) -> str:
+    text = repr(value)
+    return text if len(text) <= 72 else text[:69] + "...'"

@@ -1,0 +1,441 @@
+"""The Kubernetes provisioner: kernels launched as pods, watched, signalled, stopped.
+
+One :class:`PodProvisioner` per gateway, owned by the kernel service.  It
+does its cluster reads through the gateway's pod informer (one watch over
+every kernel pod, started by its caller) and its writes through the cluster
+interface, so an idle kernel costs the API server nothing.
+
+A launch: choose the placement (``gateway.provisioner.placement``), build the
+pod from the kernelspec's ``scripts/kernel-pod.yaml`` (``gateway.objects``,
+before anything is created, so a bad request leaves nothing), create the
+namespace and role binding when the gateway owns the namespace, register with
+the response listener, create the pod, then wait on the informer for the pod's
+IP and on the listener for the launcher's connection info.  A pod that
+cannot start (``podstate``) fails the launch at once; otherwise the launch
+times out after ``LaunchRequest.timeout``.  Whatever ends a launch early (an
+error, the timeout, cancellation of the launching task), everything that
+launch created is deleted before the error propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.cluster.informer import Informer, InformerStopped
+from gateway.cluster.interface import Cluster, ClusterError
+from gateway.objects import (
+    ForbiddenKernelRequest,
+    InvalidKernelRequest,
+    KernelObjects,
+    TemplateError,
+    kernel_objects,
+    owned_by,
+    parse_template,
+)
+from gateway.objects.labels import KERNEL_ID_LABEL
+
+from . import comm
+from .apicalls import api, delete_quietly, launch_error, remaining
+from .connection import ConnectionInfo
+from .errors import (
+    ClusterUnavailable,
+    InvalidLaunch,
+    LaunchConflict,
+    LaunchError,
+    LaunchForbidden,
+    LaunchTimeout,
+    PodFailed,
+)
+from .model import LaunchRequest, Placement, ProvisionerSettings, RunningKernel
+from .placement import (
+    Created,
+    check_existing_namespace,
+    create_kernel_namespace,
+    plan_placement,
+    release_placement,
+)
+from .podstate import TERMINAL_PHASES, PodProgress, phase
+from .response import SOURCE_IP_LATER, PendingResponse, ResponseCancelled, ResponseListener
+from .spec import TEMPLATE_PATH
+
+log = logging.getLogger("gateway.provisioner")
+
+POD_IP_ENV = "KERNEL_POD_IP"
+"""The launcher binds the kernel to this address: the pod's own, from the downward API."""
+STOP_WAIT_SECONDS = 10.0
+"""How long :meth:`PodProvisioner.stop` waits for the pod to go, beyond its grace period."""
+COMM_TIMEOUT = 5.0
+LOG_TAIL_LINES = 5
+LOG_READ_TIMEOUT = 2.0
+
+_Key = tuple[str, str, str]  # (namespace, pod name, pod uid)
+
+
+class PodProvisioner:
+    """Launches kernels as pods and follows them (see the module docstring).
+
+    ``pods`` is the started informer of kernel pods (label selector
+    ``app=enterprise-gateway,component=kernel``, all namespaces); ``responses``
+    the started response listener.  The provisioner owns neither.
+    """
+
+    def __init__(
+        self, cluster: Cluster, pods: Informer, responses: ResponseListener, settings: ProvisionerSettings
+    ) -> None:
+        self._cluster = cluster
+        self._pods = pods
+        self._responses = responses
+        self._settings = settings
+        self._running: dict[str, _Key] = {}  # kernels launched and not stopped: their pod
+        self._located: dict[str, tuple[str, str]] = {}  # kernel id -> (namespace, pod name), for pod_phase
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ launch
+
+    async def launch(self, request: LaunchRequest, placement: Placement | None = None) -> RunningKernel:
+        """Start kernel ``request.kernel_id`` and return it once its launcher has called back.
+
+        Called by the kernel service to start a kernel (``placement`` ``None``:
+        the placement is chosen, and in the default mode its namespace and
+        role binding created) and to restart one (the placement of its first
+        launch: reused as is, never re-created or deleted here; a previous pod
+        of the kernel still present is deleted first).
+
+        Raises a :class:`~gateway.provisioner.errors.LaunchError` naming the
+        cause; by then everything this call created is gone again.
+        """
+        deadline = asyncio.get_running_loop().time() + request.timeout
+        kernel_id = request.kernel_id
+        created = Created()
+        pending: PendingResponse | None = None
+        try:
+            first = placement is None
+            if placement is None:
+                placement = plan_placement(request, self._settings)
+            objects = await self._build(request, placement)
+            self._located[kernel_id] = (placement.namespace, placement.pod_name)
+            if not first:
+                await self._remove_previous_pod(kernel_id, placement, deadline)
+            if first and placement.owns_namespace:
+                await create_kernel_namespace(
+                    self._cluster, placement, kernel_id, self._settings.kernel_cluster_role, created, deadline
+                )
+            elif not placement.owns_namespace:
+                await check_existing_namespace(self._cluster, placement, deadline)
+            try:
+                pending = self._responses.expect(kernel_id, source_ip=SOURCE_IP_LATER, timeout=remaining(deadline))
+            except ValueError:
+                raise LaunchConflict(f"kernel {kernel_id} is being launched already") from None
+            pod = await self._create_objects(objects, placement, created, deadline)
+            progress = PodProgress(placement.namespace, placement.pod_name, pod["metadata"]["uid"])
+            connection = await self._await_kernel(progress, pending, request.timeout, deadline)
+        except BaseException as exc:
+            if pending is not None:
+                pending.cancel()
+            await self._undo(created)
+            if isinstance(exc, ClusterError):
+                raise launch_error(exc, f"launching kernel {kernel_id}") from exc
+            raise
+        ip = progress.pod_ip() or connection.ip
+        self._running[kernel_id] = (placement.namespace, placement.pod_name, progress.uid)
+        log.info("kernel %s running in pod %s/%s at %s", kernel_id, placement.namespace, placement.pod_name, ip)
+        return RunningKernel(placement=placement, connection=connection, pod_ip=ip, pod_uid=progress.uid)
+
+    async def _build(self, request: LaunchRequest, placement: Placement) -> KernelObjects:
+        """The pod (and companions) for this launch, from the kernelspec's template; nothing is created yet."""
+        spec = request.spec
+        try:
+            text = await asyncio.to_thread(spec.template_path.read_text, encoding="utf-8")
+        except OSError as exc:
+            raise LaunchError(f"kernelspec {spec.name}: cannot read {TEMPLATE_PATH}: {exc.strerror or exc}") from exc
+        image = request.env.get("KERNEL_IMAGE") or spec.image  # a client's KERNEL_IMAGE wins, as in EG
+        try:
+            template = parse_template(text, source=f"{spec.name}/{TEMPLATE_PATH}")
+            objects = kernel_objects(
+                template,
+                kernel_id=request.kernel_id,
+                username=request.username,
+                namespace=placement.namespace,
+                service_account=placement.service_account,
+                image=image,
+                env=request.env,
+                launcher_env=self._launcher_env(request, image),
+                language=spec.language,
+                response_address=self._response_address(),
+                connection_filename=f"kernel-{request.kernel_id}.json",
+                spark_context_initialization_mode=spec.spark_context_mode,
+                prohibited_uids=self._settings.prohibited_uids,
+                prohibited_gids=self._settings.prohibited_gids,
+                name=placement.pod_name,
+            )
+        except ForbiddenKernelRequest as exc:
+            raise LaunchForbidden(str(exc)) from exc
+        except InvalidKernelRequest as exc:
+            raise InvalidLaunch(str(exc)) from exc
+        except TemplateError as exc:
+            raise LaunchError(f"kernelspec {spec.name}: {exc}") from exc
+        except ValueError as exc:
+            raise InvalidLaunch(str(exc)) from exc
+        return KernelObjects(pod=_with_pod_ip_env(objects.pod), companions=objects.companions)
+
+    def _launcher_env(self, request: LaunchRequest, image: str) -> dict[str, str]:
+        """What the launcher in the pod needs, laid over the request's env (never the gateway's own)."""
+        address = self._response_address()
+        env = {
+            "EG_RESPONSE_ADDRESS": address,
+            "RESPONSE_ADDRESS": address,
+            "KERNEL_RESPONSE_KEY": self._responses.public_key,
+            "KERNEL_LANGUAGE": request.spec.language,
+            "SPARK_CONTEXT_INITIALIZATION_MODE": request.spec.spark_context_mode,
+            "EG_KUBERNETES_KERNEL_IMAGE": image,
+            "KERNEL_LAUNCH_TIMEOUT": f"{request.timeout:g}",
+        }
+        legacy = self._responses.legacy_public_key
+        if legacy is not None:
+            env["PUBLIC_KEY"] = legacy
+        if self._settings.port_range:
+            env["PORT_RANGE"] = self._settings.port_range
+        return env
+
+    def _response_address(self) -> str:
+        if self._settings.response_address:
+            return self._settings.response_address
+        if self._responses.host in ("", "0.0.0.0", "::"):
+            raise LaunchError("the gateway's response address is not configured (EG_RESPONSE_IP)")
+        return f"{self._responses.host}:{self._responses.port}"
+
+    async def _create_objects(
+        self, objects: KernelObjects, placement: Placement, created: Created, deadline: float
+    ) -> dict[str, Any]:
+        """Create the pod, then its companions owned by it; each recorded in ``created``."""
+        namespace, name = placement.namespace, placement.pod_name
+        pod = await api(
+            self._cluster.create("pods", objects.pod, namespace=namespace),
+            what=f"creating pod {name} in namespace {namespace}",
+            deadline=deadline,
+        )
+        created.add("pods", namespace, name)
+        for companion in owned_by(pod, objects.companions):
+            resource = {
+                "Service": "services",
+                "ConfigMap": "configmaps",
+                "Secret": "secrets",
+                "PersistentVolumeClaim": "persistentvolumeclaims",
+            }[companion["kind"]]
+            companion_name = companion["metadata"]["name"]
+            await api(
+                self._cluster.create(resource, companion, namespace=namespace),
+                what=f"creating {companion['kind']} {companion_name} in namespace {namespace}",
+                deadline=deadline,
+            )
+            created.add(resource, namespace, companion_name)
+        return pod
+
+    async def _await_kernel(
+        self, progress: PodProgress, pending: PendingResponse, timeout: float, deadline: float
+    ) -> ConnectionInfo:
+        """Wait for the pod's IP, then for the launcher's payload from it, failing fast if the pod fails."""
+
+        def has_ip_or_failed(pod: Any) -> bool:
+            progress.observe(pod)
+            return progress.failure() is not None or progress.pod_ip() is not None
+
+        def failed(pod: Any) -> bool:
+            progress.observe(pod)
+            return progress.failure() is not None
+
+        where = dict(namespace=progress.namespace, name=progress.name)
+        try:
+            await self._pods.wait_for(has_ip_or_failed, **where, timeout=remaining(deadline))
+        except asyncio.TimeoutError:
+            raise LaunchTimeout(f"{progress.where} {progress.describe()} after {timeout:g}s") from None
+        except InformerStopped:
+            raise ClusterUnavailable("the gateway stopped watching kernel pods") from None
+        await self._raise_if_failed(progress)
+        ip = progress.pod_ip()
+        assert ip is not None
+        pending.set_source_ip(ip)
+        watching = asyncio.ensure_future(self._pods.wait_for(failed, **where, timeout=remaining(deadline) + 1))
+        answer = asyncio.ensure_future(_result_of(pending))
+        try:
+            await asyncio.wait({watching, answer}, timeout=remaining(deadline) + 1, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watching, answer):
+                task.cancel()
+            results = await asyncio.gather(watching, answer, return_exceptions=True)
+        if answer.done() and not answer.cancelled() and answer.exception() is None:
+            return answer.result()
+        await self._raise_if_failed(progress)
+        if isinstance(results[1], ResponseCancelled):
+            raise ClusterUnavailable("the gateway's response listener stopped before the kernel called back")
+        raise LaunchTimeout(
+            f"{progress.where} is running at {ip} but its launcher sent no connection info within {timeout:g}s"
+        )
+
+    async def _raise_if_failed(self, progress: PodProgress) -> None:
+        failure = progress.failure()
+        if failure is None:
+            return
+        if isinstance(failure, PodFailed) and not progress.gone:
+            tail = await self._log_tail(progress)
+            if tail:
+                failure = PodFailed(
+                    f"{failure.reason}; last log lines: {tail}",
+                    container_reason=failure.container_reason,
+                    exit_code=failure.exit_code,
+                )
+        raise failure
+
+    async def _log_tail(self, progress: PodProgress) -> str:
+        """The kernel container's last few log lines (best effort, for a failure message)."""
+        try:
+            text = await asyncio.wait_for(
+                self._cluster.read_pod_log(
+                    progress.name, progress.namespace, container=progress.name, tail_lines=LOG_TAIL_LINES
+                ),
+                LOG_READ_TIMEOUT,
+            )
+        except (ClusterError, asyncio.TimeoutError):
+            return ""
+        return " | ".join(line.strip() for line in text.splitlines() if line.strip())[-600:]
+
+    async def _remove_previous_pod(self, kernel_id: str, placement: Placement, deadline: float) -> None:
+        """Before a restart: delete the kernel's earlier pod if it is still there, and wait until it is gone."""
+        self._running.pop(kernel_id, None)  # its end is ours, not a death
+        namespace, name = placement.namespace, placement.pod_name
+        old = self._pods.get(namespace, name)
+        if old is None:
+            return
+        meta = old.get("metadata") or {}
+        if (meta.get("labels") or {}).get(KERNEL_ID_LABEL) != kernel_id:
+            raise LaunchConflict(f"pod {name} in namespace {namespace} belongs to another kernel")
+        uid = meta.get("uid")
+        if not meta.get("deletionTimestamp"):
+            await delete_quietly(self._cluster, "pods", name, namespace=namespace, grace_period_seconds=0)
+        try:
+            await self._pods.wait_for(
+                lambda pod: pod is None or pod["metadata"].get("uid") != uid,
+                namespace=namespace,
+                name=name,
+                timeout=remaining(deadline),
+            )
+        except asyncio.TimeoutError:
+            raise LaunchTimeout(
+                f"the kernel's previous pod {name} in namespace {namespace} did not go in time"
+            ) from None
+
+    async def _undo(self, created: Created) -> None:
+        """Delete what a failed launch created; a second cancellation cannot interrupt it."""
+        if not created.objects:
+            return
+        task = asyncio.ensure_future(created.undo(self._cluster))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        await asyncio.shield(task)
+
+    # ------------------------------------------------------------------ after the launch
+
+    async def stop(self, running: RunningKernel, *, grace_seconds: float) -> None:
+        """Stop a kernel's pod: ask its launcher to shut down, delete the pod, wait until it is gone.
+
+        Called by the kernel service at shutdown and before a restart.  Its end
+        is not reported by :meth:`deaths`.  Never raises for a pod already gone.
+        """
+        placement = running.placement
+        namespace, name = placement.namespace, placement.pod_name
+        if self._running.get(running.kernel_id, ("", "", ""))[2] == running.pod_uid:
+            del self._running[running.kernel_id]
+        pod = self._pods.get(namespace, name)
+        alive = pod is not None and pod["metadata"].get("uid") == running.pod_uid and phase(pod) not in TERMINAL_PHASES
+        if alive and running.connection.comm_port:
+            try:
+                await comm.request_shutdown(running.connection, timeout=min(COMM_TIMEOUT, max(grace_seconds, 0.5)))
+            except comm.CommError as exc:
+                log.info("kernel %s: no shutdown over the comm port (%s); deleting its pod", running.kernel_id, exc)
+        grace = max(0, math.ceil(grace_seconds))
+        await delete_quietly(self._cluster, "pods", name, namespace=namespace, grace_period_seconds=grace)
+        try:
+            await self._pods.wait_for(
+                lambda p: p is None or p["metadata"].get("uid") != running.pod_uid,
+                namespace=namespace,
+                name=name,
+                timeout=grace + STOP_WAIT_SECONDS,
+            )
+        except asyncio.TimeoutError:
+            log.warning("pod %s/%s of kernel %s still present after %ds", namespace, name, running.kernel_id, grace)
+        except InformerStopped:
+            pass
+
+    async def release(self, placement: Placement) -> None:
+        """Delete the kernel's role binding and namespace if the gateway created them (after its last stop)."""
+        for kernel_id, located in list(self._located.items()):
+            if located == (placement.namespace, placement.pod_name):
+                del self._located[kernel_id]
+        await release_placement(self._cluster, placement, self._settings.kernel_cluster_role)
+
+    async def signal(self, running: RunningKernel, signum: int) -> bool:
+        """Send ``signum`` to the kernel through its launcher's comm port (interrupts).
+
+        Returns whether the launcher confirmed; raises
+        :class:`~gateway.provisioner.comm.CommError` when it cannot be reached.
+        """
+        return await comm.send_signal(running.connection, signum, timeout=COMM_TIMEOUT)
+
+    def pod_phase(self, kernel_id: str) -> str | None:
+        """The phase of the kernel's pod as the informer last saw it; ``None`` when there is no pod."""
+        located = self._located.get(kernel_id)
+        if located is not None:
+            return phase(self._pods.get(*located))
+        for pod in self._pods.items():
+            if ((pod.get("metadata") or {}).get("labels") or {}).get(KERNEL_ID_LABEL) == kernel_id:
+                return phase(pod)
+        return None
+
+    async def deaths(self) -> AsyncIterator[str]:
+        """Kernel ids whose running pod died on its own: Failed/Succeeded, or deleted by someone else.
+
+        Each consumer gets every death from the moment it starts iterating,
+        once per pod.  Launch failures and the ends :meth:`stop` and restarts
+        bring about are not deaths.
+        """
+        reported: set[str] = set()
+        async with self._pods.subscribe() as changes:
+            async for event in changes:
+                meta = event.object.get("metadata") or {}
+                uid = str(meta.get("uid") or "")
+                if uid in reported:
+                    if event.type == "DELETED":
+                        reported.discard(uid)
+                    continue
+                kernel_id = (meta.get("labels") or {}).get(KERNEL_ID_LABEL)
+                if kernel_id is None or self._running.get(kernel_id, ("", "", ""))[2] != uid:
+                    continue
+                if event.type == "DELETED" or meta.get("deletionTimestamp") or phase(event.object) in TERMINAL_PHASES:
+                    if event.type != "DELETED":
+                        reported.add(uid)
+                    log.warning("kernel %s: its pod %s/%s died", kernel_id, meta.get("namespace"), meta.get("name"))
+                    yield kernel_id
+
+    async def close(self) -> None:
+        """Wait for clean-ups still running after cancelled launches (called at gateway shutdown)."""
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
+
+
+async def _result_of(pending: PendingResponse) -> ConnectionInfo:
+    return await pending
+
+
+def _with_pod_ip_env(pod: dict[str, Any]) -> dict[str, Any]:
+    """``pod`` with the first container's ``KERNEL_POD_IP`` read from ``status.podIP``, whatever env said."""
+    spec = dict(pod["spec"])
+    first = dict(spec["containers"][0])
+    env = [entry for entry in first.get("env") or [] if entry.get("name") != POD_IP_ENV]
+    env.append({"name": POD_IP_ENV, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}})
+    first["env"] = env
+    spec["containers"] = [first, *spec["containers"][1:]]
+    return {**pod, "spec": spec}
