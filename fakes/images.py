@@ -38,13 +38,17 @@ class ImageSpec:
     """What an image contributes to a container process (OCI image config fields).
 
     ``entrypoint`` and ``cmd`` follow Docker semantics: ``container.command``
-    replaces the entrypoint, ``container.args`` replace ``cmd``.
+    replaces the entrypoint, ``container.args`` replace ``cmd``.  ``files``
+    maps paths inside the image to local files: a process whose program is
+    one of them runs the local file (``/etc/bootstrap-kernel.sh`` of a kernel
+    image runs this repository's script).
     """
 
     entrypoint: list[str] | None = None
     cmd: list[str] | None = None
     env: dict[str, str] = field(default_factory=dict)
     working_dir: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
 
     def argv(self, command: list[str] | None, args: list[str] | None) -> list[str]:
         """The process argv for a container with ``command``/``args`` (either may be ``None``).
@@ -54,8 +58,12 @@ class ImageSpec:
         entrypoint.
         """
         if command:
-            return list(command) + list(args or [])
-        return list(self.entrypoint or []) + list(args if args else (self.cmd or []))
+            argv = list(command) + list(args or [])
+        else:
+            argv = list(self.entrypoint or []) + list(args if args else (self.cmd or []))
+        if argv and argv[0] in self.files:
+            argv[0] = self.files[argv[0]]
+        return argv
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ImageSpec:
