@@ -1,0 +1,453 @@
+"""The provisioner launching real kernels on the simulated cluster.
+
+The gateway acts as its service account, with the ClusterRole below
+(:data:`GATEWAY_RULES`), over the in-memory cluster; a node agent runs the
+kernel image as this repository's ``bootstrap-kernel.sh`` and launcher, and a
+real response listener receives the launchers' connection info.  Tests talk
+to the kernels with jupyter_client.  Waits are watches with timeouts; no
+test sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.asynchronous import AsyncKernelClient
+
+from fakes.identity import node_user, service_account_user
+from fakes.images import ImageSpec
+from fakes.kernel_images import kernel_image_map, repository_root
+from fakes.kubelet import NodeAgent
+from fakes.memory import MemoryCluster
+from fakes.podworker import Backoff
+from fakes.store import Store
+from gateway.cluster.informer import Informer
+from gateway.cluster.interface import Cluster, NotFound
+from gateway.objects import kernel_selector
+from gateway.provisioner import (
+    ImagePullFailed,
+    InvalidLaunch,
+    LaunchForbidden,
+    LaunchRequest,
+    LaunchTimeout,
+    PodFailed,
+    PodProvisioner,
+    ProvisionerSettings,
+    ResponseListener,
+    RunningKernel,
+    Unschedulable,
+    kernel_spec_info,
+)
+from tests.podwait import phase_is, wait_for_pod, wait_for_pod_deleted
+
+pytestmark = pytest.mark.slow
+
+GATEWAY_NAMESPACE = "enterprise-gateway"
+GATEWAY_ACCOUNT = "enterprise-gateway-sa"
+KERNEL_CLUSTER_ROLE = "kernel-controller"
+RBAC = "rbac.authorization.k8s.io"
+
+GATEWAY_RULES: list[dict[str, Any]] = [
+    # The seed's enterprise-gateway-controller ...
+    {"apiGroups": [""], "resources": ["pods", "namespaces", "services"],
+     "verbs": ["get", "watch", "list", "create", "delete"]},
+    {"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["get", "list", "create", "delete"]},
+    # ... plus: the template's other companion kinds, a failed kernel's log lines, waiting for a new
+    # namespace's service account, and granting the kernel ClusterRole without holding all of it
+    # (RBAC escalation check, pkg/registry/rbac/escalation_check.go).
+    {"apiGroups": [""], "resources": ["configmaps", "secrets", "persistentvolumeclaims"],
+     "verbs": ["get", "list", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [RBAC], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": [KERNEL_CLUSTER_ROLE]},
+]
+"""What the gateway's service account may do (the manifests' enterprise-gateway-controller ClusterRole)."""
+
+KERNEL_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch", "list", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "create"]},
+    {"apiGroups": [""], "resources": ["services", "persistentvolumeclaims"], "verbs": ["list"]},
+]
+"""Helm's kernel-controller ClusterRole, bound in each namespace the gateway creates."""
+
+SILENT_IMAGE = "test/silent-kernel:1"  # starts, never calls back
+FAILING_IMAGE = "test/failing-kernel:1"  # prints a line and exits 1
+MISSING_IMAGE = "registry.example.com/nobody/kernel-py:404"
+WAIT = 60.0  # bound for a kernel to start on a loaded machine
+FAST = Backoff(initial=0.2, maximum=0.8, resync=0.05)
+SPEC = kernel_spec_info("python_kubernetes", repository_root() / "kernelspecs" / "python_kubernetes")
+
+
+def cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": {"name": name}, "rules": rules}
+
+
+async def install_gateway(admin: Cluster) -> None:
+    """What the manifests set up: the gateway's namespace, service account and RBAC, the kernel ClusterRole."""
+    await admin.create("namespaces", {"metadata": {"name": GATEWAY_NAMESPACE}})
+    await admin.create("serviceaccounts", {"metadata": {"name": GATEWAY_ACCOUNT}}, namespace=GATEWAY_NAMESPACE)
+    await admin.create("clusterroles", cluster_role("enterprise-gateway-controller", GATEWAY_RULES))
+    await admin.create("clusterrolebindings", {
+        "apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "enterprise-gateway-controller"},
+        "subjects": [{"kind": "ServiceAccount", "name": GATEWAY_ACCOUNT, "namespace": GATEWAY_NAMESPACE}],
+        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "enterprise-gateway-controller"},
+    })
+    await admin.create("clusterroles", cluster_role(KERNEL_CLUSTER_ROLE, KERNEL_RULES))
+
+
+def script_image(path: Path, body: str) -> ImageSpec:
+    """An image whose ``/etc/bootstrap-kernel.sh`` is a shell script with ``body``."""
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return ImageSpec(cmd=["/etc/bootstrap-kernel.sh"], env={"PATH": "/usr/bin:/bin"},
+                     files={"/etc/bootstrap-kernel.sh": str(path)})
+
+
+@dataclass
+class Env:
+    store: Store
+    admin: Cluster
+    gateway: Cluster
+    agent: NodeAgent
+    pods: Informer
+    listener: ResponseListener
+    settings: ProvisionerSettings
+    provisioner: PodProvisioner
+
+    def provisioner_with(self, **changes: Any) -> PodProvisioner:
+        """Another provisioner over the same cluster, informer and listener, with other settings."""
+        return PodProvisioner(self.gateway, self.pods, self.listener, replace(self.settings, **changes))
+
+    def request(self, *, username: str = "alice", timeout: float = WAIT, spec: Any = SPEC, **env: str) -> LaunchRequest:
+        kernel_id = str(uuid.uuid4())
+        return LaunchRequest(kernel_id=kernel_id, username=username, spec=spec,
+                             env={"KERNEL_USERNAME": username, **env}, timeout=timeout)
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    store = Store()
+    admin = MemoryCluster(store)
+    await install_gateway(admin)
+    gateway = MemoryCluster(store, service_account_user(GATEWAY_NAMESPACE, GATEWAY_ACCOUNT))
+    images = kernel_image_map()
+    images.add(SILENT_IMAGE, script_image(tmp_path / "silent.sh", "exec sleep 300"))
+    images.add(FAILING_IMAGE, script_image(tmp_path / "failing.sh", 'echo "no kernel today" >&2; exit 1'))
+    agent = NodeAgent(MemoryCluster(store, node_user("node-1")), node_name="node-1", images=images, store=store,
+                      work_dir=tmp_path / "node", backoff=FAST, shutdown_grace_seconds=1)
+    pods = Informer(gateway, "pods", label_selector=kernel_selector())
+    listener = ResponseListener(host="127.0.0.1", port=0)
+    await agent.start()
+    await listener.start()
+    await pods.start()
+    settings = ProvisionerSettings(gateway_namespace=GATEWAY_NAMESPACE, kernel_cluster_role=KERNEL_CLUSTER_ROLE,
+                                   response_address=f"127.0.0.1:{listener.port}")
+    provisioner = PodProvisioner(gateway, pods, listener, settings)
+    try:
+        yield Env(store, admin, gateway, agent, pods, listener, settings, provisioner)
+    finally:
+        await provisioner.close()
+        await pods.stop()
+        await listener.stop()
+        await agent.stop()
+        await gateway.close()
+        await admin.close()
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    assert not others, f"tasks left behind: {others}"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def run(running: RunningKernel, code: str) -> list[str]:
+    """Execute ``code`` in the kernel; its ``text/plain`` results."""
+    client = AsyncKernelClient()
+    client.load_connection_info(running.connection.to_jupyter())
+    client.hb_channel.time_to_dead = 10.0  # a loaded test machine may miss the 1s default
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=WAIT)
+        results: list[str] = []
+
+        def on_output(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] == "execute_result":
+                results.append(msg["content"]["data"]["text/plain"])
+
+        reply = await client.execute_interactive(code, timeout=WAIT, output_hook=on_output)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return results
+    finally:
+        client.stop_channels()
+
+
+async def labelled(admin: Cluster, resource: str, kernel_id: str) -> list[str]:
+    """``namespace/name`` of every ``resource`` object labelled for ``kernel_id``."""
+    listing = await admin.list(resource, label_selector=f"kernel_id={kernel_id}")
+    return [f"{(o['metadata'].get('namespace') or '')}/{o['metadata']['name']}" for o in listing["items"]]
+
+
+async def assert_nothing_left(admin: Cluster, kernel_id: str) -> None:
+    for resource in ("pods", "namespaces", "rolebindings", "services", "configmaps"):
+        assert await labelled(admin, resource, kernel_id) == [], f"{resource} of kernel {kernel_id} left behind"
+
+
+async def exists(admin: Cluster, resource: str, name: str, namespace: str | None = None) -> bool:
+    try:
+        await admin.get(resource, name, namespace=namespace)
+    except NotFound:
+        return False
+    return True
+
+
+def container_env(pod: Mapping[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in pod["spec"]["containers"][0]["env"]}
+
+
+# --------------------------------------------------------------------------- the three namespace modes
+
+
+async def test_default_mode_runs_the_kernel_in_a_namespace_of_its_own_and_release_removes_it(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KERNELGATE_GATEWAY_ONLY", "never-in-a-pod")
+    request = env.request(KERNEL_EXTRA="client value")
+
+    running = await env.provisioner.launch(request)
+
+    placement = running.placement
+    assert placement.owns_namespace and placement.namespace == placement.pod_name == f"alice-{request.kernel_id}"
+    namespace = await env.admin.get("namespaces", placement.namespace)
+    assert namespace["metadata"]["labels"].items() >= {
+        "app": "enterprise-gateway", "component": "kernel", "kernel_id": request.kernel_id}.items()
+    binding = await env.admin.get("rolebindings", KERNEL_CLUSTER_ROLE, namespace=placement.namespace)
+    assert binding["roleRef"] == {"apiGroup": RBAC, "kind": "ClusterRole", "name": KERNEL_CLUSTER_ROLE}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "default", "namespace": placement.namespace}]
+    pod = await env.admin.get("pods", placement.pod_name, namespace=placement.namespace)
+    assert pod["metadata"]["labels"]["kernel_id"] == request.kernel_id
+    assert pod["metadata"]["labels"]["app"] == "enterprise-gateway"
+    assert pod["metadata"]["labels"]["component"] == "kernel"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["metadata"]["uid"] == running.pod_uid and pod["status"]["podIP"] == running.pod_ip
+    variables = container_env(pod)
+    assert variables["KERNEL_ID"] == request.kernel_id and variables["KERNEL_EXTRA"] == "client value"
+    assert variables["KERNEL_RESPONSE_KEY"] == env.listener.public_key
+    assert variables["PUBLIC_KEY"] == env.listener.legacy_public_key
+    assert variables["KERNEL_POD_IP"] == {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}
+    assert "KERNELGATE_GATEWAY_ONLY" not in variables and "PATH" not in variables
+    assert running.connection.key not in json.dumps(pod)
+    assert running.connection.ip == running.pod_ip
+
+    assert await run(running, "1+1") == ["2"]
+
+    await env.provisioner.stop(running, grace_seconds=5)
+    assert env.provisioner.pod_phase(request.kernel_id) is None
+    assert await exists(env.admin, "namespaces", placement.namespace)  # stop keeps it: a restart reuses it
+    await env.provisioner.release(placement)
+    await assert_nothing_left(env.admin, request.kernel_id)
+    assert not await exists(env.admin, "namespaces", placement.namespace)
+
+
+async def test_kernel_namespace_is_used_as_is_and_survives_release(env: Env) -> None:
+    await env.admin.create("namespaces", {"metadata": {"name": "team-a"}})
+    await env.admin.create("serviceaccounts", {"metadata": {"name": "team-sa"}}, namespace="team-a")
+    request = env.request(KERNEL_NAMESPACE="team-a", KERNEL_SERVICE_ACCOUNT_NAME="team-sa")
+
+    running = await env.provisioner.launch(request)
+
+    assert (running.placement.namespace, running.placement.service_account) == ("team-a", "team-sa")
+    assert not running.placement.owns_namespace
+    pod = await env.admin.get("pods", running.placement.pod_name, namespace="team-a")
+    assert pod["spec"]["serviceAccountName"] == "team-sa"
+    assert (await env.admin.list("rolebindings", namespace="team-a"))["items"] == []
+    assert await labelled(env.admin, "namespaces", request.kernel_id) == []
+    assert await run(running, "1+1") == ["2"]
+
+    await env.provisioner.stop(running, grace_seconds=5)
+    await env.provisioner.release(running.placement)
+    await assert_nothing_left(env.admin, request.kernel_id)
+    assert await exists(env.admin, "namespaces", "team-a")
+    assert await exists(env.admin, "serviceaccounts", "team-sa", "team-a")
+
+
+async def test_shared_namespace_puts_kernels_in_the_gateway_namespace(env: Env) -> None:
+    provisioner = env.provisioner_with(shared_namespace=True)
+    request = env.request(username="bob")
+
+    running = await provisioner.launch(request)
+
+    assert running.placement.namespace == GATEWAY_NAMESPACE and not running.placement.owns_namespace
+    assert await labelled(env.admin, "rolebindings", request.kernel_id) == []
+    assert await run(running, "1+1") == ["2"]
+    await provisioner.stop(running, grace_seconds=5)
+    await provisioner.release(running.placement)
+    await assert_nothing_left(env.admin, request.kernel_id)
+    assert await exists(env.admin, "namespaces", GATEWAY_NAMESPACE)
+
+
+async def test_a_restart_with_the_same_placement_keeps_namespace_and_role_binding(env: Env) -> None:
+    request = env.request()
+    first = await env.provisioner.launch(request)
+    await run(first, "x = 41")
+    namespace = await env.admin.get("namespaces", first.placement.namespace)
+    binding = await env.admin.get("rolebindings", KERNEL_CLUSTER_ROLE, namespace=first.placement.namespace)
+
+    await env.provisioner.stop(first, grace_seconds=5)
+    second = await env.provisioner.launch(request, first.placement)
+
+    assert second.placement == first.placement and second.pod_uid != first.pod_uid
+    assert (await env.admin.get("namespaces", first.placement.namespace))["metadata"]["uid"] == namespace["metadata"]["uid"]
+    again = await env.admin.get("rolebindings", KERNEL_CLUSTER_ROLE, namespace=first.placement.namespace)
+    assert again["metadata"]["uid"] == binding["metadata"]["uid"]
+    assert await run(second, "'x' in globals(), 1+1") == ["(False, 2)"]
+    await env.provisioner.stop(second, grace_seconds=5)
+    await env.provisioner.release(second.placement)
+    await assert_nothing_left(env.admin, request.kernel_id)
+
+
+# --------------------------------------------------------------------------- launches that fail
+
+
+async def test_a_missing_image_fails_fast_and_leaves_nothing(env: Env) -> None:
+    request = env.request(KERNEL_IMAGE=MISSING_IMAGE, timeout=600)
+
+    with pytest.raises(ImagePullFailed) as failed:
+        await asyncio.wait_for(env.provisioner.launch(request), WAIT)
+
+    assert MISSING_IMAGE in failed.value.reason and "ErrImagePull" in failed.value.reason
+    await assert_nothing_left(env.admin, request.kernel_id)
+
+
+async def test_a_kernel_command_exiting_1_is_a_pod_failure_with_its_log(env: Env) -> None:
+    request = env.request(KERNEL_IMAGE=FAILING_IMAGE, timeout=600)
+
+    with pytest.raises(PodFailed) as failed:
+        await asyncio.wait_for(env.provisioner.launch(request), WAIT)
+
+    assert failed.value.exit_code == 1 and failed.value.status == 500
+    assert "exited with code 1" in failed.value.reason and "no kernel today" in failed.value.reason
+    await assert_nothing_left(env.admin, request.kernel_id)
+
+
+async def test_an_unschedulable_pod_fails_fast(env: Env, tmp_path: Path) -> None:
+    spec_dir = tmp_path / "gpu_kernel"
+    (spec_dir / "scripts").mkdir(parents=True)
+    template = (SPEC.template_path).read_text().replace("  restartPolicy: Never\n",
+                                                      "  restartPolicy: Never\n  nodeSelector:\n    gpu: a100\n")
+    (spec_dir / "scripts" / "kernel-pod.yaml").write_text(template)
+    request = env.request(spec=replace(SPEC, name="gpu_kernel", resource_dir=spec_dir), timeout=600)
+
+    with pytest.raises(Unschedulable) as failed:
+        await asyncio.wait_for(env.provisioner.launch(request), WAIT)
+
+    assert "didn't match Pod's node affinity/selector" in failed.value.reason
+    await assert_nothing_left(env.admin, request.kernel_id)
+
+
+async def test_a_launcher_that_never_calls_back_times_out_and_leaves_nothing(env: Env) -> None:
+    request = env.request(KERNEL_IMAGE=SILENT_IMAGE, timeout=3)
+
+    with pytest.raises(LaunchTimeout) as timed_out:
+        await env.provisioner.launch(request)
+
+    pod_name = f"alice-{request.kernel_id}"
+    assert timed_out.value.status == 504
+    assert f"pod {pod_name} in namespace {pod_name}" in timed_out.value.reason
+    assert "sent no connection info within 3s" in timed_out.value.reason
+    await assert_nothing_left(env.admin, request.kernel_id)
+    assert not env.listener.is_expected(request.kernel_id)
+
+
+async def test_a_cancelled_launch_removes_what_it_created(env: Env) -> None:
+    request = env.request(KERNEL_IMAGE=SILENT_IMAGE, timeout=600)
+    pod_name = f"alice-{request.kernel_id}"
+    launching = asyncio.ensure_future(env.provisioner.launch(request))
+    await wait_for_pod(env.admin, pod_name, pod_name, phase_is("Running"), timeout=WAIT)
+
+    launching.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await launching
+
+    await assert_nothing_left(env.admin, request.kernel_id)
+
+
+async def test_forbidden_role_binding_removes_the_new_namespace(env: Env) -> None:
+    without_bindings = [r for r in GATEWAY_RULES if "rolebindings" not in r["resources"]]
+    without_bindings.append({"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["get", "list", "delete"]})
+    await env.admin.replace("clusterroles", "enterprise-gateway-controller",
+                            cluster_role("enterprise-gateway-controller", without_bindings))
+    request = env.request()
+
+    with pytest.raises(LaunchForbidden) as refused:
+        await env.provisioner.launch(request)
+
+    assert refused.value.status == 403 and "rolebindings" in refused.value.reason
+    await assert_nothing_left(env.admin, request.kernel_id)
+    assert not await exists(env.admin, "namespaces", f"alice-{request.kernel_id}")
+
+
+@pytest.mark.parametrize("namespace", ["no-such-team", "Team_A", "x" * 64])
+async def test_a_bad_kernel_namespace_is_refused_before_anything_is_created(env: Env, namespace: str) -> None:
+    request = env.request(KERNEL_NAMESPACE=namespace)
+
+    with pytest.raises(InvalidLaunch) as refused:
+        await env.provisioner.launch(request)
+
+    assert refused.value.status == 400 and "namespace" in refused.value.reason
+    await assert_nothing_left(env.admin, request.kernel_id)
+    assert not env.listener.is_expected(request.kernel_id)
+
+
+async def test_a_prohibited_uid_is_forbidden(env: Env) -> None:
+    request = env.request(KERNEL_UID="0")
+
+    with pytest.raises(LaunchForbidden):
+        await env.provisioner.launch(request)
+
+    await assert_nothing_left(env.admin, request.kernel_id)
+
+
+# --------------------------------------------------------------------------- deaths
+
+
+async def test_deaths_reports_pods_that_die_on_their_own_but_not_stopped_ones(env: Env) -> None:
+    requests = [env.request(username=name) for name in ("deleted", "killed", "stopped")]
+    deleted, killed, stopped = await asyncio.gather(*(env.provisioner.launch(r) for r in requests))
+    reported: asyncio.Queue[str] = asyncio.Queue()
+
+    async def follow() -> None:
+        async for kernel_id in env.provisioner.deaths():
+            reported.put_nowait(kernel_id)
+
+    following = asyncio.ensure_future(follow())
+    try:
+        await env.provisioner.stop(stopped, grace_seconds=5)
+        await env.admin.delete("pods", deleted.placement.pod_name, namespace=deleted.placement.namespace)
+        # Events arrive in order: had the stopped pod been reported, it would come first.
+        assert await asyncio.wait_for(reported.get(), WAIT) == requests[0].kernel_id
+
+        assert env.agent.oom_kill(killed.placement.namespace, killed.placement.pod_name)
+        assert await asyncio.wait_for(reported.get(), WAIT) == requests[1].kernel_id
+        assert env.provisioner.pod_phase(requests[1].kernel_id) == "Failed"
+
+        # The kernel service relaunches a dead kernel in place: the failed pod makes way for a new one.
+        relaunched = await env.provisioner.launch(requests[1], killed.placement)
+        assert relaunched.pod_uid != killed.pod_uid
+        assert await run(relaunched, "1+1") == ["2"]
+        await env.provisioner.stop(relaunched, grace_seconds=5)
+        assert reported.empty()
+    finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+    for running in (deleted, killed, stopped):
+        await env.provisioner.release(running.placement)
+    await wait_for_pod_deleted(env.admin, deleted.placement.namespace, deleted.placement.pod_name)
+    for request in requests:
+        await assert_nothing_left(env.admin, request.kernel_id)
+
