@@ -26,16 +26,26 @@ from gateway.cluster.status import to_status
 
 
 class OpenWatches:
-    """The server's open streams, so that stopping the server ends them."""
+    """The server's open streams, so that stopping the server ends them and callers can wait
+    until every stream a client abandoned has been cleaned up."""
 
     def __init__(self) -> None:
         self._streams: set[Stream] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def add(self, stream: Stream) -> None:
         self._streams.add(stream)
+        self._idle.clear()
 
     def discard(self, stream: Stream) -> None:
         self._streams.discard(stream)
+        if not self._streams:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        """Return once no stream is open."""
+        await self._idle.wait()
 
     async def close_all(self, timeout: float = 5.0) -> None:
         """End every open stream and wait (at most ``timeout`` seconds) until each has sent its last chunk."""

@@ -286,6 +286,22 @@ async def test_stopping_the_server_ends_open_watches(cluster, api):
     assert cluster.store.open_watches() == 0
 
 
+async def test_a_client_that_goes_away_leaves_no_watch_behind(cluster):
+    host, port = cluster.url.removeprefix("https://").rsplit(":", 1)
+    ctx = ssl.create_default_context(cadata=cluster.ca_pem.decode())
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), ssl=ctx), 5)
+    writer.write(
+        f"GET /api/v1/namespaces/default/pods?watch=1 HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {cluster.admin_token}\r\n\r\n".encode()
+    )
+    status_line = await asyncio.wait_for(reader.readline(), 5)
+    assert status_line.startswith(b"HTTP/1.1 200")
+    assert cluster.store.open_watches("pods") == 1
+    writer.close()
+    await asyncio.wait_for(cluster.server.watches.idle(), 5)
+    assert cluster.store.open_watches() == 0
+
+
 async def test_a_watch_the_caller_may_not_make_is_refused_with_403(api, cluster):
     token = await _service_account_token(api, "default", "nobody")
     code, status = await api.as_token(token).call("GET", "/api/v1/namespaces/default/pods?watch=1")
