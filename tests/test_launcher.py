@@ -257,6 +257,32 @@ async def test_kernel_exit_status_becomes_the_launchers(listener, launches):
     assert not processes_mentioning(launch.kernel_id)
 
 
+async def test_kernel_does_not_outlive_a_killed_launcher(listener, launches):
+    launch = await start_kernel(listener, launches, "127.0.0.67")
+    await launch.connect()
+    kernel_pids = [pid for pid in processes_mentioning(launch.kernel_id) if pid != launch.process.pid]
+    assert kernel_pids, "the kernel process names its connection file"
+    launch.process.kill()  # as a container is killed: no chance to stop the kernel
+    assert await launch.exit_status() == -signal.SIGKILL
+    await asyncio.wait_for(asyncio.gather(*(process_exit(pid) for pid in kernel_pids)), WAIT)
+
+
+async def process_exit(pid: int) -> None:
+    """Wait (without polling) until a process that is not our child has exited."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    exited = loop.create_future()
+    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
 async def test_eg_environment_and_rsa_key_send_a_legacy_payload(listener, launches, caplog):
     caplog.set_level(logging.INFO, logger="gateway.provisioner.response")
     kernel_id = str(uuid.uuid4())

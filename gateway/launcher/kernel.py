@@ -7,24 +7,44 @@ process group, so an interrupt reaches the kernel *and* whatever it runs
 process (rather than the kernel inside the launcher) keeps the comm-port
 server answering while the kernel is busy or stuck, lets the launcher stop a
 kernel that ignores polite requests, and gives the pod the kernel's own exit
-code.  ``JPY_PARENT_PID`` makes the kernel exit by itself should the launcher
-ever die without stopping it.
+code.  Should the launcher be killed outright (SIGKILL, as when a container
+is killed), the kernel goes with it: on Linux it is asked to receive SIGKILL
+when its parent dies; elsewhere ``JPY_PARENT_PID`` makes ipykernel notice and
+exit within a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 log = logging.getLogger("gateway.launcher")
 
 SHUTDOWN_GRACE_SECONDS = 5.0
 TERMINATE_GRACE_SECONDS = 3.0
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A pre-exec hook making the child receive SIGKILL when the launcher dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def hook() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the launcher died before the request took effect
+            os._exit(1)
+
+    return hook
 
 
 def exit_status(returncode: int) -> int:
@@ -56,6 +76,7 @@ class KernelProcess:
             stdin=asyncio.subprocess.DEVNULL,
             env=child_env,
             start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
         )
         log.info("kernel started as pid %d", process.pid)
         return cls(process, connection_info)
