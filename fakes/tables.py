@@ -48,17 +48,21 @@ def human_duration(seconds: float) -> str:
     return f"{years}y"
 
 
-def age(obj: Obj, now: datetime.datetime | None = None) -> str:
-    """The ``Age`` cell of ``obj``: time since ``metadata.creationTimestamp``."""
-    created = obj.get("metadata", {}).get("creationTimestamp")
-    if not created:
+def since(timestamp: str | None, now: datetime.datetime | None = None) -> str:
+    """Time since an RFC 3339 ``timestamp``, as kubectl prints it (``<unknown>`` without one)."""
+    if not timestamp:
         return "<unknown>"
     try:
-        then = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        then = datetime.datetime.strptime(timestamp[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
     except ValueError:
         return "<unknown>"
     now = now or datetime.datetime.now(datetime.timezone.utc)
     return human_duration((now - then).total_seconds())
+
+
+def age(obj: Obj, now: datetime.datetime | None = None) -> str:
+    """The ``Age`` cell of ``obj``: time since ``metadata.creationTimestamp``."""
+    return since(obj.get("metadata", {}).get("creationTimestamp"), now)
 
 
 def pod_status(pod: Obj) -> str:
@@ -128,6 +132,28 @@ def _node_cells(node: Obj) -> list[Any]:
     return [status, ",".join(roles) or "<none>", age(node), version]
 
 
+def _event_cells(event: Obj) -> list[Any]:
+    involved = event.get("involvedObject") or {}
+    source = event.get("source") or {}
+    component = source.get("component") or event.get("reportingComponent") or ""
+    host = source.get("host") or ""
+    last = event.get("lastTimestamp") or event.get("eventTime") or event.get("metadata", {}).get("creationTimestamp")
+    return [
+        since(last), event.get("type", ""), event.get("reason", ""),
+        f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
+        involved.get("fieldPath", ""), f"{component}, {host}" if host else component,
+        event.get("message", ""), since(event.get("firstTimestamp") or last), event.get("count", 1),
+        event.get("metadata", {}).get("name", ""),
+    ]
+
+
+# Events put the name last (printers.go eventColumnDefinitions): columns and cells include it.
+_EVENT_COLUMNS = [
+    _column("Last Seen"), _column("Type"), _column("Reason"), _column("Object"), _column("Subobject", 1),
+    _column("Source", 1), _column("Message"), _column("First Seen", 1), _column("Count", 1, "integer"),
+    {**_NAME, "priority": 1},
+]
+
 # plural -> (columns after Name, cells after the name)
 _PRINTERS: dict[str, tuple[list[Obj], Callable[[Obj], list[Any]]]] = {
     "pods": (
@@ -157,6 +183,10 @@ _PRINTERS: dict[str, tuple[list[Obj], Callable[[Obj], list[Any]]]] = {
 }
 
 
+def _with_name(cells: Callable[[Obj], list[Any]]) -> Callable[[Obj], list[Any]]:
+    return lambda obj: [obj.get("metadata", {}).get("name", ""), *cells(obj)]
+
+
 def _partial_metadata(obj: Obj) -> Obj:
     return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
 
@@ -173,9 +203,14 @@ def to_table(
     which list items leave out.
     """
     columns, cells = _PRINTERS.get(plural, ([_AGE], lambda o: [age(o)]))
+    if plural == "events":
+        columns, cells = _EVENT_COLUMNS, _event_cells
+    else:
+        columns = [_NAME, *columns]
+        cells = _with_name(cells)
     rows = []
     for obj in objects:
-        row: Obj = {"cells": [obj.get("metadata", {}).get("name", ""), *cells(obj)]}
+        row: Obj = {"cells": cells(obj)}
         if include_object == "Object":
             row["object"] = {**(type_meta or {}), **obj}
         elif include_object != "None":
@@ -185,7 +220,7 @@ def to_table(
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": dict(list_metadata or {}),
-        "columnDefinitions": [_NAME, *columns],
+        "columnDefinitions": columns,
         "rows": rows,
     }
 

@@ -192,3 +192,19 @@ def test_protobuf_bodies_outside_the_table_are_refused_not_dropped():
         decoding.decode_body(b"not protobuf", protobuf.MEDIA_TYPE)
     with pytest.raises(UnsupportedMediaType):
         decoding.decode_body(b"a: b", "application/yaml")
+
+
+def test_event_tables_put_the_object_first_and_the_name_last():
+    event = {
+        "metadata": {"name": "p.1", "namespace": "default"},
+        "involvedObject": {"kind": "Pod", "name": "p", "fieldPath": "spec.containers{c}"},
+        "reason": "Failed", "message": "Error: ImagePullBackOff", "type": "Warning", "count": 2,
+        "source": {"component": "kubelet", "host": "node-1"},
+        "firstTimestamp": "2020-01-01T00:00:00Z", "lastTimestamp": "2020-01-01T00:00:00Z",
+    }
+    table = tables.to_table("events", [event])
+    columns = [(c["name"], c["priority"]) for c in table["columnDefinitions"]]
+    assert [name for name, priority in columns if priority == 0] == ["Last Seen", "Type", "Reason", "Object", "Message"]
+    assert columns[-1] == ("Name", 1)
+    cells = dict(zip([name for name, _ in columns], table["rows"][0]["cells"], strict=True))
+    assert cells["Object"] == "pod/p" and cells["Source"] == "kubelet, node-1" and cells["Name"] == "p.1"
