@@ -1,0 +1,191 @@
+"""ZMQ sockets to one kernel: the plumbing the kernel service and the websocket bridge share.
+
+:class:`KernelChannels` connects to a kernel's ``shell``, ``control`` and
+``stdin`` (DEALER) and ``iopub`` (SUB) ports from its
+:class:`~gateway.provisioner.connection.ConnectionInfo`, with asyncio sockets,
+and signs / checks messages with a ``jupyter_client`` ``Session`` keyed by the
+kernel's key.  The kernel service opens one per running kernel (iopub only,
+for activity, plus shell/control for its own requests); the HTTP layer opens
+one per websocket client, so each client has its own DEALER identities as in
+Jupyter Server.
+
+Messages are the dicts ``Session.msg`` builds (``header``, ``parent_header``,
+``metadata``, ``content``, ``buffers``); raw multipart frames are available
+for a bridge that relays without decoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from jupyter_client.session import Session
+
+from gateway.provisioner.connection import ConnectionInfo
+
+CHANNELS = ("shell", "control", "stdin", "iopub")
+_SOCKET_TYPES = {"shell": zmq.DEALER, "control": zmq.DEALER, "stdin": zmq.DEALER, "iopub": zmq.SUB}
+NUDGE_INTERVAL = 0.5
+"""Seconds between ``kernel_info_request`` nudges while waiting for iopub to deliver (Jupyter Server's value)."""
+
+
+class ChannelTimeout(asyncio.TimeoutError):
+    """No (matching) message arrived on a channel in time."""
+
+
+def new_session(connection: ConnectionInfo, *, username: str = "kernelgate") -> Session:
+    """A ``Session`` that signs with the kernel's key and scheme (a fresh session id)."""
+    return Session(
+        key=connection.key.encode("utf-8"),
+        signature_scheme=connection.signature_scheme,
+        username=username,
+        session=str(uuid.uuid4()),
+    )
+
+
+class KernelChannels:
+    """Async sockets to one kernel's channels; :meth:`close` them when done (also an ``async with``)."""
+
+    def __init__(
+        self,
+        connection: ConnectionInfo,
+        *,
+        channels: Iterable[str] = CHANNELS,
+        session: Session | None = None,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        self.connection = connection
+        self.session = session or new_session(connection)
+        self._context = context or zmq.asyncio.Context.instance()
+        self._sockets: dict[str, zmq.asyncio.Socket] = {}
+        try:
+            for channel in channels:
+                self._sockets[channel] = self._connect(channel)
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, channel: str) -> zmq.asyncio.Socket:
+        if channel not in _SOCKET_TYPES:
+            raise ValueError(f"unknown channel {channel!r}")
+        sock = self._context.socket(_SOCKET_TYPES[channel])
+        sock.linger = 0
+        if channel == "iopub":
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+        else:
+            sock.identity = uuid.uuid4().bytes
+        port = getattr(self.connection, f"{channel}_port")
+        sock.connect(f"{self.connection.transport}://{self.connection.ip}:{port}")
+        return sock
+
+    @property
+    def channels(self) -> Sequence[str]:
+        return tuple(self._sockets)
+
+    def socket(self, channel: str) -> zmq.asyncio.Socket:
+        """The socket of ``channel`` (``KeyError`` when not opened)."""
+        return self._sockets[channel]
+
+    @property
+    def closed(self) -> bool:
+        return not self._sockets
+
+    def close(self) -> None:
+        """Close every socket at once (linger 0: unsent messages are dropped)."""
+        sockets, self._sockets = self._sockets, {}
+        for sock in sockets.values():
+            sock.close(linger=0)
+
+    async def __aenter__(self) -> KernelChannels:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- sending --
+
+    def message(self, msg_type: str, content: dict[str, Any] | None = None, *,
+                parent: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new message of this session (not sent)."""
+        return self.session.msg(msg_type, content or {}, parent=parent, metadata=metadata)
+
+    async def send(self, channel: str, msg_type: str, content: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Build, sign and send a message; return it (its ``header.msg_id`` identifies the reply)."""
+        msg = self.message(msg_type, content, **kwargs)
+        await self.send_message(channel, msg)
+        return msg
+
+    async def send_message(self, channel: str, msg: dict[str, Any]) -> None:
+        """Sign and send a message dict (``header``, ``parent_header``, ``metadata``, ``content``, ``buffers``)."""
+        parts: list[Any] = self.session.serialize(msg)
+        parts.extend(msg.get("buffers") or [])
+        await self.send_raw(channel, parts)
+
+    async def send_raw(self, channel: str, parts: Sequence[Any]) -> None:
+        """Send already serialized frames (delimiter, signature, header... buffers) as they are."""
+        await self._sockets[channel].send_multipart(list(parts))
+
+    # -- receiving --
+
+    async def recv_raw(self, channel: str, timeout: float | None = None) -> list[bytes]:
+        """The next multipart message of ``channel``, unparsed (:class:`ChannelTimeout` after ``timeout``)."""
+        try:
+            return await asyncio.wait_for(self._sockets[channel].recv_multipart(), timeout)
+        except asyncio.TimeoutError:
+            raise ChannelTimeout(f"no message on {channel} within {timeout} s") from None
+
+    def parse(self, parts: list[bytes], *, content: bool = True) -> dict[str, Any]:
+        """Check the signature of raw frames and deserialize them (``ValueError`` on a bad signature)."""
+        _idents, frames = self.session.feed_identities(parts, copy=True)
+        return self.session.deserialize(frames, content=content, copy=True)
+
+    async def recv(self, channel: str, timeout: float | None = None) -> dict[str, Any]:
+        """The next message of ``channel``, checked and deserialized."""
+        return self.parse(await self.recv_raw(channel, timeout))
+
+    async def request(self, channel: str, msg_type: str, content: dict[str, Any] | None = None, *,
+                      timeout: float) -> dict[str, Any]:
+        """Send a request and return its reply, skipping replies to other requests.
+
+        :class:`ChannelTimeout` when no reply arrives within ``timeout`` seconds.
+        """
+        msg = await self.send(channel, msg_type, content)
+        msg_id = msg["header"]["msg_id"]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            reply = await self.recv(channel, max(0.0, deadline - loop.time()))
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                return reply
+
+    async def nudge(self, timeout: float) -> None:
+        """Wait until iopub delivers, sending ``kernel_info_request`` on shell every half second.
+
+        A SUB socket receives nothing published before its subscription
+        reached the kernel; Jupyter Server "nudges" the same way before
+        relaying.  Every reply read from shell here is discarded, and iopub
+        messages received meanwhile are lost to the caller: call this before
+        relaying.  :class:`ChannelTimeout` after ``timeout`` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ChannelTimeout(f"iopub of kernel {self.connection.kernel_id} silent for {timeout} s")
+            await self.send("shell", "kernel_info_request")
+            try:
+                await self.recv_raw("iopub", min(NUDGE_INTERVAL, remaining))
+            except ChannelTimeout:
+                continue
+            await self._drain("shell")
+            return
+
+    async def _drain(self, channel: str) -> None:
+        sock = self._sockets[channel]
+        while await sock.poll(0):
+            await sock.recv_multipart()

@@ -1,0 +1,205 @@
+"""The kernelspecs this gateway offers, filtered by the allow-list and by user.
+
+A kernelspec is a folder ``<name>/kernel.json`` (plus logos and
+``scripts/kernel-pod.yaml``) under one of the configured paths; the first path
+holding a name wins, as in Jupyter.  Only Kubernetes kernelspecs are offered
+(``metadata.process_proxy.class_name`` ending in ``KubernetesProcessProxy``):
+every kernel this gateway runs is a pod, so a local ``python3`` spec found on
+the Jupyter path could not be launched.
+
+Filters, as Enterprise Gateway applies them:
+
+* ``EG_ALLOWED_KERNELS`` / ``EG_KERNEL_WHITELIST``: names outside the list do
+  not exist for clients (404);
+* users: ``KERNEL_USERNAME`` in the global ``unauthorized_users`` or the
+  kernelspec's ``metadata.process_proxy.config.unauthorized_users`` (their
+  union) is refused; when the kernelspec has ``authorized_users`` the user must
+  be in it, else when the global ``authorized_users`` is not empty the user
+  must be in that (403).  Lists in ``kernel.json`` may be JSON lists or
+  comma-separated strings.
+
+Kernelspec files are read on every call (a few small files): an operator's
+change shows up without a restart.  Called by the HTTP layer (listing, logos)
+and the kernel service (launches).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway.provisioner.spec import DEFAULT_KERNEL_IMAGE, KernelSpecInfo, is_kubernetes_spec, kernel_spec_info
+
+from .errors import KernelError, UnknownKernelSpec, UserNotAuthorized
+
+log = logging.getLogger("gateway.kernels.specs")
+
+SPEC_NAME = re.compile(r"[a-z0-9._-]+\Z", re.IGNORECASE)
+"""Jupyter's rule for kernelspec names (``jupyter_client.kernelspec._is_valid_kernel_name``)."""
+PREFERRED_DEFAULT = "python_kubernetes"
+RESOURCE_PREFIXES = ("logo-",)
+RESOURCE_FILES = ("kernel.js", "kernel.css")
+
+
+class KernelSpecs:
+    """The kernelspecs found under ``paths``, as clients may see and use them."""
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        *,
+        allowed: frozenset[str] | None,
+        default_name: str | None,
+        authorized_users: frozenset[str],
+        unauthorized_users: frozenset[str],
+        default_image: str = DEFAULT_KERNEL_IMAGE,
+    ) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.allowed = allowed
+        self._default_name = default_name
+        self.authorized_users = authorized_users
+        self.unauthorized_users = unauthorized_users
+        self.default_image = default_image
+
+    @property
+    def default_name(self) -> str:
+        """The configured default if offered, else ``python_kubernetes`` if offered, else the first name ("" if none)."""
+        names = sorted(self._folders())
+        for candidate in (self._default_name, PREFERRED_DEFAULT):
+            if candidate and candidate in names:
+                return candidate
+        return names[0] if names else ""
+
+    def all(self, user: str | None = None, *, base_url: str = "/") -> dict[str, dict[str, Any]]:
+        """Every offered kernelspec model by name; with ``user``, only those the user may start."""
+        models = {}
+        for name, folder in sorted(self._folders().items()):
+            kernel_json = self._kernel_json(name, folder)
+            if kernel_json is None:
+                continue
+            if user is not None and not self._user_allowed(kernel_json, user):
+                continue
+            models[name] = self._model(name, folder, kernel_json, base_url)
+        return models
+
+    def get(self, name: str, user: str | None = None, *, base_url: str = "/") -> dict[str, Any]:
+        """One kernelspec's model: :class:`UnknownKernelSpec` (404), or :class:`UserNotAuthorized` (403) for ``user``."""
+        folder, kernel_json = self._find(name)
+        if user is not None:
+            self.check_user(name, user)
+        return self._model(name, folder, kernel_json, base_url)
+
+    def check_user(self, name: str, user: str) -> None:
+        """Raise :class:`UserNotAuthorized` unless ``user`` may start kernels of ``name`` (called before a launch)."""
+        _, kernel_json = self._find(name)
+        if not self._user_allowed(kernel_json, user):
+            raise UserNotAuthorized(
+                f"User {user!r} is not authorized to start kernel {name!r}. "
+                "Ensure KERNEL_USERNAME is set to an appropriate value and retry the request."
+            )
+
+    def info(self, name: str) -> KernelSpecInfo:
+        """What the provisioner needs to launch ``name`` (:class:`UnknownKernelSpec` if not offered)."""
+        folder, kernel_json = self._find(name)
+        try:
+            info = kernel_spec_info(name, folder, kernel_json)
+        except ValueError as error:
+            raise KernelError(f"Kernelspec {name!r} is malformed: {error}") from None
+        if not _proxy_config(kernel_json).get("image_name"):
+            info = dataclasses.replace(info, image=self.default_image)
+        return info
+
+    def resource_path(self, name: str, resource: str) -> Path:
+        """The file ``resource`` of kernelspec ``name``, refusing any path leaving its folder (404)."""
+        folder, _ = self._find(name)
+        parts = resource.replace("\\", "/").split("/")
+        if not resource or any(part in ("", ".", "..") for part in parts) or "\0" in resource:
+            raise KernelError(f"No resource {resource!r} in kernelspec {name!r}.", status=404)
+        root = folder.resolve()
+        path = (root / Path(*parts)).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise KernelError(f"No resource {resource!r} in kernelspec {name!r}.", status=404)
+        return path
+
+    # -- reading --
+
+    def _find(self, name: str) -> tuple[Path, dict[str, Any]]:
+        folder = self._folders().get(name) if isinstance(name, str) else None
+        kernel_json = self._kernel_json(name, folder) if folder is not None else None
+        if folder is None or kernel_json is None:
+            raise UnknownKernelSpec(f"Kernelspec {str(name)[:100]!r} not found.")
+        return folder, kernel_json
+
+    def _folders(self) -> dict[str, Path]:
+        """Offered names -> their folder: first path wins, allow-list applied."""
+        found: dict[str, Path] = {}
+        for base in self.paths:
+            if not base.is_dir():
+                continue
+            for folder in sorted(base.iterdir()):
+                name = folder.name
+                if name in found or not SPEC_NAME.match(name) or not (folder / "kernel.json").is_file():
+                    continue
+                if self.allowed is not None and name not in self.allowed:
+                    continue
+                found[name] = folder
+        return found
+
+    def _kernel_json(self, name: str, folder: Path) -> dict[str, Any] | None:
+        try:
+            kernel_json = json.loads((folder / "kernel.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            log.warning("Kernelspec %s skipped: its kernel.json cannot be read (%s)", name, error)
+            return None
+        if not isinstance(kernel_json, dict):
+            log.warning("Kernelspec %s skipped: its kernel.json is not an object", name)
+            return None
+        if not is_kubernetes_spec(kernel_json):
+            log.debug("Kernelspec %s skipped: not a Kubernetes kernelspec", name)
+            return None
+        return kernel_json
+
+    def _model(self, name: str, folder: Path, kernel_json: dict[str, Any], base_url: str) -> dict[str, Any]:
+        """A kernelspec model as Jupyter Server serves it: name, spec (kernel.json) and resource URLs."""
+        prefix = "/" + "/".join(p for p in (base_url.strip("/"), "kernelspecs", name) if p)
+        resources = {}
+        for path in sorted(folder.iterdir()):
+            if not path.is_file():
+                continue
+            if path.name.startswith(RESOURCE_PREFIXES):
+                resources[path.stem] = f"{prefix}/{path.name}"
+            elif path.name in RESOURCE_FILES:
+                resources[path.name] = f"{prefix}/{path.name}"
+        return {"name": name, "spec": kernel_json, "resources": resources}
+
+    def _user_allowed(self, kernel_json: Mapping[str, Any], user: str) -> bool:
+        config = _proxy_config(kernel_json)
+        unauthorized = self.unauthorized_users | _user_list(config.get("unauthorized_users"))
+        if user in unauthorized:
+            return False
+        authorized = _user_list(config.get("authorized_users")) or self.authorized_users
+        return not authorized or user in authorized
+
+
+def _proxy_config(kernel_json: Mapping[str, Any]) -> Mapping[str, Any]:
+    metadata = kernel_json.get("metadata")
+    proxy = metadata.get("process_proxy") if isinstance(metadata, Mapping) else None
+    config = proxy.get("config") if isinstance(proxy, Mapping) else None
+    return config if isinstance(config, Mapping) else {}
+
+
+def _user_list(value: Any) -> frozenset[str]:
+    """A kernel.json user list: a JSON list of names or a comma-separated string."""
+    items: Iterable[Any]
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list):
+        items = value
+    else:
+        return frozenset()
+    return frozenset(str(item).strip() for item in items if str(item).strip())

@@ -1,0 +1,147 @@
+"""Kernelspecs as clients see them: the allow-list, user rules, resources that stay in their folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.kernels.errors import KernelError, UnknownKernelSpec, UserNotAuthorized
+from gateway.kernels.specs import KernelSpecs
+
+K8S = "enterprise_gateway.services.processproxies.k8s.KubernetesProcessProxy"
+
+
+def make_spec(base: Path, name: str, *, config: dict[str, Any] | None = None, proxy: str = K8S,
+              logo: bool = True, **extra: Any) -> Path:
+    folder = base / name
+    (folder / "scripts").mkdir(parents=True)
+    kernel_json = {"display_name": name, "language": "python", "argv": [],
+                   "metadata": {"process_proxy": {"class_name": proxy, "config": config or {}}}, **extra}
+    (folder / "kernel.json").write_text(json.dumps(kernel_json))
+    (folder / "scripts" / "kernel-pod.yaml").write_text("kind: Pod\n")
+    if logo:
+        (folder / "logo-64x64.png").write_bytes(b"\x89PNG\r\n")
+    return folder
+
+
+def specs(paths: list[Path], **kwargs: Any) -> KernelSpecs:
+    options: dict[str, Any] = {"allowed": None, "default_name": None, "authorized_users": frozenset(),
+                               "unauthorized_users": frozenset({"root"})}
+    options.update(kwargs)
+    return KernelSpecs(paths, **options)
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    root = tmp_path / "kernels"
+    root.mkdir()
+    make_spec(root, "python_kubernetes", config={"image_name": "elyra/kernel-py:3.2"}, env={"A": "1"},
+              interrupt_mode="message")
+    make_spec(root, "r_kubernetes")
+    make_spec(root, "private", config={"authorized_users": "alice, bob", "unauthorized_users": ["carol"]})
+    make_spec(root, "local_python", proxy="enterprise_gateway.services.processproxies.processproxy.LocalProcessProxy")
+    (root / "broken").mkdir()
+    (root / "broken" / "kernel.json").write_text("{not json")
+    return root
+
+
+def test_models_have_jupyter_servers_shape(base: Path) -> None:
+    model = specs([base]).get("python_kubernetes")
+    assert model["name"] == "python_kubernetes"
+    assert model["spec"]["metadata"]["process_proxy"]["config"]["image_name"] == "elyra/kernel-py:3.2"
+    assert model["resources"] == {"logo-64x64": "/kernelspecs/python_kubernetes/logo-64x64.png"}
+    prefixed = specs([base]).get("python_kubernetes", base_url="/gw/")
+    assert prefixed["resources"]["logo-64x64"] == "/gw/kernelspecs/python_kubernetes/logo-64x64.png"
+
+
+def test_only_readable_kubernetes_specs_are_offered(base: Path) -> None:
+    assert sorted(specs([base]).all()) == ["private", "python_kubernetes", "r_kubernetes"]
+    for name in ("local_python", "broken", "missing", "../kernels/r_kubernetes"):
+        with pytest.raises(UnknownKernelSpec):
+            specs([base]).get(name)
+
+
+def test_the_first_path_wins(base: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    make_spec(other, "r_kubernetes", config={"image_name": "mine/r:1"})
+    assert specs([other, base]).info("r_kubernetes").image == "mine/r:1"
+    assert specs([base, other]).info("r_kubernetes").image == "elyra/kernel-py:dev"
+
+
+def test_allow_list_hides_other_specs_as_not_found(base: Path) -> None:
+    offered = specs([base], allowed=frozenset({"r_kubernetes", "not_installed"}))
+    assert list(offered.all()) == ["r_kubernetes"]
+    with pytest.raises(UnknownKernelSpec) as caught:
+        offered.get("python_kubernetes")
+    assert caught.value.status == 404
+    with pytest.raises(UnknownKernelSpec):
+        offered.info("python_kubernetes")
+
+
+def test_default_name(base: Path) -> None:
+    assert specs([base]).default_name == "python_kubernetes"
+    assert specs([base], default_name="r_kubernetes").default_name == "r_kubernetes"
+    assert specs([base], default_name="gone").default_name == "python_kubernetes"
+    assert specs([base], allowed=frozenset({"r_kubernetes"}), default_name="python_kubernetes").default_name == "r_kubernetes"
+    assert specs([]).default_name == ""
+
+
+def test_per_spec_users(base: Path) -> None:
+    offered = specs([base])
+    assert "private" in offered.all("alice") and "private" not in offered.all("dave")
+    assert "private" not in offered.all("carol")
+    offered.check_user("private", "bob")
+    with pytest.raises(UserNotAuthorized) as caught:
+        offered.get("private", user="dave")
+    assert caught.value.status == 403 and "dave" in caught.value.message
+
+
+def test_global_users(base: Path) -> None:
+    offered = specs([base], authorized_users=frozenset({"alice", "dave"}), unauthorized_users=frozenset({"root", "bob"}))
+    assert sorted(offered.all("dave")) == ["python_kubernetes", "r_kubernetes"]  # private lists its own users
+    assert sorted(offered.all("alice")) == ["private", "python_kubernetes", "r_kubernetes"]
+    assert offered.all("bob") == {}  # globally refused, even where the kernelspec authorizes bob
+    assert offered.all("root") == {}
+    with pytest.raises(UserNotAuthorized):
+        offered.check_user("r_kubernetes", "erin")
+    assert sorted(offered.all()) == ["private", "python_kubernetes", "r_kubernetes"]
+
+
+def test_info_for_the_provisioner(base: Path) -> None:
+    info = specs([base], default_image="kernelgate/kernel-py:1").info("python_kubernetes")
+    assert (info.image, info.interrupt_mode, dict(info.env)) == ("elyra/kernel-py:3.2", "message", {"A": "1"})
+    assert info.template_path == base / "python_kubernetes" / "scripts" / "kernel-pod.yaml"
+    assert specs([base], default_image="kernelgate/kernel-py:1").info("r_kubernetes").image == "kernelgate/kernel-py:1"
+
+
+def test_resources_are_served_from_the_spec_folder(base: Path) -> None:
+    path = specs([base]).resource_path("python_kubernetes", "logo-64x64.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("resource", [
+    "../r_kubernetes/kernel.json", "..", "../../etc/passwd", "/etc/passwd", "scripts/../../r_kubernetes/kernel.json",
+    "..\\r_kubernetes\\kernel.json", "scripts", "", "missing.png", "logo-64x64.png\0.txt", "./kernel.json",
+])
+def test_resource_paths_never_leave_the_folder(base: Path, resource: str) -> None:
+    with pytest.raises(KernelError) as caught:
+        specs([base]).resource_path("python_kubernetes", resource)
+    assert caught.value.status == 404
+
+
+def test_a_symlink_out_of_the_folder_is_refused(base: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s")
+    (base / "r_kubernetes" / "logo-svg.svg").symlink_to(secret)
+    with pytest.raises(KernelError):
+        specs([base]).resource_path("r_kubernetes", "logo-svg.svg")
+
+
+def test_the_shipped_kernelspec_is_offered() -> None:
+    shipped = Path(__file__).resolve().parent.parent / "kernelspecs"
+    offered = specs([shipped])
+    assert "python_kubernetes" in offered.all()
+    assert offered.resource_path("python_kubernetes", "logo-64x64.png").is_file()
