@@ -26,6 +26,8 @@ from typing import Any
 
 log = logging.getLogger("gateway.launcher")
 
+BUSY_CHECK_SECONDS = 1.0
+"""How long a kernel asked to shut down may take before it is taken to be busy and interrupted."""
 SHUTDOWN_GRACE_SECONDS = 5.0
 TERMINATE_GRACE_SECONDS = 3.0
 
@@ -105,40 +107,45 @@ class KernelProcess:
     async def stop(self) -> int:
         """Stop the kernel, politely first (called on shutdown requests and SIGTERM).
 
-        An interrupt first frees a kernel busy running code (an idle kernel
-        ignores it), as jupyter_client does; then a ``shutdown_request`` on the
-        control channel lets the kernel run its exit handlers; a kernel that
-        does not exit in time gets SIGTERM, then SIGKILL, each to its whole
-        process group.  Returns its exit status.
+        A ``shutdown_request`` on the control channel lets the kernel run its
+        exit handlers.  A kernel busy running code only gets to them once the
+        code stops, so if it has not exited shortly it is interrupted (an idle
+        kernel ignores that).  One that still does not exit gets SIGTERM, then
+        SIGKILL, each to its whole process group.  Returns its exit status.
         """
-        if self._process.returncode is None:
-            self.send_signal(signal.SIGINT)
-            await self._request_shutdown()
-        for signum, grace in ((signal.SIGTERM, TERMINATE_GRACE_SECONDS), (signal.SIGKILL, None)):
-            if self._process.returncode is not None:
-                break
-            log.warning("kernel did not exit; sending %s", signal.Signals(signum).name)
-            self.send_signal(signum)
-            try:
-                await asyncio.wait_for(self._process.wait(), grace)
-            except asyncio.TimeoutError:
-                continue
+        steps = (
+            (None, BUSY_CHECK_SECONDS),
+            (signal.SIGINT, SHUTDOWN_GRACE_SECONDS),
+            (signal.SIGTERM, TERMINATE_GRACE_SECONDS),
+            (signal.SIGKILL, None),
+        )
+        client = self._request_shutdown() if self._process.returncode is None else None
+        try:
+            for signum, grace in steps:
+                if self._process.returncode is not None:
+                    break
+                if signum is not None:
+                    log.info("kernel has not exited; sending %s", signal.Signals(signum).name)
+                    self.send_signal(signum)
+                try:
+                    await asyncio.wait_for(self._process.wait(), grace)
+                except asyncio.TimeoutError:
+                    continue
+        finally:
+            if client is not None:
+                client.stop_channels()
         self._reap_group()
         return await self.wait()
 
-    async def _request_shutdown(self) -> None:
+    def _request_shutdown(self) -> Any:
+        """Send ``shutdown_request`` on the control channel; returns the client to close afterwards."""
         from jupyter_client.asynchronous import AsyncKernelClient
 
         client = AsyncKernelClient()
         client.load_connection_info(self._connection_info)  # type: ignore[arg-type]
         client.start_channels(shell=False, iopub=False, stdin=False, hb=False, control=True)
-        try:
-            client.shutdown()
-            await asyncio.wait_for(self._process.wait(), SHUTDOWN_GRACE_SECONDS)
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            client.stop_channels()
+        client.shutdown()
+        return client
 
     def _reap_group(self) -> None:
         # Processes the kernel started and left behind share its process group.
