@@ -217,7 +217,7 @@ async def test_default_mode_runs_the_kernel_in_a_namespace_of_its_own_and_releas
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KERNELGATE_GATEWAY_ONLY", "never-in-a-pod")
-    request = env.request(KERNEL_EXTRA="client value")
+    request = env.request(KERNEL_EXTRA="client value", KERNEL_POD_IP="10.9.9.9")
 
     running = await env.provisioner.launch(request)
 
