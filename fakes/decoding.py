@@ -117,7 +117,8 @@ def patch_type(content_type: str) -> PatchType:
     raise UnsupportedMediaType(f"the body of the request was in an unknown format - accepted media types include: {supported}")
 
 
-def _int_option(value: Any, option: str) -> int:
+def int_param(value: Any, option: str) -> int:
+    """An integer request option; :class:`BadRequest` naming it when it is not one."""
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -158,7 +159,7 @@ def delete_options(query: Mapping[str, str], body: bytes) -> tuple[int | None, P
             f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "{policy}": '
             'supported values: "Foreground", "Background", "Orphan", "nil"'
         ) from None
-    return (_int_option(grace, "gracePeriodSeconds") if grace is not None else None), propagation
+    return (int_param(grace, "gracePeriodSeconds") if grace is not None else None), propagation
 
 
 def field_validation(value: str | None) -> str:

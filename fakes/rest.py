@@ -122,10 +122,11 @@ async def _get(cluster: Cluster, call: Call) -> Reply:
     t = call.target
     assert t.name is not None
     if t.subresource == "log":
+        # `follow`, `previous`, `sinceSeconds`, `timestamps` are accepted; the log is what exists now.
         tail = call.query.get("tailLines")
         text = await cluster.read_pod_log(
             t.name, t.namespace or "", container=call.query.get("container") or None,
-            tail_lines=int(tail) if tail else None,
+            tail_lines=decoding.int_param(tail, "tailLines") if tail else None,
         )
         return Reply(200, text, "text/plain")
     if t.subresource not in (None, "status"):

@@ -192,6 +192,10 @@ async def test_create_get_list_update_patch_delete(api):
     )
     assert strategic["metadata"]["labels"] == {"app": "x", "tier": "t"}
 
+    code, deleted = await api.call("DELETE", "/api/v1/namespaces/default/configmaps?labelSelector=app%3Dx")
+    assert code == 200 and [i["metadata"]["name"] for i in deleted["items"]] == ["c"]
+    assert [i["metadata"]["name"] for i in (await api.ok("GET", "/api/v1/configmaps?labelSelector=app"))["items"]] == ["a", "b"]
+
     code, _ = await api.call("DELETE", path, {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"})
     assert code == 200
     code, missing = await api.call("GET", path)
