@@ -418,11 +418,11 @@ class NodeAgent:
 
     # ---------------------------------------------------------------- events
 
-    async def _record_kubelet_event(self, pod: Obj, container: str | None, etype: str, reason: str, message: str) -> None:
-        await self._record(pod, container, etype, reason, message, "kubelet")
+    async def _record_kubelet_event(self, pod: Obj, field_path: str | None, etype: str, reason: str, message: str) -> None:
+        await self._record(pod, field_path, etype, reason, message, "kubelet")
 
     async def _record(
-        self, pod: Obj, container: str | None, etype: str, reason: str, message: str, component: str
+        self, pod: Obj, field_path: str | None, etype: str, reason: str, message: str, component: str
     ) -> None:
         """Post an Event about ``pod`` (best effort: a failure is logged, never raised), as
         client-go's event recorder does for the kubelet and the scheduler."""
@@ -432,8 +432,8 @@ class NodeAgent:
             "kind": "Pod", "apiVersion": "v1", "namespace": meta["namespace"], "name": meta["name"],
             "uid": meta.get("uid", ""), "resourceVersion": meta.get("resourceVersion", ""),
         }
-        if container:
-            involved["fieldPath"] = f"spec.containers{{{container}}}"
+        if field_path:
+            involved["fieldPath"] = field_path
         stamp = ps.now()
         event = {
             "apiVersion": "v1",

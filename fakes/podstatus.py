@@ -21,6 +21,7 @@ from gateway.cluster.interface import Obj
 # Waiting reasons (pkg/kubelet/container/sync_result.go, pkg/kubelet/images/types.go,
 # pkg/kubelet/kuberuntime/kuberuntime_container.go).
 CONTAINER_CREATING = "ContainerCreating"
+POD_INITIALIZING = "PodInitializing"
 ERR_IMAGE_PULL = "ErrImagePull"
 IMAGE_PULL_BACKOFF = "ImagePullBackOff"
 CRASH_LOOP_BACKOFF = "CrashLoopBackOff"
@@ -66,9 +67,15 @@ class ContainerRecord:
     image: str
     image_id: str = ""
     container_id: str = ""
+    init: bool = False
     state: dict[str, Any] = field(default_factory=lambda: {"waiting": {"reason": CONTAINER_CREATING}})
     last_state: dict[str, Any] = field(default_factory=dict)
     restart_count: int = 0
+
+    @property
+    def field_path(self) -> str:
+        """How an Event's ``involvedObject.fieldPath`` names this container."""
+        return f"spec.{'initContainers' if self.init else 'containers'}{{{self.name}}}"
 
     @property
     def running(self) -> bool:
@@ -109,13 +116,20 @@ class ContainerRecord:
             self.last_state = {"terminated": dict(self.terminated)}
             self.restart_count += 1
 
+    @property
+    def ready(self) -> bool:
+        """A running container is ready (no probes here); an init container once it completed."""
+        if self.init:
+            return self.terminated is not None and self.terminated.get("exitCode") == 0
+        return self.running
+
     def to_status(self) -> dict[str, Any]:
-        """The ``containerStatuses[]`` entry; a running container is ready (no probes here)."""
+        """The ``containerStatuses[]`` (or ``initContainerStatuses[]``) entry."""
         status: dict[str, Any] = {
             "name": self.name,
             "image": self.image,
             "imageID": self.image_id,
-            "ready": self.running,
+            "ready": self.ready,
             "restartCount": self.restart_count,
             "started": self.running,
             "state": self.state,
@@ -126,10 +140,35 @@ class ContainerRecord:
         return status
 
 
-def get_phase(restart_policy: str, statuses: list[dict[str, Any]], expected: int, pod_is_terminal: bool) -> str:
-    """The pod phase from its regular containers' statuses, after the kubelet's ``getPhase``
-    (pkg/kubelet/kubelet_pods.go), without init containers.  ``expected`` is the
-    number of containers in the spec: one without a status counts as unknown."""
+def get_phase(
+    restart_policy: str,
+    statuses: list[dict[str, Any]],
+    expected: int,
+    pod_is_terminal: bool,
+    init_statuses: list[dict[str, Any]] | None = None,
+) -> str:
+    """The pod phase from its containers' statuses, after the kubelet's ``getPhase``
+    (pkg/kubelet/kubelet_pods.go), for regular init containers (not sidecars).
+    ``expected`` is the number of containers in the spec: one without a status
+    counts as unknown."""
+    pending_init = failed_init = 0
+    for cs in init_statuses or []:
+        state, last = cs.get("state") or {}, cs.get("lastState") or {}
+        if "terminated" in state:
+            failed_init += state["terminated"].get("exitCode") != 0
+        elif "waiting" in state and "terminated" in last:
+            failed_init += last["terminated"].get("exitCode") != 0
+        else:
+            pending_init += 1
+    if failed_init and restart_policy == "Never":
+        return FAILED
+    any_started = any(
+        "running" in (cs.get("state") or {}) or "terminated" in (cs.get("state") or {})
+        or "terminated" in (cs.get("lastState") or {})
+        for cs in statuses
+    )
+    if pending_init and not any_started:
+        return PENDING
     running = waiting = stopped = succeeded = 0
     unknown = max(0, expected - len(statuses))
     for cs in statuses:
@@ -170,9 +209,17 @@ def _condition(ctype: str, ok: bool, reason: str | None = None, message: str | N
     return cond
 
 
-def kubelet_conditions(statuses: list[dict[str, Any]], phase: str, sandbox_ready: bool) -> list[dict[str, Any]]:
+def kubelet_conditions(
+    statuses: list[dict[str, Any]], phase: str, sandbox_ready: bool, init_statuses: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """The conditions the kubelet owns (pkg/kubelet/status/generate.go), without transition times."""
     unready = [cs["name"] for cs in statuses if not cs.get("ready")]
+    incomplete = [cs["name"] for cs in init_statuses or [] if not cs.get("ready")]
+    initialized: tuple[bool, str | None, str | None] = (True, None, None)
+    if phase == SUCCEEDED and init_statuses:
+        initialized = (True, "PodCompleted", None)
+    elif incomplete:
+        initialized = (False, "ContainersNotInitialized", f"containers with incomplete status: [{' '.join(incomplete)}]")
     ready: tuple[bool, str | None, str | None]
     if phase == SUCCEEDED:
         ready = (False, "PodCompleted", None)
@@ -182,7 +229,7 @@ def kubelet_conditions(statuses: list[dict[str, Any]], phase: str, sandbox_ready
         ready = (True, None, None)
     return [
         _condition("PodReadyToStartContainers", sandbox_ready),
-        _condition("Initialized", True),
+        _condition("Initialized", *initialized),
         _condition("Ready", *ready),
         _condition("ContainersReady", *ready),
         _condition("PodScheduled", True),
@@ -218,19 +265,25 @@ def pod_status(
     A phase already terminal in ``pod.status`` never changes back.
     """
     spec, previous = pod.get("spec", {}), pod.get("status") or {}
-    statuses = [r.to_status() for r in records]
-    phase = get_phase(spec.get("restartPolicy", "Always"), statuses, len(spec.get("containers") or []), pod_is_terminal)
+    statuses = [r.to_status() for r in records if not r.init]
+    init_statuses = [r.to_status() for r in records if r.init]
+    phase = get_phase(spec.get("restartPolicy", "Always"), statuses, len(spec.get("containers") or []),
+                      pod_is_terminal, init_statuses)
     if previous.get("phase") in TERMINAL_PHASES:
         phase = previous["phase"]
     sandbox_ready = pod_ip is not None and phase not in TERMINAL_PHASES
     status: dict[str, Any] = {
         "phase": phase,
-        "conditions": merge_conditions(previous.get("conditions") or [], kubelet_conditions(statuses, phase, sandbox_ready)),
+        "conditions": merge_conditions(
+            previous.get("conditions") or [], kubelet_conditions(statuses, phase, sandbox_ready, init_statuses)
+        ),
         "hostIP": host_ip,
         "hostIPs": [{"ip": host_ip}],
         "startTime": start_time,
         "containerStatuses": statuses,
     }
+    if init_statuses:
+        status["initContainerStatuses"] = init_statuses
     if pod_ip:
         status["podIP"] = pod_ip
         status["podIPs"] = [{"ip": pod_ip}]

@@ -58,7 +58,8 @@ class Backoff:
 
 
 EventSink = Callable[[Obj, "str | None", str, str, str], Awaitable[None]]
-"""``record(pod, container_name, type, reason, message)``: posts a kubelet Event."""
+"""``record(pod, field_path, type, reason, message)``: posts a kubelet Event about the pod, or about
+one of its containers when ``field_path`` (``spec.containers{name}``) is given."""
 
 
 @dataclass
@@ -106,7 +107,11 @@ class PodWorker:
         self._kill_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pull_failures: dict[str, int] = {}
-        self.records = [self._record_for(c) for c in pod.get("spec", {}).get("containers") or []]
+        spec = pod.get("spec", {})
+        self.init_containers: list[Obj] = spec.get("initContainers") or []
+        self.containers: list[Obj] = spec.get("containers") or []
+        self.records = [self._record_for(c, init=True) for c in self.init_containers]
+        self.records += [self._record_for(c) for c in self.containers]
         self.task = asyncio.create_task(self._run(), name=f"pod {self.namespace}/{self.name}")
 
     # ---------------------------------------------------------------- called by the node agent
@@ -151,33 +156,42 @@ class PodWorker:
                 hit = True
         return hit
 
+    def _find(self, container: str | None) -> ps.ContainerRecord | None:
+        """The record of ``container``; the first regular container when ``None``."""
+        for record in self.records:
+            if record.name == container or (container is None and not record.init):
+                return record
+        return None
+
     def log_path(self, container: str | None) -> Path | None:
-        """The current log file of ``container`` (the first container when ``None``)."""
-        names = [r.name for r in self.records]
-        name = container or (names[0] if names else None)
-        if name not in names:
+        """The log file ``kubectl logs`` shows for ``container``: the current attempt's, or while the
+        container waits to restart, the last one's (the kubelet's validateContainerLogStatus)."""
+        record = self._find(container)
+        if record is None:
             return None
-        record = next(r for r in self.records if r.name == name)
-        return self._log_file(name, record.restart_count)
+        attempt = record.restart_count
+        if "waiting" in record.state and "terminated" in record.last_state:
+            attempt -= 1
+        return self._log_file(record.name, max(0, attempt))
 
     def container_state(self, container: str | None) -> tuple[str, dict[str, Any]] | None:
         """``(name, state)`` of a container, for the log reader's error messages."""
-        for record in self.records:
-            if container in (None, record.name):
-                return record.name, record.state
-        return None
+        record = self._find(container)
+        return (record.name, record.state) if record is not None else None
 
     # ---------------------------------------------------------------- lifecycle
 
-    def _record_for(self, container: Obj) -> ps.ContainerRecord:
+    def _record_for(self, container: Obj, init: bool = False) -> ps.ContainerRecord:
         """A record for ``container``, carrying over what an earlier node agent reported for it."""
         image = container.get("image", "")
         try:
             shown = parse_image(image).normalized
         except ValueError:
             shown = image
-        record = ps.ContainerRecord(name=container["name"], image=shown)
-        for old in self._status.get("containerStatuses") or []:
+        record = ps.ContainerRecord(name=container["name"], image=shown, init=init)
+        if not init and self.init_containers:
+            record.set_waiting(ps.POD_INITIALIZING)
+        for old in self._status.get("initContainerStatuses" if init else "containerStatuses") or []:
             if old.get("name") == record.name:
                 record.restart_count = int(old.get("restartCount") or 0)
                 record.last_state = old.get("lastState") or {}
@@ -199,9 +213,16 @@ class PodWorker:
         try:
             if self._status.get("phase") not in ps.TERMINAL_PHASES:
                 await self._publish()
-                containers = self.pod.get("spec", {}).get("containers") or []
-                runners = [self._spawn(self._run_container(r, c)) for r, c in zip(self.records, containers, strict=True)]
-                await asyncio.gather(*runners)
+                init_records, records = self.records[: len(self.init_containers)], self.records[len(self.init_containers):]
+                initialized = True
+                for rec, container in zip(init_records, self.init_containers, strict=True):
+                    # Init containers run one at a time, each to success (pkg/kubelet/kuberuntime computeInitContainerActions).
+                    initialized = await self._run_container(rec, container)
+                    if not initialized:
+                        break
+                if initialized:
+                    runners = [self._spawn(self._run_container(r, c)) for r, c in zip(records, self.containers, strict=True)]
+                    await asyncio.gather(*runners)
                 await self._publish(final=True)
             if not self.gone:
                 await self.terminating.wait()
@@ -231,8 +252,12 @@ class PodWorker:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.terminating.wait(), timeout=seconds)
 
-    async def _run_container(self, rec: ps.ContainerRecord, container: Obj) -> None:
-        """One container's life: pull, start, wait, restart per ``restartPolicy``, until the pod ends."""
+    async def _run_container(self, rec: ps.ContainerRecord, container: Obj) -> bool:
+        """One container's life: pull, start, wait, restart per ``restartPolicy``, until the pod ends.
+
+        An init container runs until it succeeds (restarted on failure unless the policy is
+        ``Never``); the result says whether it did.
+        """
         policy = self.pod.get("spec", {}).get("restartPolicy", "Always")
         crashes = 0
         resumed = rec.terminated is not None  # a container lost or finished under an earlier agent
@@ -248,9 +273,11 @@ class PodWorker:
                 exit_code, run_seconds = outcome
                 await self._publish()
             if self.terminating.is_set():
-                return
+                return False
+            if rec.init and exit_code == 0:
+                return True
             if policy == "Never" or (policy == "OnFailure" and exit_code == 0):
-                return
+                return exit_code == 0
             # The kubelet restarts at once after a first exit, then backs off 10s, 20s, ...; a container
             # that ran for twice the maximum back-off starts over (flowcontrol.Backoff GC).
             crashes = 1 if run_seconds > 2 * self.ctx.backoff.maximum else crashes + 1
@@ -261,10 +288,11 @@ class PodWorker:
                     ps.CRASH_LOOP_BACKOFF,
                     f"back-off {_duration(delay)} restarting failed container={rec.name} pod={_format_pod(self.pod)}",
                 )
-                await self.ctx.record(self.pod, rec.name, "Warning", "BackOff",
+                await self.ctx.record(self.pod, rec.field_path, "Warning", "BackOff",
                                       f"Back-off restarting failed container {rec.name} in pod {_format_pod(self.pod)}")
                 await self._publish()
                 await self._pause(delay)
+        return False
 
     async def _attempt(self, rec: ps.ContainerRecord, container: Obj) -> tuple[int, float] | None:
         """Pull and run the container once; ``(exit code, seconds it ran)``, or ``None`` when it never started."""
@@ -273,7 +301,7 @@ class PodWorker:
         if spec is None:
             await self._pull_failed(rec, image)
             return None
-        await self.ctx.record(self.pod, rec.name, "Normal", "Pulled", f'Container image "{image}" already present on machine')
+        await self.ctx.record(self.pod, rec.field_path, "Normal", "Pulled", f'Container image "{image}" already present on machine')
         rec.image_id = image_id(image)
         try:
             kubelet_env = await container_env(
@@ -282,7 +310,7 @@ class PodWorker:
             )
         except ContainerConfigError as err:
             rec.set_waiting(ps.CREATE_CONTAINER_CONFIG_ERROR, str(err))
-            await self.ctx.record(self.pod, rec.name, "Warning", "Failed", f"Error: {err}")
+            await self.ctx.record(self.pod, rec.field_path, "Warning", "Failed", f"Error: {err}")
             await self._publish()
             await self._pause(self.ctx.backoff.initial)
             return None
@@ -294,14 +322,14 @@ class PodWorker:
         cid = ps.container_id(self.uid, rec.name, rec.restart_count)
         if self.terminating.is_set():
             return None
-        await self.ctx.record(self.pod, rec.name, "Normal", "Created", f"Created container: {rec.name}")
+        await self.ctx.record(self.pod, rec.field_path, "Normal", "Created", f"Created container: {rec.name}")
         loop = asyncio.get_running_loop()
         try:
             proc = await ContainerProcess.start(argv, env, cwd, self._log_file(rec.name, rec.restart_count))
         except StartFailure as err:
             rec.container_id = cid
             rec.set_terminated(START_ERROR_EXIT_CODE, ps.START_ERROR, started_at="1970-01-01T00:00:00Z", message=str(err))
-            await self.ctx.record(self.pod, rec.name, "Warning", "Failed", f"Error: {err}")
+            await self.ctx.record(self.pod, rec.field_path, "Warning", "Failed", f"Error: {err}")
             return START_ERROR_EXIT_CODE, 0.0
         self.processes[rec.name] = proc
         started = loop.time()
@@ -309,13 +337,13 @@ class PodWorker:
         if self.terminating.is_set():
             self._kill(proc, rec.name)
         else:
-            await self.ctx.record(self.pod, rec.name, "Normal", "Started", f"Started container {rec.name}")
+            await self.ctx.record(self.pod, rec.field_path, "Normal", "Started", f"Started container {rec.name}")
             await self._publish()
         code = await proc.wait()
         started_at = rec.state.get("running", {}).get("startedAt")
         rec.set_terminated(code, ps.exit_reason(code, proc.oom_killed), started_at=started_at)
         if proc.oom_killed:
-            await self.ctx.record(self.pod, rec.name, "Warning", "OOMKilling",
+            await self.ctx.record(self.pod, rec.field_path, "Warning", "OOMKilling",
                                   f"Memory cgroup out of memory: Killed process {proc.pid} of container {rec.name}")
         return code, loop.time() - started
 
@@ -328,9 +356,9 @@ class PodWorker:
         message = f"rpc error: code = NotFound desc = {reason}"
         failures = self._pull_failures.get(rec.name, 0) + 1
         self._pull_failures[rec.name] = failures
-        await self.ctx.record(self.pod, rec.name, "Normal", "Pulling", f'Pulling image "{image}"')
-        await self.ctx.record(self.pod, rec.name, "Warning", "Failed", f'Failed to pull image "{image}": {message}')
-        await self.ctx.record(self.pod, rec.name, "Warning", "Failed", "Error: ErrImagePull")
+        await self.ctx.record(self.pod, rec.field_path, "Normal", "Pulling", f'Pulling image "{image}"')
+        await self.ctx.record(self.pod, rec.field_path, "Warning", "Failed", f'Failed to pull image "{image}": {message}')
+        await self.ctx.record(self.pod, rec.field_path, "Warning", "Failed", "Error: ErrImagePull")
         rec.set_waiting(ps.ERR_IMAGE_PULL, message)
         await self._publish()
         delay = self.ctx.backoff.delay(failures)
@@ -339,8 +367,8 @@ class PodWorker:
             return
         back_off = f'Back-off pulling image "{image}"'
         rec.set_waiting(ps.IMAGE_PULL_BACKOFF, f"{back_off}: ErrImagePull: {message}")
-        await self.ctx.record(self.pod, rec.name, "Normal", "BackOff", back_off)
-        await self.ctx.record(self.pod, rec.name, "Warning", "Failed", "Error: ImagePullBackOff")
+        await self.ctx.record(self.pod, rec.field_path, "Normal", "BackOff", back_off)
+        await self.ctx.record(self.pod, rec.field_path, "Warning", "Failed", "Error: ImagePullBackOff")
         await self._publish()
         await self._pause(max(0.0, delay - self.ctx.backoff.resync))
 
@@ -366,7 +394,9 @@ class PodWorker:
     def _kill(self, proc: ContainerProcess, name: str) -> asyncio.Task[None]:
         """Stop one container: the kubelet's killContainer (Killing event, SIGTERM, SIGKILL after the grace period)."""
         if not self.gone:
-            self._spawn(self.ctx.record(self.pod, name, "Normal", "Killing", f"Stopping container {name}"))
+            record = self._find(name)
+            field_path = record.field_path if record is not None else None
+            self._spawn(self.ctx.record(self.pod, field_path, "Normal", "Killing", f"Stopping container {name}"))
         return proc.terminate(self.grace_seconds, self.hurry)
 
     async def _delete(self) -> None:

@@ -218,6 +218,37 @@ async def test_restart_always_restarts_and_backs_off(agent: NodeAgent, admin: Cl
     assert restarted["status"]["phase"] == "Running"
 
 
+async def test_init_containers_run_to_completion_before_the_main_container(
+    agent: NodeAgent, admin: Cluster, tmp_path: Path
+) -> None:
+    handoff = tmp_path / "handoff"
+    first = pod("staged", ["sh", "-c", f"cat {handoff}"])
+    first["spec"]["initContainers"] = [
+        {"name": "prepare", "image": "busybox", "command": ["sh", "-c", f"echo prepared > {handoff}"]},
+    ]
+    await admin.create("pods", first, namespace=NS)
+
+    done = await wait_for_pod(admin, NS, "staged", phase_is("Succeeded", "Failed"))
+
+    assert done["status"]["phase"] == "Succeeded"
+    (init,) = done["status"]["initContainerStatuses"]
+    assert (init["name"], init["state"]["terminated"]["reason"], init["ready"]) == ("prepare", "Completed", True)
+    assert await admin.read_pod_log("staged", NS, container="main") == "prepared\n"
+
+
+async def test_failed_init_container_fails_a_never_restart_pod(agent: NodeAgent, admin: Cluster) -> None:
+    broken = pod("blocked", ["true"])
+    broken["spec"]["initContainers"] = [{"name": "check", "image": "busybox", "command": ["sh", "-c", "exit 2"]}]
+    await admin.create("pods", broken, namespace=NS)
+
+    done = await wait_for_pod(admin, NS, "blocked", phase_is("Succeeded", "Failed"))
+
+    assert done["status"]["phase"] == "Failed"
+    assert done["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 2
+    assert container_state(done, "main")["waiting"]["reason"] == "PodInitializing"
+    assert condition_is("Initialized", "False", "ContainersNotInitialized")(done)
+
+
 # --------------------------------------------------------------------------- images
 
 
