@@ -14,6 +14,7 @@ the event loop that owns the store.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -68,7 +69,8 @@ class ApiServer:
         app = web.Application(
             [(r"/.*", _Handler, {"server": self})], compress_response=False, log_function=_log_request
         )
-        self._http = httpserver.HTTPServer(app, ssl_options=self.certificate.server_context(), idle_connection_timeout=300)
+        ssl_context = await asyncio.to_thread(self.certificate.server_context)  # loads the key from files
+        self._http = httpserver.HTTPServer(app, ssl_options=ssl_context, idle_connection_timeout=300)
         sockets = netutil.bind_sockets(self.port, self.host)
         self.port = sockets[0].getsockname()[1]
         self._http.add_sockets(sockets)

@@ -96,10 +96,10 @@ class SimulatedCluster:
 
     async def start(self) -> None:
         """Start the API server, write the kubeconfig and CA file, start the node agent."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self.state_dir.mkdir, parents=True, exist_ok=True)
         await self.server.start()
-        self.server.certificate.write_ca(self.ca_path)
-        self.write_kubeconfig()
+        await asyncio.to_thread(self.server.certificate.write_ca, self.ca_path)
+        await asyncio.to_thread(self.write_kubeconfig)
         if self._want_node_agent:
             await self._start_node_agent()
 
@@ -122,7 +122,7 @@ class SimulatedCluster:
         finally:
             await self.server.stop()
             if self._own_state_dir:
-                shutil.rmtree(self.state_dir, ignore_errors=True)
+                await asyncio.to_thread(shutil.rmtree, self.state_dir, True)
 
     async def __aenter__(self) -> SimulatedCluster:
         try:
