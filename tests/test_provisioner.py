@@ -413,6 +413,67 @@ async def test_a_prohibited_uid_is_forbidden(env: Env) -> None:
     await assert_nothing_left(env.admin, request.kernel_id)
 
 
+class LateServiceAccounts:
+    """The gateway's cluster where a new namespace's ``default`` service account is not there at once.
+
+    As on a real cluster, where the service-account controller creates it shortly after the namespace:
+    it appears once the gateway starts watching for it (never, with ``appears=False``).
+    """
+
+    def __init__(self, inner: Cluster, admin: Cluster, *, appears: bool) -> None:
+        self._inner, self._admin, self._appears = inner, admin, appears
+        self.watched: list[str] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def create(self, resource: str, body: Mapping[str, Any], *, namespace: str | None = None) -> Any:
+        created = await self._inner.create(resource, body, namespace=namespace)
+        if resource == "namespaces":
+            await self._admin.delete("serviceaccounts", "default", namespace=created["metadata"]["name"])
+        return created
+
+    def watch(self, resource: str, **options: Any) -> Any:
+        if resource == "serviceaccounts":
+            self.watched.append(options["namespace"])
+            if self._appears:
+                account = {"metadata": {"name": "default"}}
+                create = self._admin.create("serviceaccounts", account, namespace=options["namespace"])
+                asyncio.get_running_loop().call_soon(lambda: self._tasks.add(asyncio.ensure_future(create)))
+        return self._inner.watch(resource, **options)
+
+    async def settle(self) -> None:
+        await asyncio.gather(*self._tasks)
+
+
+async def test_a_new_namespace_service_account_is_awaited_before_the_pod_is_created(env: Env) -> None:
+    late = LateServiceAccounts(env.gateway, env.admin, appears=True)
+    provisioner = PodProvisioner(late, env.pods, env.listener, env.settings)
+    request = env.request(KERNEL_IMAGE=FAILING_IMAGE)
+
+    # The pod was admitted (the failing image ran) rather than refused for its missing service account.
+    with pytest.raises(PodFailed):
+        await provisioner.launch(request)
+
+    await late.settle()
+    assert late.watched == [f"alice-{request.kernel_id}"]
+    await assert_nothing_left(env.admin, request.kernel_id)
+
+
+async def test_a_service_account_that_never_appears_ends_the_launch_in_time(env: Env) -> None:
+    late = LateServiceAccounts(env.gateway, env.admin, appears=False)
+    provisioner = PodProvisioner(late, env.pods, env.listener, env.settings)
+    request = env.request(timeout=1)
+
+    with pytest.raises(LaunchTimeout) as timed_out:
+        await provisioner.launch(request)
+
+    assert f"service account default did not appear in the new namespace alice-{request.kernel_id}" in (
+        timed_out.value.reason)
+    await assert_nothing_left(env.admin, request.kernel_id)
+
+
 # --------------------------------------------------------------------------- deaths
 
 
