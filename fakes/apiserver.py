@@ -22,11 +22,10 @@ from typing import Any
 
 from tornado import httpserver, netutil, web
 
-from fakes import discovery, openapi, paths, rest, tls, watchstream
+from fakes import discovery, openapi, paths, rest, reviews, tls, watchstream
 from fakes.identity import ADMIN, UserInfo
 from fakes.impersonation import impersonate
 from fakes.memory import MemoryCluster
-from fakes.reviews import review
 from gateway.cluster.interface import ClusterError, NotFound, ServerError, Unauthorized
 from gateway.cluster.status import to_status
 
@@ -136,7 +135,9 @@ class _Handler(web.RequestHandler):
             user = self.server.authenticate(self.request.headers.get("Authorization"))
             user = impersonate(user, self.request.headers, self.server.store)
             target = paths.parse(path)
-            if isinstance(target, paths.DiscoveryPath):
+            if path == reviews.SELF_SUBJECT_REVIEW_PATH:
+                self._who_am_i(user)
+            elif isinstance(target, paths.DiscoveryPath):
                 self._reply(200, self._discovery(target))
             elif isinstance(target, paths.ResourcePath):
                 await self._resource(user, target)
@@ -200,12 +201,19 @@ class _Handler(web.RequestHandler):
                 accept=self.request.headers.get("Accept", ""),
             )
             if self.request.method == "POST" and target.resource.plural.endswith("subjectaccessreviews"):
-                reply = await review(cluster, user, self.server.store, call)
+                reply = await reviews.review(cluster, user, self.server.store, call)
             else:
                 reply = await rest.handle(cluster, call)
             self._reply(reply.code, reply.body, reply.content_type)
         finally:
             await cluster.close()
+
+    def _who_am_i(self, user: UserInfo) -> None:
+        """``kubectl auth whoami``; served outside the resource registry, which lists what clusters store."""
+        if self.request.method != "POST":
+            raise rest.not_allowed()
+        reply = reviews.who_am_i(user, self.request.body or b"", self.request.headers.get("Content-Type", ""))
+        self._reply(reply.code, reply.body)
 
     async def _watch(self, cluster: MemoryCluster, target: paths.ResourcePath, query: dict[str, str]) -> None:
         self._stream = watchstream.Stream(self, self.server.watches)

@@ -2,7 +2,7 @@
 
 kubectl 1.32 sends the bodies of its typed requests (``kubectl create
 configmap|secret|namespace|serviceaccount|service|role|rolebinding|...``,
-``kubectl create token``, ``kubectl auth can-i``) as protobuf.  This table
+``kubectl create token``, ``kubectl auth can-i``, ``kubectl auth whoami``) as protobuf.  This table
 gives, for each message those bodies contain, its fields by number: the JSON
 name and the type (a scalar, another message, ``[]T`` for repeated fields,
 ``map:T`` for maps with string keys).  The numbers are the wire format
@@ -29,6 +29,9 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
     "SubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SubjectAccessReviewSpec"), 3: ("status", "SubjectAccessReviewStatus")},
     "SubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes"), 2: ("nonResourceAttributes", "NonResourceAttributes"), 3: ("user", "string"), 4: ("groups", "[]string"), 5: ("extra", "map:ExtraValue"), 6: ("uid", "string")},
     "ExtraValue": {1: ("items", "[]string")},
+    "SelfSubjectReview": {1: ("metadata", "ObjectMeta"), 2: ("status", "SelfSubjectReviewStatus")},
+    "SelfSubjectReviewStatus": {1: ("userInfo", "UserInfo")},
+    "UserInfo": {1: ("username", "string"), 2: ("uid", "string"), 3: ("groups", "[]string"), 4: ("extra", "map:ExtraValue")},
     "TokenRequest": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenRequestSpec"), 3: ("status", "TokenRequestStatus")},
     "TokenRequestSpec": {1: ("audiences", "[]string"), 3: ("boundObjectRef", "BoundObjectReference"), 4: ("expirationSeconds", "int64"), 5: ("attestations", "map:AttestationValue")},
     "BoundObjectReference": {1: ("kind", "string"), 2: ("apiVersion", "string"), 3: ("name", "string"), 4: ("uID", "string")},
@@ -65,7 +68,7 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
 }
 
 ROOT_KINDS = frozenset({
-    "SelfSubjectAccessReview", "SubjectAccessReview", "TokenRequest", "ConfigMap", "Secret", "Namespace",
+    "SelfSubjectAccessReview", "SubjectAccessReview", "SelfSubjectReview", "TokenRequest", "ConfigMap", "Secret", "Namespace",
     "ServiceAccount", "Service", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding",
 })
 """The kinds whose protobuf bodies are understood."""

@@ -1,4 +1,5 @@
-"""Access reviews: SelfSubjectAccessReview (``kubectl auth can-i``) and SubjectAccessReview.
+"""Access reviews: SelfSubjectAccessReview (``kubectl auth can-i``), SubjectAccessReview, and
+SelfSubjectReview (``kubectl auth whoami``).
 
 Called by :mod:`fakes.apiserver` for POSTs to ``authorization.k8s.io/v1``
 ``selfsubjectaccessreviews`` and ``subjectaccessreviews``.  The answer mirrors
@@ -64,4 +65,22 @@ async def review(cluster: Cluster, user: UserInfo, source: rbac.RuleSource, call
         "metadata": {"creationTimestamp": None, **(body.get("metadata") or {})},
         "spec": spec,
         "status": status,
+    })
+
+
+SELF_SUBJECT_REVIEW_PATH = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+
+
+def who_am_i(user: UserInfo, request_body: bytes, content_type: str) -> Reply:
+    """SelfSubjectReview: the caller's identity as the server sees it, after impersonation
+    (``pkg/registry/authentication/selfsubjectreview/rest.go``)."""
+    body = decoding.decode_body(request_body, content_type)
+    info: dict[str, Any] = {"username": user.name, "groups": list(user.groups)}
+    if user.uid:
+        info["uid"] = user.uid
+    return Reply(201, {
+        "kind": "SelfSubjectReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": None, **(body.get("metadata") or {})},
+        "status": {"userInfo": info},
     })

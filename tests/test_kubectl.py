@@ -226,3 +226,12 @@ async def test_imperative_creates_that_kubectl_sends_as_protobuf(kubectl):
 
     code, _, err = await kubectl("create", "deployment", "d", "--image=busybox", "-n", "imp", check=False)
     assert code != 0 and "protobuf bodies of kind Deployment are not understood" in err
+
+
+async def test_auth_whoami_shows_the_impersonated_service_account(kubectl):
+    _, out, _ = await kubectl("auth", "whoami", "-o", "json")
+    assert json.loads(out)["status"]["userInfo"]["groups"] == ["system:masters", "system:authenticated"]
+    _, out, _ = await kubectl("auth", "whoami", "-o", "json", "--as=system:serviceaccount:default:default")
+    info = json.loads(out)["status"]["userInfo"]
+    assert info["username"] == "system:serviceaccount:default:default"
+    assert info["groups"] == ["system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"]
