@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 API_TIMEOUT = 10.0
 """Seconds any single call to the cluster may take before the worker gives up on it."""
 
+OOM_ANNOTATION = "simulation.kernelgate.io/oom-kill"
+"""A fault for the simulated node: setting (or changing) this pod annotation to any non-empty value
+OOM-kills the pod's running containers, or the next one to start (``kubectl annotate pod P
+simulation.kernelgate.io/oom-kill=1``)."""
+
 LOST_CONTAINER_MESSAGE = "The container could not be located when the pod was terminated"
 
 
@@ -107,6 +112,8 @@ class PodWorker:
         self._kill_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pull_failures: dict[str, int] = {}
+        self._oom_seen: str | None = None
+        self._oom_pending = False  # an OOM kill asked for before any container ran
         spec = pod.get("spec", {})
         self.init_containers: list[Obj] = spec.get("initContainers") or []
         self.containers: list[Obj] = spec.get("containers") or []
@@ -117,9 +124,14 @@ class PodWorker:
     # ---------------------------------------------------------------- called by the node agent
 
     def update(self, pod: Obj) -> None:
-        """A newer version of the pod arrived: start termination when it is being deleted."""
+        """A newer version of the pod arrived: start termination when it is being deleted; apply a new
+        :data:`OOM_ANNOTATION` value."""
         self.pod = pod
         meta = pod["metadata"]
+        oom = (meta.get("annotations") or {}).get(OOM_ANNOTATION)
+        if oom and oom != self._oom_seen:
+            self._oom_seen = oom
+            self._oom_pending = not self.oom_kill()
         if meta.get("deletionTimestamp"):
             grace = float(meta.get("deletionGracePeriodSeconds") or 0)
             self._begin_termination(grace)
@@ -241,12 +253,6 @@ class PodWorker:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _container_spec(self, name: str) -> Obj:
-        for c in self.pod.get("spec", {}).get("containers") or []:
-            if c.get("name") == name:
-                return c
-        return {"name": name}
-
     async def _pause(self, seconds: float) -> None:
         """Wait ``seconds``, or less when the pod starts terminating."""
         with contextlib.suppress(asyncio.TimeoutError):
@@ -336,6 +342,9 @@ class PodWorker:
         rec.set_running(ps.now(), cid)
         if self.terminating.is_set():
             self._kill(proc, rec.name)
+        elif self._oom_pending:
+            self._oom_pending = False
+            proc.oom_kill()
         else:
             await self.ctx.record(self.pod, rec.field_path, "Normal", "Started", f"Started container {rec.name}")
             await self._publish()

@@ -19,7 +19,7 @@ from fakes.images import ImageMap, ImageSpec, parse_image
 from fakes.kubelet import NodeAgent
 from fakes.memory import MemoryCluster
 from fakes.podenv import expand
-from fakes.podworker import Backoff
+from fakes.podworker import OOM_ANNOTATION, Backoff
 from fakes.store import Store
 from gateway.cluster.interface import Cluster
 from tests.podwait import (
@@ -459,6 +459,16 @@ async def test_oom_kill_reports_oomkilled_137(agent: NodeAgent, admin: Cluster) 
 
     term = container_state(done)["terminated"]
     assert (term["exitCode"], term["reason"]) == (137, "OOMKilled")
+
+
+async def test_oom_annotation_kills_the_container_as_oomkilled(agent: NodeAgent, admin: Cluster) -> None:
+    await admin.create("pods", pod("annotated", ["sleep", "60"]), namespace=NS)
+    await wait_for_pod(admin, NS, "annotated", container_running())
+
+    await admin.patch("pods", "annotated", {"metadata": {"annotations": {OOM_ANNOTATION: "1"}}}, namespace=NS)
+    done = await wait_for_pod(admin, NS, "annotated", phase_is("Failed"))
+
+    assert container_state(done)["terminated"]["reason"] == "OOMKilled"
 
 
 async def test_node_selector_mismatch_is_unschedulable(agent: NodeAgent, admin: Cluster) -> None:
