@@ -377,6 +377,26 @@ async def test_a_cancelled_launch_removes_what_it_created(env: Env) -> None:
     await assert_nothing_left(env.admin, request.kernel_id)
 
 
+async def test_without_legacy_payloads_the_pod_gets_no_legacy_key(env: Env) -> None:
+    async with ResponseListener(host="127.0.0.1", port=0, accept_legacy_payloads=False) as listener:
+        settings = replace(env.settings, response_address=f"127.0.0.1:{listener.port}", port_range="40000..40999")
+        provisioner = PodProvisioner(env.gateway, env.pods, listener, settings)
+        request = env.request(KERNEL_IMAGE=SILENT_IMAGE, timeout=600)
+        pod_name = f"alice-{request.kernel_id}"
+        launching = asyncio.ensure_future(provisioner.launch(request))
+        try:
+            pod = await wait_for_pod(env.admin, pod_name, pod_name, phase_is("Running"), timeout=WAIT)
+        finally:
+            launching.cancel()
+            await asyncio.gather(launching, return_exceptions=True)
+
+    variables = container_env(pod)
+    assert variables["KERNEL_RESPONSE_KEY"] == listener.public_key and "PUBLIC_KEY" not in variables
+    assert variables["PORT_RANGE"] == "40000..40999"
+    assert variables["EG_RESPONSE_ADDRESS"] == variables["RESPONSE_ADDRESS"] == settings.response_address
+    await assert_nothing_left(env.admin, request.kernel_id)
+
+
 async def test_forbidden_role_binding_removes_the_new_namespace(env: Env) -> None:
     without_bindings = [r for r in GATEWAY_RULES if "rolebindings" not in r["resources"]]
     without_bindings.append({"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["get", "list", "delete"]})
