@@ -166,6 +166,11 @@ async def test_exit_zero_ends_succeeded_with_completed_state(agent: NodeAgent, a
     assert (term["exitCode"], term["reason"]) == (0, "Completed")
     assert term["startedAt"] and term["finishedAt"]
     assert condition_is("Ready", "False", "PodCompleted")(done)
+    events = (await admin.list("events", namespace=NS, field_selector="involvedObject.name=ok"))["items"]
+    kubelet = {e["reason"]: e for e in events if e["source"]["component"] == "kubelet"}
+    assert {"Pulled", "Created", "Started"} <= set(kubelet)
+    assert kubelet["Started"]["involvedObject"]["fieldPath"] == "spec.containers{main}"
+    assert kubelet["Started"]["type"] == "Normal" and kubelet["Started"]["source"]["host"] == "node-1"
 
 
 async def test_exit_three_ends_failed_with_error(agent: NodeAgent, admin: Cluster) -> None:
@@ -391,6 +396,8 @@ async def test_deleted_pod_gets_sigterm_then_disappears(
     await wait_for_pod_deleted(admin, NS, "graceful", timeout=10)  # well before the 30s grace period ends
 
     assert marker.read_text().strip() == "TERM"
+    events = (await admin.list("events", namespace=NS, field_selector="involvedObject.name=graceful"))["items"]
+    assert any(e["reason"] == "Killing" and e["message"] == "Stopping container main" for e in events)
 
 
 async def test_process_ignoring_sigterm_is_killed_after_the_grace_period(
