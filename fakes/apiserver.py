@@ -135,8 +135,8 @@ class _Handler(web.RequestHandler):
             user = self.server.authenticate(self.request.headers.get("Authorization"))
             user = impersonate(user, self.request.headers, self.server.store)
             target = paths.parse(path)
-            if path == reviews.SELF_SUBJECT_REVIEW_PATH:
-                self._who_am_i(user)
+            if path in (reviews.SELF_SUBJECT_REVIEW_PATH, reviews.SELF_SUBJECT_RULES_REVIEW_PATH):
+                self._self_review(path, user)
             elif isinstance(target, paths.DiscoveryPath):
                 self._reply(200, self._discovery(target))
             elif isinstance(target, paths.ResourcePath):
@@ -208,11 +208,16 @@ class _Handler(web.RequestHandler):
         finally:
             await cluster.close()
 
-    def _who_am_i(self, user: UserInfo) -> None:
-        """``kubectl auth whoami``; served outside the resource registry, which lists what clusters store."""
+    def _self_review(self, path: str, user: UserInfo) -> None:
+        """``kubectl auth whoami`` and ``auth can-i --list``: answered from the caller's identity and
+        RBAC alone, outside the resource registry (which lists what clusters store)."""
         if self.request.method != "POST":
             raise rest.not_allowed()
-        reply = reviews.who_am_i(user, self.request.body or b"", self.request.headers.get("Content-Type", ""))
+        body, content_type = self.request.body or b"", self.request.headers.get("Content-Type", "")
+        if path == reviews.SELF_SUBJECT_REVIEW_PATH:
+            reply = reviews.who_am_i(user, body, content_type)
+        else:
+            reply = reviews.rules_review(user, self.server.store, body, content_type)
         self._reply(reply.code, reply.body)
 
     async def _watch(self, cluster: MemoryCluster, target: paths.ResourcePath, query: dict[str, str]) -> None:

@@ -2,7 +2,7 @@
 
 kubectl 1.32 sends the bodies of its typed requests (``kubectl create
 configmap|secret|namespace|serviceaccount|service|role|rolebinding|...``,
-``kubectl create token``, ``kubectl auth can-i``, ``kubectl auth whoami``) as protobuf.  This table
+``kubectl create token``, ``kubectl auth can-i [--list]``, ``kubectl auth whoami``) as protobuf.  This table
 gives, for each message those bodies contain, its fields by number: the JSON
 name and the type (a scalar, another message, ``[]T`` for repeated fields,
 ``map:T`` for maps with string keys).  The numbers are the wire format
@@ -29,6 +29,11 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
     "SubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SubjectAccessReviewSpec"), 3: ("status", "SubjectAccessReviewStatus")},
     "SubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes"), 2: ("nonResourceAttributes", "NonResourceAttributes"), 3: ("user", "string"), 4: ("groups", "[]string"), 5: ("extra", "map:ExtraValue"), 6: ("uid", "string")},
     "ExtraValue": {1: ("items", "[]string")},
+    "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectRulesReviewSpec"), 3: ("status", "SubjectRulesReviewStatus")},
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "string")},
+    "SubjectRulesReviewStatus": {1: ("resourceRules", "[]ResourceRule"), 2: ("nonResourceRules", "[]NonResourceRule"), 3: ("incomplete", "bool"), 4: ("evaluationError", "string")},
+    "ResourceRule": {1: ("verbs", "[]string"), 2: ("apiGroups", "[]string"), 3: ("resources", "[]string"), 4: ("resourceNames", "[]string")},
+    "NonResourceRule": {1: ("verbs", "[]string"), 2: ("nonResourceURLs", "[]string")},
     "SelfSubjectReview": {1: ("metadata", "ObjectMeta"), 2: ("status", "SelfSubjectReviewStatus")},
     "SelfSubjectReviewStatus": {1: ("userInfo", "UserInfo")},
     "UserInfo": {1: ("username", "string"), 2: ("uid", "string"), 3: ("groups", "[]string"), 4: ("extra", "map:ExtraValue")},
@@ -68,7 +73,7 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
 }
 
 ROOT_KINDS = frozenset({
-    "SelfSubjectAccessReview", "SubjectAccessReview", "SelfSubjectReview", "TokenRequest", "ConfigMap", "Secret", "Namespace",
+    "SelfSubjectAccessReview", "SubjectAccessReview", "SelfSubjectRulesReview", "SelfSubjectReview", "TokenRequest", "ConfigMap", "Secret", "Namespace",
     "ServiceAccount", "Service", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding",
 })
 """The kinds whose protobuf bodies are understood."""

@@ -1,5 +1,5 @@
-"""Access reviews: SelfSubjectAccessReview (``kubectl auth can-i``), SubjectAccessReview, and
-SelfSubjectReview (``kubectl auth whoami``).
+"""Access reviews: SelfSubjectAccessReview (``kubectl auth can-i``), SubjectAccessReview,
+SelfSubjectRulesReview (``kubectl auth can-i --list``) and SelfSubjectReview (``kubectl auth whoami``).
 
 Called by :mod:`fakes.apiserver` for POSTs to ``authorization.k8s.io/v1``
 ``selfsubjectaccessreviews`` and ``subjectaccessreviews``.  The answer mirrors
@@ -83,4 +83,36 @@ def who_am_i(user: UserInfo, request_body: bytes, content_type: str) -> Reply:
         "apiVersion": "authentication.k8s.io/v1",
         "metadata": {"creationTimestamp": None, **(body.get("metadata") or {})},
         "status": {"userInfo": info},
+    })
+
+
+SELF_SUBJECT_RULES_REVIEW_PATH = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
+
+
+def rules_review(user: UserInfo, source: rbac.RuleSource, request_body: bytes, content_type: str) -> Reply:
+    """SelfSubjectRulesReview: every rule granting the caller something in ``spec.namespace``,
+    split into resource and non-resource rules as ``pkg/registry/authorization/selfsubjectrulesreview``
+    does; ``incomplete`` when a binding named a role that does not exist."""
+    body = decoding.decode_body(request_body, content_type)
+    spec = body.get("spec") or {}
+    rules, errors = rbac.rules_for(user, str(spec.get("namespace") or ""), source)
+    resource_rules, non_resource_rules = [], []
+    for rule in rules:
+        if rule.get("nonResourceURLs"):
+            non_resource_rules.append({"verbs": list(rule.get("verbs") or []),
+                                       "nonResourceURLs": list(rule["nonResourceURLs"])})
+        else:
+            entry = {k: list(rule.get(k) or []) for k in ("verbs", "apiGroups", "resources", "resourceNames")}
+            resource_rules.append({k: v for k, v in entry.items() if v or k == "verbs"})
+    status: dict[str, Any] = {
+        "resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": bool(errors),
+    }
+    if errors:
+        status["evaluationError"] = "; ".join(errors)
+    return Reply(201, {
+        "kind": "SelfSubjectRulesReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "spec": spec,
+        "status": status,
     })

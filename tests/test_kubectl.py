@@ -235,3 +235,13 @@ async def test_auth_whoami_shows_the_impersonated_service_account(kubectl):
     info = json.loads(out)["status"]["userInfo"]
     assert info["username"] == "system:serviceaccount:default:default"
     assert info["groups"] == ["system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"]
+
+
+async def test_auth_can_i_list_shows_a_service_accounts_rules(kubectl):
+    await kubectl("create", "serviceaccount", "lister")
+    await kubectl("create", "role", "cm-reader", "--verb=get,list", "--resource=configmaps")
+    await kubectl("create", "rolebinding", "lister-reads", "--role=cm-reader", "--serviceaccount=default:lister")
+    _, out, _ = await kubectl("auth", "can-i", "--list", "--as=system:serviceaccount:default:lister")
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert ["configmaps", "[]", "[]", "[get", "list]"] in rows
+    assert not any(row[0] == "secrets" for row in rows)
