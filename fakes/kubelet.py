@@ -321,8 +321,8 @@ class NodeAgent:
                         await aclose()
             except Gone:
                 resource_version = await self._relist_until_done()
-            except ClusterError as err:
-                log.warning("%s: pod watch failed (%s); relisting", self.node_name, err)
+            except Exception as err:  # the agent must outlive any one failed stream
+                log.warning("%s: pod watch failed (%r); relisting", self.node_name, err)
                 await asyncio.sleep(RETRY_SECONDS)  # a fixed pause before retrying a failed API, not a poll
                 resource_version = await self._relist_until_done()
 
