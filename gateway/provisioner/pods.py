@@ -270,6 +270,8 @@ class PodProvisioner:
         if answer.done() and not answer.cancelled() and answer.exception() is None:
             return answer.result()
         await self._raise_if_failed(progress)
+        if isinstance(results[0], InformerStopped):
+            raise ClusterUnavailable("the gateway stopped watching kernel pods")
         if isinstance(results[1], ResponseCancelled):
             raise ClusterUnavailable("the gateway's response listener stopped before the kernel called back")
         raise LaunchTimeout(
