@@ -269,6 +269,17 @@ async def test_watch_without_version_starts_with_what_exists_and_filters_by_labe
     assert watch.events.empty()
 
 
+async def test_watch_as_table_for_kubectl_get_watch(api):
+    rv = (await api.ok("GET", "/api/v1/namespaces/default/configmaps"))["metadata"]["resourceVersion"]
+    watch = api.watch(f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1",
+                      headers={"Accept": TABLE})
+    await api.ok("POST", "/api/v1/namespaces/default/configmaps", configmap("tw", k="v"))
+    event = await watch.next()
+    assert event["type"] == "ADDED" and event["object"]["kind"] == "Table"
+    assert event["object"]["rows"][0]["cells"][:2] == ["tw", 1]
+    await watch.finished()
+
+
 async def test_watch_from_a_version_too_old_gets_an_error_event_with_410(api, cluster):
     old = (await api.ok("GET", "/api/v1/namespaces/default/configmaps"))["metadata"]["resourceVersion"]
     for i in range(8):  # more writes than the store's watch window of 5
