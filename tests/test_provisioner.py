@@ -14,7 +14,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,7 @@ class Env:
     listener: ResponseListener
     settings: ProvisionerSettings
     provisioner: PodProvisioner
+    kernel_ids: list[str] = field(default_factory=list)
 
     def provisioner_with(self, **changes: Any) -> PodProvisioner:
         """Another provisioner over the same cluster, informer and listener, with other settings."""
@@ -127,6 +128,7 @@ class Env:
 
     def request(self, *, username: str = "alice", timeout: float = WAIT, spec: Any = SPEC, **env: str) -> LaunchRequest:
         kernel_id = str(uuid.uuid4())
+        self.kernel_ids.append(kernel_id)
         return LaunchRequest(kernel_id=kernel_id, username=username, spec=spec,
                              env={"KERNEL_USERNAME": username, **env}, timeout=timeout)
 
@@ -150,8 +152,9 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     settings = ProvisionerSettings(gateway_namespace=GATEWAY_NAMESPACE, kernel_cluster_role=KERNEL_CLUSTER_ROLE,
                                    response_address=f"127.0.0.1:{listener.port}")
     provisioner = PodProvisioner(gateway, pods, listener, settings)
+    env = Env(store, admin, gateway, agent, pods, listener, settings, provisioner)
     try:
-        yield Env(store, admin, gateway, agent, pods, listener, settings, provisioner)
+        yield env
     finally:
         await provisioner.close()
         await pods.stop()
@@ -161,9 +164,27 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         await admin.close()
     others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
     assert not others, f"tasks left behind: {others}"
+    for kernel_id in env.kernel_ids:
+        assert not processes_mentioning(kernel_id), f"a process of kernel {kernel_id} outlived the node"
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line holds ``text`` (a kernel's connection file names its kernel id)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if text.encode() in cmdline and "State:\tZ" not in status:
+            found.append(int(entry.name))
+    return found
 
 
 async def run(running: RunningKernel, code: str) -> list[str]:
@@ -245,6 +266,7 @@ async def test_default_mode_runs_the_kernel_in_a_namespace_of_its_own_and_releas
     assert running.connection.ip == running.pod_ip
 
     assert await run(running, "1+1") == ["2"]
+    assert processes_mentioning(request.kernel_id)  # what the fixture checks is gone at the end
 
     await env.provisioner.stop(running, grace_seconds=5)
     assert env.provisioner.pod_phase(request.kernel_id) is None
