@@ -22,6 +22,7 @@ from fakes.podenv import expand
 from fakes.podworker import OOM_ANNOTATION, Backoff
 from fakes.store import Store
 from gateway.cluster.interface import Cluster
+from gateway.cluster.resources import RESOURCES
 from tests.podwait import (
     condition_is,
     container_running,
@@ -496,6 +497,35 @@ async def test_matching_node_selector_is_scheduled(agent: NodeAgent, admin: Clus
     done = await wait_for_pod(admin, NS, "chosen", phase_is("Succeeded"))
 
     assert done["spec"]["nodeName"] == "node-1"
+
+
+async def test_agent_relists_after_its_watch_falls_too_far_behind(
+    tmp_path: Path, ready: ReadySignal
+) -> None:
+    store = Store(watch_window=3)
+    admin = MemoryCluster(store)
+    node = NodeAgent(MemoryCluster(store, node_user("node-1")), store=store, work_dir=tmp_path / "node", backoff=FAST)
+    await node.start()
+    try:
+        await admin.create("pods", pod("old", ["sh", "-c", f"echo up > {ready.path}; sleep 60"]), namespace=NS)
+        await ready.wait()
+        await wait_for_pod(admin, NS, "old", container_running())
+        pids = descendants()
+
+        # While the agent's watch is down, more changes than the store keeps: resuming gets 410 Gone.
+        # The store's methods are synchronous, so nothing else runs before they are all done.
+        pods = RESOURCES["pods"]
+        store.drop_watches("pods")
+        store.delete(pods, NS, "old", grace_period_seconds=0)
+        for i in range(4):
+            store.create(pods, pod(f"new-{i}", ["true"]), NS)
+
+        for i in range(4):
+            await wait_for_pod(admin, NS, f"new-{i}", phase_is("Succeeded"))
+        assert await all_exit(pids)  # the relist showed "old" gone, so its process was killed
+    finally:
+        await node.stop()
+    assert store.open_watches("pods") == 0
 
 
 async def test_node_is_registered_ready(agent: NodeAgent, admin: Cluster) -> None:
