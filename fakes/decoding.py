@@ -163,10 +163,14 @@ def delete_options(query: Mapping[str, str], body: bytes) -> tuple[int | None, P
 
 
 def field_validation(value: str | None) -> str:
-    """The ``fieldValidation`` query parameter, checked; objects are stored as sent, so every
-    accepted value behaves as ``Ignore`` would for fields the cluster does not know."""
+    """The ``fieldValidation`` query parameter, checked (``Warn`` when absent, the real default).
+
+    The cluster keeps unknown fields as sent: they are neither refused (``Strict``),
+    reported (``Warn``) nor dropped (``Ignore``).  A real server knows every
+    kind's schema; the simulated one only validates the fields it gives meaning to.
+    """
     if value in (None, ""):
-        return "Strict"
+        return "Warn"
     if value not in ("Strict", "Warn", "Ignore"):
         raise BadRequest(f'fieldValidation: Unsupported value: "{value}": supported values: "Ignore", "Strict", "Warn"')
     return str(value)
