@@ -362,18 +362,20 @@ class NodeAgent:
 
     def _start_worker(self, pod: Obj) -> PodWorker:
         meta, status = pod["metadata"], pod.get("status") or {}
-        pod_ip = None
-        if status.get("phase") not in ps.TERMINAL_PHASES:
+        pod_ip = owned_ip = None
+        if pod.get("spec", {}).get("hostNetwork"):
+            pod_ip = HOST_IP  # a host-network pod shares the node's address
+        elif status.get("phase") not in ps.TERMINAL_PHASES:
             old_ip = status.get("podIP")
-            pod_ip = old_ip if old_ip and POD_IPS.reserve(old_ip) else POD_IPS.allocate()
+            pod_ip = owned_ip = old_ip if old_ip and POD_IPS.reserve(old_ip) else POD_IPS.allocate()
         worker = PodWorker(self.ctx, pod, pod_ip)
         key = (meta["namespace"], meta["name"])
         self._workers[worker.uid] = worker
         self._by_name[key] = worker
 
         def forget(_: asyncio.Task[None]) -> None:
-            if pod_ip is not None:
-                POD_IPS.release(pod_ip)
+            if owned_ip is not None:
+                POD_IPS.release(owned_ip)
             if self._workers.get(worker.uid) is worker:
                 del self._workers[worker.uid]
             if self._by_name.get(key) is worker:

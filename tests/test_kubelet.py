@@ -373,6 +373,14 @@ async def test_each_pod_gets_its_own_bindable_loopback_address(agent: NodeAgent,
     assert (await admin.read_pod_log("net-a", NS)).strip() == f"bound {ips[0]}"
 
 
+async def test_host_network_pod_has_the_node_address(agent: NodeAgent, admin: Cluster) -> None:
+    await admin.create("pods", pod("hosted", ["true"], hostNetwork=True), namespace=NS)
+
+    done = await wait_for_pod(admin, NS, "hosted", phase_is("Succeeded"))
+
+    assert done["status"]["podIP"] == done["status"]["hostIP"] == "127.0.0.1"
+
+
 async def test_logs_are_readable_with_tail_lines(agent: NodeAgent, admin: Cluster) -> None:
     await admin.create("pods", pod("talker", ["sh", "-c", "for i in 1 2 3 4 5; do echo line $i; done; echo oops >&2"]),
                        namespace=NS)
