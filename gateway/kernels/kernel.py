@@ -69,6 +69,7 @@ class Kernel:
         self.lock = asyncio.Lock()
         """Held by every operation that stops or launches this kernel's pod."""
         self._listeners: list[StateListener] = []
+        self._waiters: list[tuple[Callable[[Kernel], bool], asyncio.Future[None]]] = []
 
     @property
     def state(self) -> str:
@@ -111,6 +112,23 @@ class Kernel:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
+    async def wait_until(self, predicate: Callable[[Kernel], bool], timeout: float) -> None:
+        """Wait until ``predicate(kernel)`` holds after a state change (``asyncio.TimeoutError`` after ``timeout``)."""
+        if predicate(self):
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (predicate, future)
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(future, timeout)
+        finally:
+            self._waiters.remove(entry)
+
+    def _changed(self) -> None:
+        for predicate, future in list(self._waiters):
+            if not future.done() and predicate(self):
+                future.set_result(None)
+
     # -- transitions (called by the kernel service and the activity watcher) --
 
     def set_state(self, state: str, *, reason: str = "") -> None:
@@ -126,6 +144,7 @@ class Kernel:
                 listener(self, state)
             except Exception:
                 log.exception("a state listener of kernel %s failed", self.id)
+        self._changed()
 
     def launched(self, running: RunningKernel) -> None:
         """A (re)launch succeeded: the kernel has a pod and answers; it is idle until iopub says otherwise."""
@@ -153,6 +172,8 @@ class Kernel:
             self.execution_state = execution_state
         elif self.execution_state == STARTING and execution_state != STARTING:
             self.execution_state = IDLE
+        self._changed()
 
     def touch(self) -> None:
         self.last_activity = utcnow()
+        self._changed()

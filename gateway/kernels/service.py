@@ -34,6 +34,7 @@ from typing import Any
 
 import zmq
 
+from gateway.cluster.informer import InformerStopped
 from gateway.provisioner.comm import CommError
 from gateway.provisioner.errors import LaunchError
 from gateway.provisioner.model import LaunchRequest, Placement
@@ -255,6 +256,10 @@ class KernelService:
             finally:
                 await self._bury(kernel)
 
+    async def cull_idle_kernels(self) -> list[str]:
+        """Shut down the kernels idle past ``cull_idle_timeout`` now (the culler's timer calls the same); their ids."""
+        return await self._culler.cull_once()
+
     # ------------------------------------------------------------------ websocket bookkeeping
 
     def connected(self, kernel_id: str) -> None:
@@ -369,20 +374,29 @@ class KernelService:
     # ------------------------------------------------------------------ deaths and auto-restart
 
     async def _follow_deaths(self) -> None:
-        async for kernel_id in self.provisioner.deaths():
-            kernel = self._kernels.get(kernel_id)
-            if kernel is None or kernel_id in self._autorestarts or self._stopping:
-                continue
-            self._autorestarts.add(kernel_id)
-            self._spawn(self._auto_restart(kernel), f"autorestart-{kernel_id}")
+        """Consume the provisioner's deaths: each names a kernel whose current pod died on its own.
 
-    async def _auto_restart(self, kernel: Kernel) -> None:
+        The provisioner reports a pod only while it is the kernel's running
+        pod, and this loop reads ``kernel.running`` in the same step, so the
+        pod uid captured here is the one that died.
+        """
+        try:
+            async for kernel_id in self.provisioner.deaths():
+                kernel = self._kernels.get(kernel_id)
+                if kernel is None or kernel.running is None or kernel_id in self._autorestarts or self._stopping:
+                    continue
+                self._autorestarts.add(kernel_id)
+                self._spawn(self._auto_restart(kernel, kernel.running.pod_uid), f"autorestart-{kernel_id}")
+        except InformerStopped:
+            log.info("pod deaths are no longer followed: the pod informer stopped")
+
+    async def _auto_restart(self, kernel: Kernel, dead_pod_uid: str) -> None:
         """Relaunch a kernel whose pod died, up to ``restart_limit`` times in a row, else bury it."""
         try:
             async with kernel.lock:
                 if self._kernels.get(kernel.id) is not kernel:
                     return
-                if self.provisioner.pod_phase(kernel.id) in ALIVE_PHASES:
+                if kernel.running is None or kernel.running.pod_uid != dead_pod_uid:
                     return  # a restart replaced the pod that died while we waited for the lock
                 if time.monotonic() - kernel.launched_at > STABLE_START_SECONDS:
                     kernel.restart_count = 0

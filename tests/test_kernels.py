@@ -1,0 +1,268 @@
+"""The kernel service with real kernels on the simulated cluster: what a gateway's users rely on."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.kernels.errors import (
+    InvalidKernelRequest,
+    KernelConflict,
+    KernelLaunchFailed,
+    KernelLimitReached,
+    KernelNotFound,
+    UnknownKernelSpec,
+    UserNotAuthorized,
+)
+from gateway.kernels.kernel import AUTORESTARTING, DEAD, IDLE, RESTARTING, STARTING, TERMINATING, utcnow
+from tests.gatewayharness import (
+    FAILING_IMAGE,
+    MISSING_IMAGE,
+    USER_NAMESPACE,
+    StateLog,
+    execute,
+    gateway_harness,
+)
+
+pytestmark = pytest.mark.slow
+
+SLEEP = "import time; print('sleeping', flush=True); time.sleep(120)"
+
+
+@pytest.mark.parametrize("mode", ["own", "shared", "user"])
+async def test_start_execute_shutdown(tmp_path: Path, mode: str) -> None:
+    async with gateway_harness(tmp_path, mode=mode) as h:
+        kernel = await h.start()
+        assert kernel.state == IDLE and h.service.list() == [kernel]
+        model = kernel.model()
+        assert set(model) == {"id", "name", "last_activity", "execution_state", "connections"}
+        assert model["name"] == "python_kubernetes" and model["last_activity"].endswith("Z")
+        assert await execute(kernel, "1+1") == ("ok", ["2"])
+        [pod] = await h.pods_of(kernel.id)
+        namespace = pod["metadata"]["namespace"]
+        expected = {"own": namespace, "shared": "enterprise-gateway", "user": USER_NAMESPACE}[mode]
+        assert namespace == expected and (mode != "own" or namespace not in ("enterprise-gateway", USER_NAMESPACE))
+
+        await h.service.shutdown(kernel.id)
+        assert kernel.state == DEAD and h.service.list() == []
+        await h.assert_nothing_left(kernel.id)
+        assert await h.namespace_exists("enterprise-gateway")
+        with pytest.raises(KernelNotFound):
+            h.service.get(kernel.id)
+
+
+async def test_restart_keeps_id_and_namespace_and_loses_state(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path) as h:
+        kernel = await h.start()
+        await execute(kernel, "x = 41")
+        [before] = await h.pods_of(kernel.id)
+        states = StateLog(kernel)
+        restarted = await h.service.restart(kernel.id)
+        assert restarted is kernel and kernel.state == IDLE
+        assert states.states[:2] == [RESTARTING, STARTING] and states.states[-1] == IDLE
+        [after] = await h.pods_of(kernel.id)
+        assert after["metadata"]["namespace"] == before["metadata"]["namespace"]
+        assert after["metadata"]["uid"] != before["metadata"]["uid"]
+        assert await execute(kernel, "x + 1") == ("NameError", [])
+        assert await execute(kernel, "1+1") == ("ok", ["2"])
+        assert await h.labelled("rolebindings", kernel.id) != []
+
+
+async def test_concurrent_restarts_and_shutdown_never_make_two_pods(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path) as h:
+        kernel = await h.start()
+        results = await asyncio.gather(h.service.restart(kernel.id), h.service.restart(kernel.id),
+                                       h.service.shutdown(kernel.id), return_exceptions=True)
+        assert results[0] is kernel and results[1] is kernel and results[2] is None
+        assert kernel.state == DEAD
+        await h.assert_nothing_left(kernel.id)
+
+
+async def test_interrupt_stops_a_sleep(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path) as h:
+        kernel = await h.start()
+        started = asyncio.Event()
+        running = asyncio.create_task(execute(kernel, SLEEP, started=started))
+        await asyncio.wait_for(started.wait(), 30)
+        await h.service.interrupt(kernel.id)
+        status, _ = await asyncio.wait_for(running, 30)
+        assert status == "KeyboardInterrupt"
+        assert await execute(kernel, "1+1") == ("ok", ["2"])
+
+
+async def test_execution_state_follows_iopub(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path) as h:
+        kernel = await h.start()
+        before = kernel.last_activity
+        started = asyncio.Event()
+        running = asyncio.create_task(execute(kernel, SLEEP, started=started))
+        await asyncio.wait_for(started.wait(), 30)
+        # the service's own iopub subscription sees the same busy status as the client
+        await kernel.wait_until(lambda k: k.execution_state == "busy", 30)
+        assert kernel.model()["execution_state"] == "busy" and kernel.last_activity > before
+        await h.service.interrupt(kernel.id)
+        await asyncio.wait_for(running, 30)
+        await kernel.wait_until(lambda k: k.execution_state == "idle", 30)
+
+
+async def test_shutdown_keeps_the_users_namespace(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path, mode="user") as h:
+        kernel = await h.start()
+        await h.service.shutdown(kernel.id)
+        await h.assert_nothing_left(kernel.id)
+        namespace = await h.admin.get("namespaces", USER_NAMESPACE)
+        assert namespace["metadata"]["labels"]["owner"] == "alice"
+
+
+@pytest.mark.parametrize("mode", ["own", "user"])
+async def test_auto_restart_after_the_pod_is_deleted(tmp_path: Path, mode: str) -> None:
+    async with gateway_harness(tmp_path, mode=mode) as h:
+        kernel = await h.start()
+        await execute(kernel, "x = 1")
+        [pod] = await h.pods_of(kernel.id)
+        states = StateLog(kernel)
+        await h.admin.delete("pods", pod["metadata"]["name"], namespace=pod["metadata"]["namespace"])
+        await states.reach(AUTORESTARTING, STARTING, IDLE)
+        assert h.service.get(kernel.id) is kernel
+        [again] = await h.pods_of(kernel.id)
+        assert again["metadata"]["uid"] != pod["metadata"]["uid"]
+        assert again["metadata"]["namespace"] == pod["metadata"]["namespace"]
+        assert await execute(kernel, "1+1") == ("ok", ["2"])
+        assert await execute(kernel, "x") == ("NameError", [])
+
+
+async def test_auto_restart_after_the_kernel_process_dies(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path) as h:
+        kernel = await h.start()
+        states = StateLog(kernel)
+        with pytest.raises(asyncio.TimeoutError):
+            await execute(kernel, "import os; os._exit(3)", timeout=2)
+        await states.reach(AUTORESTARTING, IDLE)
+        assert await execute(kernel, "1+1") == ("ok", ["2"])
+
+
+async def test_a_kernel_dying_past_the_restart_limit_is_released(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path, restart_limit=0) as h:
+        kernel = await h.start()
+        states = StateLog(kernel)
+        [pod] = await h.pods_of(kernel.id)
+        await h.admin.delete("pods", pod["metadata"]["name"], namespace=pod["metadata"]["namespace"])
+        await states.reach(DEAD)
+        assert kernel.reason and h.service.list() == []
+        await h.assert_nothing_left(kernel.id)
+
+
+@pytest.mark.parametrize("mode", ["own", "user"])
+@pytest.mark.parametrize("image", [FAILING_IMAGE, MISSING_IMAGE])
+async def test_a_failed_launch_leaves_nothing(tmp_path: Path, mode: str, image: str) -> None:
+    async with gateway_harness(tmp_path, mode=mode) as h:
+        kernel_id = str(uuid.uuid4())
+        with pytest.raises(KernelLaunchFailed) as caught:
+            await h.start(KERNEL_IMAGE=image, KERNEL_ID=kernel_id)
+        assert caught.value.status == 500 and caught.value.message
+        assert h.service.list() == []
+        await h.assert_nothing_left(kernel_id)
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"name": "no_such_kernel", "env": {}}, UnknownKernelSpec),
+    ({"name": None, "env": {"KERNEL_X": "$(id)"}}, InvalidKernelRequest),
+    ({"name": None, "env": {"KERNEL_ID": "1234"}}, InvalidKernelRequest),
+    ({"name": None, "env": {"KERNEL_LAUNCH_TIMEOUT": "-1"}}, InvalidKernelRequest),
+    ({"name": None, "env": {"KERNEL_USERNAME": "root"}}, UserNotAuthorized),
+])
+async def test_refused_requests_launch_nothing(tmp_path: Path, kwargs: dict, error: type) -> None:
+    async with gateway_harness(tmp_path) as h:
+        with pytest.raises(error):
+            await h.service.start_kernel(**kwargs, username_fallback="gateway")
+        assert h.service.list() == []
+        listing = await h.admin.list("pods")
+        assert listing["items"] == []
+
+
+async def test_a_kernel_id_in_use_is_a_conflict(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path) as h:
+        kernel = await h.start()
+        with pytest.raises(KernelConflict) as caught:
+            await h.start(KERNEL_ID=kernel.id)
+        assert caught.value.status == 409 and h.service.list() == [kernel]
+        assert len(await h.pods_of(kernel.id)) == 1
+
+
+async def test_limits_count_starts_in_progress(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path, max_kernels=2, max_kernels_per_user=1) as h:
+        starts = [h.start(KERNEL_USERNAME="alice"), h.start(KERNEL_USERNAME="alice"),
+                  h.start(KERNEL_USERNAME="bob"), h.start(KERNEL_USERNAME="carol")]
+        results = await asyncio.gather(*starts, return_exceptions=True)
+        refused = [r for r in results if isinstance(r, KernelLimitReached)]
+        started = [r for r in results if not isinstance(r, Exception)]
+        assert len(refused) == 2 and len(started) == 2, results
+        assert all(r.status == 403 for r in refused)
+        assert sorted(k.username for k in started) == ["alice", "bob"]
+        listing = await h.admin.list("pods")
+        assert len(listing["items"]) == 2
+        await h.service.shutdown(started[0].id)
+        carol = await h.start(KERNEL_USERNAME="carol")
+        assert carol.username == "carol"
+
+
+async def test_interrupt_and_restart_of_unknown_kernels(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path) as h:
+        for operation in (h.service.interrupt, h.service.restart, h.service.shutdown):
+            with pytest.raises(KernelNotFound):
+                await operation(str(uuid.uuid4()))
+
+
+async def test_connections_are_counted(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path) as h:
+        kernel = await h.start()
+        h.service.connected(kernel.id)
+        h.service.connected(kernel.id)
+        h.service.disconnected(kernel.id)
+        assert kernel.model()["connections"] == 1
+
+
+async def test_culling_respects_connections_and_busy(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path, cull_idle_timeout=60, cull_interval=3600) as h:
+        kernel = await h.start()
+        kernel.last_activity = utcnow() - timedelta(minutes=5)
+        h.service.connected(kernel.id)
+        assert await h.service.cull_idle_kernels() == []
+        h.service.disconnected(kernel.id)
+        kernel.execution_state = "busy"
+        assert await h.service.cull_idle_kernels() == []
+        kernel.execution_state = "idle"
+        assert await h.service.cull_idle_kernels() == [kernel.id]
+        assert kernel.state == DEAD
+        await h.assert_nothing_left(kernel.id)
+
+
+async def test_recent_activity_is_not_culled(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path, cull_idle_timeout=60, cull_interval=3600) as h:
+        kernel = await h.start()
+        kernel.last_activity = utcnow() - timedelta(minutes=5)
+        await execute(kernel, "1+1")
+        assert await h.service.cull_idle_kernels() == []
+
+
+async def test_the_cull_timer_shuts_idle_kernels_down(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path, cull_idle_timeout=0.5, cull_interval=0.2) as h:
+        kernel = await h.start()
+        await StateLog(kernel).reach(TERMINATING, DEAD)
+        await h.assert_nothing_left(kernel.id)
+
+
+async def test_stopping_the_service_leaves_nothing(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path) as h:
+        first, second = await asyncio.gather(h.start(), h.start())
+        await h.service.stop()
+        assert h.service.list() == [] and first.state == DEAD and second.state == DEAD
+        await h.assert_nothing_left(first.id)
+        await h.assert_nothing_left(second.id)
+        with pytest.raises(Exception) as caught:
+            await h.start()
+        assert getattr(caught.value, "status", None) == 503
