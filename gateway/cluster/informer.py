@@ -171,7 +171,8 @@ class Informer:
         self._resource_version = ""
         self._synced = False
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()  # set by stop() to cut a backoff pause short
+        self._stopping = False
+        self._pause: asyncio.Future[None] | None = None  # a backoff in progress; stop() cuts it short
         self._named: dict[Key, set[_Waiter]] = {}
         self._unnamed: set[_Waiter] = set()
         self._subscriptions: set[Subscription] = set()
@@ -185,18 +186,21 @@ class Informer:
         list (Forbidden for missing RBAC, say) is raised here and nothing is left
         running; later errors are retried with backoff.
         """
-        if self._task is not None:
-            raise RuntimeError("informer already started")
-        self._wake.clear()
+        if self._task is not None or self._stopping:
+            raise RuntimeError("an informer starts once")
         await self._relist()
         self._task = asyncio.create_task(self._run(), name=f"informer {self.resource}")
 
     async def stop(self) -> None:
         """End the watch task; pending waiters get :class:`InformerStopped`, subscriptions end."""
+        self._stopping = True
         task, self._task = self._task, None
         if task is not None:
+            # The flag ends the loop even if a cancellation gets lost in a watch stream
+            # that swallows it (Python 3.11's asyncio.wait_for can, when a result races it).
+            if self._pause is not None and not self._pause.done():
+                self._pause.set_result(None)
             task.cancel()
-            self._wake.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for waiter in [*self._unnamed, *(w for ws in self._named.values() for w in ws)]:
@@ -256,7 +260,10 @@ class Informer:
         """
         if name is not None and self._type.namespaced and namespace is None:
             raise ValueError(f"waiting for {self.resource} by name needs a namespace")
-        waiter = _Waiter(predicate, namespace, name, asyncio.get_running_loop().create_future())
+        if self._stopping:
+            raise InformerStopped(f"the {self.resource} informer stopped")
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(predicate, namespace, name, loop.create_future())
         if self._synced:
             self._offer_current(waiter)
         if waiter.future.done():
@@ -265,9 +272,13 @@ class Informer:
             self._unnamed.add(waiter)
         else:
             self._named.setdefault((namespace or "", name), set()).add(waiter)
+        # A timer rather than asyncio.wait_for: awaiting the future itself keeps a
+        # cancellation of the caller from ever being lost to a result arriving at once.
+        deadline = loop.call_later(timeout, _expire, waiter.future, timeout)
         try:
-            return await asyncio.wait_for(waiter.future, timeout)
+            return await waiter.future
         finally:
+            deadline.cancel()
             self._forget(waiter)
 
     def subscribe(self, *, replay: bool = False) -> Subscription:
@@ -360,26 +371,33 @@ class Informer:
         self._changed(key, event)
 
     async def _run(self) -> None:
-        """The background task: watch, re-watch, relist on Gone, back off on errors."""
+        """The background task: watch, re-watch, relist on Gone, back off on errors.
+
+        A stream that ends with events in it is renewed at once, as is the first
+        one that ends empty and early; the same again and again backs off.  Gone
+        relists at once, unless it answers a watch from a version just listed.
+        """
         relist = False
-        while True:
+        while not self._stopping:
             delay = 0.0
+            fresh = False
             try:
                 if relist:
                     await self._relist()
-                    relist = False
+                    relist, fresh = False, True
                 if await self._watch_once():
                     self._backoff.reset()
-                else:  # a stream the server closed at once, with nothing in it
+                else:  # ended early and empty: renewed at once the first time, then backing off
                     delay = self._backoff.fail()
+                    if self._backoff.failures == 1:
+                        delay = 0.0
             except asyncio.CancelledError:
                 raise
             except Gone:
                 log.info("%s watch expired at resourceVersion %s; relisting", self.resource, self._resource_version)
                 relist = True
-                delay = self._backoff.fail()
-                if self._backoff.failures == 1:
-                    delay = 0.0  # an occasional Gone is routine: relist at once
+                if fresh:
+                    delay = self._backoff.fail()
             except ClusterError as exc:
                 delay = self._backoff.fail()
                 if exc.retry_after_seconds:
@@ -390,9 +408,19 @@ class Informer:
                 relist = True
                 delay = self._backoff.fail()
                 log.exception("%s informer failed; relisting in %.1fs", self.resource, delay)
-            if delay:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+            if delay and not self._stopping:
+                await self._sleep(delay)
+
+    async def _sleep(self, delay: float) -> None:
+        """Wait ``delay`` seconds before retrying, or until stop()."""
+        loop = asyncio.get_running_loop()
+        self._pause = loop.create_future()
+        timer = loop.call_later(delay, _resolve, self._pause)
+        try:
+            await self._pause
+        finally:
+            timer.cancel()
+            self._pause = None
 
     async def _watch_once(self) -> bool:
         """Follow one watch request to its end.
@@ -414,6 +442,8 @@ class Informer:
         )
         try:
             async for event in stream:
+                if self._stopping:
+                    break
                 delivered = True
                 self._apply(event)
         finally:
@@ -421,6 +451,16 @@ class Informer:
             if aclose is not None:
                 await aclose()
         return delivered or loop.time() - started >= self.resync_timeout / 2
+
+
+def _expire(future: asyncio.Future[Any], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError(f"no matching state within {timeout}s"))
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _version(obj: Obj) -> str:
