@@ -29,9 +29,10 @@ from fakes.memory import MemoryCluster
 from fakes.podworker import Backoff
 from fakes.store import Store
 from gateway.cluster.informer import Informer
-from gateway.cluster.interface import Cluster, NotFound
+from gateway.cluster.interface import Cluster, NotFound, ServiceUnavailable
 from gateway.objects import kernel_selector
 from gateway.provisioner import (
+    ClusterUnavailable,
     ImagePullFailed,
     InvalidLaunch,
     LaunchForbidden,
@@ -513,6 +514,34 @@ async def test_a_service_account_that_never_appears_ends_the_launch_in_time(env:
 
     assert f"service account default did not appear in the new namespace alice-{request.kernel_id}" in (
         timed_out.value.reason)
+    await assert_nothing_left(env.admin, request.kernel_id)
+
+
+class LostAnswers:
+    """The gateway's cluster where creating ``resource`` works but the answer is lost (a 503 after the write)."""
+
+    def __init__(self, inner: Cluster, resource: str) -> None:
+        self._inner, self._resource = inner, resource
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def create(self, resource: str, body: Mapping[str, Any], *, namespace: str | None = None) -> Any:
+        created = await self._inner.create(resource, body, namespace=namespace)
+        if resource == self._resource:
+            raise ServiceUnavailable("the server is currently unable to handle the request")
+        return created
+
+
+@pytest.mark.parametrize("resource", ["namespaces", "pods"])
+async def test_an_object_created_without_an_answer_is_still_removed(env: Env, resource: str) -> None:
+    provisioner = PodProvisioner(LostAnswers(env.gateway, resource), env.pods, env.listener, env.settings)
+    request = env.request(KERNEL_IMAGE=SILENT_IMAGE)
+
+    with pytest.raises(ClusterUnavailable) as unavailable:
+        await provisioner.launch(request)
+
+    assert unavailable.value.status == 503
     await assert_nothing_left(env.admin, request.kernel_id)
 
 

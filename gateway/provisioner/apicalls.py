@@ -15,6 +15,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from gateway.cluster.interface import (
+    AlreadyExists,
     Cluster,
     ClusterError,
     Conflict,
@@ -58,14 +59,15 @@ def launch_error(exc: ClusterError, what: str) -> LaunchError:
 async def api(call: Awaitable[T], *, what: str, deadline: float) -> T:
     """Await one cluster call within the launch's deadline, mapping its errors.
 
-    ``NotFound`` is re-raised as is (callers decide what a missing object means);
-    other API errors become launch errors; running out of time is a :class:`LaunchTimeout`.
+    ``NotFound`` and ``AlreadyExists`` are re-raised as they are (callers
+    decide what they mean); other API errors become launch errors; running
+    out of time is a :class:`LaunchTimeout`.
     """
     try:
         return await asyncio.wait_for(call, max(remaining(deadline), 0.001))
     except asyncio.TimeoutError:
         raise LaunchTimeout(f"the Kubernetes API did not answer in time while {what}") from None
-    except NotFound:
+    except (NotFound, AlreadyExists):
         raise
     except ClusterError as exc:
         raise launch_error(exc, what) from exc

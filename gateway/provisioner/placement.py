@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 from gateway.cluster.interface import AlreadyExists, Cluster, ClusterError, NotFound, WatchEvent
 from gateway.objects import (
@@ -31,29 +30,12 @@ from gateway.objects import (
 )
 
 from .apicalls import api, delete_quietly, launch_error, remaining
+from .cleanup import Created
 from .errors import InvalidLaunch, LaunchConflict, LaunchTimeout
 from .model import LaunchRequest, Placement, ProvisionerSettings
 
 MAX_SERVICE_ACCOUNT_WATCHES = 3
 """Watch requests tried while waiting for a new namespace's service account (each stays open until the deadline)."""
-
-
-@dataclass
-class Created:
-    """What one launch created, in order, so that a failed launch removes exactly that."""
-
-    objects: list[tuple[str, str | None, str]] = field(default_factory=list)
-    """``(resource, namespace, name)``"""
-
-    def add(self, resource: str, namespace: str | None, name: str) -> None:
-        self.objects.append((resource, namespace, name))
-
-    async def undo(self, cluster: Cluster) -> None:
-        """Delete everything recorded, newest first (pods at once, without a grace period)."""
-        for resource, namespace, name in reversed(self.objects):
-            grace = 0 if resource == "pods" else None
-            await delete_quietly(cluster, resource, name, namespace=namespace, grace_period_seconds=grace)
-        self.objects.clear()
 
 
 def plan_placement(request: LaunchRequest, settings: ProvisionerSettings) -> Placement:
@@ -91,23 +73,12 @@ async def create_kernel_namespace(
     """
     namespace = placement.namespace
     try:
-        await api(
-            cluster.create("namespaces", kernel_namespace(namespace, kernel_id)),
-            what=f"creating namespace {namespace}",
-            deadline=deadline,
-        )
+        await created.create(cluster, "namespaces", kernel_namespace(namespace, kernel_id), namespace=None,
+                             deadline=deadline)
     except AlreadyExists:
-        raise LaunchConflict(
-            f"namespace {namespace} already exists: kernel {kernel_id} may be running already"
-        ) from None
-    created.add("namespaces", None, namespace)
+        raise LaunchConflict(f"namespace {namespace} already exists: kernel {kernel_id} may be running already") from None
     binding = kernel_role_binding(namespace, cluster_role, placement.service_account, kernel_id)
-    await api(
-        cluster.create("rolebindings", binding, namespace=namespace),
-        what=f"creating role binding {cluster_role} in namespace {namespace}",
-        deadline=deadline,
-    )
-    created.add("rolebindings", namespace, cluster_role)
+    await created.create(cluster, "rolebindings", binding, namespace=namespace, deadline=deadline)
     if not await _service_account_appears(cluster, namespace, placement.service_account, deadline):
         raise LaunchTimeout(
             f"service account {placement.service_account} did not appear in the new namespace {namespace} in time"

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.cluster.informer import Informer, InformerStopped
-from gateway.cluster.interface import Cluster, ClusterError
+from gateway.cluster.interface import AlreadyExists, Cluster, ClusterError
 from gateway.objects import (
     ForbiddenKernelRequest,
     InvalidKernelRequest,
@@ -39,7 +39,8 @@ from gateway.objects import (
 from gateway.objects.labels import KERNEL_ID_LABEL
 
 from . import comm
-from .apicalls import api, delete_quietly, launch_error, remaining
+from .apicalls import delete_quietly, launch_error, remaining
+from .cleanup import Created
 from .connection import ConnectionInfo
 from .errors import (
     ClusterUnavailable,
@@ -52,7 +53,6 @@ from .errors import (
 )
 from .model import LaunchRequest, Placement, ProvisionerSettings, RunningKernel
 from .placement import (
-    Created,
     check_existing_namespace,
     create_kernel_namespace,
     plan_placement,
@@ -72,6 +72,8 @@ COMM_TIMEOUT = 5.0
 LOG_TAIL_LINES = 5
 LOG_READ_TIMEOUT = 2.0
 
+_COMPANION_RESOURCES = {"Service": "services", "ConfigMap": "configmaps", "Secret": "secrets",
+                        "PersistentVolumeClaim": "persistentvolumeclaims"}
 _Key = tuple[str, str, str]  # (namespace, pod name, pod uid)
 
 
@@ -110,7 +112,7 @@ class PodProvisioner:
         """
         deadline = asyncio.get_running_loop().time() + request.timeout
         kernel_id = request.kernel_id
-        created = Created()
+        created = Created(kernel_id)
         pending: PendingResponse | None = None
         try:
             first = placement is None
@@ -213,26 +215,13 @@ class PodProvisioner:
     ) -> dict[str, Any]:
         """Create the pod, then its companions owned by it; each recorded in ``created``."""
         namespace, name = placement.namespace, placement.pod_name
-        pod = await api(
-            self._cluster.create("pods", objects.pod, namespace=namespace),
-            what=f"creating pod {name} in namespace {namespace}",
-            deadline=deadline,
-        )
-        created.add("pods", namespace, name)
+        try:
+            pod = await created.create(self._cluster, "pods", objects.pod, namespace=namespace, deadline=deadline)
+        except AlreadyExists:
+            raise LaunchConflict(f"pod {name} already exists in namespace {namespace}") from None
         for companion in owned_by(pod, objects.companions):
-            resource = {
-                "Service": "services",
-                "ConfigMap": "configmaps",
-                "Secret": "secrets",
-                "PersistentVolumeClaim": "persistentvolumeclaims",
-            }[companion["kind"]]
-            companion_name = companion["metadata"]["name"]
-            await api(
-                self._cluster.create(resource, companion, namespace=namespace),
-                what=f"creating {companion['kind']} {companion_name} in namespace {namespace}",
-                deadline=deadline,
-            )
-            created.add(resource, namespace, companion_name)
+            resource = _COMPANION_RESOURCES[companion["kind"]]
+            await created.create(self._cluster, resource, companion, namespace=namespace, deadline=deadline)
         return pod
 
     async def _await_kernel(
@@ -332,7 +321,7 @@ class PodProvisioner:
 
     async def _undo(self, created: Created) -> None:
         """Delete what a failed launch created; a second cancellation cannot interrupt it."""
-        if not created.objects:
+        if not created:
             return
         task = asyncio.ensure_future(created.undo(self._cluster))
         self._cleanups.add(task)
