@@ -52,6 +52,7 @@ class Lifecycle:
     _by_uid: dict[str, Key]
     _pending_owners: list[str]
     _pending_dependents: list[Key]
+    _pending_default_accounts: set[str]
     _pending_namespaces: set[str]
     _settling: bool
     _namespace_counts: dict[str, int]
@@ -66,6 +67,9 @@ class Lifecycle:
         raise NotImplementedError
 
     def _in_seconds(self, seconds: int) -> str:
+        raise NotImplementedError
+
+    def create(self, rt: ResourceType, obj: dict[str, Any], namespace: str | None) -> dict[str, Any]:
         raise NotImplementedError
 
     # ---------------------------------------------------------------- the delete path
@@ -275,6 +279,17 @@ class Lifecycle:
             new["spec"].pop("finalizers")
         self._finish_update(RESOURCES["namespaces"], new, ns)
 
+    # ---------------------------------------------------------------- service account controller
+
+    def _ensure_default_account(self, namespace: str) -> None:
+        """Every active namespace has a ``default`` service account: deleted, it comes back
+        (pkg/controller/serviceaccount/serviceaccounts_controller.go)."""
+        ns = self._objects["namespaces"].get(("", namespace))
+        if ns is None or ns["metadata"].get("deletionTimestamp"):
+            return
+        if (namespace, "default") not in self._objects["serviceaccounts"]:
+            self.create(RESOURCES["serviceaccounts"], {"metadata": {"name": "default"}}, namespace)
+
     # ---------------------------------------------------------------- settling
 
     def _settle(self) -> None:
@@ -292,6 +307,8 @@ class Lifecycle:
                     continue
                 for namespace in sorted(self._pending_namespaces):
                     self._finalize_namespace(namespace)
+                while self._pending_default_accounts:
+                    self._ensure_default_account(self._pending_default_accounts.pop())
                 if not self._pending_owners and not self._pending_dependents:
                     break
         finally:

@@ -84,6 +84,7 @@ class Store(Lifecycle, Subresources):
         self._namespace_counts: dict[str, int] = {}
         self._pending_owners: list[str] = []
         self._pending_dependents: list[Key] = []
+        self._pending_default_accounts: set[str] = set()
         self._pending_namespaces: set[str] = set()
         self._settling = False
         self._log = EventLog(watch_window, bookmark_interval)
@@ -182,6 +183,8 @@ class Store(Lifecycle, Subresources):
         for owner in _owner_uids(stored):
             self._forget_dependent(owner, key)
         self._log.record(rt.plural, Change(self._rv, "DELETED", final, stored))
+        if rt.plural == "serviceaccounts" and name == "default":
+            self._pending_default_accounts.add(ns)
         if uid in self._dependents:
             self._pending_owners.append(uid)
         self._release_foreground_owners(stored["metadata"].get("ownerReferences") or [])
@@ -377,11 +380,12 @@ class Store(Lifecycle, Subresources):
             kind=rt.plural, name=name, group=rt.group,
         )
 
-    def _update(self, rt: ResourceType, old: dict[str, Any], new: dict[str, Any],
-                subresource: str | None) -> dict[str, Any]:
-        if subresource not in (None, "", "status"):
+    @staticmethod
+    def _scope_write(rt: ResourceType, old: dict[str, Any], new: dict[str, Any],
+                     subresource: str | None) -> dict[str, Any]:
+        """What a write to the object or one of its subresources may change: the candidate new state."""
+        if subresource and (subresource not in rt.subresources or subresource not in ("status", "finalize")):
             raise NotFound(f"the server could not find the requested resource ({rt.plural}/{subresource})")
-        meta, old_meta = new["metadata"], old["metadata"]
         if subresource == "status":
             # Status writes change only status (metav1.ResetObjectMetaForStatus; spec from the old object).
             status = new.get("status")
@@ -390,17 +394,30 @@ class Store(Lifecycle, Subresources):
                 new.pop("status", None)
             else:
                 new["status"] = status
-            meta = new["metadata"]
-        else:
-            if "status" in rt.subresources:
-                # Main-resource writes ignore status (the strategies' PrepareForUpdate).
-                if "status" in old:
-                    new["status"] = copy.deepcopy(old["status"])
-                else:
-                    new.pop("status", None)
-            if rt.plural == "namespaces":
-                new["spec"] = copy.deepcopy(old.get("spec", {}))  # spec.finalizers change only via /finalize
-            defaults.prepare_for_update(rt, new)
+            return new
+        if subresource == "finalize":
+            # namespaces/finalize changes only spec.finalizers (pkg/registry/core/namespace/storage FinalizeREST).
+            finalizers = (new.get("spec") or {}).get("finalizers")
+            new = copy.deepcopy(old)
+            new.setdefault("spec", {})["finalizers"] = finalizers or []
+            if not finalizers:
+                new["spec"].pop("finalizers")
+            return new
+        if "status" in rt.subresources:
+            # Main-resource writes ignore status (the strategies' PrepareForUpdate).
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        if rt.plural == "namespaces":
+            new["spec"] = copy.deepcopy(old.get("spec", {}))  # spec.finalizers change only via /finalize
+        defaults.prepare_for_update(rt, new)
+        return new
+
+    def _update(self, rt: ResourceType, old: dict[str, Any], new: dict[str, Any],
+                subresource: str | None) -> dict[str, Any]:
+        new = self._scope_write(rt, old, new, subresource)
+        meta, old_meta = new["metadata"], old["metadata"]
         for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
                       "namespace", "name"):
             if field in old_meta:

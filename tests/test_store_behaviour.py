@@ -204,3 +204,31 @@ async def test_can_i_and_forbidden_for_a_service_account(store: Store) -> None:
         await cluster.bind_pod("p", "default", "n1")
     assert 'cannot create resource "pods/binding"' in err.value.message
     assert await MemoryCluster(store, ADMIN).can_i("create", "pods", namespace="default")
+
+
+def test_subresources_a_resource_does_not_have_are_not_found(store: Store) -> None:
+    store.create(CMS, {"metadata": {"name": "x"}}, "default")
+    with pytest.raises(NotFound, match=r"the server could not find the requested resource \(configmaps/status\)"):
+        store.patch(CMS, "default", "x", {"status": {"a": 1}}, PatchType.MERGE, "status")
+
+
+def test_finalizing_a_namespace_removes_it(store: Store) -> None:
+    store.create(NS, {"metadata": {"name": "stuck"}}, None)
+    store.create(CMS, {"metadata": {"name": "held", "finalizers": ["a/b"]}}, "stuck")
+    store.delete(NS, None, "stuck")
+    assert store.get(NS, None, "stuck")["spec"] == {"finalizers": ["kubernetes"]}
+    store.replace(NS, None, "stuck", {"metadata": {"name": "stuck"}, "spec": {"finalizers": []}}, "finalize")
+    with pytest.raises(NotFound):
+        store.get(NS, None, "stuck")
+
+
+def test_the_default_service_account_comes_back(store: Store) -> None:
+    old = store.get(SA, "default", "default")
+    store.delete(SA, "default", "default")
+    again = store.get(SA, "default", "default")
+    assert again["metadata"]["uid"] != old["metadata"]["uid"]
+    store.create(NS, {"metadata": {"name": "going"}}, None)
+    store.create(CMS, {"metadata": {"name": "held", "finalizers": ["a/b"]}}, "going")
+    store.delete(NS, None, "going")
+    with pytest.raises(NotFound):
+        store.get(SA, "going", "default")
