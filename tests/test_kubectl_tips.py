@@ -1,0 +1,198 @@
+"""The kubectl commands Enterprise Gateway's documentation gives operators, run on the simulated cluster.
+
+``kubectl apply -f manifests/enterprise-gateway.yaml`` deploys the gateway;
+kernels' objects are the ones the gateway builds (``gateway.objects``): a
+kernel with its own namespace and role binding, and one in the gateway's
+namespace (``EG_SHARED_NAMESPACE``).  Then the tips: select everything of the
+gateway, one kernel, or kernels only, across namespaces; delete a kernel's
+namespace; delete the gateway's cluster-wide RBAC by label.  The real kubectl
+binary runs as a subprocess with the cluster's kubeconfig.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from fakes.manifests import MANIFEST, manifest_objects
+from fakes.serve import SimulatedCluster
+from gateway.objects import kernel_namespace, kernel_objects, kernel_resource_name, kernel_role_binding, parse_template
+from gateway.provisioner.spec import TEMPLATE_PATH
+
+pytestmark = [
+    pytest.mark.kubectl,
+    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed"),
+]
+
+KUBECTL_TIMEOUT = 60
+GATEWAY_NAMESPACE = "enterprise-gateway"
+TEMPLATE = parse_template((MANIFEST.parent.parent / "kernelspecs" / "python_kubernetes" / TEMPLATE_PATH).read_text())
+
+
+@dataclass(frozen=True)
+class Kernel:
+    id: str
+    namespace: str
+    pod: str
+
+
+def kernel_manifest(username: str, *, shared: bool) -> tuple[Kernel, list[dict[str, Any]]]:
+    """A kernel's objects as the gateway creates them: in its own namespace (with the role binding) or the shared one."""
+    kernel_id = str(uuid.uuid4())
+    name = kernel_resource_name(username, kernel_id)
+    namespace = GATEWAY_NAMESPACE if shared else name
+    objects = kernel_objects(
+        TEMPLATE, kernel_id=kernel_id, username=username, namespace=namespace, service_account="default",
+        image="kernelgate/kernel-py:dev", env={}, response_address="10.0.0.1:8877", name=name,
+    )
+    owned = [] if shared else [kernel_namespace(name, kernel_id),
+                               kernel_role_binding(name, "kernel-controller", "default", kernel_id)]
+    return Kernel(kernel_id, namespace, name), [*owned, objects.pod]
+
+
+@pytest.fixture
+async def cluster(tmp_path):
+    async with SimulatedCluster(state_dir=tmp_path / "state", node_agent=False) as c:
+        yield c
+
+
+@pytest.fixture
+def kubectl(cluster, tmp_path):
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path), "KUBECACHEDIR": str(tmp_path / "cache")}
+
+    async def run(*args: str, stdin: str | None = None, check: bool = True) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            "kubectl", *args, env=env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), KUBECTL_TIMEOUT)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        result = (proc.returncode or 0, out.decode(), err.decode())
+        if check:
+            assert result[0] == 0, f"kubectl {' '.join(args)} failed: {result}"
+        return result
+
+    return run
+
+
+@pytest.fixture
+async def deployed(kubectl) -> tuple[Kernel, Kernel]:
+    """The manifests applied, then two kernels: ``alice``'s in its own namespace, ``bob``'s in the gateway's."""
+    await kubectl("apply", "-f", str(MANIFEST))
+    own, own_objects = kernel_manifest("alice", shared=False)
+    shared, shared_objects = kernel_manifest("bob", shared=True)
+    documents = {"apiVersion": "v1", "kind": "List", "items": [*own_objects, *shared_objects]}
+    await kubectl("create", "-f", "-", stdin=json.dumps(documents))
+    return own, shared
+
+
+def rows(out: str) -> set[tuple[str, str]]:
+    """``(namespace, kind/name)`` of each row of ``kubectl get ... --all-namespaces`` (several tables)."""
+    found = set()
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] != "NAMESPACE":
+            found.add((fields[0], fields[1]))
+    return found
+
+
+async def names(kubectl, *args: str) -> set[tuple[str, str]]:
+    _, out, _ = await kubectl("get", *args, "-o", "json")
+    return {(item["kind"], item["metadata"]["name"]) for item in json.loads(out)["items"]}
+
+
+async def test_apply_creates_every_object_then_a_second_apply_changes_nothing(kubectl):
+    _, out, _ = await kubectl("apply", "-f", str(MANIFEST))
+    expected = [
+        "namespace/enterprise-gateway",
+        "serviceaccount/enterprise-gateway-sa",
+        "clusterrole.rbac.authorization.k8s.io/enterprise-gateway-controller",
+        "clusterrolebinding.rbac.authorization.k8s.io/enterprise-gateway-controller",
+        "clusterrole.rbac.authorization.k8s.io/kernel-controller",
+        "service/enterprise-gateway",
+        "deployment.apps/enterprise-gateway",
+    ]
+    assert out.splitlines() == [f"{name} created" for name in expected]
+    _, out, _ = await kubectl("apply", "-f", str(MANIFEST))
+    assert out.splitlines() == [f"{name} unchanged" for name in expected]
+
+    _, out, _ = await kubectl("get", "clusterrole", "enterprise-gateway-controller", "-o", "json")
+    stored = json.loads(out)
+    manifest_role = next(o for o in manifest_objects() if o["metadata"]["name"] == "enterprise-gateway-controller")
+    assert stored["rules"] == manifest_role["rules"]
+    _, out, _ = await kubectl("get", "deployment", "enterprise-gateway", "-n", GATEWAY_NAMESPACE, "-o", "json")
+    assert json.loads(out)["spec"]["replicas"] == 2
+
+
+async def test_get_all_by_app_label_across_namespaces_shows_the_gateway_and_every_kernel(kubectl, deployed):
+    own, shared = deployed
+    _, out, _ = await kubectl("get", "all", "-l", "app=enterprise-gateway", "--all-namespaces")
+    assert rows(out) == {
+        (GATEWAY_NAMESPACE, "service/enterprise-gateway"),
+        (GATEWAY_NAMESPACE, "deployment.apps/enterprise-gateway"),
+        (own.namespace, f"pod/{own.pod}"),
+        (shared.namespace, f"pod/{shared.pod}"),
+    }
+    _, out, err = await kubectl("get", "all", "-l", "app=enterprise-gateway")  # the context's namespace only
+    assert out == "" and "No resources found in default namespace" in err
+
+
+async def test_kernel_id_label_selects_one_kernels_objects(kubectl, deployed):
+    own, shared = deployed
+    _, out, _ = await kubectl("get", "all", "-l", f"kernel_id={own.id}", "--all-namespaces")
+    assert rows(out) == {(own.namespace, f"pod/{own.pod}")}
+    assert await names(kubectl, "namespaces,rolebindings,pods", "-l", f"kernel_id={own.id}", "--all-namespaces") == {
+        ("Namespace", own.namespace), ("RoleBinding", "kernel-controller"), ("Pod", own.pod)
+    }
+    _, out, _ = await kubectl("get", "pods", "-l", f"kernel_id={shared.id}", "--namespace", GATEWAY_NAMESPACE)
+    assert [line.split()[0] for line in out.splitlines()[1:]] == [shared.pod]
+
+
+async def test_component_label_tells_kernels_from_the_gateway(kubectl, deployed):
+    own, shared = deployed
+    _, out, _ = await kubectl("get", "all", "-l", "component=kernel", "--all-namespaces")
+    assert rows(out) == {(own.namespace, f"pod/{own.pod}"), (shared.namespace, f"pod/{shared.pod}")}
+    _, out, _ = await kubectl("get", "all", "-l", "component=enterprise-gateway", "--all-namespaces")
+    assert rows(out) == {(GATEWAY_NAMESPACE, "service/enterprise-gateway"),
+                         (GATEWAY_NAMESPACE, "deployment.apps/enterprise-gateway")}
+
+
+async def test_deleting_a_kernel_namespace_removes_that_kernel_only(kubectl, deployed):
+    own, shared = deployed
+    _, out, _ = await kubectl("delete", "ns", own.namespace)
+    assert out.strip() == f'namespace "{own.namespace}" deleted'
+    code, _, err = await kubectl("get", "ns", own.namespace, check=False)
+    assert code != 0 and "NotFound" in err
+    _, out, _ = await kubectl("get", "all", "-l", "app=enterprise-gateway", "--all-namespaces")
+    assert (shared.namespace, f"pod/{shared.pod}") in rows(out)
+    assert not any(namespace == own.namespace for namespace, _ in rows(out))
+
+
+async def test_deleting_cluster_roles_and_bindings_by_label_removes_exactly_the_gateways(kubectl, deployed):
+    before = await names(kubectl, "clusterroles")
+    _, out, _ = await kubectl("delete", "clusterrole", "-l", "app=enterprise-gateway")
+    assert sorted(out.splitlines()) == [
+        'clusterrole.rbac.authorization.k8s.io "enterprise-gateway-controller" deleted',
+        'clusterrole.rbac.authorization.k8s.io "kernel-controller" deleted',
+    ]
+    assert before - await names(kubectl, "clusterroles") == {
+        ("ClusterRole", "enterprise-gateway-controller"), ("ClusterRole", "kernel-controller")
+    }
+    _, out, _ = await kubectl("delete", "clusterrolebinding", "-l", "app=enterprise-gateway")
+    assert out.splitlines() == [
+        'clusterrolebinding.rbac.authorization.k8s.io "enterprise-gateway-controller" deleted'
+    ]
+    assert ("ClusterRole", "cluster-admin") in await names(kubectl, "clusterroles"), "others' roles are kept"
+    _, out, err = await kubectl("get", "clusterrolebinding", "-l", "app=enterprise-gateway")
+    assert out == "" and "No resources found" in err
