@@ -32,7 +32,8 @@ def apply_patch(target: dict[str, Any], patch: Any, patch_type: PatchType | str)
         except ValueError as e:
             raise BadRequest(f"error decoding patch: {e}") from None
     try:
-        patch_type = PatchType(patch_type)
+        # A Content-Type header may carry parameters ("; charset=utf-8").
+        patch_type = PatchType(patch_type.split(";", 1)[0].strip() if isinstance(patch_type, str) else patch_type)
     except ValueError:
         raise UnsupportedMediaType(f"the body of the request was in an unknown format - accepted media types "
                                    f"include: {', '.join(p.value for p in PatchType)}") from None

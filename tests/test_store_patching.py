@@ -83,6 +83,7 @@ def test_json_patch_errors() -> None:
 
 def test_patch_bodies_and_content_types() -> None:
     assert apply_patch({"a": 1}, b'{"b": 2}', PatchType.MERGE) == {"a": 1, "b": 2}
+    assert apply_patch({"a": 1}, '{"a": null}', "application/merge-patch+json; charset=utf-8") == {}
     with pytest.raises(BadRequest):
         apply_patch({"a": 1}, b"{not json", PatchType.MERGE)
     with pytest.raises(BadRequest):
