@@ -314,13 +314,13 @@ class _Resolver:
             return None
         if kind == "ClusterRole":
             cluster_roles = self._all_cluster_roles()
-            role = cluster_roles.get(name)
-            if role is None:
+            cluster_role = cluster_roles.get(name)
+            if cluster_role is None:
                 self.errors.append(f"clusterrole.{bootstrap_roles.RBAC_GROUP} {go_quote(name)} not found")
                 return None
-            if role.get("aggregationRule") is not None:
-                return aggregated_rules(role, cluster_roles)
-            return list(role.get("rules") or [])
+            if cluster_role.get("aggregationRule") is not None:
+                return aggregated_rules(cluster_role, cluster_roles)
+            return list(cluster_role.get("rules") or [])
         self.errors.append(f"unsupported role reference kind: {go_quote(kind)}")
         return None
 
