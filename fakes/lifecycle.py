@@ -108,12 +108,13 @@ class Lifecycle:
                 new_meta["deletionTimestamp"] = self._in_seconds(pending_grace)
                 new_meta["deletionGracePeriodSeconds"] = pending_grace
         elif "deletionTimestamp" not in new_meta or new_meta.get("deletionGracePeriodSeconds"):
-            # Only finalizers hold the object: marked now, with no grace left.
-            new_meta.setdefault("deletionTimestamp", self._now())
+            # Only finalizers hold the object (a grace period cut to 0 ends now): marked now, no grace left.
+            new_meta["deletionTimestamp"] = self._now()
             new_meta["deletionGracePeriodSeconds"] = 0
         if new != obj:
             obj = self._put(rt, new, obj)
-        if FOREGROUND in finalizers:
+        if FOREGROUND in finalizers and FOREGROUND not in (meta.get("finalizers") or []):
+            # Only when the owner turns foreground: ownership cycles must not recurse forever.
             self._delete_dependents(uid)
             # Dependents that do not block (or none left) let the owner go now.
             self._release_foreground_owners([{"uid": uid}])

@@ -17,6 +17,7 @@ from gateway.cluster.interface import (
     Invalid,
     NotFound,
     PatchType,
+    Propagation,
     ServiceUnavailable,
     Timeout,
 )
@@ -232,3 +233,13 @@ def test_the_default_service_account_comes_back(store: Store) -> None:
     store.delete(NS, None, "going")
     with pytest.raises(NotFound):
         store.get(SA, "going", "default")
+
+
+def test_foreground_deletion_of_an_ownership_cycle_terminates(store: Store) -> None:
+    a = store.create(CMS, {"metadata": {"name": "a"}}, "default")
+    b = store.create(CMS, {"metadata": {"name": "b", "ownerReferences": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": a["metadata"]["uid"]}]}}, "default")
+    store.patch(CMS, "default", "a", {"metadata": {"ownerReferences": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "b", "uid": b["metadata"]["uid"]}]}}, PatchType.MERGE)
+    store.delete(CMS, "default", "a", propagation_policy=Propagation.FOREGROUND)
+    assert store.list(CMS, "default")["items"] == []
