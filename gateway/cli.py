@@ -1,8 +1,12 @@
 """The ``kernelgate`` command.
 
-``kernelgate cluster`` runs the simulated Kubernetes cluster (API server and
-one node agent) in the foreground until Ctrl-C or SIGTERM, and prints the
-``KUBECONFIG`` to export for kubectl.  Each subcommand registers its parser in
+``kernelgate serve`` runs the gateway (on the embedded simulated cluster
+unless a kubeconfig or in-cluster config is found; see ``gateway.app``) until
+Ctrl-C or SIGTERM, and prints its URL; ``jupyter kernelgate`` is the same
+(console script ``jupyter-kernelgate``).  ``kernelgate cluster`` runs the
+simulated Kubernetes cluster (API server and one node agent) in the
+foreground until Ctrl-C or SIGTERM, and prints the ``KUBECONFIG`` to export
+for kubectl.  Each subcommand registers its parser in
 :func:`build_parser` and is a function taking the parsed arguments and
 returning the exit status.
 """
@@ -38,7 +42,67 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig (default: STATE_DIR/kubeconfig)")
     cluster.add_argument("--no-node-agent", action="store_true", help="serve the API only; pods are not run")
     cluster.set_defaults(func=run_cluster)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway (on the embedded simulated cluster unless a cluster is configured)",
+        description="Run the kernel gateway. Cluster: --kubeconfig or KUBECONFIG, else the in-cluster config "
+        "inside a pod, else an embedded simulated cluster running kernels as local processes. Settings not "
+        "given here come from the EG_* environment variables. Stops cleanly on Ctrl-C or SIGTERM.",
+    )
+    serve.add_argument("--ip", default=None, help="address to listen on (default: EG_IP or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port to listen on (default: EG_PORT or 8888; 0: any)")
+    serve.add_argument("--kernelspecs", action="append", default=[], metavar="DIR",
+                       help="a folder of kernelspecs, searched before the defaults (this repository's "
+                       "kernelspecs/ and the Jupyter paths); repeatable")
+    serve.add_argument("--kubeconfig", default=None, help="kubeconfig of the cluster to run kernels on")
+    serve.add_argument("--log-level", dest="serve_log_level", default=None,
+                       help="logging level (default: EG_LOG_LEVEL or INFO)")
+    serve.set_defaults(func=run_serve)
     return parser
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``kernelgate serve``: run the gateway until interrupted; 0 on a clean stop, 2 on a bad setting."""
+    from gateway.config import ConfigError, GatewayConfig
+
+    overrides: dict[str, object] = {}
+    if args.ip is not None:
+        overrides["ip"] = args.ip
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.serve_log_level is not None:
+        overrides["log_level"] = args.serve_log_level.upper()
+    try:
+        config = GatewayConfig(**overrides)
+        if args.kernelspecs:
+            config.kernel_spec_paths = [str(Path(p).resolve()) for p in args.kernelspecs] + list(config.kernel_spec_paths)
+    except ConfigError as error:
+        print(f"kernelgate: {error}", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(config.log_level.upper())
+    return asyncio.run(_serve_gateway(config, args.kubeconfig))
+
+
+async def _serve_gateway(config: object, kubeconfig: str | None) -> int:
+    from gateway.app import Gateway
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    gateway = Gateway(config, kubeconfig=kubeconfig)  # type: ignore[arg-type]
+    try:
+        await gateway.start()
+        print(f"kernelgate serving at {gateway.url} on {gateway.connection.description}", flush=True)
+        print(f"Point Jupyter at it with: jupyter lab --gateway-url={gateway.url}", flush=True)
+        await stop.wait()
+        print("Stopping: shutting down kernels", file=sys.stderr, flush=True)
+    finally:
+        await gateway.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return 0
 
 
 def run_cluster(args: argparse.Namespace) -> int:
@@ -81,6 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     return int(args.func(args))
+
+
+def jupyter_main() -> int:
+    """Entry point of ``jupyter-kernelgate`` (``jupyter kernelgate``): ``kernelgate serve`` with the same options."""
+    argv = sys.argv[1:]
+    if not argv or argv[0] not in ("serve", "cluster", "-h", "--help"):
+        argv = ["serve", *argv]
+    return main(argv)
 
 
 if __name__ == "__main__":

@@ -219,6 +219,11 @@ class ResponseListener:
         return self._port
 
     @property
+    def serving(self) -> bool:
+        """Whether the listener accepts connections (the gateway's readiness probe asks)."""
+        return self._server is not None and self._server.is_serving()
+
+    @property
     def public_key(self) -> str:
         """For our launchers' ``KERNEL_RESPONSE_KEY``."""
         return self._keys.public_key

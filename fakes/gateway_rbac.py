@@ -1,0 +1,84 @@
+"""The RBAC a deployed gateway runs with, applied to a simulated cluster.
+
+What an operator applies before starting the gateway (the manifests will be
+written from these rules): the gateway's namespace and service account
+``enterprise-gateway-sa``, the ClusterRole ``enterprise-gateway-controller``
+bound to it cluster-wide, and the ``kernel-controller`` ClusterRole that the
+gateway binds in each kernel namespace it creates.
+
+Used by the embedded simulated cluster of ``kernelgate serve`` (through
+``gateway.app``) and by the provisioner, kernel service and HTTP tests, so
+that all of them exercise the same permissions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.cluster.interface import AlreadyExists, Cluster
+
+RBAC = "rbac.authorization.k8s.io"
+GATEWAY_ACCOUNT = "enterprise-gateway-sa"
+GATEWAY_CLUSTER_ROLE = "enterprise-gateway-controller"
+KERNEL_CLUSTER_ROLE = "kernel-controller"
+
+GATEWAY_RULES: list[dict[str, Any]] = [
+    # The seed's enterprise-gateway-controller ...
+    {"apiGroups": [""], "resources": ["pods", "namespaces", "services"],
+     "verbs": ["get", "watch", "list", "create", "delete"]},
+    {"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["get", "list", "create", "delete"]},
+    # ... plus: the template's other companion kinds, a failed kernel's log lines, waiting for a new
+    # namespace's service account, and granting the kernel ClusterRole without holding all of it
+    # (RBAC escalation check, pkg/registry/rbac/escalation_check.go).
+    {"apiGroups": [""], "resources": ["configmaps", "secrets", "persistentvolumeclaims"],
+     "verbs": ["get", "list", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [RBAC], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": [KERNEL_CLUSTER_ROLE]},
+]
+"""What the gateway's service account may do (the ``enterprise-gateway-controller`` ClusterRole)."""
+
+KERNEL_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch", "list", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "create"]},
+    {"apiGroups": [""], "resources": ["services", "persistentvolumeclaims"], "verbs": ["list"]},
+]
+"""Helm's ``kernel-controller`` ClusterRole, bound in each namespace the gateway creates."""
+
+
+def cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": {"name": name}, "rules": rules}
+
+
+def gateway_binding(namespace: str, account: str = GATEWAY_ACCOUNT) -> dict[str, Any]:
+    """The ClusterRoleBinding granting :data:`GATEWAY_RULES` to the gateway's service account."""
+    return {
+        "apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": GATEWAY_CLUSTER_ROLE},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": GATEWAY_CLUSTER_ROLE},
+    }
+
+
+async def install_gateway_rbac(admin: Cluster, namespace: str, *, account: str = GATEWAY_ACCOUNT,
+                               kernel_cluster_role: str = KERNEL_CLUSTER_ROLE) -> None:
+    """Apply the gateway's namespace, service account, ClusterRoles and binding as the cluster admin.
+
+    Objects that already exist are kept (the ``default`` namespace, say), as
+    ``kubectl apply`` would leave an unchanged object.
+    """
+    rules = [dict(rule) for rule in GATEWAY_RULES]
+    for rule in rules:
+        if rule.get("resourceNames") == [KERNEL_CLUSTER_ROLE]:
+            rule["resourceNames"] = [kernel_cluster_role]
+    objects: list[tuple[str, dict[str, Any], str | None]] = [
+        ("namespaces", {"metadata": {"name": namespace}}, None),
+        ("serviceaccounts", {"metadata": {"name": account}}, namespace),
+        ("clusterroles", cluster_role(GATEWAY_CLUSTER_ROLE, rules), None),
+        ("clusterrolebindings", gateway_binding(namespace, account), None),
+        ("clusterroles", cluster_role(kernel_cluster_role, KERNEL_RULES), None),
+    ]
+    for resource, body, in_namespace in objects:
+        try:
+            await admin.create(resource, body, namespace=in_namespace)
+        except AlreadyExists:
+            pass

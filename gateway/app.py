@@ -1,0 +1,286 @@
+"""The composition root: configuration -> cluster -> kernel service -> HTTP server.
+
+:class:`Gateway` is what ``kernelgate serve`` runs (and what the HTTP tests
+start in-process)::
+
+    gateway = Gateway(GatewayConfig(), kubeconfig=None)
+    await gateway.start()      # gateway.url
+    ...
+    await gateway.stop()       # every kernel shut down, nothing left running
+
+This is the only module that picks a cluster implementation
+(:func:`choose_cluster`):
+
+* ``--kubeconfig PATH`` or ``KUBECONFIG``: a real cluster through
+  :mod:`gateway.cluster.kubernetes`;
+* inside a pod (``KUBERNETES_SERVICE_HOST`` set): the in-cluster config;
+* otherwise the embedded simulated cluster (:class:`EmbeddedCluster`): an
+  in-memory store with the gateway's RBAC applied, the gateway acting as the
+  ``enterprise-gateway-sa`` service account of ``EG_NAMESPACE``, and a node
+  agent running the kernel-py image as this repository's launcher and
+  IPython kernel, so that a laptop gets working Python kernels.
+
+Over the cluster: the informer of kernel pods (all namespaces, selector
+``app=enterprise-gateway,component=kernel``), the response listener, the
+provisioner, the kernel service, and the tornado application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any, Protocol
+
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from gateway.cluster.informer import Informer
+from gateway.cluster.interface import Cluster
+from gateway.config import GatewayConfig
+from gateway.http.context import HttpContext, HttpSettings
+from gateway.http.routes import make_application
+from gateway.kernels.service import KernelService
+from gateway.kernels.specs import KernelSpecs
+from gateway.objects import kernel_selector
+from gateway.provisioner import PodProvisioner, ResponseListener
+
+log = logging.getLogger("gateway.app")
+
+NODE_NAME = "kernelgate-node"
+CLOSE_TIMEOUT = 10.0
+"""Bound on closing the HTTP connections and the cluster connections at shutdown."""
+
+
+class ClusterConnection(Protocol):
+    """The cluster the gateway runs against, as :func:`choose_cluster` opens it."""
+
+    description: str
+    cluster: Cluster
+    local: bool
+    """Kernel pods reach the gateway on 127.0.0.1 (the embedded cluster) rather than over the pod network."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class EmbeddedCluster:
+    """The simulated cluster in this process: store, RBAC as the manifests grant it, one node agent.
+
+    ``cluster`` is the gateway's view (its service account); ``admin`` the
+    cluster administrator's, for tests and inspection.  Tests may replace
+    ``cluster`` (to count calls) before the gateway starts.
+    """
+
+    description = "the embedded simulated cluster"
+    local = True
+
+    def __init__(self, namespace: str, *, kernel_cluster_role: str = "kernel-controller",
+                 work_dir: Path | None = None, agent_options: dict[str, Any] | None = None) -> None:
+        from fakes.gateway_rbac import GATEWAY_ACCOUNT
+        from fakes.identity import service_account_user
+        from fakes.memory import MemoryCluster
+        from fakes.store import Store
+
+        self.namespace = namespace
+        self.kernel_cluster_role = kernel_cluster_role
+        self.store = Store()
+        self.admin = MemoryCluster(self.store)
+        self.cluster: Cluster = MemoryCluster(self.store, service_account_user(namespace, GATEWAY_ACCOUNT))
+        self._work_dir = work_dir
+        self._agent_options = agent_options or {}
+        self.agent: Any = None
+
+    async def start(self) -> None:
+        from fakes.gateway_rbac import install_gateway_rbac
+        from fakes.identity import node_user
+        from fakes.kernel_images import kernel_image_map
+        from fakes.kubelet import NodeAgent
+        from fakes.memory import MemoryCluster
+
+        await install_gateway_rbac(self.admin, self.namespace, kernel_cluster_role=self.kernel_cluster_role)
+        self.agent = NodeAgent(MemoryCluster(self.store, node_user(NODE_NAME)), node_name=NODE_NAME,
+                               images=kernel_image_map(), store=self.store, work_dir=self._work_dir,
+                               **self._agent_options)
+        await self.agent.start()
+
+    async def stop(self) -> None:
+        """Stop the node agent (every pod process terminated) and close the connections."""
+        if self.agent is not None:
+            await self.agent.stop()
+        await self.cluster.close()
+        await self.admin.close()
+
+
+class RealCluster:
+    """A Kubernetes cluster reached through the official client (kubeconfig or in-cluster config)."""
+
+    local = False
+
+    def __init__(self, kubeconfig: str | None) -> None:
+        self.kubeconfig = kubeconfig
+        self.description = f"the cluster of {kubeconfig}" if kubeconfig else "this pod's cluster (in-cluster config)"
+        self.cluster: Any = None
+
+    async def start(self) -> None:
+        from gateway.cluster.kubernetes import KubernetesCluster
+
+        if self.kubeconfig:
+            self.cluster = await asyncio.to_thread(KubernetesCluster.from_kubeconfig, self.kubeconfig)
+        else:
+            self.cluster = await asyncio.to_thread(KubernetesCluster.in_cluster)
+
+    async def stop(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.close()
+
+
+def choose_cluster(config: GatewayConfig, kubeconfig: str | None = None,
+                   environ: dict[str, str] | None = None) -> ClusterConnection:
+    """``--kubeconfig`` / ``KUBECONFIG``, else in-cluster when in a pod, else the embedded simulated cluster."""
+    environ = dict(os.environ) if environ is None else environ
+    path = kubeconfig or environ.get("KUBECONFIG")
+    if path:
+        return RealCluster(path)
+    if environ.get("KUBERNETES_SERVICE_HOST"):
+        return RealCluster(None)
+    return EmbeddedCluster(config.namespace, kernel_cluster_role=config.kernel_cluster_role)
+
+
+def gateway_user() -> str:
+    """The gateway's OS user: ``KERNEL_USERNAME`` of requests that name none (as Enterprise Gateway)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "jovyan"
+
+
+class Gateway:
+    """The whole gateway, started and stopped as one (see the module docstring).
+
+    ``cluster`` defaults to :func:`choose_cluster`; ``response_port`` overrides
+    ``EG_RESPONSE_PORT`` (0: any free port; the embedded cluster uses any
+    free port unless ``EG_RESPONSE_PORT`` is set).
+    """
+
+    def __init__(self, config: GatewayConfig, *, kubeconfig: str | None = None,
+                 cluster: ClusterConnection | None = None, response_port: int | None = None) -> None:
+        self.config = config
+        self.connection = cluster or choose_cluster(config, kubeconfig)
+        self._response_port = response_port
+        self.pods: Informer | None = None
+        self.listener: ResponseListener | None = None
+        self.provisioner: PodProvisioner | None = None
+        self.service: KernelService | None = None
+        self.context: HttpContext | None = None
+        self._server: HTTPServer | None = None
+        self.port = 0
+        self._started: list[Any] = []  # what to undo, in start order
+
+    @property
+    def url(self) -> str:
+        host = self.config.ip if self.config.ip not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        base = "/" + self.config.base_url.strip("/") if self.config.base_url.strip("/") else ""
+        return f"http://{host}:{self.port}{base}"
+
+    async def start(self) -> None:
+        """Start every part, in dependency order; on failure what started is stopped again."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        config = self.config
+        log.info("starting the gateway on %s", self.connection.description)
+        await self.connection.start()
+        self._started.append(self.connection)
+        cluster = self.connection.cluster
+
+        self.listener = await self._start_listener()
+        self.pods = Informer(cluster, "pods", label_selector=kernel_selector())
+        await self.pods.start()
+        self._started.append(self.pods)
+
+        address = await self._response_address(self.listener)
+        self.provisioner = PodProvisioner(cluster, self.pods, self.listener,
+                                          config.provisioner_settings(response_address=address))
+        specs = KernelSpecs(**config.kernel_specs_arguments())
+        self.service = KernelService(self.provisioner, specs, config.kernel_settings())
+        await self.service.start()
+        self._started.append(self.service)
+
+        self.context = HttpContext(
+            service=self.service, specs=specs, readiness=self.readiness,
+            settings=HttpSettings(base_url=config.base_url, auth_token=config.auth_token,
+                                  list_kernels=config.list_kernels, ws_ping_interval=config.ws_ping_interval,
+                                  gateway_user=gateway_user()),
+        )
+        self._server = HTTPServer(make_application(self.context))
+        sockets = bind_sockets(config.port, config.ip or None)
+        self.port = sockets[0].getsockname()[1]
+        for sock in sockets:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._server.add_sockets(sockets)
+        log.info("the gateway is serving at %s", self.url)
+
+    async def _start_listener(self) -> ResponseListener:
+        config = self.config
+        if self.connection.local:
+            port = self._response_port if self._response_port is not None else (
+                config.response_port if os.environ.get("EG_RESPONSE_PORT") else 0)
+            listener = ResponseListener(host="127.0.0.1", port=port)
+        else:
+            port = self._response_port if self._response_port is not None else config.response_port
+            listener = ResponseListener(host="0.0.0.0", port=port)
+        await listener.start()
+        self._started.append(listener)
+        return listener
+
+    async def _response_address(self, listener: ResponseListener) -> str:
+        """Where launchers call back: 127.0.0.1 on the embedded cluster, else ``EG_RESPONSE_IP`` or this host's IP."""
+        if self.connection.local:
+            return f"127.0.0.1:{listener.port}"
+        ip = self.config.response_ip or await asyncio.to_thread(_own_ip)
+        return f"{ip}:{listener.port}"
+
+    def readiness(self) -> dict[str, bool]:
+        """``/readyz``: the pod informer has synced and the response listener accepts connections."""
+        return {
+            "informer": bool(self.pods is not None and self.pods.has_synced and self.pods in self._started),
+            "response_listener": bool(self.listener is not None and self.listener.serving),
+        }
+
+    async def stop(self) -> None:
+        """Stop accepting, close websockets, shut down every kernel, stop the rest (bounded; idempotent)."""
+        if self._server is not None:
+            self._server.stop()
+        if self.context is not None:
+            for handler in list(self.context.websockets):
+                handler.close(1001, "the gateway is stopping")
+        for part in reversed(self._started):
+            try:
+                await part.stop()
+                if part is self.service and self.provisioner is not None:
+                    await self.provisioner.close()  # clean-ups of launches cancelled by the service's stop
+            except Exception:
+                log.exception("stopping %s failed", type(part).__name__)
+        self._started.clear()
+        if self._server is not None:
+            server, self._server = self._server, None
+            try:
+                await asyncio.wait_for(server.close_all_connections(), CLOSE_TIMEOUT)
+            except asyncio.TimeoutError:
+                log.warning("HTTP connections still open at shutdown")
+
+
+def _own_ip() -> str:
+    """This host's address on the pod network (``POD_IP`` when the deployment sets it)."""
+    return os.environ.get("POD_IP") or socket.gethostbyname(socket.gethostname())

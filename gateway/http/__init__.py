@@ -1,0 +1,9 @@
+"""The gateway's HTTP and WebSocket API (tornado), as Jupyter Enterprise Gateway serves it.
+
+:func:`gateway.http.routes.make_application` builds the tornado application
+from an :class:`~gateway.http.context.HttpContext` (the kernel service, the
+kernelspecs, the HTTP settings); ``gateway.app`` calls it.  One module per
+concern: ``api`` (version), ``kernelspecs``, ``kernels``, ``sessions``,
+``health`` (probes), ``auth`` (token), ``errors`` (JSON error bodies and the
+handler base), ``websocket`` + ``bridge`` + ``wsprotocol`` (kernel channels).
+"""

@@ -1,0 +1,40 @@
+"""What every handler of the HTTP layer is given: the services it calls and its settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from gateway.kernels.service import KernelService
+from gateway.kernels.specs import KernelSpecs
+
+from .sessionstore import SessionStore
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The HTTP layer's settings (from :class:`gateway.config.GatewayConfig`)."""
+
+    base_url: str = "/"  # EG_BASE_URL
+    auth_token: str = ""  # EG_AUTH_TOKEN; empty: no authentication
+    list_kernels: bool = True  # EG_LIST_KERNELS
+    ws_ping_interval: float = 30.0  # EG_WS_PING_INTERVAL_SECS; 0: no pings
+    gateway_user: str = "jovyan"  # KERNEL_USERNAME when a request names none (the gateway's OS user, as EG)
+    nudge_timeout: float = 10.0  # bound on waiting for a new websocket's iopub subscription to take effect
+
+
+ReadinessCheck = Callable[[], Mapping[str, bool]]
+"""Named checks for ``/readyz`` (informer synced, response listener up...): all must hold."""
+
+
+@dataclass
+class HttpContext:
+    """The kernel service, kernelspecs, sessions and settings the handlers share (one per application)."""
+
+    service: KernelService
+    specs: KernelSpecs
+    settings: HttpSettings = field(default_factory=HttpSettings)
+    sessions: SessionStore = field(default_factory=SessionStore)
+    readiness: ReadinessCheck = lambda: {}
+    websockets: set = field(default_factory=set)
+    """Open websocket handlers, closed by the app when the gateway stops."""

@@ -1,0 +1,52 @@
+"""The gateway's URL map: :func:`make_application` is called by ``gateway.app``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado import web
+
+from .api import VersionHandler
+from .context import HttpContext
+from .errors import NotFoundHandler
+from .health import LivenessHandler, ReadinessHandler
+from .kernels import KernelActionHandler, KernelHandler, KernelsHandler
+from .kernelspecs import KernelSpecHandler, KernelSpecResourceHandler, KernelSpecsHandler
+from .sessions import SessionHandler, SessionsHandler
+from .websocket import KernelChannelsHandler
+
+KERNEL = r"(?P<kernel_id>[^/]+)"
+
+
+def routes(base_url: str) -> list[tuple[str, type[web.RequestHandler]]]:
+    """``(path pattern, handler)`` under ``base_url`` (``EG_BASE_URL``)."""
+    base = "/" + base_url.strip("/") if base_url.strip("/") else ""
+    table: list[tuple[str, type[web.RequestHandler]]] = [
+        (r"/api/?", VersionHandler),
+        (r"/api/kernelspecs/?", KernelSpecsHandler),
+        (r"/api/kernelspecs/(?P<name>[^/]+)/?", KernelSpecHandler),
+        (r"/kernelspecs/(?P<name>[^/]+)/(?P<resource>.+)", KernelSpecResourceHandler),
+        (r"/api/kernels/?", KernelsHandler),
+        (rf"/api/kernels/{KERNEL}/?", KernelHandler),
+        (rf"/api/kernels/{KERNEL}/(?P<action>restart|interrupt)/?", KernelActionHandler),
+        (rf"/api/kernels/{KERNEL}/channels", KernelChannelsHandler),
+        (r"/api/sessions/?", SessionsHandler),
+        (r"/api/sessions/(?P<session_id>[^/]+)/?", SessionHandler),
+        (r"/healthz", LivenessHandler),
+        (r"/readyz", ReadinessHandler),
+    ]
+    return [(base + pattern, handler) for pattern, handler in table]
+
+
+def make_application(context: HttpContext, **settings: Any) -> web.Application:
+    """The tornado application serving ``context`` (``settings`` pass on to tornado)."""
+    ping = context.settings.ws_ping_interval
+    handlers = [(pattern, handler, {"context": context}) for pattern, handler in routes(context.settings.base_url)]
+    return web.Application(
+        handlers,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"context": context},
+        websocket_ping_interval=ping if ping > 0 else None,
+        websocket_ping_timeout=max(ping * 2, 30.0) if ping > 0 else None,
+        **settings,
+    )

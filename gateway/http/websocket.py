@@ -1,0 +1,78 @@
+"""``WS /api/kernels/{id}/channels``: the tornado side of a client's kernel connection.
+
+The upgrade request is authenticated like any request (token header or
+``?token=``) and answered with a JSON 404 for an unknown kernel before any
+upgrade.  The subprotocol ``v1.kernel.websocket.jupyter.org`` is chosen when
+the client offers it, else the legacy protocol (:mod:`gateway.http.wsprotocol`).
+Each connection gets its own :class:`~gateway.http.bridge.KernelBridge`.
+Nagle's algorithm is off on the socket (a reply is a small write that must
+not wait for an ACK), and tornado pings the client every
+``EG_WS_PING_INTERVAL_SECS`` (the application's ``websocket_ping_interval``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from .bridge import KernelBridge
+from .errors import JsonErrors
+from .wsprotocol import V1_PROTOCOL, codec_for
+
+log = logging.getLogger("gateway.http.websocket")
+
+
+class KernelChannelsHandler(JsonErrors, WebSocketHandler):
+    bridge: KernelBridge | None = None
+
+    async def get(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            raise web.HTTPError(400, "This path only accepts websocket upgrades.")
+        self.kernel = self.context.service.get(kernel_id)  # 404 before the upgrade
+        await super().get(kernel_id, *args, **kwargs)
+
+    def check_origin(self, origin: str) -> bool:
+        """Any origin: access is controlled by the token, as with EG's ``allow_origin='*'`` deployments."""
+        return True
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return V1_PROTOCOL if V1_PROTOCOL in subprotocols else None
+
+    def get_compression_options(self) -> None:
+        return None  # kernel messages are small and latency matters more than bytes
+
+    async def open(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
+        self.set_nodelay(True)
+        self.context.websockets.add(self)
+        self.bridge = KernelBridge(self.context.service, self.kernel, codec_for(self.selected_subprotocol),
+                                   self._write, self._close, nudge_timeout=self.context.settings.nudge_timeout)
+        log.info("client connected to kernel %s (%s protocol)", kernel_id, self.selected_subprotocol or "legacy")
+        await self.bridge.open()
+
+    async def on_message(self, message: str | bytes) -> None:
+        if self.bridge is not None:
+            await self.bridge.receive(message)
+
+    def on_close(self) -> None:
+        self.context.websockets.discard(self)
+        if self.bridge is not None:
+            self.bridge.close()
+            log.info("client disconnected from kernel %s", self.bridge.kernel.id)
+
+    def _write(self, payload: str | bytes, binary: bool) -> None:
+        try:
+            future = self.write_message(payload, binary=binary)
+        except WebSocketClosedError:
+            return
+        future.add_done_callback(_ignore_closed)
+
+    def _close(self) -> None:
+        self.close(1000, "kernel gone")
+
+
+def _ignore_closed(future: Any) -> None:
+    if not future.cancelled():
+        future.exception()  # a write to a connection closed meanwhile: nothing to do
