@@ -170,6 +170,15 @@ def rules_for(user: UserInfo, namespace: str, source: RuleSource) -> tuple[list[
     return rules, resolver.errors
 
 
+def role_ref_rules(role_ref: Mapping, binding_namespace: str, source: RuleSource) -> list[dict] | None:
+    """The rules a binding's ``roleRef`` grants, or ``None`` when the role does not exist.
+
+    ``binding_namespace`` is ``""`` for a ClusterRoleBinding.  Used by the
+    escalation check (:mod:`fakes.rbac_escalation`) on binding writes.
+    """
+    return _Resolver(source)._role_ref_rules(role_ref, binding_namespace)
+
+
 def forbidden_message(user: UserInfo, request: Request, reason: str = "") -> str:
     """The message of the 403 Status the real server sends when ``user`` may not make ``request``.
 
