@@ -457,11 +457,14 @@ async def test_a_prohibited_uid_is_forbidden(env: Env) -> None:
 
 
 class LateServiceAccounts:
-    """The gateway's cluster where a new namespace's ``default`` service account is not there at once.
+    """The gateway's cluster where a new namespace's service account is not there at once.
 
-    As on a real cluster, where the service-account controller creates it shortly after the namespace:
-    it appears once the gateway starts watching for it (never, with ``appears=False``).
+    A real cluster's service-account controller creates ``default`` shortly after the namespace (the
+    simulated one at once); here the account is ``EG_DEFAULT_KERNEL_SERVICE_ACCOUNT_NAME`` =
+    ``kernel-sa``, which appears once the gateway starts watching for it (never, with ``appears=False``).
     """
+
+    ACCOUNT = "kernel-sa"
 
     def __init__(self, inner: Cluster, admin: Cluster, *, appears: bool) -> None:
         self._inner, self._admin, self._appears = inner, admin, appears
@@ -471,17 +474,11 @@ class LateServiceAccounts:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def create(self, resource: str, body: Mapping[str, Any], *, namespace: str | None = None) -> Any:
-        created = await self._inner.create(resource, body, namespace=namespace)
-        if resource == "namespaces":
-            await self._admin.delete("serviceaccounts", "default", namespace=created["metadata"]["name"])
-        return created
-
     def watch(self, resource: str, **options: Any) -> Any:
         if resource == "serviceaccounts":
             self.watched.append(options["namespace"])
             if self._appears:
-                account = {"metadata": {"name": "default"}}
+                account = {"metadata": {"name": self.ACCOUNT}}
                 create = self._admin.create("serviceaccounts", account, namespace=options["namespace"])
                 asyncio.get_running_loop().call_soon(lambda: self._tasks.add(asyncio.ensure_future(create)))
         return self._inner.watch(resource, **options)
@@ -492,7 +489,8 @@ class LateServiceAccounts:
 
 async def test_a_new_namespace_service_account_is_awaited_before_the_pod_is_created(env: Env) -> None:
     late = LateServiceAccounts(env.gateway, env.admin, appears=True)
-    provisioner = PodProvisioner(late, env.pods, env.listener, env.settings)
+    settings = replace(env.settings, default_service_account=late.ACCOUNT)
+    provisioner = PodProvisioner(late, env.pods, env.listener, settings)
     request = env.request(KERNEL_IMAGE=FAILING_IMAGE)
 
     # The pod was admitted (the failing image ran) rather than refused for its missing service account.
@@ -506,13 +504,14 @@ async def test_a_new_namespace_service_account_is_awaited_before_the_pod_is_crea
 
 async def test_a_service_account_that_never_appears_ends_the_launch_in_time(env: Env) -> None:
     late = LateServiceAccounts(env.gateway, env.admin, appears=False)
-    provisioner = PodProvisioner(late, env.pods, env.listener, env.settings)
+    settings = replace(env.settings, default_service_account=late.ACCOUNT)
+    provisioner = PodProvisioner(late, env.pods, env.listener, settings)
     request = env.request(timeout=1)
 
     with pytest.raises(LaunchTimeout) as timed_out:
         await provisioner.launch(request)
 
-    assert f"service account default did not appear in the new namespace alice-{request.kernel_id}" in (
+    assert f"service account kernel-sa did not appear in the new namespace alice-{request.kernel_id}" in (
         timed_out.value.reason)
     await assert_nothing_left(env.admin, request.kernel_id)
 
