@@ -1,7 +1,8 @@
-"""The IPython kernel as a child process of the launcher.
+"""The kernel as a child process of the launcher.
 
-The kernel runs as ``python -m ipykernel_launcher -f <connection file>`` in a
-session of its own, as jupyter_client starts local kernels: it leads its own
+The kernel runs as ``python -m ipykernel_launcher -f <connection file>``, or
+as the command given with ``--kernel-cmd`` (IRkernel, almond, Toree: any
+Jupyter kernel taking a connection file), in a session of its own, as jupyter_client starts local kernels: it leads its own
 process group, so an interrupt reaches the kernel *and* whatever it runs
 (``!sleep 60``), and the launcher stays out of the way of both.  A separate
 process (rather than the kernel inside the launcher) keeps the comm-port
@@ -21,7 +22,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 log = logging.getLogger("gateway.launcher")
@@ -63,18 +64,32 @@ class KernelProcess:
 
     @classmethod
     async def start(
-        cls, connection_file: str, connection_info: Mapping[str, Any], kernel_class_name: str, env: Mapping[str, str]
+        cls,
+        connection_file: str,
+        connection_info: Mapping[str, Any],
+        kernel_class_name: str,
+        env: Mapping[str, str],
+        command: Sequence[str] | None = None,
     ) -> KernelProcess:
-        """Start the kernel on the ports and key in ``connection_file``."""
+        """Start the kernel on the ports and key in ``connection_file``.
+
+        ``command`` (already naming ``connection_file``) runs another kernel;
+        by default an IPython kernel of ``kernel_class_name`` runs under this
+        interpreter.  Raises ``OSError`` when the command cannot be started.
+        """
         child_env = dict(env)
         child_env["JPY_PARENT_PID"] = str(os.getpid())
+        if not command:
+            command = (
+                sys.executable,
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                connection_file,
+                f"--IPKernelApp.kernel_class={kernel_class_name}",
+            )
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "ipykernel_launcher",
-            "-f",
-            connection_file,
-            f"--IPKernelApp.kernel_class={kernel_class_name}",
+            *command,
             stdin=asyncio.subprocess.DEVNULL,
             env=child_env,
             start_new_session=True,

@@ -45,8 +45,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except (UsageError, protocol.PayloadError) as exc:
         print(f"gateway.launcher: {exc}", file=sys.stderr)
         return 2
-    if options.language != "python":
-        log.warning("KERNEL_LANGUAGE=%s: this launcher only runs Python kernels", options.language)
+    if options.language != "python" and options.kernel_cmd is None:
+        log.warning("KERNEL_LANGUAGE=%s without --kernel-cmd: running an IPython kernel", options.language)
     if options.spark_context_initialization_mode != "none":
         log.warning("no Spark context is created: this launcher supports spark-context-initialization-mode none only")
     return asyncio.run(_run(options, key, env))
@@ -79,7 +79,13 @@ async def _run(options: LaunchOptions, response_key: protocol.ResponseKey, env: 
     try:
         for sock in kernel_sockets:
             sock.close()
-        kernel = await KernelProcess.start(connection_file, info, options.kernel_class_name, env)
+        try:
+            kernel = await KernelProcess.start(
+                connection_file, info, options.kernel_class_name, env, options.kernel_argv(connection_file)
+            )
+        except OSError as exc:  # e.g. the --kernel-cmd program is not installed in this image
+            log.error("cannot start the kernel: %s", exc)
+            return 1
         payload = _seal(
             dict(
                 info,

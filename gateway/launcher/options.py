@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 DEFAULT_KERNEL_CLASS = "ipykernel.ipkernel.IPythonKernel"
 DEFAULT_RESPONSE_TIMEOUT = 60.0
 MIN_PORT_RANGE_SIZE = 6
+CONNECTION_FILE_PLACEHOLDER = "{connection_file}"
+KERNEL_CMD_ENV = "LAUNCHER_KERNEL_CMD"
+"""The environment's kernel command template.  Not a ``KERNEL_*`` name: clients may set those."""
 """Five kernel ports and the comm port must fit in a port range."""
 
 
@@ -36,6 +40,14 @@ class LaunchOptions:
     language: str = "python"
     response_timeout: float = 60.0
     """How long to keep trying to deliver the payload before giving up."""
+    kernel_cmd: tuple[str, ...] | None = None
+    """The kernel's command line with ``{connection_file}`` in it (R, Scala...); ``None`` runs an IPython kernel."""
+
+    def kernel_argv(self, connection_file: str) -> tuple[str, ...] | None:
+        """The kernel command with the connection file's path in place of ``{connection_file}``."""
+        if self.kernel_cmd is None:
+            return None
+        return tuple(arg.replace(CONNECTION_FILE_PLACEHOLDER, connection_file) for arg in self.kernel_cmd)
 
     def __repr__(self) -> str:  # the public key is harmless but long; keep log lines short
         return f"LaunchOptions(kernel_id={self.kernel_id!r}, response={self.response_host}:{self.response_port})"
@@ -57,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
         "--ip", dest="bind_ip", help="address to bind the kernel on (env KERNEL_POD_IP; default 0.0.0.0)"
     )
     parser.add_argument("--kernel-class-name", help=f"the kernel class (default {DEFAULT_KERNEL_CLASS})")
+    parser.add_argument(
+        "--kernel-cmd",
+        metavar="COMMAND",
+        help="run this kernel instead of an IPython one, a shell-quoted command line holding "
+        f"{CONNECTION_FILE_PLACEHOLDER} (env {KERNEL_CMD_ENV}), e.g. "
+        "\"R --slave -e 'IRkernel::main()' --args {connection_file}\"",
+    )
     parser.add_argument(
         "--spark-context-initialization-mode",
         choices=["none", "lazy", "eager"],
@@ -124,7 +143,25 @@ def parse_options(argv: Sequence[str], env: Mapping[str, str]) -> LaunchOptions:
         spark_context_initialization_mode=spark_mode,
         language=(env.get("KERNEL_LANGUAGE") or "python").lower(),
         response_timeout=timeout,
+        kernel_cmd=parse_kernel_cmd(pick(args.kernel_cmd, KERNEL_CMD_ENV)),
     )
+
+
+def parse_kernel_cmd(text: str | None) -> tuple[str, ...] | None:
+    """Split a kernel command template as a POSIX shell would (no expansion, nothing run by a shell).
+
+    Raises :class:`UsageError` unless it names a program and passes
+    ``{connection_file}``: without it the kernel could not know its ports and key.
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise UsageError(f"kernel command is not a valid command line: {exc}") from exc
+    if not any(CONNECTION_FILE_PLACEHOLDER in arg for arg in argv[1:]):
+        raise UsageError(f"kernel command must pass {CONNECTION_FILE_PLACEHOLDER} to the kernel")
+    return argv
 
 
 def _parse_address(address: str) -> tuple[str, int]:
