@@ -71,8 +71,11 @@ _JSON = "application/json"
 
 def _retries() -> urllib3.Retry:
     # Retry only failures to connect: a request that reached the server may have taken
-    # effect (a create), and retrying read timeouts would multiply every timeout.
-    return urllib3.Retry(total=2, connect=2, read=0, redirect=0, status=0, other=0)
+    # effect (a create), and retrying read timeouts would multiply every timeout.  A 429's
+    # Retry-After is the caller's to honour (TooManyRequests.retry_after_seconds).
+    return urllib3.Retry(
+        total=2, connect=2, read=0, redirect=0, status=0, other=0, respect_retry_after_header=False
+    )
 
 
 class KubernetesCluster:
