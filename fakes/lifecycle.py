@@ -28,9 +28,9 @@ Sources followed:
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any
 
+from fakes.wire import clone
 from gateway.cluster.interface import Conflict, Propagation
 from gateway.cluster.resources import RESOURCES, ResourceType
 
@@ -96,7 +96,7 @@ class Lifecycle:
         pending_grace = self._graceful_period(rt, obj, grace)
         if pending_grace is None and not finalizers:
             return self._remove(rt, obj), True
-        new = copy.deepcopy(obj)
+        new = clone(obj)
         new_meta = new["metadata"]
         new_meta["finalizers"] = finalizers
         if not finalizers:
@@ -151,7 +151,7 @@ class Lifecycle:
                 "the system.",
                 kind="namespaces", name=meta["name"],
             )
-        new = copy.deepcopy(ns)
+        new = clone(ns)
         new["metadata"]["deletionTimestamp"] = self._now()
         new["metadata"]["deletionGracePeriodSeconds"] = 0
         new.setdefault("status", {})["phase"] = "Terminating"
@@ -172,7 +172,7 @@ class Lifecycle:
         obj = self._objects[plural].get((ns, name))
         if obj is None:
             return
-        new = copy.deepcopy(obj)
+        new = clone(obj)
         refs = [r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") not in uids]
         if refs:
             new["metadata"]["ownerReferences"] = refs
@@ -220,7 +220,7 @@ class Lifecycle:
             finalizers = owner["metadata"].get("finalizers") or []
             if FOREGROUND not in finalizers or self._has_blocking_dependents(owner["metadata"]["uid"]):
                 continue
-            new = copy.deepcopy(owner)
+            new = clone(owner)
             rest = [f for f in finalizers if f != FOREGROUND]
             if rest:
                 new["metadata"]["finalizers"] = rest
@@ -273,7 +273,7 @@ class Lifecycle:
         if ns is None or not ns["metadata"].get("deletionTimestamp") or not self._namespace_is_empty(namespace):
             return
         self._pending_namespaces.discard(namespace)
-        new = copy.deepcopy(ns)
+        new = clone(ns)
         finalizers = [f for f in (new.get("spec") or {}).get("finalizers") or [] if f != NAMESPACE_FINALIZER]
         new.setdefault("spec", {})["finalizers"] = finalizers
         if not finalizers:

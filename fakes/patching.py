@@ -17,10 +17,10 @@ answers 422 for it) or :class:`UnsupportedMediaType`.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
+from fakes.wire import clone
 from gateway.cluster.interface import BadRequest, Invalid, PatchType, UnsupportedMediaType
 
 
@@ -52,8 +52,8 @@ def apply_patch(target: dict[str, Any], patch: Any, patch_type: PatchType | str)
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: maps merge recursively, ``null`` deletes, anything else replaces."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return clone(patch)
+    result = clone(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
@@ -137,7 +137,7 @@ def json_patch(target: Any, ops: Any) -> Any:
     """RFC 6902 on a copy of ``target``; a failed ``test`` or a missing path is 422, a malformed op 400."""
     if not isinstance(ops, list):
         raise BadRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
-    doc = copy.deepcopy(target)
+    doc = clone(target)
     for op in ops:
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
             raise BadRequest(f"the server rejected our request due to an error in our request: invalid operation {op!r}")
@@ -145,14 +145,14 @@ def json_patch(target: Any, ops: Any) -> Any:
         if kind in ("add", "replace", "test") and "value" not in op:
             raise BadRequest(f"the server rejected our request due to an error in our request: missing value for {kind}")
         if kind == "add":
-            doc = _add(doc, path, copy.deepcopy(op["value"]))
+            doc = _add(doc, path, clone(op["value"]))
         elif kind == "remove":
             doc = _remove(doc, path)
         elif kind == "replace":
             _get(doc, path)
-            doc = _add(_remove(doc, path), path, copy.deepcopy(op["value"])) if _pointer(path) else op["value"]
+            doc = _add(_remove(doc, path), path, clone(op["value"])) if _pointer(path) else op["value"]
         elif kind in ("move", "copy"):
-            value = copy.deepcopy(_get(doc, op.get("from", "")))
+            value = clone(_get(doc, op.get("from", "")))
             if kind == "move":
                 doc = _remove(doc, op.get("from", ""))
             doc = _add(doc, path, value)
@@ -192,13 +192,13 @@ SET_LISTS = frozenset({"finalizers"})
 def strategic_merge_patch(target: Any, patch: Any, field: str = "") -> Any:
     """Apply a strategic merge patch (``kubectl apply``'s format) to a copy of ``target``."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     directive = patch.get("$patch")
     if directive == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+        return {k: clone(v) for k, v in patch.items() if k != "$patch"}
     if directive == "delete":
         return None
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    result = clone(target) if isinstance(target, dict) else {}
     retain = patch.get("$retainKeys")
     for key, value in patch.items():
         if key.startswith("$"):
@@ -216,7 +216,7 @@ def strategic_merge_patch(target: Any, patch: Any, field: str = "") -> Any:
             else:
                 result[key] = merged
         else:
-            result[key] = copy.deepcopy(value)
+            result[key] = clone(value)
     for key, value in patch.items():
         if key.startswith("$deleteFromPrimitiveList/"):
             name = key.split("/", 1)[1]
@@ -234,10 +234,10 @@ def _merge_list(field: str, current: Any, patch: list[Any]) -> list[Any]:
     if field == "ports" and not any(isinstance(p, dict) and "containerPort" in p for p in patch):
         key = "port"  # ServiceSpec.ports merge on "port", container ports on "containerPort"
     if key is None or not isinstance(current, list) or not all(isinstance(p, dict) for p in patch):
-        return [copy.deepcopy(v) for v in patch if not (isinstance(v, dict) and v.get("$patch"))]
+        return [clone(v) for v in patch if not (isinstance(v, dict) and v.get("$patch"))]
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
-        return [copy.deepcopy(p) for p in patch if p.get("$patch") != "replace"]
-    result = [copy.deepcopy(item) for item in current]
+        return [clone(p) for p in patch if p.get("$patch") != "replace"]
+    result = [clone(item) for item in current]
     for item in patch:
         k = item.get(key)
         idx = next((i for i, cur in enumerate(result) if isinstance(cur, dict) and cur.get(key) == k), None)

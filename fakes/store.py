@@ -22,7 +22,6 @@ except through these methods.
 from __future__ import annotations
 
 import builtins
-import copy
 import random
 import time
 import uuid
@@ -37,6 +36,7 @@ from fakes.patching import apply_patch
 from fakes.selectors import parse_field_selector, parse_label_selector
 from fakes.subresources import LogReader, Subresources
 from fakes.watching import Change, EventLog, Watch
+from fakes.wire import clone
 from gateway.cluster.interface import (
     AlreadyExists,
     BadRequest,
@@ -196,7 +196,7 @@ class Store(Lifecycle, Subresources):
         """POST: store a new object and return it as stored (uid, resourceVersion, defaults filled)."""
         if not isinstance(obj, dict):
             raise BadRequest(f"the body of the request was in an unknown format: expected a {rt.kind} object")
-        new = copy.deepcopy(obj)
+        new = clone(obj)
         meta = new.get("metadata")
         if meta is None:
             meta = new["metadata"] = {}
@@ -229,7 +229,7 @@ class Store(Lifecycle, Subresources):
         if rt.plural == "namespaces":
             # The service-account controller gives every new namespace its "default" account.
             self.create(RESOURCES["serviceaccounts"], {"metadata": {"name": "default"}}, meta["name"])
-        created = copy.deepcopy(stored)
+        created = clone(stored)
         self._settle()
         return created
 
@@ -294,7 +294,7 @@ class Store(Lifecycle, Subresources):
 
     def get(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
         """GET one object; :class:`NotFound` like ``pods "x" not found``."""
-        return copy.deepcopy(self._stored(rt, namespace, name))
+        return clone(self._stored(rt, namespace, name))
 
     def list(self, rt: ResourceType, namespace: str | None, label_selector: str | None = None,
              field_selector: str | None = None) -> dict[str, Any]:
@@ -306,7 +306,7 @@ class Store(Lifecycle, Subresources):
         items = []
         for _key, obj in sorted(self._objects[rt.plural].items()):
             if matches(obj):
-                item = copy.deepcopy(obj)
+                item = clone(obj)
                 item.pop("kind", None)
                 item.pop("apiVersion", None)
                 items.append(item)
@@ -328,7 +328,7 @@ class Store(Lifecycle, Subresources):
 
     def objects(self, rt: ResourceType, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
         """Deep copies of every stored object of ``rt`` (in ``namespace``), for tests and invariants."""
-        return [copy.deepcopy(o) for (ns, _n), o in sorted(self._objects[rt.plural].items())
+        return [clone(o) for (ns, _n), o in sorted(self._objects[rt.plural].items())
                 if namespace is None or ns == namespace]
 
     # ---------------------------------------------------------------- update
@@ -342,7 +342,7 @@ class Store(Lifecycle, Subresources):
         old = self._stored(rt, namespace, name)
         if not isinstance(obj, dict):
             raise BadRequest(f"the body of the request was in an unknown format: expected a {rt.kind} object")
-        new = copy.deepcopy(obj)
+        new = clone(obj)
         if not isinstance(new.get("metadata"), dict):
             new["metadata"] = {}
         self._check_kind(rt, new)
@@ -389,7 +389,7 @@ class Store(Lifecycle, Subresources):
         if subresource == "status":
             # Status writes change only status (metav1.ResetObjectMetaForStatus; spec from the old object).
             status = new.get("status")
-            new = copy.deepcopy(old)
+            new = clone(old)
             if status is None:
                 new.pop("status", None)
             else:
@@ -398,7 +398,7 @@ class Store(Lifecycle, Subresources):
         if subresource == "finalize":
             # namespaces/finalize changes only spec.finalizers (pkg/registry/core/namespace/storage FinalizeREST).
             finalizers = (new.get("spec") or {}).get("finalizers")
-            new = copy.deepcopy(old)
+            new = clone(old)
             new.setdefault("spec", {})["finalizers"] = finalizers or []
             if not finalizers:
                 new["spec"].pop("finalizers")
@@ -406,11 +406,11 @@ class Store(Lifecycle, Subresources):
         if "status" in rt.subresources:
             # Main-resource writes ignore status (the strategies' PrepareForUpdate).
             if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
+                new["status"] = clone(old["status"])
             else:
                 new.pop("status", None)
         if rt.plural == "namespaces":
-            new["spec"] = copy.deepcopy(old.get("spec", {}))  # spec.finalizers change only via /finalize
+            new["spec"] = clone(old.get("spec", {}))  # spec.finalizers change only via /finalize
         defaults.prepare_for_update(rt, new)
         return new
 
@@ -436,10 +436,10 @@ class Store(Lifecycle, Subresources):
             meta["generation"] = old_meta.get("generation", 1) + 1
         validation.validate_update(rt, old, new)
         if new == old:
-            return copy.deepcopy(old)  # a no-op write stores nothing and keeps the version, as etcd3's store does
+            return clone(old)  # a no-op write stores nothing and keeps the version, as etcd3's store does
         result = self._finish_update(rt, new, old)
         self._settle()
-        return copy.deepcopy(result)
+        return clone(result)
 
     # ---------------------------------------------------------------- delete
 
@@ -460,7 +460,7 @@ class Store(Lifecycle, Subresources):
             if rt.group:
                 details["group"] = rt.group
             return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
-        return copy.deepcopy(result)
+        return clone(result)
 
     # ---------------------------------------------------------------- watch
 

@@ -10,11 +10,11 @@ node.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
 from fakes.identity import TokenRegistry
+from fakes.wire import clone
 from gateway.cluster.interface import BadRequest, Cause, Conflict, Invalid, ServerError
 from gateway.cluster.resources import RESOURCES, ResourceType
 
@@ -51,14 +51,14 @@ class Subresources:
         if problem:
             raise Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": {problem}',
                            kind="pods/binding", name=name)
-        new = copy.deepcopy(old)
+        new = clone(old)
         new["spec"]["nodeName"] = node_name
         status = new.setdefault("status", {})
         conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
         conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                            "lastTransitionTime": self._now()})
         status["conditions"] = conditions
-        return copy.deepcopy(self._put(rt, new, old))
+        return clone(self._put(rt, new, old))
 
     def register_node_logs(self, node_name: str, reader: LogReader) -> None:
         """A node agent offers its containers' logs; ``pods/log`` reads for its pods go to ``reader``."""

@@ -17,13 +17,13 @@ thread-safe.
 from __future__ import annotations
 
 import asyncio
-import copy
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from fakes.wire import clone
 from gateway.cluster.interface import Gone, WatchEvent
 
 Predicate = Callable[[dict[str, Any]], bool]
@@ -45,13 +45,13 @@ def _view(change: Change, matches: Predicate) -> WatchEvent | None:
     now = change.type != "DELETED" and matches(change.obj)
     before = change.old is not None and matches(change.old)
     if now and not before:
-        return WatchEvent("ADDED", copy.deepcopy(change.obj))
+        return WatchEvent("ADDED", clone(change.obj))
     if now and before:
-        return WatchEvent("MODIFIED", copy.deepcopy(change.obj))
+        return WatchEvent("MODIFIED", clone(change.obj))
     if before:
         if change.type == "DELETED":
-            return WatchEvent("DELETED", copy.deepcopy(change.obj))
-        gone = copy.deepcopy(change.old or {})
+            return WatchEvent("DELETED", clone(change.obj))
+        gone = clone(change.old or {})
         gone["metadata"]["resourceVersion"] = str(change.rv)
         return WatchEvent("DELETED", gone)
     return None
@@ -111,7 +111,7 @@ class Watch:
         """Queue synthetic ADDED events for the objects that exist now (a watch without version)."""
         for obj in objects:
             if self._matches(obj):
-                self._queue.put_nowait(WatchEvent("ADDED", copy.deepcopy(obj)))
+                self._queue.put_nowait(WatchEvent("ADDED", clone(obj)))
 
     def end(self) -> None:
         """End the stream from the server side: queued events are still delivered, then it stops."""
