@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -320,10 +320,12 @@ class WatchReplay(RuleBasedStateMachine):
         try:
             watch = self.store.watch(_CM, "default", selector, None, str(since))
         except Gone as err:
+            event("watch from a version older than the window")
             assert since < oldest_kept - 1, (since, versions)
             assert err.message.startswith(f"too old resource version: {since} (")
             return
         assert since >= oldest_kept - 1, (since, versions)
+        event("watch replayed from a past version")
         seen = self._drain(watch, len(self._expected(since, selector)))
         self.open.append((watch, selector, since, seen))
         assert [(e.type, e.object["metadata"]["name"], e.resource_version) for e in seen] == \
