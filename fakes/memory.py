@@ -47,9 +47,9 @@ class MemoryCluster:
             raise error
         from fakes import rbac
 
-        request = rbac.Request(verb=verb, resource=rt.plural, api_group=rt.group,
-                               namespace=(namespace or "") if rt.namespaced else "", name=name,
-                               subresource=subresource)
+        request = rbac.server_view(rbac.Request(verb=verb, resource=rt.plural, api_group=rt.group,
+                                                namespace=(namespace or "") if rt.namespaced else "", name=name,
+                                                subresource=subresource))
         decision = rbac.authorize(self.user, request, self.store)
         if not decision.allowed:
             raise Forbidden(rbac.forbidden_message(self.user, request, decision.reason), kind=rt.plural,

@@ -50,8 +50,10 @@ class Request:
       create); a list/watch with ``fieldSelector=metadata.name=X`` carries
       ``name="X"``.
 
-    :func:`server_view` applies the last two conventions for callers that pass
-    the object's name with a create, or a namespace's name only as ``name``.
+    Callers that describe an operation rather than a URL (the in-memory
+    cluster) pass their request through :func:`server_view`, which applies the
+    last two conventions.  Access reviews are authorized with their attributes
+    as given, as on a real server.
     """
 
     verb: str
@@ -123,6 +125,8 @@ class StaticRuleSource:
 def server_view(request: Request) -> Request:
     """``request`` with the attributes the real server would derive from its URL.
 
+    For requests that carry out an operation, not for access reviews.
+
     A create of a top-level object is a POST to the collection, so it has no
     name; a request naming one namespace object (get/update/patch/delete of
     ``namespaces/foo`` and its subresources) is in namespace ``foo`` while
@@ -144,12 +148,13 @@ def server_view(request: Request) -> Request:
 def authorize(user: UserInfo, request: Request, source: RuleSource) -> Decision:
     """Whether ``user`` may make ``request``, given the RBAC objects ``source`` holds.
 
-    Called by the in-memory cluster before every operation and by
-    SelfSubjectAccessReview / SubjectAccessReview.
+    Called by the in-memory cluster before every operation (with the
+    attributes :func:`server_view` derives) and by SelfSubjectAccessReview /
+    SubjectAccessReview (with the review's attributes as given, as a real
+    server takes them).
     """
     if SYSTEM_MASTERS in user.groups:
         return Decision(True)
-    request = server_view(request)
     resolver = _Resolver(source)
     for granted in resolver.bindings_for(user, request.namespace):
         if any(rule_allows(request, rule) for rule in granted.rules):
@@ -187,7 +192,6 @@ def forbidden_message(user: UserInfo, request: Request, reason: str = "") -> str
     ``k8s.io/apimachinery/pkg/api/errors/errors.go``); ``reason`` is the denial's
     :attr:`Decision.reason`, appended when not empty.
     """
-    request = server_view(request)
     if not request.is_resource_request:
         detail = f"User {go_quote(user.name)} cannot {request.verb} path {go_quote(request.path)}"
     else:

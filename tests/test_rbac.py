@@ -13,6 +13,7 @@ from fakes.rbac import (
     bootstrap_objects,
     forbidden_message,
     rules_for,
+    server_view,
 )
 
 RBAC = "rbac.authorization.k8s.io"
@@ -74,7 +75,8 @@ KERNEL_CONTROLLER = cluster_role("kernel-controller", [
 
 
 def allowed(who, source, verb, resource="", namespace="", name="", subresource="", api_group="", path=""):
-    request = Request(verb, resource, api_group, namespace, name, subresource, path)
+    """Whether the API request the arguments describe is allowed, attributes derived as the server does."""
+    request = server_view(Request(verb, resource, api_group, namespace, name, subresource, path))
     return authorize(who, request, source).allowed
 
 
@@ -133,6 +135,8 @@ def test_role_binding_never_grants_cluster_scoped_resources_or_paths():
     assert not allowed(ALICE, source, "get", "namespaces", name="ns2")
     # ... and passing the namespace with a path does not make it namespaced.
     assert not allowed(ALICE, source, "get", path="/version", namespace="ns1")
+    # A review asking about namespace ns1 at the cluster scope is answered for the cluster scope.
+    assert not authorize(ALICE, Request("get", "namespaces", name="ns1"), source).allowed
 
 
 def test_role_binding_uses_the_role_of_its_own_namespace():
@@ -222,6 +226,9 @@ def test_resource_names_limit_a_rule_to_named_objects():
     assert not allowed(ALICE, source, "create", "configmaps", namespace="ns1", name="kernel-config")
     # A list narrowed to one name by field selector carries that name.
     assert allowed(ALICE, source, "list", "configmaps", namespace="ns1", name="kernel-config")
+    # An access review is answered for its attributes as given, so asking about a named create says yes.
+    review = Request("create", "configmaps", namespace="ns1", name="kernel-config")
+    assert authorize(ALICE, review, source).allowed
 
 
 def test_subresources_need_their_own_grant():
@@ -329,6 +336,16 @@ def test_rules_for_lists_cluster_wide_and_namespace_rules():
     assert in_ns1 == KERNEL_CONTROLLER["rules"] + [rule(["get"], ["configmaps"])]
 
 
+def test_server_view_derives_attributes_as_the_url_would():
+    assert server_view(Request("create", "pods", namespace="n", name="p")) == Request("create", "pods", namespace="n")
+    assert server_view(Request("create", "pods", namespace="n", name="p", subresource="binding")).name == "p"
+    assert server_view(Request("delete", "namespaces", name="n")).namespace == "n"
+    assert server_view(Request("update", "namespaces", name="n", subresource="finalize")).namespace == "n"
+    assert server_view(Request("watch", "namespaces", namespace="n", name="n")).namespace == ""
+    assert server_view(Request("create", "namespaces", namespace="n", name="n")) == Request("create", "namespaces")
+    assert server_view(Request("get", namespace="n", path="/version")) == Request("get", path="/version")
+
+
 # --- Forbidden messages ---
 
 
@@ -358,6 +375,7 @@ def test_rules_for_lists_cluster_wide_and_namespace_rules():
      'in the namespace "n"'),
 ])
 def test_forbidden_messages_read_like_the_real_server(who, request_, message):
+    request_ = server_view(request_)
     assert not authorize(who, request_, StaticRuleSource(bootstrap_objects())).allowed
     assert forbidden_message(who, request_) == message
 
