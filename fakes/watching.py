@@ -17,6 +17,7 @@ thread-safe.
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -93,8 +94,8 @@ class Watch:
         self._finished = False
         self._allow_bookmarks = allow_bookmarks
         self._bookmark_interval = bookmark_interval
-        self._timeout = timeout_seconds
-        self._deadline: float | None = None
+        # The timeout runs from the request, as the server's does (time.monotonic, like the loop's clock).
+        self._deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
         self._on_close = on_close
 
     # ---------------------------------------------------------------- fed by the store
@@ -134,13 +135,10 @@ class Watch:
     async def __anext__(self) -> WatchEvent:
         if self._finished:
             raise StopAsyncIteration
-        loop = asyncio.get_running_loop()
-        if self._deadline is None and self._timeout is not None:
-            self._deadline = loop.time() + self._timeout
         while True:
             wait = None
             if self._deadline is not None:
-                wait = max(0.0, self._deadline - loop.time())
+                wait = max(0.0, self._deadline - time.monotonic())
             if self._allow_bookmarks:
                 wait = self._bookmark_interval if wait is None else min(wait, self._bookmark_interval)
             try:
@@ -149,7 +147,7 @@ class Watch:
                 else:
                     item = await asyncio.wait_for(self._queue.get(), wait)
             except asyncio.TimeoutError:
-                if self._deadline is not None and loop.time() >= self._deadline:
+                if self._deadline is not None and time.monotonic() >= self._deadline:
                     self._finish()
                     if self._allow_bookmarks:
                         return self._bookmark()
