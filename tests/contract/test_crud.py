@@ -231,11 +231,17 @@ async def test_services_get_a_cluster_ip(cluster: Cluster, ns: str) -> None:
         await cluster.create("services", dict(svc, metadata={"name": "1-starts-with-digit"}), namespace=ns)
 
 
-async def test_delete_returns_and_removes(cluster: Cluster, ns: str) -> None:
-    await cluster.create("configmaps", configmap("bye"), namespace=ns)
-    await cluster.delete("configmaps", "bye", namespace=ns)
+async def test_delete_answers_as_the_registry_does(cluster: Cluster, ns: str) -> None:
+    created = await cluster.create("configmaps", configmap("bye"), namespace=ns)
+    status = await cluster.delete("configmaps", "bye", namespace=ns)
+    assert (status["kind"], status["status"]) == ("Status", "Success")
+    assert status["details"]["uid"] == created["metadata"]["uid"]
     with pytest.raises(NotFound):
         await cluster.get("configmaps", "bye", namespace=ns)
+    # Pods, services and service accounts come back as the deleted object.
+    await cluster.create("pods", pod("gone"), namespace=ns)
+    deleted = await cluster.delete("pods", "gone", namespace=ns)
+    assert (deleted["kind"], deleted["metadata"]["name"]) == ("Pod", "gone")
 
 
 async def test_cluster_scoped_and_rbac_names(cluster: Cluster, ns: str) -> None:
