@@ -8,7 +8,7 @@ import pytest
 
 from gateway.cluster.interface import BadRequest, Cluster, Conflict, Forbidden, NotFound, PatchType, Propagation
 
-from .helpers import configmap, owner_ref, pod, wait_for, wait_gone
+from .helpers import configmap, next_event, owner_ref, pod, wait_for, wait_gone
 
 ABSENT_NODE = "contract-absent-node"
 """A node no agent runs, so bound pods stay as the API server leaves them."""
@@ -159,3 +159,20 @@ async def test_pods_owned_by_a_deleted_owner_are_collected(cluster: Cluster, ns:
     await cluster.create("pods", body, namespace=ns)
     await cluster.delete("configmaps", "kernel-owner", namespace=ns)
     await wait_gone(cluster, "pods", "kernel", namespace=ns)
+
+
+async def test_watchers_see_a_graceful_deletion_as_modified_then_deleted(cluster: Cluster, ns: str) -> None:
+    await cluster.create("pods", pod("watched"), namespace=ns)
+    await cluster.bind_pod("watched", ns, ABSENT_NODE)
+    listed = await cluster.list("pods", namespace=ns)
+    stream = cluster.watch("pods", namespace=ns, resource_version=listed["metadata"]["resourceVersion"])
+    try:
+        await cluster.delete("pods", "watched", namespace=ns)
+        marked = await next_event(stream)
+        await cluster.delete("pods", "watched", namespace=ns, grace_period_seconds=0)
+        gone = await next_event(stream)
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert marked.type == "MODIFIED" and marked.object["metadata"]["deletionTimestamp"]
+    assert gone.type == "DELETED" and gone.object["metadata"]["name"] == "watched"
+    assert int(gone.resource_version) > int(marked.resource_version)
