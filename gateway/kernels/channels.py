@@ -30,7 +30,9 @@ from gateway.provisioner.connection import ConnectionInfo
 CHANNELS = ("shell", "control", "stdin", "iopub")
 _SOCKET_TYPES = {"shell": zmq.DEALER, "control": zmq.DEALER, "stdin": zmq.DEALER, "iopub": zmq.SUB}
 NUDGE_INTERVAL = 0.5
-"""Seconds between ``kernel_info_request`` nudges while waiting for iopub to deliver (Jupyter Server's value)."""
+"""Longest wait between ``kernel_info_request`` nudges while waiting for iopub to deliver (Jupyter Server's)."""
+FIRST_NUDGE_WAIT = 0.02
+"""The first nudge is answered within milliseconds once the SUB socket is connected: retry early, then back off."""
 
 
 class ChannelTimeout(asyncio.TimeoutError):
@@ -163,7 +165,7 @@ class KernelChannels:
                 return reply
 
     async def nudge(self, timeout: float) -> None:
-        """Wait until iopub delivers, sending ``kernel_info_request`` on shell every half second.
+        """Wait until iopub delivers, sending ``kernel_info_request`` on shell (at most every half second).
 
         A SUB socket receives nothing published before its subscription
         reached the kernel; Jupyter Server "nudges" the same way before
@@ -173,14 +175,16 @@ class KernelChannels:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        wait = FIRST_NUDGE_WAIT
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise ChannelTimeout(f"iopub of kernel {self.connection.kernel_id} silent for {timeout} s")
             await self.send("shell", "kernel_info_request")
             try:
-                await self.recv_raw("iopub", min(NUDGE_INTERVAL, remaining))
+                await self.recv_raw("iopub", min(wait, remaining))
             except ChannelTimeout:
+                wait = min(wait * 2, NUDGE_INTERVAL)
                 continue
             await self._drain("shell")
             return
