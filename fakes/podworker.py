@@ -409,8 +409,19 @@ class PodWorker:
         return proc.terminate(self.grace_seconds, self.hurry)
 
     async def _delete(self) -> None:
-        """Let the API server remove the pod now that its containers are stopped (status manager's final delete)."""
+        """Let the API server remove the pod now that its containers are stopped (status manager's final delete).
+
+        The kubelet deletes with a UID precondition, so that a newer pod of the same name is never
+        hit (pkg/kubelet/status/status_manager.go); the cluster interface has no preconditions, so
+        a pod already gone is left alone and the uid is checked first.
+        """
+        if self.gone:
+            return
         try:
+            current = await asyncio.wait_for(self.ctx.cluster.get("pods", self.name, namespace=self.namespace),
+                                             timeout=API_TIMEOUT)
+            if current["metadata"].get("uid") != self.uid:
+                return
             await asyncio.wait_for(
                 self.ctx.cluster.delete("pods", self.name, namespace=self.namespace, grace_period_seconds=0),
                 timeout=API_TIMEOUT,

@@ -56,17 +56,20 @@ KERNEL_CLUSTER_ROLE = "kernel-controller"
 RBAC = "rbac.authorization.k8s.io"
 
 GATEWAY_RULES: list[dict[str, Any]] = [
-    # The seed's enterprise-gateway-controller ...
-    {"apiGroups": [""], "resources": ["pods", "namespaces", "services"],
-     "verbs": ["get", "watch", "list", "create", "delete"]},
-    {"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["get", "list", "create", "delete"]},
-    # ... plus: the template's other companion kinds, a failed kernel's log lines, waiting for a new
-    # namespace's service account, and granting the kernel ClusterRole without holding all of it
-    # (RBAC escalation check, pkg/registry/rbac/escalation_check.go).
-    {"apiGroups": [""], "resources": ["configmaps", "secrets", "persistentvolumeclaims"],
-     "verbs": ["get", "list", "create", "delete"]},
+    # Kernel pods: created, deleted, read; the informer lists and watches them.
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete", "get", "list", "watch"]},
+    # A failed kernel's last log lines.
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "watch"]},
+    # A namespace per kernel; a KERNEL_NAMESPACE is read to check it exists.
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create", "delete", "get"]},
+    # The kernel's service account: read in a given namespace, awaited by a watch in a new one.
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "watch"]},
+    # Companions a template may declare; "get" (here and above) checks an object whose create got
+    # no answer carries the kernel's label before a failed launch deletes it.
+    {"apiGroups": [""], "resources": ["configmaps", "persistentvolumeclaims", "secrets", "services"],
+     "verbs": ["create", "delete", "get"]},
+    {"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["create", "delete", "get"]},
+    # Granting the kernel ClusterRole without holding all of it (pkg/registry/rbac/escalation_check.go).
     {"apiGroups": [RBAC], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": [KERNEL_CLUSTER_ROLE]},
 ]
 """What the gateway's service account may do (the manifests' enterprise-gateway-controller ClusterRole)."""
@@ -422,7 +425,7 @@ async def test_without_legacy_payloads_the_pod_gets_no_legacy_key(env: Env) -> N
 
 async def test_forbidden_role_binding_removes_the_new_namespace(env: Env) -> None:
     without_bindings = [r for r in GATEWAY_RULES if "rolebindings" not in r["resources"]]
-    without_bindings.append({"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["get", "list", "delete"]})
+    without_bindings.append({"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["get", "delete"]})
     await env.admin.replace("clusterroles", "enterprise-gateway-controller",
                             cluster_role("enterprise-gateway-controller", without_bindings))
     request = env.request()
