@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import shlex
+import shutil
 import signal
 import struct
 import subprocess
@@ -21,12 +22,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ipykernel.ipkernel import IPythonKernel
 from jupyter_client.asynchronous import AsyncKernelClient
 
+from fakes.identity import node_user
+from fakes.kernel_images import kernel_image_map
+from fakes.kubelet import NodeAgent
+from fakes.memory import MemoryCluster
+from fakes.podworker import Backoff
+from fakes.store import Store
+from gateway.cluster.informer import Informer
+from gateway.objects import kernel_selector
 from gateway.objects.pod import kernel_objects
 from gateway.objects.template import parse_template
-from gateway.provisioner import comm
+from gateway.provisioner import LaunchRequest, PodFailed, PodProvisioner, ProvisionerSettings, comm
 from gateway.provisioner.crypto import GatewayKeys
 from gateway.provisioner.response import ResponseListener
 from gateway.provisioner.spec import kernel_spec_info
@@ -239,12 +247,6 @@ def test_run_sh_refuses_clearly_and_never_echoes_values(env: dict[str, str], mes
 # --------------------------------------------------------------------------- launcher with a kernel command
 
 
-class CommandKernel(IPythonKernel):
-    """Names itself in kernel_info, so a test sees that the launcher ran the given command."""
-
-    implementation = "kernelgate-command-kernel"
-
-
 @pytest.fixture
 async def listener():
     async with ResponseListener(host="127.0.0.1", port=0, keys=GatewayKeys(legacy=False)) as lst:
@@ -254,8 +256,9 @@ async def listener():
 @pytest.mark.slow
 async def test_launcher_runs_a_kernel_given_by_command_template(listener) -> None:
     kernel_id, pod_ip = str(uuid.uuid4()), "127.0.0.71"
-    command = (f"{shlex.quote(sys.executable)} -m ipykernel_launcher -f {{connection_file}} "
-               f"--IPKernelApp.kernel_class={__name__}.CommandKernel")
+    # A line only this command runs in the kernel shows the launcher used the template, not its default.
+    command = shlex.join([sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                          "--IPKernelApp.exec_lines=launched_by = 'kernel-cmd'"])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KERNEL_", "EG_", "JPY_", "LAUNCHER_"))}
     env.update(PYTHONPATH=str(ROOT), KERNEL_LANGUAGE="python")
     args = ["--kernel-id", kernel_id, "--response-address", f"127.0.0.1:{listener.port}",
@@ -269,15 +272,15 @@ async def test_launcher_runs_a_kernel_given_by_command_template(listener) -> Non
         client.load_connection_info(conn.to_jupyter())
         client.start_channels(hb=False)
         await client.wait_for_ready(timeout=WAIT)
-        info = await client.kernel_info(reply=True, timeout=WAIT)
-        assert info["content"]["implementation"] == "kernelgate-command-kernel"
-
         results: list[str] = []
-        reply = await client.execute_interactive(
-            "1+1", timeout=WAIT,
-            output_hook=lambda m: m["msg_type"] == "execute_result" and results.append(m["content"]["data"]["text/plain"]),
-        )
-        assert reply["content"]["status"] == "ok" and results == ["2"]
+        for code in ("1+1", "launched_by"):
+            reply = await client.execute_interactive(
+                code, timeout=WAIT,
+                output_hook=lambda m: m["msg_type"] == "execute_result" and results.append(
+                    m["content"]["data"]["text/plain"]),
+            )
+            assert reply["content"]["status"] == "ok"
+        assert results == ["2", "'kernel-cmd'"]
 
         assert await comm.request_shutdown(conn) is True
         assert await asyncio.wait_for(process.wait(), WAIT) == 0
@@ -310,3 +313,70 @@ def test_kernel_command_template_keeps_quoted_words_and_fills_in_the_connection_
     # Without the option the environment's template is used; without either, the IPython default.
     assert parse_options([], env).kernel_argv("/tmp/k.json") == ("ignored", "/tmp/k.json")
     assert parse_options([], {**env, "LAUNCHER_KERNEL_CMD": ""}).kernel_argv("/tmp/k.json") is None
+
+
+# --------------------------------------------------------------------------- on the simulated node
+
+
+@pytest.fixture
+async def node(tmp_path: Path):
+    """A simulated cluster whose node runs kernel images as this repository's bootstrap scripts, and a provisioner."""
+    store = Store()
+    admin = MemoryCluster(store)
+    await admin.create("namespaces", {"metadata": {"name": "kernels"}})
+    await admin.create("serviceaccounts", {"metadata": {"name": "kernel-sa"}}, namespace="kernels")
+    agent = NodeAgent(MemoryCluster(store, node_user("node-1")), node_name="node-1", images=kernel_image_map(),
+                      store=store, work_dir=tmp_path / "node", backoff=Backoff(initial=0.2, maximum=0.8, resync=0.05),
+                      shutdown_grace_seconds=1)
+    pods = Informer(admin, "pods", label_selector=kernel_selector())
+    listener = ResponseListener(host="127.0.0.1", port=0)
+    await agent.start()
+    await listener.start()
+    await pods.start()
+    settings = ProvisionerSettings(gateway_namespace="kernels", response_address=f"127.0.0.1:{listener.port}")
+    provisioner = PodProvisioner(admin, pods, listener, settings)
+    try:
+        yield provisioner
+    finally:
+        await provisioner.close()
+        await pods.stop()
+        await listener.stop()
+        await agent.stop()
+        await admin.close()
+
+
+def launch_request(name: str) -> LaunchRequest:
+    env = {"KERNEL_USERNAME": "alice", "KERNEL_NAMESPACE": "kernels", "KERNEL_SERVICE_ACCOUNT_NAME": "kernel-sa"}
+    return LaunchRequest(kernel_id=str(uuid.uuid4()), username="alice", timeout=WAIT * 2,
+                         spec=kernel_spec_info(name, KERNELSPECS / name), env=env)
+
+
+@pytest.mark.slow
+async def test_spark_kernelspec_pod_runs_its_images_default_command_on_the_node(node: PodProvisioner) -> None:
+    # The Spark template has no command: the image's own (the shared bootstrap) starts the kernel.
+    request = launch_request("spark_python_kubernetes")
+    running = await node.launch(request)
+    assert node.pod_phase(request.kernel_id) == "Running"
+    client = AsyncKernelClient()
+    client.load_connection_info(running.connection.to_jupyter())
+    client.start_channels(hb=False)
+    try:
+        await client.wait_for_ready(timeout=WAIT)
+        results: list[str] = []
+        reply = await client.execute_interactive(
+            "1+1", timeout=WAIT,
+            output_hook=lambda m: m["msg_type"] == "execute_result" and results.append(m["content"]["data"]["text/plain"]),
+        )
+        assert reply["content"]["status"] == "ok" and results == ["2"]
+    finally:
+        client.stop_channels()
+        await node.stop(running, grace_seconds=5)
+    assert node.pod_phase(request.kernel_id) is None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("R") is not None, reason="this machine has R: the R kernel would start")
+async def test_r_kernelspec_fails_fast_on_a_node_without_r(node: PodProvisioner) -> None:
+    with pytest.raises(PodFailed) as failed:
+        await node.launch(launch_request("r_kubernetes"))
+    assert "this image has no R installation" in str(failed.value) + failed.value.reason
