@@ -68,6 +68,7 @@ class RunningGateway:
     cluster: EmbeddedCluster
     token: str = ""
     http: AsyncHTTPClient = field(default_factory=AsyncHTTPClient)
+    clients: list[WebSocketClientConnection] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -99,8 +100,15 @@ class RunningGateway:
     async def websocket(self, kernel_id: str, *, v1: bool = False, query: str = "") -> WebSocketClientConnection:
         url = self.url.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels" + query
         headers = {"Authorization": f"token {self.token}"} if self.token and not query else {}
-        return await asyncio.wait_for(websocket_connect(
+        ws = await asyncio.wait_for(websocket_connect(
             HTTPRequest(url, headers=headers, request_timeout=WAIT), subprotocols=[V1] if v1 else None), WAIT)
+        self.clients.append(ws)
+        return ws
+
+    async def closed(self, ws: WebSocketClientConnection) -> None:
+        """Wait until the websocket is closed (messages still in flight are read and dropped)."""
+        while ws.close_code is None and await asyncio.wait_for(ws.read_message(), WAIT) is not None:
+            pass
 
     async def objects(self) -> set[tuple[str, str, str]]:
         """Every object of the kinds a kernel may create, as ``(kind, namespace, name)``, as the admin sees them."""
@@ -140,8 +148,11 @@ async def running_gateway(tmp_path: Path, *, wrap: Callable[[Cluster], Cluster] 
     try:
         yield running
     finally:
-        await gateway.stop()
+        await gateway.stop()  # closes the websockets it serves, as at SIGTERM
+        for ws in running.clients:
+            await running.closed(ws)
     if check_tasks:
+        await asyncio.sleep(0)  # let the closed connections' tasks return
         others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
         assert not others, f"tasks left behind: {others}"
 
@@ -196,8 +207,19 @@ def send(ws: WebSocketClientConnection, msg: dict[str, Any], channel: str = "she
         ws.write_message(json.dumps({**msg, "channel": channel}))
 
 
+async def kernel_info(ws: WebSocketClientConnection, timeout: float = WAIT) -> dict[str, Any]:
+    """A ``kernel_info_request`` round trip, as front ends start: once answered, the connection relays iopub."""
+    msg = request("kernel_info_request", {})
+    send(ws, msg)
+    while True:
+        got = await read(ws, timeout)
+        if got["channel"] == "shell" and got["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            return got["content"]
+
+
 @dataclass
 class Execution:
+    msg_id: str
     reply: dict[str, Any]
     results: list[str]
     seen: list[dict[str, Any]]
@@ -232,4 +254,4 @@ async def execute(ws: WebSocketClientConnection, code: str, *, timeout: float = 
             on_busy()
         elif kind == "status" and content["execution_state"] == "idle":
             idle = True
-    return Execution(reply, results, seen)
+    return Execution(msg_id, reply, results, seen)

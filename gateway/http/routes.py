@@ -47,6 +47,6 @@ def make_application(context: HttpContext, **settings: Any) -> web.Application:
         default_handler_class=NotFoundHandler,
         default_handler_args={"context": context},
         websocket_ping_interval=ping if ping > 0 else None,
-        websocket_ping_timeout=max(ping * 2, 30.0) if ping > 0 else None,
+        websocket_ping_timeout=ping if ping > 0 else None,
         **settings,
     )

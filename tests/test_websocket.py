@@ -1,0 +1,166 @@
+"""Kernel channels over the gateway's websocket, with real kernels on the embedded simulated cluster.
+
+Client frames are built and read with Jupyter Server's own encoders
+(``serialize_binary_message``, ``serialize_msg_to_ws_v1`` and their inverses),
+so both framings are checked against the reference implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
+
+from tests.httpharness import V1, WAIT, execute, kernel_info, read, request, running_gateway, send
+
+pytestmark = pytest.mark.slow
+
+ECHO_COMM = """
+def _echo_target(comm, open_msg):
+    @comm.on_msg
+    def _echo(msg):
+        comm.send({"echoed": len(msg["buffers"])}, buffers=[bytes(b)[::-1] for b in msg["buffers"]])
+get_ipython().kernel.comm_manager.register_target("echo", _echo_target)
+"""
+
+
+@pytest.mark.parametrize("v1", [False, True], ids=["legacy", "v1"])
+async def test_execute_one_plus_one(tmp_path: Path, v1: bool) -> None:
+    async with running_gateway(tmp_path) as gw:
+        kernel = await gw.start_kernel()
+        ws = await gw.websocket(kernel["id"], v1=v1)
+        assert ws.selected_subprotocol == (V1 if v1 else None)
+        done = await execute(ws, "1+1")
+        assert done.reply["status"] == "ok"
+        assert done.results == ["2"]
+        channels = {m["channel"] for m in done.seen}
+        assert channels == {"shell", "iopub"}
+        ws.close()
+
+
+@pytest.mark.parametrize("v1", [False, True], ids=["legacy", "v1"])
+async def test_messages_with_buffers_both_ways(tmp_path: Path, v1: bool) -> None:
+    async with running_gateway(tmp_path) as gw:
+        kernel = await gw.start_kernel()
+        ws = await gw.websocket(kernel["id"], v1=v1)
+        assert (await execute(ws, ECHO_COMM)).reply["status"] == "ok"
+        comm_id = uuid.uuid4().hex
+        send(ws, request("comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {}}))
+        message = request("comm_msg", {"comm_id": comm_id, "data": {}})
+        message["buffers"] = [b"\x00\x01\x02binary", b"second buffer \xff"]
+        send(ws, message)
+        while True:
+            got = await read(ws)
+            if got["msg_type"] == "comm_msg" and got["content"]["comm_id"] == comm_id:
+                break
+        assert got["channel"] == "iopub"
+        assert got["content"]["data"] == {"echoed": 2}
+        assert [bytes(b) for b in got["buffers"]] == [b"yranib\x02\x01\x00", b"\xff reffub dnoces"]
+        ws.close()
+
+
+async def test_a_message_without_channel_goes_to_shell(tmp_path: Path) -> None:
+    import json
+
+    async with running_gateway(tmp_path) as gw:
+        kernel = await gw.start_kernel()
+        ws = await gw.websocket(kernel["id"])
+        msg = request("kernel_info_request", {})
+        ws.write_message(json.dumps(msg))  # no "channel"
+        while True:
+            got = await read(ws)
+            if got["parent_header"].get("msg_id") == msg["header"]["msg_id"] and got["channel"] == "shell":
+                break
+        assert got["msg_type"] == "kernel_info_reply"
+        assert got["content"]["language_info"]["name"] == "python"
+        ws.close()
+
+
+async def test_two_clients_get_their_own_replies_and_both_see_iopub(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path) as gw:
+        kernel = await gw.start_kernel()
+        first = await gw.websocket(kernel["id"])
+        second = await gw.websocket(kernel["id"], v1=True)
+        assert (await kernel_info(second))["status"] == "ok"
+        mine = await execute(first, "shared = 20; shared + 1")
+        assert mine.results == ["21"]
+        first_request = mine.msg_id
+
+        theirs = await execute(second, "shared * 2")
+        assert theirs.results == ["40"]
+        seen_by_second = [(m["channel"], m["msg_type"]) for m in theirs.seen
+                          if m["parent_header"].get("msg_id") == first_request]
+        assert ("iopub", "execute_result") in seen_by_second, "the second client sees the first one's output"
+        assert not [s for s in seen_by_second if s[0] == "shell"], "the first client's reply went to the second"
+
+        status, model, _ = await gw.call("GET", f"/api/kernels/{kernel['id']}")
+        assert model["connections"] == 2
+        first.close()
+        second.close()
+
+
+async def test_state_survives_a_reconnect(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path) as gw:
+        kernel = await gw.start_kernel()
+        ws = await gw.websocket(kernel["id"])
+        assert (await execute(ws, "x = 41")).reply["status"] == "ok"
+        ws.close()
+        ws = await gw.websocket(kernel["id"], v1=True)
+        assert (await execute(ws, "x + 1")).results == ["42"]
+        ws.close()
+
+
+async def test_state_is_gone_after_a_restart_and_the_websocket_stays_open(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path) as gw:
+        kernel = await gw.start_kernel()
+        ws = await gw.websocket(kernel["id"])
+        assert (await execute(ws, "x = 41")).reply["status"] == "ok"
+        status, model, _ = await gw.call("POST", f"/api/kernels/{kernel['id']}/restart")
+        assert status == 200 and model["id"] == kernel["id"]
+
+        states = []
+        while "idle" not in states:
+            got = await read(ws)
+            if got["msg_type"] == "status" and got["channel"] == "iopub":
+                states.append(got["content"]["execution_state"])
+        assert states[:2] == ["restarting", "starting"]
+
+        done = await execute(ws, "x")
+        assert done.reply["status"] == "error" and done.reply["ename"] == "NameError"
+        assert (await execute(ws, "1+1")).results == ["2"]
+        ws.close()
+
+
+async def test_interrupt_stops_a_long_execution(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path) as gw:
+        kernel = await gw.start_kernel()
+        ws = await gw.websocket(kernel["id"])
+        busy = asyncio.Event()
+        running = asyncio.create_task(execute(ws, "import time; time.sleep(60)", on_busy=busy.set))
+        await asyncio.wait_for(busy.wait(), WAIT)
+        status, body, _ = await gw.call("POST", f"/api/kernels/{kernel['id']}/interrupt")
+        assert status == 204
+        done = await asyncio.wait_for(running, 30)
+        assert done.reply["status"] == "error" and done.reply["ename"] == "KeyboardInterrupt"
+        assert (await execute(ws, "1+1")).results == ["2"]
+        ws.close()
+
+
+async def test_shutdown_tells_clients_and_closes_their_websocket(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path) as gw:
+        kernel = await gw.start_kernel()
+        ws = await gw.websocket(kernel["id"], v1=True)
+        assert (await execute(ws, "1")).results == ["1"]
+        assert (await gw.call("DELETE", f"/api/kernels/{kernel['id']}"))[0] == 204
+        states = []
+        while True:
+            frame = await asyncio.wait_for(ws.read_message(), WAIT)
+            if frame is None:
+                break
+            channel, parts = deserialize_msg_from_ws_v1(frame)
+            if channel == "iopub" and b'"status"' in parts[0]:
+                states.append(parts[3])
+        assert any(b"dead" in s for s in states)
