@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from fakes.identity import ADMIN, UserInfo
+from fakes.rbac_escalation import check_rbac_write
 from fakes.selectors import parse_field_selector
 from fakes.store import Store
 from fakes.watching import Watch
@@ -67,6 +68,7 @@ class MemoryCluster:
             namespace = (body.get("metadata") or {}).get("namespace")
         ns = self._namespace(rt, namespace)
         await self._admit("create", rt, ns)
+        check_rbac_write(self.user, rt.plural, body, ns, self.store)
         return self.store.create(rt, dict(body), ns)
 
     async def get(self, resource: str, name: str, *, namespace: str | None = None) -> Obj:
@@ -87,6 +89,8 @@ class MemoryCluster:
         rt = resource_type(resource)
         ns = self._namespace(rt, namespace)
         await self._admit("update", rt, ns, name, subresource or "")
+        if rt.group == "rbac.authorization.k8s.io" and not subresource:
+            check_rbac_write(self.user, rt.plural, body, ns, self.store, old=self.store.get(rt, ns, name))
         return self.store.replace(rt, ns, name, dict(body), subresource)
 
     async def patch(self, resource: str, name: str, patch: Any, *, namespace: str | None = None,

@@ -34,14 +34,15 @@ _FULL_AUTHORITY = [
 ]
 
 
-def check_rbac_write(user: UserInfo, resource: str, obj: Mapping, source: rbac.RuleSource,
+def check_rbac_write(user: UserInfo, resource: str, obj: Mapping, namespace: str | None, source: rbac.RuleSource,
                      old: Mapping | None = None) -> None:
     """Raise :class:`Forbidden` when storing ``obj`` would let ``user`` escalate its privileges.
 
     Called by the in-memory cluster on create (``old=None``) and update of
     ``roles``, ``clusterroles``, ``rolebindings`` and ``clusterrolebindings``,
     after the request itself was authorized and before the object is stored;
-    other resources pass.  A binding whose role does not exist raises
+    other resources pass.  ``namespace`` is the request's (``None`` for the
+    cluster-scoped kinds).  A binding whose role does not exist raises
     :class:`NotFound` unless the author may ``bind`` it.
     """
     if resource not in ("roles", "clusterroles", "rolebindings", "clusterrolebindings"):
@@ -50,9 +51,8 @@ def check_rbac_write(user: UserInfo, resource: str, obj: Mapping, source: rbac.R
         return
     if old is not None and _only_garbage_collection_fields_differ(obj, old):
         return
-    metadata = obj.get("metadata") or {}
-    name = metadata.get("name", "")
-    namespace = metadata.get("namespace", "") if resource in ("roles", "rolebindings") else ""
+    name = (obj.get("metadata") or {}).get("name", "")
+    namespace = (namespace or "") if resource in ("roles", "rolebindings") else ""
 
     if resource in ("roles", "clusterroles"):
         if rbac.authorize(user, rbac.Request("escalate", resource, RBAC_GROUP, namespace, name), source).allowed:

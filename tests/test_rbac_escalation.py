@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from fakes.identity import ADMIN, UserInfo, service_account_user
+from fakes.memory import MemoryCluster
 from fakes.rbac import StaticRuleSource, bootstrap_objects
 from fakes.rbac_escalation import check_rbac_write, uncovered_rules
+from fakes.store import Store
 from gateway.cluster.interface import Forbidden, NotFound
 
 RBAC = "rbac.authorization.k8s.io"
@@ -49,9 +51,10 @@ def test_gateway_may_bind_the_kernel_role_it_is_allowed_to_bind_without_holding_
         ], GATEWAY_SUBJECT),
     ])
     check_rbac_write(GATEWAY, "rolebindings", role_binding("kernels-alice", "ClusterRole", "kernel-controller"),
-                     source)
+                     "kernels-alice", source)
     with pytest.raises(Forbidden) as refused:
-        check_rbac_write(GATEWAY, "rolebindings", role_binding("kernels-alice", "ClusterRole", "admin", "a"), source)
+        check_rbac_write(GATEWAY, "rolebindings", role_binding("kernels-alice", "ClusterRole", "admin", "a"),
+                         "kernels-alice", source)
     message = refused.value.message
     assert message.startswith(
         'rolebindings.rbac.authorization.k8s.io "a" is forbidden: user "system:serviceaccount:enterprise-gateway:'
@@ -69,7 +72,7 @@ def test_holding_every_permission_of_a_role_is_enough_to_bind_it():
                          {"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["create"]}],
                {"kind": "User", "name": "alice"}),
     ])
-    check_rbac_write(alice, "rolebindings", role_binding("ns1", "ClusterRole", "kernel-controller"), holds_all)
+    check_rbac_write(alice, "rolebindings", role_binding("ns1", "ClusterRole", "kernel-controller"), "ns1", holds_all)
 
     lacks_delete = StaticRuleSource([
         cluster_role("kernel-controller", KERNEL_RULES),
@@ -78,7 +81,8 @@ def test_holding_every_permission_of_a_role_is_enough_to_bind_it():
                {"kind": "User", "name": "alice"}),
     ])
     with pytest.raises(Forbidden) as refused:
-        check_rbac_write(alice, "rolebindings", role_binding("ns1", "ClusterRole", "kernel-controller"), lacks_delete)
+        check_rbac_write(alice, "rolebindings", role_binding("ns1", "ClusterRole", "kernel-controller"), "ns1",
+                         lacks_delete)
     assert refused.value.message == (
         'rolebindings.rbac.authorization.k8s.io "kernel-controller" is forbidden: user "alice" '
         '(groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:\n'
@@ -94,13 +98,13 @@ def test_roles_need_the_author_to_hold_their_rules_or_the_escalate_verb():
               "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}
     writer = {"kind": "Role", "metadata": {"name": "writer", "namespace": "ns1"},
               "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]}]}
-    check_rbac_write(bob, "roles", reader, StaticRuleSource(objects))
+    check_rbac_write(bob, "roles", reader, "ns1", StaticRuleSource(objects))
     with pytest.raises(Forbidden, match=r'^roles.rbac.authorization.k8s.io "writer" is forbidden: .*\n'
                                         r'\{APIGroups:\[""\], Resources:\["pods"\], Verbs:\["delete"\]\}$'):
-        check_rbac_write(bob, "roles", writer, StaticRuleSource(objects))
+        check_rbac_write(bob, "roles", writer, "ns1", StaticRuleSource(objects))
     escalating = objects + grant("escalate", [{"apiGroups": [RBAC], "resources": ["roles"], "verbs": ["escalate"]}],
                                  {"kind": "User", "name": "bob"})
-    check_rbac_write(bob, "roles", writer, StaticRuleSource(escalating))
+    check_rbac_write(bob, "roles", writer, "ns1", StaticRuleSource(escalating))
 
 
 def test_an_aggregation_rule_needs_cluster_admin_powers():
@@ -110,13 +114,13 @@ def test_an_aggregation_rule_needs_cluster_admin_powers():
                                     {"kind": "User", "name": "carol"}))
     aggregated = cluster_role("agg", [], aggregation=[{"matchLabels": {"team": "kernels"}}])
     with pytest.raises(Forbidden) as refused:
-        check_rbac_write(carol, "clusterroles", aggregated, source)
+        check_rbac_write(carol, "clusterroles", aggregated, None, source)
     assert refused.value.message == ('clusterroles.rbac.authorization.k8s.io "agg" is forbidden: '
                                      'must have cluster-admin privileges to use the aggregationRule')
     # Removing the rule from an aggregated role is checked against the old object too.
     with pytest.raises(Forbidden):
-        check_rbac_write(carol, "clusterroles", cluster_role("agg", []), source, old=aggregated)
-    check_rbac_write(ADMIN, "clusterroles", aggregated, StaticRuleSource([]))
+        check_rbac_write(carol, "clusterroles", cluster_role("agg", []), None, source, old=aggregated)
+    check_rbac_write(ADMIN, "clusterroles", aggregated, None, StaticRuleSource([]))
 
 
 def test_binding_a_missing_role_is_not_found_unless_bind_is_allowed():
@@ -124,12 +128,12 @@ def test_binding_a_missing_role_is_not_found_unless_bind_is_allowed():
     with pytest.raises(NotFound, match='^clusterroles.rbac.authorization.k8s.io "gone" not found$'):
         check_rbac_write(dave, "clusterrolebindings",
                          {"metadata": {"name": "b"}, "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "gone"},
-                          "subjects": []}, StaticRuleSource([]))
+                          "subjects": []}, None, StaticRuleSource([]))
     may_bind = StaticRuleSource(grant("binder", [{"apiGroups": [RBAC], "resources": ["clusterroles"],
                                                   "verbs": ["bind"]}], {"kind": "User", "name": "dave"}))
     check_rbac_write(dave, "clusterrolebindings",
                      {"metadata": {"name": "b"}, "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "gone"},
-                      "subjects": []}, may_bind)
+                      "subjects": []}, None, may_bind)
 
 
 def test_updates_that_only_touch_garbage_collection_fields_pass():
@@ -137,13 +141,13 @@ def test_updates_that_only_touch_garbage_collection_fields_pass():
     binding = role_binding("ns1", "ClusterRole", "kernel-controller")
     source = StaticRuleSource([cluster_role("kernel-controller", KERNEL_RULES)])
     with pytest.raises(Forbidden):
-        check_rbac_write(erin, "rolebindings", binding, source)
+        check_rbac_write(erin, "rolebindings", binding, "ns1", source)
     owned = {**binding, "metadata": {**binding["metadata"], "ownerReferences": [{"uid": "u1"}], "finalizers": ["x"]}}
-    check_rbac_write(erin, "rolebindings", owned, source, old=binding)
+    check_rbac_write(erin, "rolebindings", owned, "ns1", source, old=binding)
 
 
 def test_other_resources_are_not_checked():
-    check_rbac_write(UserInfo("frank"), "pods", {"metadata": {"name": "p"}}, StaticRuleSource([]))
+    check_rbac_write(UserInfo("frank"), "pods", {"metadata": {"name": "p"}}, "ns1", StaticRuleSource([]))
 
 
 @pytest.mark.parametrize(("owner", "wanted", "covered"), [
@@ -164,3 +168,30 @@ def test_other_resources_are_not_checked():
 ])
 def test_rule_coverage_follows_the_real_comparator(owner, wanted, covered):
     assert (uncovered_rules([owner], [wanted]) == []) is covered
+
+
+async def test_the_in_memory_cluster_refuses_bindings_that_escalate():
+    store = Store()
+    admin = MemoryCluster(store)
+    await admin.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns1"}})
+    await admin.create("clusterroles", cluster_role("kernel-controller", KERNEL_RULES))
+    role, binding = grant("binding-writer", [{"apiGroups": [RBAC], "resources": ["rolebindings"],
+                                              "verbs": ["create", "update", "get"]}], {"kind": "User", "name": "alice"})
+    await admin.create("clusterroles", role)
+    await admin.create("clusterrolebindings", binding)
+    alice = MemoryCluster(store, UserInfo("alice"))
+    wanted = role_binding("ns1", "ClusterRole", "kernel-controller")
+
+    with pytest.raises(Forbidden, match="is attempting to grant RBAC permissions not currently held"):
+        await alice.create("rolebindings", wanted, namespace="ns1")
+    assert (await admin.list("rolebindings", namespace="ns1"))["items"] == []
+
+    role["rules"].append({"apiGroups": [RBAC], "resources": ["clusterroles"], "verbs": ["bind"],
+                          "resourceNames": ["kernel-controller"]})
+    await admin.replace("clusterroles", "binding-writer", role)
+    await alice.create("rolebindings", wanted, namespace="ns1")
+    # Changing who a binding of a role alice may not bind grants is refused on update too.
+    others = await admin.create("rolebindings", role_binding("ns1", "ClusterRole", "admin", "admins"), namespace="ns1")
+    others["subjects"].append({"kind": "User", "name": "alice"})
+    with pytest.raises(Forbidden):
+        await alice.replace("rolebindings", "admins", others, namespace="ns1")
