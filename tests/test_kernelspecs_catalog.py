@@ -31,6 +31,7 @@ from fakes.memory import MemoryCluster
 from fakes.podworker import Backoff
 from fakes.store import Store
 from gateway.cluster.informer import Informer
+from gateway.kernels.specs import KernelSpecs
 from gateway.objects import kernel_selector
 from gateway.objects.pod import kernel_objects
 from gateway.objects.template import parse_template
@@ -89,6 +90,16 @@ def read_png(path: Path) -> tuple[int, int, int, bytes]:
 
 def test_the_catalog_holds_every_kernelspec_of_the_seed() -> None:
     assert set(SPEC_NAMES) == EXPECTED
+
+
+def test_the_gateway_offers_every_kernelspec_with_its_logo() -> None:
+    specs = KernelSpecs([KERNELSPECS], allowed=None, default_name=None, authorized_users=frozenset(),
+                        unauthorized_users=frozenset())
+    models = specs.all()
+    assert set(models) == EXPECTED and specs.default_name == "python_kubernetes"
+    for name, model in models.items():
+        assert model["resources"]["logo-64x64"] == f"/kernelspecs/{name}/logo-64x64.png"
+        assert specs.resource_path(name, "logo-64x64.png") == KERNELSPECS / name / "logo-64x64.png"
 
 
 @pytest.mark.parametrize("name", SPEC_NAMES)
