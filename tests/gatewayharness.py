@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -94,6 +96,16 @@ async def install_gateway(admin: Cluster) -> None:
     await admin.create("serviceaccounts", {"metadata": {"name": USER_ACCOUNT}}, namespace=USER_NAMESPACE)
 
 
+def kernelspec_variant(base: Path, name: str, **changes: Any) -> Path:
+    """A copy of the shipped ``python_kubernetes`` kernelspec named ``name`` under ``base``, with kernel.json ``changes``."""
+    folder = base / name
+    shutil.copytree(repository_root() / "kernelspecs" / "python_kubernetes", folder)
+    kernel_json = json.loads((folder / "kernel.json").read_text())
+    kernel_json.update(changes)
+    (folder / "kernel.json").write_text(json.dumps(kernel_json))
+    return base
+
+
 def script_image(path: Path, body: str) -> ImageSpec:
     """An image whose ``/etc/bootstrap-kernel.sh`` is a shell script with ``body``."""
     path.write_text("#!/bin/sh\n" + body + "\n")
@@ -149,8 +161,11 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def gateway_harness(tmp_path: Path, *, mode: str = "own", check_tasks: bool = True,
-                          **settings: Any) -> AsyncIterator[Harness]:
-    """The kernel service over a fresh simulated cluster; ``settings`` override :class:`KernelSettings` fields."""
+                          spec_paths: tuple[Path, ...] = (), **settings: Any) -> AsyncIterator[Harness]:
+    """The kernel service over a fresh simulated cluster; ``settings`` override :class:`KernelSettings` fields.
+
+    ``spec_paths`` are searched for kernelspecs before the shipped ones.
+    """
     assert mode in MODES
     store = Store()
     admin = MemoryCluster(store)
@@ -169,7 +184,7 @@ async def gateway_harness(tmp_path: Path, *, mode: str = "own", check_tasks: boo
     provisioner = PodProvisioner(gateway, pods, listener, ProvisionerSettings(
         gateway_namespace=GATEWAY_NAMESPACE, kernel_cluster_role=KERNEL_CLUSTER_ROLE,
         shared_namespace=(mode == "shared"), response_address=f"127.0.0.1:{listener.port}"))
-    specs = KernelSpecs([repository_root() / "kernelspecs"], allowed=None, default_name=None,
+    specs = KernelSpecs([*spec_paths, repository_root() / "kernelspecs"], allowed=None, default_name=None,
                         authorized_users=frozenset(), unauthorized_users=frozenset({"root"}))
     kernel_settings = dataclasses.replace(KernelSettings(launch_timeout=WAIT, shutdown_wait_time=2.0), **settings)
     service = KernelService(provisioner, specs, kernel_settings)

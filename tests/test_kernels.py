@@ -26,6 +26,7 @@ from tests.gatewayharness import (
     StateLog,
     execute,
     gateway_harness,
+    kernelspec_variant,
 )
 
 pytestmark = pytest.mark.slow
@@ -92,6 +93,20 @@ async def test_interrupt_stops_a_sleep(tmp_path: Path) -> None:
         status, _ = await asyncio.wait_for(running, 30)
         assert status == "KeyboardInterrupt"
         assert await execute(kernel, "1+1") == ("ok", ["2"])
+
+
+async def test_interrupt_by_message(tmp_path: Path) -> None:
+    """``interrupt_mode: message`` kernelspecs are interrupted with interrupt_request on control, not a signal."""
+    specs = kernelspec_variant(tmp_path / "specs", "python_message", interrupt_mode="message")
+    async with gateway_harness(tmp_path, spec_paths=(specs,)) as h:
+        kernel = await h.service.start_kernel(name="python_message", env=h.env(), username_fallback="gateway")
+        assert kernel.request.spec.interrupt_mode == "message"
+        started = asyncio.Event()
+        running = asyncio.create_task(execute(kernel, SLEEP, started=started))
+        await asyncio.wait_for(started.wait(), 30)
+        await h.service.interrupt(kernel.id)
+        status, _ = await asyncio.wait_for(running, 30)
+        assert status == "KeyboardInterrupt"
 
 
 async def test_execution_state_follows_iopub(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ id (its in-memory state is lost either way).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import signal
@@ -40,7 +41,7 @@ from gateway.provisioner.errors import LaunchError
 from gateway.provisioner.model import LaunchRequest, Placement
 from gateway.provisioner.pods import PodProvisioner
 
-from .activity import ActivityWatcher, is_tracked
+from .activity import ActivityWatcher, record
 from .channels import ChannelTimeout, KernelChannels
 from .culling import Culler
 from .env import kernel_environment
@@ -166,7 +167,12 @@ class KernelService:
         self._pending[kernel_id] = resolved.username
         log.info("starting kernel %s (%s) for %s", kernel_id, name, resolved.username)
         task = self._spawn(self._first_launch(kernel), f"start-{kernel_id}")
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled() and self._stopping:  # cancelled by stop(), not our caller
+                raise KernelError("The gateway is shutting down.", status=503) from None
+            raise
 
     def _check_limits(self, username: str) -> None:
         """``EG_MAX_KERNELS`` / ``EG_MAX_KERNELS_PER_USER``, counting running kernels and pending starts (EG #855)."""
@@ -256,7 +262,7 @@ class KernelService:
             finally:
                 await self._bury(kernel)
 
-    async def cull_idle_kernels(self) -> list[str]:
+    async def cull_idle_kernels(self) -> builtins.list[str]:
         """Shut down the kernels idle past ``cull_idle_timeout`` now (the culler's timer calls the same); their ids."""
         return await self._culler.cull_once()
 
@@ -275,10 +281,15 @@ class KernelService:
             kernel.connections -= 1
 
     def record_activity(self, kernel_id: str, msg_type: str, execution_state: str | None = None) -> None:
-        """A client sent the kernel a message of ``msg_type``: tracked types count as activity (for culling)."""
+        """A message of ``msg_type`` passed between a client and the kernel (called by the websocket bridge).
+
+        Tracked types count as activity for culling, as in Jupyter Server.  The
+        kernel's own iopub subscription already follows its status, so an
+        ``execution_state`` given here only ends ``starting``.
+        """
         kernel = self._kernels.get(kernel_id)
-        if kernel is not None and is_tracked(msg_type):
-            kernel.touch()
+        if kernel is not None:
+            record(kernel, msg_type, None, execution_state)
 
     # ------------------------------------------------------------------ pods
 
