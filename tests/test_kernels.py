@@ -232,13 +232,18 @@ async def test_interrupt_and_restart_of_unknown_kernels(tmp_path: Path) -> None:
                 await operation(str(uuid.uuid4()))
 
 
-async def test_connections_are_counted(tmp_path: Path) -> None:
+async def test_connections_and_client_activity_are_counted(tmp_path: Path) -> None:
     async with gateway_harness(tmp_path) as h:
         kernel = await h.start()
         h.service.connected(kernel.id)
         h.service.connected(kernel.id)
         h.service.disconnected(kernel.id)
         assert kernel.model()["connections"] == 1
+        kernel.last_activity = utcnow() - timedelta(hours=1)
+        h.service.record_activity(kernel.id, "kernel_info_request")
+        assert utcnow() - kernel.last_activity > timedelta(minutes=30)
+        h.service.record_activity(kernel.id, "execute_request")
+        assert utcnow() - kernel.last_activity < timedelta(minutes=1)
 
 
 async def test_culling_respects_connections_and_busy(tmp_path: Path) -> None:
