@@ -1,0 +1,239 @@
+"""The gateway deployed as operators deploy it, on the simulated API server, acting as its service account.
+
+Used by ``tests/test_least_privilege.py``.  :func:`deployed` starts the
+simulated cluster, applies ``manifests/enterprise-gateway.yaml`` and the
+``kernel-namespace`` overlay with the real kubectl, asks the TokenRequest API
+(``kubectl create token``) for a token of ``enterprise-gateway-sa`` and
+connects the real adapter (``gateway.cluster.kubernetes``) with it, so every
+call the gateway makes is authorized by the RBAC the manifests grant.  A node
+agent runs kernel images as this repository's launcher; ``FAILING_IMAGE``
+exits at once, for launches that only need to get as far as a running pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from fakes.identity import node_user
+from fakes.images import ImageSpec
+from fakes.kernel_images import kernel_image_map, repository_root
+from fakes.kubeconfig import context_for
+from fakes.kubelet import NodeAgent
+from fakes.manifests import GATEWAY_CLUSTER_ROLE, MANIFEST, gateway_rules
+from fakes.memory import MemoryCluster
+from fakes.podworker import Backoff
+from fakes.serve import SimulatedCluster
+from gateway.cluster.informer import Informer
+from gateway.cluster.interface import Cluster
+from gateway.cluster.kubernetes import KubernetesCluster
+from gateway.objects import kernel_selector
+from gateway.provisioner import LaunchRequest, PodProvisioner, ProvisionerSettings, ResponseListener, kernel_spec_info
+
+GATEWAY_NAMESPACE = "enterprise-gateway"
+GATEWAY_ACCOUNT = "enterprise-gateway-sa"
+KERNEL_CLUSTER_ROLE = "kernel-controller"
+KERNEL_NAMESPACE = "kernel-ns"
+"""The pre-created kernel namespace of the ``kernel-namespace`` overlay, with its account ``kernel-sa``."""
+KERNEL_ACCOUNT = "kernel-sa"
+RBAC = "rbac.authorization.k8s.io"
+KERNEL_NAMESPACE_OVERLAY = MANIFEST.parent / "overlays" / "kernel-namespace"
+SPEC = kernel_spec_info("python_kubernetes", repository_root() / "kernelspecs" / "python_kubernetes")
+FAILING_IMAGE = "test/failing-kernel:1"
+FAILING_OUTPUT = "no kernel today"
+WAIT = 60.0
+"""Bound on a kernel start (or a kubectl call) on a loaded machine."""
+KUBECTL_TIMEOUT = 60.0
+KERNEL_RESOURCES = ("pods", "namespaces", "rolebindings", "services", "configmaps", "secrets",
+                    "persistentvolumeclaims")
+"""Every kind the gateway creates for a kernel (all labelled with its ``kernel_id``)."""
+
+
+class Kubectl:
+    """The real kubectl as a subprocess (asyncio, bounded) with one kubeconfig."""
+
+    def __init__(self, kubeconfig: Path, cache_dir: Path) -> None:
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECACHEDIR": str(cache_dir)}
+
+    async def __call__(self, *args: str, check: bool = True) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            "kubectl", *args, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), KUBECTL_TIMEOUT)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        result = (proc.returncode or 0, out.decode(), err.decode())
+        if check:
+            assert result[0] == 0, f"kubectl {' '.join(args)} failed: {result}"
+        return result
+
+
+@dataclass
+class Deployment:
+    """One deployed gateway: ``gateway`` is the adapter authenticated as ``enterprise-gateway-sa``."""
+
+    cluster: SimulatedCluster
+    kubectl: Kubectl
+    admin: MemoryCluster
+    gateway: KubernetesCluster
+    pods: Informer
+    listener: ResponseListener
+    settings: ProvisionerSettings
+    work_dir: Path
+    provisioners: list[PodProvisioner] = field(default_factory=list)
+
+    def provisioner(self, **changes: Any) -> PodProvisioner:
+        """A provisioner acting as the gateway (its settings changed by ``changes``)."""
+        provisioner = PodProvisioner(self.gateway, self.pods, self.listener, replace(self.settings, **changes))
+        self.provisioners.append(provisioner)
+        return provisioner
+
+    @staticmethod
+    def request(*, username: str = "alice", spec: Any = SPEC, timeout: float = WAIT, **env: str) -> LaunchRequest:
+        kernel_id = str(uuid.uuid4())
+        return LaunchRequest(kernel_id=kernel_id, username=username, spec=spec,
+                             env={"KERNEL_USERNAME": username, **env}, timeout=timeout)
+
+
+def _script_image(path: Path, body: str) -> ImageSpec:
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return ImageSpec(cmd=["/etc/bootstrap-kernel.sh"], env={"PATH": "/usr/bin:/bin"},
+                     files={"/etc/bootstrap-kernel.sh": str(path)})
+
+
+@contextlib.asynccontextmanager
+async def deployed(work_dir: Path) -> AsyncIterator[Deployment]:
+    """Cluster up, manifests applied, the gateway's parts running as its service account (see the module docstring)."""
+    async with SimulatedCluster(state_dir=work_dir / "state", node_agent=False) as cluster:
+        kubectl = Kubectl(cluster.kubeconfig_path, work_dir / "kubectl-cache")
+        await kubectl("apply", "-f", str(MANIFEST))
+        await kubectl("apply", "-k", str(KERNEL_NAMESPACE_OVERLAY))
+        _, token, _ = await kubectl("create", "token", GATEWAY_ACCOUNT, "-n", GATEWAY_NAMESPACE)
+        path = await asyncio.to_thread(cluster.write_kubeconfig, None, gateway=token.strip())
+        gateway = await asyncio.to_thread(KubernetesCluster.from_kubeconfig, str(path), context_for("gateway"))
+        admin = MemoryCluster(cluster.store)
+        images = kernel_image_map()
+        images.add(FAILING_IMAGE, _script_image(work_dir / "failing.sh", f'echo "{FAILING_OUTPUT}" >&2; exit 1'))
+        agent = NodeAgent(MemoryCluster(cluster.store, node_user("node-1")), node_name="node-1", images=images,
+                          store=cluster.store, work_dir=work_dir / "node", api_server_url=cluster.url,
+                          backoff=Backoff(initial=0.2, maximum=0.8, resync=0.05), shutdown_grace_seconds=1)
+        pods = Informer(gateway, "pods", label_selector=kernel_selector())
+        listener = ResponseListener(host="127.0.0.1", port=0)
+        await agent.start()
+        try:
+            await listener.start()
+            await pods.start()
+            settings = ProvisionerSettings(gateway_namespace=GATEWAY_NAMESPACE, kernel_cluster_role=KERNEL_CLUSTER_ROLE,
+                                           response_address=f"127.0.0.1:{listener.port}")
+            deployment = Deployment(cluster, kubectl, admin, gateway, pods, listener, settings, work_dir)
+            try:
+                yield deployment
+            finally:
+                for provisioner in deployment.provisioners:
+                    await provisioner.close()
+        finally:
+            await pods.stop()
+            await listener.stop()
+            await agent.stop()
+            await gateway.close()
+            await admin.close()
+
+
+# --------------------------------------------------------------------------- the gateway's role, edited
+
+
+def rules_without(rules: list[dict[str, Any]], resource: str, verb: str) -> list[dict[str, Any]]:
+    """``rules`` with ``verb`` on ``resource`` taken away, every other grant kept."""
+    out = []
+    for rule in rules:
+        if resource not in rule["resources"] or verb not in rule["verbs"]:
+            out.append(rule)
+            continue
+        others = [r for r in rule["resources"] if r != resource]
+        if others:
+            out.append({**rule, "resources": others})
+        verbs = [v for v in rule["verbs"] if v != verb]
+        if verbs:
+            out.append({**rule, "resources": [resource], "verbs": verbs})
+    return out
+
+
+async def set_gateway_rules(admin: Cluster, rules: list[dict[str, Any]]) -> None:
+    role = await admin.get("clusterroles", GATEWAY_CLUSTER_ROLE)
+    role["rules"] = rules
+    await admin.replace("clusterroles", GATEWAY_CLUSTER_ROLE, role)
+
+
+@contextlib.asynccontextmanager
+async def gateway_role_without(admin: Cluster, resource: str, verb: str) -> AsyncIterator[None]:
+    """The manifests' gateway ClusterRole minus one verb on one resource, restored afterwards."""
+    reduced = rules_without(gateway_rules(), resource, verb)
+    assert reduced != gateway_rules(), f"the role grants no {verb} on {resource}"
+    await set_gateway_rules(admin, reduced)
+    try:
+        yield
+    finally:
+        await set_gateway_rules(admin, gateway_rules())
+
+
+# --------------------------------------------------------------------------- observing the cluster and the logs
+
+
+async def leftovers(admin: Cluster, kernel_id: str) -> list[str]:
+    """``resource/namespace/name`` of the kernel's objects still there and not being deleted."""
+    found = []
+    for resource in KERNEL_RESOURCES:
+        listing = await admin.list(resource, label_selector=f"kernel_id={kernel_id}")
+        for obj in listing["items"]:
+            meta = obj["metadata"]
+            if not meta.get("deletionTimestamp"):
+                found.append(f"{resource}/{meta.get('namespace', '')}/{meta['name']}")
+    return found
+
+
+async def remove_leftovers(admin: Cluster, kernel_id: str) -> None:
+    """Delete what a scenario with too few permissions left behind (as the admin), so later ones start clean."""
+    for resource in KERNEL_RESOURCES:
+        listing = await admin.list(resource, label_selector=f"kernel_id={kernel_id}")
+        for obj in listing["items"]:
+            meta = obj["metadata"]
+            with contextlib.suppress(Exception):
+                await admin.delete(resource, meta["name"], namespace=meta.get("namespace"), grace_period_seconds=0)
+
+
+class Complaints(logging.Handler):
+    """Warnings and errors the gateway logs; ``arrived`` is set at the first."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+        self.arrived = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self.arrived.set()
+
+
+@contextlib.contextmanager
+def complaints(*loggers: str) -> Iterator[Complaints]:
+    """Collect what ``loggers`` (default: the provisioner's and the informer's) warn about meanwhile."""
+    handler = Complaints()
+    targets = [logging.getLogger(name) for name in loggers or ("gateway.provisioner", "gateway.cluster.informer")]
+    for target in targets:
+        target.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        for target in targets:
+            target.removeHandler(handler)

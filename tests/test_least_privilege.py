@@ -1,0 +1,470 @@
+"""The gateway works with exactly the permissions ``manifests/`` grants it, and needs every one of them.
+
+The manifests are applied to the simulated API server with kubectl, and the
+gateway's provisioner runs as ``enterprise-gateway-sa`` (a TokenRequest token,
+the real adapter, RBAC enforced; see ``tests/deployedharness.py``):
+
+* kernels start, run code, restart and stop in the three namespace modes;
+* each verb of each resource of the ``enterprise-gateway-controller``
+  ClusterRole is taken away in turn, and a scenario of the gateway's own code
+  paths that succeeds with the full role goes wrong without that verb
+  (:data:`CASES` is read from the manifest: a new grant without a scenario
+  proving it fails :func:`test_every_grant_has_a_scenario`);
+* a kernel's service account, bound to ``kernel-controller`` in its namespace
+  by the gateway, can do nothing in any other namespace.
+
+Most scenarios launch ``FAILING_IMAGE``, whose container exits at once: the
+launch then goes through every API call of a real one up to a running pod and
+ends with ``PodFailed``, quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from jupyter_client.asynchronous import AsyncKernelClient
+
+from fakes.manifests import gateway_rules
+from gateway.cluster.informer import Informer
+from gateway.cluster.interface import ClusterError, Forbidden, ServerError
+from gateway.cluster.kubernetes import KubernetesCluster
+from gateway.objects import kernel_labels, kernel_resource_name, kernel_selector
+from gateway.provisioner import LaunchError, LaunchRequest, PodFailed, RunningKernel, kernel_spec_info
+from tests.deployedharness import (
+    FAILING_IMAGE,
+    FAILING_OUTPUT,
+    GATEWAY_NAMESPACE,
+    KERNEL_ACCOUNT,
+    KERNEL_CLUSTER_ROLE,
+    KERNEL_NAMESPACE,
+    RBAC,
+    SPEC,
+    WAIT,
+    Deployment,
+    complaints,
+    deployed,
+    gateway_role_without,
+    leftovers,
+    remove_leftovers,
+    rules_without,
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.kubectl,
+    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed"),
+]
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
+"""Async tests share the module's event loop, where the deployment fixture runs."""
+
+CASES = [(resource, verb) for rule in gateway_rules() for resource in rule["resources"] for verb in rule["verbs"]]
+"""Every grant of the manifests' gateway ClusterRole, as ``(resource, verb)``."""
+COMPANIONS = {"configmaps": "ConfigMap", "secrets": "Secret", "services": "Service",
+              "persistentvolumeclaims": "PersistentVolumeClaim"}
+COMPANION_TEMPLATE = """
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm-$kernel_id}
+data: {mode: test}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: secret-$kernel_id}
+stringData: {token: test}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc-$kernel_id}
+spec:
+  ports: [{port: 8888}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: pvc-$kernel_id}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Mi}}
+"""
+"""Appended to the python_kubernetes pod template: one companion of each kind the gateway may create."""
+COMPANION_PREFIX = {"configmaps": "cm", "secrets": "secret", "services": "svc", "persistentvolumeclaims": "pvc"}
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def deployment(tmp_path_factory):
+    async with deployed(tmp_path_factory.mktemp("deployed")) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def companion_spec(tmp_path_factory):
+    """python_kubernetes with a ConfigMap, Secret, Service and PVC next to the pod in its template."""
+    folder = tmp_path_factory.mktemp("kernelspecs") / "python_companions"
+    shutil.copytree(SPEC.resource_dir, folder)
+    template = folder / "scripts" / "kernel-pod.yaml"
+    template.write_text(template.read_text() + COMPANION_TEMPLATE)
+    return kernel_spec_info("python_companions", folder)
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@dataclass
+class Outcome:
+    """What a user or operator sees of one scenario."""
+
+    error: BaseException | None
+    left: list[str]
+    """The kernel's objects still there afterwards."""
+    complaints: list[str]
+    """Warnings and errors the gateway logged meanwhile."""
+    kernel_id: str = ""
+
+
+def request_for(mode: str, **kwargs: Any) -> LaunchRequest:
+    env = {"KERNEL_IMAGE": FAILING_IMAGE}
+    if mode == "user":
+        env.update(KERNEL_NAMESPACE=KERNEL_NAMESPACE, KERNEL_SERVICE_ACCOUNT_NAME=KERNEL_ACCOUNT)
+    return Deployment.request(**kwargs, **env)
+
+
+def namespace_of(mode: str, request: LaunchRequest) -> str:
+    return {"own": kernel_resource_name(request.username, request.kernel_id), "shared": GATEWAY_NAMESPACE,
+            "user": KERNEL_NAMESPACE}[mode]
+
+
+async def launch(d: Deployment, mode: str, request: LaunchRequest) -> Outcome:
+    """Launch as the gateway; a kernel that does start is stopped and released again."""
+    provisioner = d.provisioner(shared_namespace=(mode == "shared"))
+    error: BaseException | None = None
+    with complaints() as logged:
+        try:
+            running = await provisioner.launch(request)
+        except LaunchError as exc:
+            error = exc
+        else:
+            await provisioner.stop(running, grace_seconds=0)
+            await provisioner.release(running.placement)
+    return Outcome(error, await leftovers(d.admin, request.kernel_id), logged.lines, request.kernel_id)
+
+
+def failing_launch(mode: str, *, with_companions: bool = False) -> Callable[..., Awaitable[Outcome]]:
+    async def scenario(d: Deployment, companion_spec: Any) -> Outcome:
+        spec = companion_spec if with_companions else SPEC
+        return await launch(d, mode, request_for(mode, spec=spec))
+    return scenario
+
+
+def unanswered_create(resource: str, mode: str) -> Callable[..., Awaitable[Outcome]]:
+    """A launch whose create of ``resource`` fails with a 500 although the object was stored.
+
+    The object is put there first (as the API server may store one and still
+    lose the answer); the gateway must find it, see the kernel's label and
+    delete it.
+    """
+    async def scenario(d: Deployment, companion_spec: Any) -> Outcome:
+        request = request_for(mode, spec=companion_spec if resource in COMPANIONS else SPEC)
+        namespace = namespace_of(mode, request)
+        if resource != "rolebindings":  # a role binding's namespace is created by the same launch
+            await d.admin.create(resource, stored_object(resource, request), namespace=namespace)
+        d.cluster.store.faults.inject("create", resource, error=ServerError("etcdserver: request timed out"),
+                                      times=1, namespace=namespace)
+        return await launch(d, mode, request)
+    return scenario
+
+
+def stored_object(resource: str, request: LaunchRequest) -> dict[str, Any]:
+    """The object of ``resource`` the launch of ``request`` creates, as far as its name and labels go."""
+    labels = kernel_labels(request.kernel_id)
+    if resource == "pods":
+        name = kernel_resource_name(request.username, request.kernel_id)
+        # Bound to a node of its own: no node agent here touches it.
+        return {"metadata": {"name": name, "labels": labels},
+                "spec": {"restartPolicy": "Never", "nodeName": "elsewhere",
+                         "containers": [{"name": name, "image": FAILING_IMAGE}]}}
+    body: dict[str, Any] = {"metadata": {"name": f"{COMPANION_PREFIX[resource]}-{request.kernel_id}", "labels": labels}}
+    if resource == "services":
+        body["spec"] = {"ports": [{"port": 8888}]}
+    if resource == "persistentvolumeclaims":
+        body["spec"] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}
+    return body
+
+
+async def informer_start(d: Deployment, companion_spec: Any) -> Outcome:
+    """The gateway's kernel pod informer starting (a gateway's first call)."""
+    informer = Informer(d.gateway, "pods", label_selector=kernel_selector())
+    error: BaseException | None = None
+    try:
+        await asyncio.wait_for(informer.start(), WAIT)
+    except ClusterError as exc:
+        error = exc
+    finally:
+        await informer.stop()
+    return Outcome(error, [], [])
+
+
+async def informer_follows(d: Deployment, companion_spec: Any) -> Outcome:
+    """A started informer learns of a kernel pod created afterwards (or complains that it cannot)."""
+    informer = Informer(d.gateway, "pods", label_selector=kernel_selector())
+    request = request_for("shared")
+    pod = stored_object("pods", request)
+    with complaints("gateway.cluster.informer") as logged:
+        await asyncio.wait_for(informer.start(), WAIT)
+        try:
+            await d.admin.create("pods", pod, namespace=GATEWAY_NAMESPACE)
+            seen = asyncio.ensure_future(informer.wait_for(
+                lambda p: p is not None, namespace=GATEWAY_NAMESPACE, name=pod["metadata"]["name"], timeout=WAIT))
+            complained = asyncio.ensure_future(logged.arrived.wait())
+            await asyncio.wait({seen, complained}, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
+            for task in (seen, complained):
+                task.cancel()
+            await asyncio.gather(seen, complained, return_exceptions=True)
+            error = None if seen.done() and not seen.cancelled() and seen.exception() is None else \
+                Forbidden(" ".join(logged.lines) or "the informer never saw the pod")
+        finally:
+            await informer.stop()
+            await remove_leftovers(d.admin, request.kernel_id)
+    return Outcome(error, [], logged.lines)
+
+
+SCENARIOS: dict[str, Callable[..., Awaitable[Outcome]]] = {
+    "shared-namespace launch": failing_launch("shared"),
+    "own-namespace launch": failing_launch("own"),
+    "kernel-namespace launch": failing_launch("user"),
+    "launch with companions": failing_launch("shared", with_companions=True),
+    "unanswered pod create": unanswered_create("pods", "shared"),
+    "unanswered role binding create": unanswered_create("rolebindings", "own"),
+    **{f"unanswered {r} create": unanswered_create(r, "shared") for r in COMPANIONS},
+    "informer start": informer_start,
+    "informer follows pods": informer_follows,
+}
+
+
+# --------------------------------------------------------------------------- what must hold
+
+
+Check = Callable[[Outcome], bool]
+
+
+def reaches_the_pod(o: Outcome) -> bool:
+    """Every API call up to a running pod went through: the launch fails only because the container exits."""
+    return isinstance(o.error, PodFailed)
+
+
+def leaves_nothing(o: Outcome) -> bool:
+    return not o.left
+
+
+def reports_the_log_tail(o: Outcome) -> bool:
+    return isinstance(o.error, PodFailed) and FAILING_OUTPUT in str(o.error)
+
+
+def cleans_up_without_complaint(resource: str) -> Check:
+    def check(o: Outcome) -> bool:
+        return not o.left and not any(resource in line for line in o.complaints)
+    return check
+
+
+def succeeds(o: Outcome) -> bool:
+    return o.error is None
+
+
+PROOFS: dict[tuple[str, str], tuple[str, Check]] = {
+    ("pods", "create"): ("shared-namespace launch", reaches_the_pod),
+    ("pods", "delete"): ("shared-namespace launch", leaves_nothing),
+    ("pods", "get"): ("unanswered pod create", leaves_nothing),
+    ("pods", "list"): ("informer start", succeeds),
+    ("pods", "watch"): ("informer follows pods", succeeds),
+    ("pods/log", "get"): ("shared-namespace launch", reports_the_log_tail),
+    ("namespaces", "create"): ("own-namespace launch", reaches_the_pod),
+    ("namespaces", "delete"): ("own-namespace launch", leaves_nothing),
+    ("namespaces", "get"): ("kernel-namespace launch", reaches_the_pod),
+    ("serviceaccounts", "get"): ("kernel-namespace launch", reaches_the_pod),
+    ("serviceaccounts", "watch"): ("own-namespace launch", reaches_the_pod),
+    ("rolebindings", "create"): ("own-namespace launch", reaches_the_pod),
+    ("rolebindings", "delete"): ("own-namespace launch", cleans_up_without_complaint("rolebindings")),
+    ("rolebindings", "get"): ("unanswered role binding create", cleans_up_without_complaint("rolebindings")),
+    ("clusterroles", "bind"): ("own-namespace launch", reaches_the_pod),
+    **{(r, "create"): ("launch with companions", reaches_the_pod) for r in COMPANIONS},
+    **{(r, "delete"): ("launch with companions", cleans_up_without_complaint(r)) for r in COMPANIONS},
+    **{(r, "get"): (f"unanswered {r} create", leaves_nothing) for r in COMPANIONS},
+}
+"""For each grant: the scenario that needs it, and what goes wrong there without it."""
+
+
+async def may(d: Deployment, resource: str, verb: str) -> bool:
+    """Whether the gateway's account may ``verb`` ``resource`` (of the kernel ClusterRole, for ``bind``)."""
+    base, _, sub = resource.partition("/")
+    group = RBAC if base in ("rolebindings", "clusterroles") else ""
+    name = KERNEL_CLUSTER_ROLE if base == "clusterroles" else ""
+    namespace = None if base in ("namespaces", "clusterroles") else "some-namespace"
+    return await d.gateway.can_i(verb, base, group=group, subresource=sub, name=name, namespace=namespace)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_every_grant_has_a_scenario():
+    assert sorted(PROOFS) == sorted(CASES), "each grant of the gateway's ClusterRole needs a scenario proving it"
+    assert {name for name, _ in PROOFS.values()} == set(SCENARIOS)
+
+
+@in_module_loop
+async def test_the_gateway_acts_as_its_service_account_with_the_manifests_role(deployment):
+    code, out, _ = await deployment.kubectl("auth", "whoami", "--context", "kernelgate-gateway", "-o", "jsonpath={.status.userInfo.username}")
+    assert out == "system:serviceaccount:enterprise-gateway:enterprise-gateway-sa"
+    for resource, verb in CASES:
+        assert await may(deployment, resource, verb), (resource, verb)
+    assert not await deployment.gateway.can_i("list", "secrets", namespace=GATEWAY_NAMESPACE)
+    assert not await deployment.gateway.can_i("bind", "clusterroles", group=RBAC, name="cluster-admin")
+    assert not await deployment.gateway.can_i("create", "clusterrolebindings", group=RBAC)
+
+
+@in_module_loop
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_with_the_full_role_every_scenario_goes_right(deployment, companion_spec, name):
+    outcome = await SCENARIOS[name](deployment, companion_spec)
+    if outcome.kernel_id:
+        await remove_leftovers(deployment.admin, outcome.kernel_id)
+    for (resource, verb), (scenario, check) in PROOFS.items():
+        if scenario == name:
+            assert check(outcome), f"{check.__name__} does not hold for {name} (needed by {verb} {resource}): {outcome}"
+
+
+@in_module_loop
+@pytest.mark.parametrize(("resource", "verb"), CASES, ids=[f"{v}-{r}" for r, v in CASES])
+async def test_without_one_grant_its_scenario_goes_wrong(deployment, companion_spec, resource, verb):
+    name, check = PROOFS[(resource, verb)]
+    async with gateway_role_without(deployment.admin, resource, verb):
+        assert not await may(deployment, resource, verb)
+        outcome = await SCENARIOS[name](deployment, companion_spec)
+    if outcome.kernel_id:
+        await remove_leftovers(deployment.admin, outcome.kernel_id)
+    assert not check(outcome), f"{name} still passes {check.__name__} without {verb} on {resource}"
+    said = " ".join([str(outcome.error), *outcome.complaints])
+    if (resource, verb) != ("pods/log", "get"):  # the log tail is best effort: its absence is the only sign
+        named = "attempting to grant RBAC permissions" if resource == "clusterroles" else resource
+        assert "forbidden" in said and named in said, f"not an RBAC refusal: {outcome}"
+
+
+# ---------------------------------------------------------------------------- real kernels, three modes
+
+
+async def execute(running: RunningKernel, code: str) -> list[str]:
+    """Run ``code`` in the kernel; its ``text/plain`` results."""
+    client = AsyncKernelClient()
+    client.load_connection_info(running.connection.to_jupyter())
+    client.hb_channel.time_to_dead = 10.0
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=WAIT)
+        results: list[str] = []
+
+        def on_output(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] == "execute_result":
+                results.append(msg["content"]["data"]["text/plain"])
+
+        reply = await client.execute_interactive(code, timeout=WAIT, output_hook=on_output)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return results
+    finally:
+        client.stop_channels()
+
+
+@in_module_loop
+@pytest.mark.parametrize("mode", ["own", "shared", "user"])
+async def test_kernels_start_restart_and_stop_as_the_gateway_account(deployment, mode):
+    provisioner = deployment.provisioner(shared_namespace=(mode == "shared"))
+    env = {"KERNEL_NAMESPACE": KERNEL_NAMESPACE, "KERNEL_SERVICE_ACCOUNT_NAME": KERNEL_ACCOUNT} if mode == "user" else {}
+    request = Deployment.request(username="carol", **env)
+    with complaints() as logged:
+        first = await provisioner.launch(request)
+        assert first.placement.namespace == namespace_of(mode, request)
+        assert await execute(first, "x = 20\nx + 1") == ["21"]
+
+        await provisioner.stop(first, grace_seconds=1)
+        second = await provisioner.launch(request, first.placement)
+        assert second.placement == first.placement and second.pod_uid != first.pod_uid
+        assert await execute(second, "2 * 21") == ["42"]
+
+        await provisioner.stop(second, grace_seconds=1)
+        await provisioner.release(second.placement)
+    assert await leftovers(deployment.admin, request.kernel_id) == []
+    assert logged.lines == []
+    for namespace in (GATEWAY_NAMESPACE, KERNEL_NAMESPACE):
+        await deployment.admin.get("namespaces", namespace)  # never deleted by the gateway
+
+
+# ---------------------------------------------------------------------------- a kernel's own account
+
+
+async def rights(d: Deployment, account: str, namespace: str) -> dict[str, str]:
+    """``kubectl auth can-i --list`` for ``account`` in ``namespace``: resource -> verbs, without the
+    self-reviews every authenticated user may make."""
+    _, out, _ = await d.kubectl("auth", "can-i", "--list", f"--as={account}", "-n", namespace)
+    found = {}
+    for line in out.splitlines()[1:]:
+        fields = line.split()
+        if fields and not fields[0].startswith(("[", "self")):
+            found[fields[0]] = " ".join(sorted(line[line.rindex("[") + 1:line.rindex("]")].split()))
+    return found
+
+
+@in_module_loop
+async def test_a_kernels_account_reaches_only_its_own_namespace(deployment):
+    provisioner = deployment.provisioner()
+    request = Deployment.request(username="dave")
+    running = await provisioner.launch(request)
+    try:
+        own = running.placement.namespace
+        others = [GATEWAY_NAMESPACE, KERNEL_NAMESPACE, "default", "kube-system"]
+        kernel_rights = {"pods": "create delete get list watch", "configmaps": "create list",
+                         "persistentvolumeclaims": "list", "services": "list"}
+        for account, home in ((f"system:serviceaccount:{own}:default", own),
+                              (f"system:serviceaccount:{KERNEL_NAMESPACE}:{KERNEL_ACCOUNT}", KERNEL_NAMESPACE)):
+            assert await rights(deployment, account, home) == kernel_rights
+            for namespace in {own, *others} - {home}:
+                assert await rights(deployment, account, namespace) == {}, (account, namespace)
+            _, out, _ = await deployment.kubectl("auth", "can-i", "list", "namespaces", f"--as={account}", check=False)
+            assert out.strip() == "no"
+
+        _, token, _ = await deployment.kubectl("create", "token", "default", "-n", own)
+        path = await asyncio.to_thread(deployment.cluster.write_kubeconfig, None, kernel=token.strip())
+        kernel = await asyncio.to_thread(KubernetesCluster.from_kubeconfig, str(path), "kernelgate-kernel")
+        try:
+            mine = await kernel.list("pods", namespace=own)
+            assert [p["metadata"]["name"] for p in mine["items"]] == [running.placement.pod_name]
+            for namespace in others:
+                with pytest.raises(Forbidden):
+                    await kernel.list("pods", namespace=namespace)
+                with pytest.raises(Forbidden):
+                    await kernel.create("configmaps", {"metadata": {"name": "intruder"}}, namespace=namespace)
+            with pytest.raises(Forbidden):
+                await kernel.list("pods")
+            with pytest.raises(Forbidden):
+                await kernel.list("secrets", namespace=own)
+            with pytest.raises(Forbidden):
+                await kernel.get("namespaces", own)
+        finally:
+            await kernel.close()
+    finally:
+        await provisioner.stop(running, grace_seconds=0)
+        await provisioner.release(running.placement)
+    assert await leftovers(deployment.admin, request.kernel_id) == []
+
+
+def test_rules_without_takes_away_one_verb_and_keeps_the_rest():
+    rules = [{"apiGroups": [""], "resources": ["a", "b"], "verbs": ["get", "list"]},
+             {"apiGroups": [""], "resources": ["c"], "verbs": ["get"]}]
+    assert rules_without(rules, "a", "get") == [
+        {"apiGroups": [""], "resources": ["b"], "verbs": ["get", "list"]},
+        {"apiGroups": [""], "resources": ["a"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["c"], "verbs": ["get"]},
+    ]
+    assert rules_without(rules, "c", "get") == rules[:1]
