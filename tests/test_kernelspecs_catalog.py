@@ -161,6 +161,26 @@ def test_template_renders_a_pod_the_kubernetes_schema_accepts(name: str) -> None
     assert container.get("command") == (None if name in SPARK_NAMES else ["/etc/bootstrap-kernel.sh"])
 
 
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_a_kernelspec_folder_copied_alone_renders_its_own_pod(name: str, tmp_path: Path) -> None:
+    shutil.copytree(KERNELSPECS / name, tmp_path / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNEL_")}
+    env.update(KERNEL_ID=KERNEL_ID, KERNEL_USERNAME="alice", KERNEL_NAMESPACE="team")
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / name / "scripts" / "launch_kubernetes.py"), "conn.json",
+         "--RemoteProcessProxy.response-address", "10.0.0.5:8877"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    [pod] = list(yaml.safe_load_all(done.stdout))
+    spec = kernel_json(name)
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == spec["metadata"]["process_proxy"]["config"]["image_name"]
+    assert {"name": "KERNEL_LANGUAGE", "value": spec["language"]} in container["env"]
+    assert pod["metadata"]["name"] == f"alice-{KERNEL_ID}" and pod["metadata"]["namespace"] == "team"
+
+
 # --------------------------------------------------------------------------- Spark kernelspecs
 
 
