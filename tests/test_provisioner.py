@@ -238,7 +238,7 @@ def container_env(pod: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the three namespace modes
 
 
-async def test_default_mode_runs_the_kernel_in_a_namespace_of_its_own_and_release_removes_it(
+async def test_default_mode_runs_the_kernel_in_a_namespace_of_its_own_kept_across_restarts(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KERNELGATE_GATEWAY_ONLY", "never-in-a-pod")
@@ -269,12 +269,21 @@ async def test_default_mode_runs_the_kernel_in_a_namespace_of_its_own_and_releas
     assert running.connection.key not in json.dumps(pod)
     assert running.connection.ip == running.pod_ip
 
-    assert await run(running, "1+1") == ["2"]
+    assert await run(running, "x = 41\n1+1") == ["2"]
     assert processes_mentioning(request.kernel_id)  # what the fixture checks is gone at the end
 
-    await env.provisioner.stop(running, grace_seconds=5)
+    # A restart: stop, then launch with the same placement; namespace and role binding stay as they are.
+    await env.provisioner.stop(running, grace_seconds=1)
     assert env.provisioner.pod_phase(request.kernel_id) is None
-    assert await exists(env.admin, "namespaces", placement.namespace)  # stop keeps it: a restart reuses it
+    restarted = await env.provisioner.launch(request, placement)
+
+    assert restarted.placement == placement and restarted.pod_uid != running.pod_uid
+    assert (await env.admin.get("namespaces", placement.namespace))["metadata"]["uid"] == namespace["metadata"]["uid"]
+    kept = await env.admin.get("rolebindings", KERNEL_CLUSTER_ROLE, namespace=placement.namespace)
+    assert kept["metadata"]["uid"] == binding["metadata"]["uid"]
+    assert await run(restarted, "'x' in globals(), 1+1") == ["(False, 2)"]
+
+    await env.provisioner.stop(restarted, grace_seconds=1)
     await env.provisioner.release(placement)
     await assert_nothing_left(env.admin, request.kernel_id)
     assert not await exists(env.admin, "namespaces", placement.namespace)
@@ -295,7 +304,7 @@ async def test_kernel_namespace_is_used_as_is_and_survives_release(env: Env) -> 
     assert await labelled(env.admin, "namespaces", request.kernel_id) == []
     assert await run(running, "1+1") == ["2"]
 
-    await env.provisioner.stop(running, grace_seconds=5)
+    await env.provisioner.stop(running, grace_seconds=1)
     await env.provisioner.release(running.placement)
     await assert_nothing_left(env.admin, request.kernel_id)
     assert await exists(env.admin, "namespaces", "team-a")
@@ -311,30 +320,10 @@ async def test_shared_namespace_puts_kernels_in_the_gateway_namespace(env: Env) 
     assert running.placement.namespace == GATEWAY_NAMESPACE and not running.placement.owns_namespace
     assert await labelled(env.admin, "rolebindings", request.kernel_id) == []
     assert await run(running, "1+1") == ["2"]
-    await provisioner.stop(running, grace_seconds=5)
+    await provisioner.stop(running, grace_seconds=1)
     await provisioner.release(running.placement)
     await assert_nothing_left(env.admin, request.kernel_id)
     assert await exists(env.admin, "namespaces", GATEWAY_NAMESPACE)
-
-
-async def test_a_restart_with_the_same_placement_keeps_namespace_and_role_binding(env: Env) -> None:
-    request = env.request()
-    first = await env.provisioner.launch(request)
-    await run(first, "x = 41")
-    namespace = await env.admin.get("namespaces", first.placement.namespace)
-    binding = await env.admin.get("rolebindings", KERNEL_CLUSTER_ROLE, namespace=first.placement.namespace)
-
-    await env.provisioner.stop(first, grace_seconds=5)
-    second = await env.provisioner.launch(request, first.placement)
-
-    assert second.placement == first.placement and second.pod_uid != first.pod_uid
-    assert (await env.admin.get("namespaces", first.placement.namespace))["metadata"]["uid"] == namespace["metadata"]["uid"]
-    again = await env.admin.get("rolebindings", KERNEL_CLUSTER_ROLE, namespace=first.placement.namespace)
-    assert again["metadata"]["uid"] == binding["metadata"]["uid"]
-    assert await run(second, "'x' in globals(), 1+1") == ["(False, 2)"]
-    await env.provisioner.stop(second, grace_seconds=5)
-    await env.provisioner.release(second.placement)
-    await assert_nothing_left(env.admin, request.kernel_id)
 
 
 # --------------------------------------------------------------------------- launches that fail
@@ -561,7 +550,7 @@ async def test_deaths_reports_pods_that_die_on_their_own_but_not_stopped_ones(en
 
     following = asyncio.ensure_future(follow())
     try:
-        await env.provisioner.stop(stopped, grace_seconds=5)
+        await env.provisioner.stop(stopped, grace_seconds=1)
         await env.admin.delete("pods", deleted.placement.pod_name, namespace=deleted.placement.namespace)
         # Events arrive in order: had the stopped pod been reported, it would come first.
         assert await asyncio.wait_for(reported.get(), WAIT) == requests[0].kernel_id
@@ -574,7 +563,7 @@ async def test_deaths_reports_pods_that_die_on_their_own_but_not_stopped_ones(en
         relaunched = await env.provisioner.launch(requests[1], killed.placement)
         assert relaunched.pod_uid != killed.pod_uid
         assert await run(relaunched, "1+1") == ["2"]
-        await env.provisioner.stop(relaunched, grace_seconds=5)
+        await env.provisioner.stop(relaunched, grace_seconds=1)
         assert reported.empty()
     finally:
         following.cancel()
