@@ -20,6 +20,7 @@ service and everything else, and fails if a task was left behind.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -34,6 +35,7 @@ from fakes.identity import node_user, service_account_user
 from fakes.images import ImageSpec
 from fakes.kernel_images import kernel_image_map, repository_root
 from fakes.kubelet import NodeAgent
+from fakes.manifests import gateway_rules, kernel_rules
 from fakes.memory import MemoryCluster
 from fakes.podworker import Backoff
 from fakes.store import Store
@@ -60,20 +62,9 @@ FAILING_IMAGE = "test/failing-kernel:1"
 """An image whose container prints a line and exits 1: every launch of it fails."""
 MISSING_IMAGE = "registry.example.com/nobody/kernel-py:404"
 
-GATEWAY_RULES: list[dict[str, Any]] = [
-    {"apiGroups": [""], "resources": ["pods", "namespaces", "services", "configmaps", "secrets",
-                                      "persistentvolumeclaims"],
-     "verbs": ["get", "watch", "list", "create", "delete"]},
-    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["get", "list", "create", "delete"]},
-    {"apiGroups": [RBAC], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": [KERNEL_CLUSTER_ROLE]},
-]
-"""The gateway's ClusterRole (as the manifests grant it)."""
-KERNEL_RULES: list[dict[str, Any]] = [
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch", "list", "create", "delete"]},
-    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "create"]},
-]
+GATEWAY_RULES: list[dict[str, Any]] = gateway_rules()
+"""The gateway's ClusterRole, as the manifests grant it."""
+KERNEL_RULES: list[dict[str, Any]] = kernel_rules()
 FAST = Backoff(initial=0.2, maximum=0.8, resync=0.05)
 
 
@@ -114,6 +105,23 @@ def script_image(path: Path, body: str) -> ImageSpec:
                      files={"/etc/bootstrap-kernel.sh": str(path)})
 
 
+class CountingCluster:
+    """The gateway's cluster, counting each request it makes by method name."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._cluster, name)
+        if callable(attribute) and not name.startswith("_") and name != "close":
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                self.calls[name] += 1
+                return attribute(*args, **kwargs)
+            return counted
+        return attribute
+
+
 @dataclass
 class Harness:
     mode: str
@@ -124,6 +132,8 @@ class Harness:
     provisioner: PodProvisioner
     specs: KernelSpecs
     service: KernelService
+    api_calls: collections.Counter[str]
+    """Requests the gateway made to the cluster, by method (``watch`` counts streams opened)."""
 
     def env(self, **extra: str) -> dict[str, str]:
         """A client's env for this mode (``KERNEL_NAMESPACE`` + account in ``user`` mode)."""
@@ -170,7 +180,7 @@ async def gateway_harness(tmp_path: Path, *, mode: str = "own", check_tasks: boo
     store = Store()
     admin = MemoryCluster(store)
     await install_gateway(admin)
-    gateway = MemoryCluster(store, service_account_user(GATEWAY_NAMESPACE, GATEWAY_ACCOUNT))
+    gateway = CountingCluster(MemoryCluster(store, service_account_user(GATEWAY_NAMESPACE, GATEWAY_ACCOUNT)))
     images = kernel_image_map()
     images.add(FAILING_IMAGE, script_image(tmp_path / f"failing-{uuid.uuid4().hex[:6]}.sh",
                                            'echo "no kernel today" >&2; exit 1'))
@@ -190,7 +200,7 @@ async def gateway_harness(tmp_path: Path, *, mode: str = "own", check_tasks: boo
     service = KernelService(provisioner, specs, kernel_settings)
     await service.start()
     try:
-        yield Harness(mode, store, admin, agent, pods, provisioner, specs, service)
+        yield Harness(mode, store, admin, agent, pods, provisioner, specs, service, gateway.calls)
     finally:
         await service.stop()
         await provisioner.close()

@@ -232,6 +232,27 @@ async def test_interrupt_and_restart_of_unknown_kernels(tmp_path: Path) -> None:
                 await operation(str(uuid.uuid4()))
 
 
+async def test_using_kernels_costs_the_cluster_nothing(tmp_path: Path) -> None:
+    """Executing, interrupting, culling checks and client bookkeeping make no API call: the informer's
+    one watch tells the gateway what it needs to know about its kernels' pods."""
+    async with gateway_harness(tmp_path, cull_idle_timeout=3600) as h:
+        kernels = [await h.start(), await h.start()]
+        before = dict(h.api_calls)
+        for kernel in kernels:
+            assert await execute(kernel, "1+1") == ("ok", ["2"])
+            h.service.connected(kernel.id)
+            h.service.record_activity(kernel.id, "execute_request")
+            assert h.service.get(kernel.id).model()["execution_state"] == IDLE
+            h.service.disconnected(kernel.id)
+        started = asyncio.Event()
+        running = asyncio.create_task(execute(kernels[0], SLEEP, started=started))
+        await asyncio.wait_for(started.wait(), 30)
+        await h.service.interrupt(kernels[0].id)
+        await asyncio.wait_for(running, 30)
+        assert await h.service.cull_idle_kernels() == []
+        assert dict(h.api_calls) == before
+
+
 async def test_connections_and_client_activity_are_counted(tmp_path: Path) -> None:
     async with gateway_harness(tmp_path) as h:
         kernel = await h.start()
