@@ -322,6 +322,18 @@ async def test_launcher_runs_a_kernel_given_by_command_template(listener) -> Non
             await asyncio.wait_for(process.wait(), WAIT)
 
 
+def test_launcher_exits_1_when_the_kernel_program_is_missing(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KERNEL_", "EG_", "LAUNCHER_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.launcher", "--kernel-id", KERNEL_ID, "--response-address", "127.0.0.1:9",
+         "--public-key", GatewayKeys(legacy=False).public_key, "--ip", "127.0.0.73",
+         "--kernel-cmd", f"{tmp_path}/no-such-kernel --connection-file {{connection_file}}"],
+        env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1 and "cannot start the kernel" in done.stderr
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob(f"kernel-{KERNEL_ID}-*.json"))
+
+
 @pytest.mark.parametrize("command", ["R --slave -e 'IRkernel::main()'", "'unterminated {connection_file}", "   "])
 def test_launcher_refuses_a_kernel_command_without_its_connection_file(command: str) -> None:
     from gateway.launcher.options import UsageError, parse_options
