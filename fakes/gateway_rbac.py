@@ -1,10 +1,12 @@
 """The RBAC a deployed gateway runs with, applied to a simulated cluster.
 
-What an operator applies before starting the gateway (the manifests will be
-written from these rules): the gateway's namespace and service account
-``enterprise-gateway-sa``, the ClusterRole ``enterprise-gateway-controller``
-bound to it cluster-wide, and the ``kernel-controller`` ClusterRole that the
-gateway binds in each kernel namespace it creates.
+What an operator applies before starting the gateway: the gateway's namespace
+and service account ``enterprise-gateway-sa``, the ClusterRole
+``enterprise-gateway-controller`` bound to it cluster-wide, and the
+``kernel-controller`` ClusterRole that the gateway binds in each kernel
+namespace it creates.  The rules are read from
+``manifests/enterprise-gateway.yaml`` (:mod:`fakes.manifests`), so the
+simulated cluster grants exactly what operators deploy.
 
 Used by the embedded simulated cluster of ``kernelgate serve`` (through
 ``gateway.app``) and by the provisioner, kernel service and HTTP tests, so
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fakes.manifests import gateway_rules, kernel_rules
 from gateway.cluster.interface import AlreadyExists, Cluster
 
 RBAC = "rbac.authorization.k8s.io"
@@ -22,28 +25,11 @@ GATEWAY_ACCOUNT = "enterprise-gateway-sa"
 GATEWAY_CLUSTER_ROLE = "enterprise-gateway-controller"
 KERNEL_CLUSTER_ROLE = "kernel-controller"
 
-GATEWAY_RULES: list[dict[str, Any]] = [
-    # The seed's enterprise-gateway-controller ...
-    {"apiGroups": [""], "resources": ["pods", "namespaces", "services"],
-     "verbs": ["get", "watch", "list", "create", "delete"]},
-    {"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["get", "list", "create", "delete"]},
-    # ... plus: the template's other companion kinds, a failed kernel's log lines, waiting for a new
-    # namespace's service account, and granting the kernel ClusterRole without holding all of it
-    # (RBAC escalation check, pkg/registry/rbac/escalation_check.go).
-    {"apiGroups": [""], "resources": ["configmaps", "secrets", "persistentvolumeclaims"],
-     "verbs": ["get", "list", "create", "delete"]},
-    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [RBAC], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": [KERNEL_CLUSTER_ROLE]},
-]
-"""What the gateway's service account may do (the ``enterprise-gateway-controller`` ClusterRole)."""
+GATEWAY_RULES: list[dict[str, Any]] = gateway_rules()
+"""What the gateway's service account may do: the manifests' ``enterprise-gateway-controller`` ClusterRole."""
 
-KERNEL_RULES: list[dict[str, Any]] = [
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch", "list", "create", "delete"]},
-    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "create"]},
-    {"apiGroups": [""], "resources": ["services", "persistentvolumeclaims"], "verbs": ["list"]},
-]
-"""Helm's ``kernel-controller`` ClusterRole, bound in each namespace the gateway creates."""
+KERNEL_RULES: list[dict[str, Any]] = kernel_rules()
+"""The manifests' ``kernel-controller`` ClusterRole, bound in each namespace the gateway creates."""
 
 
 def cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
