@@ -67,6 +67,12 @@ class MemoryCluster:
         if rt.namespaced and namespace is None:
             namespace = (body.get("metadata") or {}).get("namespace")
         ns = self._namespace(rt, namespace)
+        if rt.plural in ("selfsubjectaccessreviews", "subjectaccessreviews"):
+            # Answered, never stored (pkg/registry/authorization/*/rest.go), as the API server does.
+            from fakes import reviews
+
+            return await reviews.answer(self, self.user, self.store, rt.plural, dict(body), kind=rt.kind,
+                                        api_version=rt.api_version)
         await self._admit("create", rt, ns)
         check_rbac_write(self.user, rt.plural, body, ns, self.store)
         return self.store.create(rt, dict(body), ns)

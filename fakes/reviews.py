@@ -37,9 +37,20 @@ async def review(cluster: Cluster, user: UserInfo, source: rbac.RuleSource, call
     """Answer an access review created by ``user`` through ``cluster``."""
     decoding.field_validation(call.query.get("fieldValidation"))
     body = decoding.decode_body(call.body, call.content_type)
+    resource = call.target.resource
+    return Reply(201, await answer(cluster, user, source, resource.plural, body,
+                                   kind=resource.kind, api_version=resource.api_version))
+
+
+async def answer(cluster: Cluster, user: UserInfo, source: rbac.RuleSource, plural: str, body: dict[str, Any], *,
+                 kind: str, api_version: str) -> dict[str, Any]:
+    """The review ``body`` (of ``plural``) echoed back with its ``status``, as the API server answers it.
+
+    Called by :func:`review` and by ``fakes.memory.MemoryCluster.create``.
+    """
     spec = body.get("spec") or {}
     request = _attributes(spec)
-    if call.target.resource.plural == "selfsubjectaccessreviews":
+    if plural == "selfsubjectaccessreviews":
         subject = user
         if request.is_resource_request:
             allowed = await cluster.can_i(
@@ -59,13 +70,13 @@ async def review(cluster: Cluster, user: UserInfo, source: rbac.RuleSource, call
     status: dict[str, Any] = {"allowed": decision.allowed}
     if decision.reason:
         status["reason"] = decision.reason
-    return Reply(201, {
-        "kind": call.target.resource.kind,
-        "apiVersion": call.target.resource.api_version,
+    return {
+        "kind": kind,
+        "apiVersion": api_version,
         "metadata": {"creationTimestamp": None, **(body.get("metadata") or {})},
         "spec": spec,
         "status": status,
-    })
+    }
 
 
 SELF_SUBJECT_REVIEW_PATH = "/apis/authentication.k8s.io/v1/selfsubjectreviews"

@@ -56,6 +56,34 @@ async def test_a_role_binding_grants_exactly_its_rules(target: Target, cluster: 
         await as_gateway.list("pods", namespace="default")
 
 
+
+async def test_a_subject_access_review_answers_for_its_subject(target: Target, cluster: Cluster, ns: str) -> None:
+    """An administrator asks about someone else: answered (never stored), as ``kubectl auth can-i --as`` does."""
+    await _service_account(cluster, ns, "reader")
+    await cluster.create("roles", {
+        "metadata": {"name": "pod-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+    }, namespace=ns)
+    await cluster.create("rolebindings", {
+        "metadata": {"name": "reader-reads-pods"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}],
+    }, namespace=ns)
+
+    async def may(verb: str, namespace: str) -> bool:
+        review = await cluster.create("subjectaccessreviews", {
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": f"system:serviceaccount:{ns}:reader",
+                     "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"],
+                     "resourceAttributes": {"verb": verb, "resource": "pods", "namespace": namespace}},
+        })
+        assert review["kind"] == "SubjectAccessReview"
+        return review["status"]["allowed"]
+
+    assert await may("list", ns) is True
+    assert await may("delete", ns) is False
+    assert await may("list", "default") is False
+
 async def test_label_selectors(cluster: Cluster, ns: str) -> None:
     for name, labels in (("a", {"app": "kernel", "tier": "1"}), ("b", {"app": "kernel"}), ("c", {"app": "web"})):
         await cluster.create("configmaps", configmap(name, labels=labels), namespace=ns)
