@@ -1,7 +1,7 @@
 """The provisioner launching real kernels on the simulated cluster.
 
-The gateway acts as its service account, with the ClusterRole below
-(:data:`GATEWAY_RULES`), over the in-memory cluster; a node agent runs the
+The gateway acts as its service account, with the ClusterRole of the
+manifests (:data:`GATEWAY_RULES`), over the in-memory cluster; a node agent runs the
 kernel image as this repository's ``bootstrap-kernel.sh`` and launcher, and a
 real response listener receives the launchers' connection info.  Tests talk
 to the kernels with jupyter_client.  Waits are watches with timeouts; no
@@ -25,6 +25,7 @@ from fakes.identity import node_user, service_account_user
 from fakes.images import ImageSpec
 from fakes.kernel_images import kernel_image_map, repository_root
 from fakes.kubelet import NodeAgent
+from fakes.manifests import gateway_rules, kernel_rules
 from fakes.memory import MemoryCluster
 from fakes.podworker import Backoff
 from fakes.store import Store
@@ -55,31 +56,11 @@ GATEWAY_ACCOUNT = "enterprise-gateway-sa"
 KERNEL_CLUSTER_ROLE = "kernel-controller"
 RBAC = "rbac.authorization.k8s.io"
 
-GATEWAY_RULES: list[dict[str, Any]] = [
-    # Kernel pods: created, deleted, read; the informer lists and watches them.
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete", "get", "list", "watch"]},
-    # A failed kernel's last log lines.
-    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    # A namespace per kernel; a KERNEL_NAMESPACE is read to check it exists.
-    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create", "delete", "get"]},
-    # The kernel's service account: read in a given namespace, awaited by a watch in a new one.
-    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "watch"]},
-    # Companions a template may declare; "get" (here and above) checks an object whose create got
-    # no answer carries the kernel's label before a failed launch deletes it.
-    {"apiGroups": [""], "resources": ["configmaps", "persistentvolumeclaims", "secrets", "services"],
-     "verbs": ["create", "delete", "get"]},
-    {"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["create", "delete", "get"]},
-    # Granting the kernel ClusterRole without holding all of it (pkg/registry/rbac/escalation_check.go).
-    {"apiGroups": [RBAC], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": [KERNEL_CLUSTER_ROLE]},
-]
-"""What the gateway's service account may do (the manifests' enterprise-gateway-controller ClusterRole)."""
+GATEWAY_RULES: list[dict[str, Any]] = gateway_rules()
+"""What the gateway's service account may do: the manifests' enterprise-gateway-controller ClusterRole."""
 
-KERNEL_RULES: list[dict[str, Any]] = [
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch", "list", "create", "delete"]},
-    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "create"]},
-    {"apiGroups": [""], "resources": ["services", "persistentvolumeclaims"], "verbs": ["list"]},
-]
-"""Helm's kernel-controller ClusterRole, bound in each namespace the gateway creates."""
+KERNEL_RULES: list[dict[str, Any]] = kernel_rules()
+"""The manifests' kernel-controller ClusterRole, bound in each namespace the gateway creates."""
 
 SILENT_IMAGE = "test/silent-kernel:1"  # starts, never calls back
 FAILING_IMAGE = "test/failing-kernel:1"  # prints a line and exits 1
