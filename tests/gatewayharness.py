@@ -61,6 +61,8 @@ WAIT = 60.0
 FAILING_IMAGE = "test/failing-kernel:1"
 """An image whose container prints a line and exits 1: every launch of it fails."""
 MISSING_IMAGE = "registry.example.com/nobody/kernel-py:404"
+SILENT_IMAGE = "test/silent-kernel:1"
+"""An image whose container runs but never calls back: launches of it wait for their timeout."""
 
 GATEWAY_RULES: list[dict[str, Any]] = gateway_rules()
 """The gateway's ClusterRole, as the manifests grant it."""
@@ -184,6 +186,7 @@ async def gateway_harness(tmp_path: Path, *, mode: str = "own", check_tasks: boo
     images = kernel_image_map()
     images.add(FAILING_IMAGE, script_image(tmp_path / f"failing-{uuid.uuid4().hex[:6]}.sh",
                                            'echo "no kernel today" >&2; exit 1'))
+    images.add(SILENT_IMAGE, script_image(tmp_path / f"silent-{uuid.uuid4().hex[:6]}.sh", "exec sleep 300"))
     agent = NodeAgent(MemoryCluster(store, node_user("node-1")), node_name="node-1", images=images, store=store,
                       work_dir=tmp_path / f"node-{uuid.uuid4().hex[:6]}", backoff=FAST, shutdown_grace_seconds=1)
     pods = Informer(gateway, "pods", label_selector=kernel_selector())

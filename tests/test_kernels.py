@@ -12,6 +12,7 @@ import pytest
 from gateway.kernels.errors import (
     InvalidKernelRequest,
     KernelConflict,
+    KernelError,
     KernelLaunchFailed,
     KernelLimitReached,
     KernelNotFound,
@@ -22,6 +23,7 @@ from gateway.kernels.kernel import AUTORESTARTING, DEAD, IDLE, RESTARTING, START
 from tests.gatewayharness import (
     FAILING_IMAGE,
     MISSING_IMAGE,
+    SILENT_IMAGE,
     USER_NAMESPACE,
     StateLog,
     execute,
@@ -180,6 +182,29 @@ async def test_a_failed_launch_leaves_nothing(tmp_path: Path, mode: str, image: 
             await h.start(KERNEL_IMAGE=image, KERNEL_ID=kernel_id)
         assert caught.value.status == 500 and caught.value.message
         assert h.service.list() == []
+        await h.assert_nothing_left(kernel_id)
+
+
+async def test_the_clients_launch_timeout_is_honoured(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path) as h:
+        kernel_id = str(uuid.uuid4())
+        with pytest.raises(KernelLaunchFailed) as caught:
+            await h.start(KERNEL_IMAGE=SILENT_IMAGE, KERNEL_ID=kernel_id, KERNEL_LAUNCH_TIMEOUT="1.5")
+        assert caught.value.status == 504
+        await h.assert_nothing_left(kernel_id)
+
+
+async def test_stopping_the_gateway_during_a_start_leaves_nothing(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path) as h:
+        kernel_id = str(uuid.uuid4())
+        start = asyncio.create_task(h.start(KERNEL_IMAGE=SILENT_IMAGE, KERNEL_ID=kernel_id))
+        pod = await h.pods.wait_for(lambda p: p is not None and p["metadata"]["labels"].get("kernel_id") == kernel_id,
+                                    timeout=30)
+        assert pod is not None
+        await h.service.stop()
+        with pytest.raises(KernelError) as caught:
+            await start
+        assert caught.value.status == 503
         await h.assert_nothing_left(kernel_id)
 
 
