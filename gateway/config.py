@@ -155,6 +155,7 @@ class GatewayConfig(Configurable):
     cull_interval = Float(help="Seconds between checks for idle kernels (EG_CULL_INTERVAL).").tag(config=True)
     cull_connected = Bool(help="Cull idle kernels with connected clients too (EG_CULL_CONNECTED).").tag(config=True)
     cull_busy = Bool(help="Cull kernels reported busy too (EG_CULL_BUSY).").tag(config=True)
+    mirror_working_dirs = Bool(help="Pass a client's KERNEL_WORKING_DIR to kernels (EG_MIRROR_WORKING_DIRS).").tag(config=True)
 
     # -- Kubernetes placement (handed to the provisioner) --
     namespace = Unicode(help="The gateway's namespace, used for every kernel when shared (EG_NAMESPACE).").tag(config=True)
@@ -309,6 +310,10 @@ class GatewayConfig(Configurable):
     def _cull_busy(self) -> bool:
         return _bool_env("EG_CULL_BUSY", False)
 
+    @default("mirror_working_dirs")
+    def _mirror_working_dirs(self) -> bool:
+        return _bool_env("EG_MIRROR_WORKING_DIRS", False)
+
     @default("namespace")
     def _namespace(self) -> str:
         return (_env("EG_NAMESPACE") or "default").strip()
@@ -376,6 +381,7 @@ class GatewayConfig(Configurable):
             cull_interval=self.cull_interval,
             cull_connected=self.cull_connected,
             cull_busy=self.cull_busy,
+            mirror_working_dirs=self.mirror_working_dirs,
         )
 
     def kernel_specs_arguments(self) -> dict[str, Any]:

@@ -103,6 +103,7 @@ def test_booleans_are_read_in_any_case(monkeypatch: pytest.MonkeyPatch, value: s
 @pytest.mark.parametrize(("name", "value"), [
     ("EG_SHARED_NAMESPACE", "sometimes"),
     ("EG_CULL_BUSY", "Tru"),
+    ("EG_MIRROR_WORKING_DIRS", "maybe"),
     ("EG_MAX_KERNELS", "ten"),
     ("EG_MAX_KERNELS", "-2"),
     ("EG_MAX_KERNELS_PER_USER", "1.5"),

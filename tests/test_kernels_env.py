@@ -51,6 +51,12 @@ def test_auth_tokens_never_pass_from_anywhere() -> None:
     assert "EG_AUTH_TOKEN" not in resolved.env and "KG_AUTH_TOKEN" not in resolved.env
 
 
+def test_working_dir_passes_only_when_mirrored() -> None:
+    assert "KERNEL_WORKING_DIR" not in build({"KERNEL_WORKING_DIR": "/home/alice"}).env
+    mirrored = build({"KERNEL_WORKING_DIR": "/home/alice"}, settings=KernelSettings(mirror_working_dirs=True))
+    assert mirrored.env["KERNEL_WORKING_DIR"] == "/home/alice"
+
+
 def test_username_falls_back_and_id_is_made() -> None:
     resolved = build(None)
     assert resolved.username == "gateway-user" and resolved.env["KERNEL_USERNAME"] == "gateway-user"

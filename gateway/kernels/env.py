@@ -15,10 +15,15 @@
   kernelspec's ``env``, then the client's values (the client wins), then
   ``KERNEL_GATEWAY=1``; ``EG_AUTH_TOKEN`` and ``KG_AUTH_TOKEN`` never pass;
 * ``KERNEL_USERNAME`` defaults to the caller's fallback (the gateway's user);
+* ``KERNEL_WORKING_DIR`` (Jupyter Server sends its own working directory) is
+  dropped unless ``EG_MIRROR_WORKING_DIRS`` is set;
 * a client's ``KERNEL_ID`` must be a canonical uuid4, otherwise one is made;
 * a client's ``KERNEL_LAUNCH_TIMEOUT`` must be a positive number of seconds
   and is capped at ``max_launch_timeout``; without it the gateway's launch
   timeout applies.
+
+A request without ``env`` gets the inherited variables and the kernelspec's,
+never the gateway's whole environment (which Enterprise Gateway passes on).
 
 Every refusal is an :class:`~gateway.kernels.errors.InvalidKernelRequest` whose
 message names the variable and never repeats its value.
@@ -39,6 +44,7 @@ from .settings import KernelSettings
 MAX_VALUE_LENGTH = 4096
 FORBIDDEN_CHARACTERS = frozenset("$`\n\r\0")
 NEVER_PASSED = frozenset({"EG_AUTH_TOKEN", "KG_AUTH_TOKEN"})
+WORKING_DIR = "KERNEL_WORKING_DIR"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SHOWN_NAME_LENGTH = 64
 
@@ -66,6 +72,8 @@ def kernel_environment(
     Raises :class:`InvalidKernelRequest` for the first bad name or value.
     """
     client = _client_values(client_env, settings.client_envs)
+    if not settings.mirror_working_dirs:
+        client.pop(WORKING_DIR, None)
     env: dict[str, str] = dict(settings.inherited_env)
     env.update(spec_env)
     env.update(client)

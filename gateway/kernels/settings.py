@@ -22,5 +22,6 @@ class KernelSettings:
     cull_interval: float = 300.0  # EG_CULL_INTERVAL
     cull_connected: bool = False  # EG_CULL_CONNECTED
     cull_busy: bool = False  # EG_CULL_BUSY
+    mirror_working_dirs: bool = False  # EG_MIRROR_WORKING_DIRS: keep a client's KERNEL_WORKING_DIR
     stop_timeout: float = 30.0
     """Bound on :meth:`KernelService.stop` shutting down every kernel (a gateway's SIGTERM grace period)."""
