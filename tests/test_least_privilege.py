@@ -1,21 +1,22 @@
 """The gateway works with exactly the permissions ``manifests/`` grants it, and needs every one of them.
 
 The manifests are applied to the simulated API server with kubectl, and the
-gateway's provisioner runs as ``enterprise-gateway-sa`` (a TokenRequest token,
-the real adapter, RBAC enforced; see ``tests/deployedharness.py``):
+gateway runs as ``enterprise-gateway-sa`` (a TokenRequest token, the real
+adapter, RBAC enforced; see ``tests/deployedharness.py``):
 
-* kernels start, run code, restart and stop in the three namespace modes;
+* the whole gateway (``gateway.app``) starts, restarts and shuts down kernels
+  over HTTP and runs code in them, in the three namespace modes;
 * each verb of each resource of the ``enterprise-gateway-controller``
   ClusterRole is taken away in turn, and a scenario of the gateway's own code
-  paths that succeeds with the full role goes wrong without that verb
-  (:data:`CASES` is read from the manifest: a new grant without a scenario
-  proving it fails :func:`test_every_grant_has_a_scenario`);
+  paths (provisioner, informer) that goes right with the full role goes wrong
+  without that verb; :data:`CASES` is read from the manifest, so a new grant
+  without a scenario proving it fails :func:`test_every_grant_has_a_scenario`;
 * a kernel's service account, bound to ``kernel-controller`` in its namespace
   by the gateway, can do nothing in any other namespace.
 
 Most scenarios launch ``FAILING_IMAGE``, whose container exits at once: the
-launch then goes through every API call of a real one up to a running pod and
-ends with ``PodFailed``, quickly.
+launch then makes every API call of a real one up to a running pod and ends
+with ``PodFailed``, quickly.
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from jupyter_client.asynchronous import AsyncKernelClient
 
 from fakes.manifests import gateway_rules
+from gateway.app import Gateway
 from gateway.cluster.informer import Informer
 from gateway.cluster.interface import ClusterError, Forbidden, ServerError
 from gateway.cluster.kubernetes import KubernetesCluster
+from gateway.config import GatewayConfig
 from gateway.objects import kernel_labels, kernel_resource_name, kernel_selector
-from gateway.provisioner import LaunchError, LaunchRequest, PodFailed, RunningKernel, kernel_spec_info
+from gateway.provisioner import LaunchError, LaunchRequest, PodFailed, kernel_spec_info
 from tests.deployedharness import (
     FAILING_IMAGE,
     FAILING_OUTPUT,
@@ -54,6 +56,7 @@ from tests.deployedharness import (
     remove_leftovers,
     rules_without,
 )
+from tests.httpharness import RunningGateway, execute
 
 pytestmark = [
     pytest.mark.slow,
@@ -353,52 +356,72 @@ async def test_without_one_grant_its_scenario_goes_wrong(deployment, companion_s
         assert "forbidden" in said and named in said, f"not an RBAC refusal: {outcome}"
 
 
-# ---------------------------------------------------------------------------- real kernels, three modes
+# ---------------------------------------------------------------------------- the whole gateway, three modes
 
 
-async def execute(running: RunningKernel, code: str) -> list[str]:
-    """Run ``code`` in the kernel; its ``text/plain`` results."""
-    client = AsyncKernelClient()
-    client.load_connection_info(running.connection.to_jupyter())
-    client.hb_channel.time_to_dead = 10.0
-    client.start_channels()
-    try:
-        await client.wait_for_ready(timeout=WAIT)
-        results: list[str] = []
+class AsItsAccount:
+    """The gateway's cluster connection: the real adapter holding ``enterprise-gateway-sa``'s token.
 
-        def on_output(msg: dict[str, Any]) -> None:
-            if msg["msg_type"] == "execute_result":
-                results.append(msg["content"]["data"]["text/plain"])
+    ``local``: the node agent runs pods on this machine, so kernels call back on 127.0.0.1.
+    The adapter belongs to the deployment fixture, which closes it.
+    """
 
-        reply = await client.execute_interactive(code, timeout=WAIT, output_hook=on_output)
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return results
-    finally:
-        client.stop_channels()
+    description = "the simulated API server, as enterprise-gateway-sa"
+    local = True
+
+    def __init__(self, d: Deployment) -> None:
+        self.cluster = d.gateway
+        self.admin = d.admin
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
 
 
 @in_module_loop
 @pytest.mark.parametrize("mode", ["own", "shared", "user"])
-async def test_kernels_start_restart_and_stop_as_the_gateway_account(deployment, mode):
-    provisioner = deployment.provisioner(shared_namespace=(mode == "shared"))
-    env = {"KERNEL_NAMESPACE": KERNEL_NAMESPACE, "KERNEL_SERVICE_ACCOUNT_NAME": KERNEL_ACCOUNT} if mode == "user" else {}
-    request = Deployment.request(username="carol", **env)
-    with complaints() as logged:
-        first = await provisioner.launch(request)
-        assert first.placement.namespace == namespace_of(mode, request)
-        assert await execute(first, "x = 20\nx + 1") == ["21"]
+async def test_the_gateway_serves_kernels_in_every_namespace_mode_as_its_account(deployment, mode):
+    config = GatewayConfig(ip="127.0.0.1", port=0, namespace=GATEWAY_NAMESPACE, kernel_cluster_role=KERNEL_CLUSTER_ROLE,
+                           shared_namespace=(mode == "shared"), kernel_launch_timeout=WAIT, shutdown_wait_time=2.0)
+    connection = AsItsAccount(deployment)
+    gateway = Gateway(config, cluster=connection, response_port=0)
+    env = {"KERNEL_USERNAME": "carol"}
+    if mode == "user":
+        env.update(KERNEL_NAMESPACE=KERNEL_NAMESPACE, KERNEL_SERVICE_ACCOUNT_NAME=KERNEL_ACCOUNT)
+    with complaints("gateway.provisioner", "gateway.kernels", "gateway.app") as logged:
+        await gateway.start()
+        client = RunningGateway(gateway, connection)
+        try:
+            for probe in ("/readyz", "/healthz"):  # what the Deployment's probes ask
+                status, _, _ = await client.call("GET", probe)
+                assert status == 200, probe
+            status, kernel, _ = await client.call("POST", "/api/kernels", {"env": env})
+            assert status == 201, kernel
+            pod = kernel_resource_name("carol", kernel["id"])
+            namespace = {"own": pod, "shared": GATEWAY_NAMESPACE, "user": KERNEL_NAMESPACE}[mode]
+            first = await deployment.admin.get("pods", pod, namespace=namespace)
+            ws = await client.websocket(kernel["id"])
+            assert (await execute(ws, "x = 20\nx + 1")).results == ["21"]
 
-        await provisioner.stop(first, grace_seconds=1)
-        second = await provisioner.launch(request, first.placement)
-        assert second.placement == first.placement and second.pod_uid != first.pod_uid
-        assert await execute(second, "2 * 21") == ["42"]
+            status, _, _ = await client.call("POST", f"/api/kernels/{kernel['id']}/restart", {})
+            assert status == 200
+            second = await deployment.admin.get("pods", pod, namespace=namespace)
+            assert second["metadata"]["uid"] != first["metadata"]["uid"]
+            ws = await client.websocket(kernel["id"])
+            assert (await execute(ws, "2 * 21")).results == ["42"]
 
-        await provisioner.stop(second, grace_seconds=1)
-        await provisioner.release(second.placement)
-    assert await leftovers(deployment.admin, request.kernel_id) == []
-    assert logged.lines == []
-    for namespace in (GATEWAY_NAMESPACE, KERNEL_NAMESPACE):
-        await deployment.admin.get("namespaces", namespace)  # never deleted by the gateway
+            status, _, _ = await client.call("DELETE", f"/api/kernels/{kernel['id']}")
+            assert status == 204
+        finally:
+            await gateway.stop()
+            for ws in client.clients:
+                await client.closed(ws)
+    assert await leftovers(deployment.admin, kernel["id"]) == []
+    assert not [line for line in logged.lines if "forbidden" in line.lower()]
+    for kept in (GATEWAY_NAMESPACE, KERNEL_NAMESPACE):
+        await deployment.admin.get("namespaces", kept)  # never deleted by the gateway
 
 
 # ---------------------------------------------------------------------------- a kernel's own account
