@@ -384,7 +384,8 @@ class AsItsAccount:
 @pytest.mark.parametrize("mode", ["own", "shared", "user"])
 async def test_the_gateway_serves_kernels_in_every_namespace_mode_as_its_account(deployment, mode):
     config = GatewayConfig(ip="127.0.0.1", port=0, namespace=GATEWAY_NAMESPACE, kernel_cluster_role=KERNEL_CLUSTER_ROLE,
-                           shared_namespace=(mode == "shared"), kernel_launch_timeout=WAIT, shutdown_wait_time=2.0)
+                           shared_namespace=(mode == "shared"), kernel_launch_timeout=WAIT, shutdown_wait_time=2.0,
+                           auth_token="s3cret")
     connection = AsItsAccount(deployment)
     gateway = Gateway(config, cluster=connection, response_port=0)
     env = {"KERNEL_USERNAME": "carol"}
@@ -392,10 +393,10 @@ async def test_the_gateway_serves_kernels_in_every_namespace_mode_as_its_account
         env.update(KERNEL_NAMESPACE=KERNEL_NAMESPACE, KERNEL_SERVICE_ACCOUNT_NAME=KERNEL_ACCOUNT)
     with complaints("gateway.provisioner", "gateway.kernels", "gateway.app") as logged:
         await gateway.start()
-        client = RunningGateway(gateway, connection)
+        client = RunningGateway(gateway, connection, token="s3cret")
         try:
-            for probe in ("/readyz", "/healthz"):  # what the Deployment's probes ask
-                status, _, _ = await client.call("GET", probe)
+            for probe in ("/readyz", "/healthz"):  # the Deployment's probes, which send no token
+                status, _, _ = await client.call("GET", probe, token="")
                 assert status == 200, probe
             status, kernel, _ = await client.call("POST", "/api/kernels", {"env": env})
             assert status == 201, kernel

@@ -20,6 +20,8 @@ import pytest
 import yaml
 
 from fakes.manifests import MANIFEST, manifest_objects
+from gateway.cli import build_parser
+from gateway.config import GatewayConfig
 
 MANIFESTS = MANIFEST.parent
 OVERLAYS = sorted(p.name for p in (MANIFESTS / "overlays").iterdir() if (p / "kustomization.yaml").exists())
@@ -237,6 +239,21 @@ def test_deployment_is_probed_bounded_and_unprivileged():
     assert "/tmp" in writable
 
 
+def test_kernelgate_accepts_the_deployments_command_and_environment(monkeypatch):
+    """What the pod runs parses as ``kernelgate serve`` and the env as the gateway's settings (no ConfigError)."""
+    container = the(manifest_objects(), "Deployment", "enterprise-gateway")["spec"]["template"]["spec"]["containers"][0]
+    args = build_parser().parse_args(container["args"])
+    assert (args.command, args.ip, args.port) == ("serve", "0.0.0.0", 8888)
+    for name, value in env_of(the(manifest_objects(), "Deployment", "enterprise-gateway")).items():
+        monkeypatch.setenv(name, value if isinstance(value, str) else "10.244.1.7")  # status.podIP, as the kubelet fills it
+    config = GatewayConfig()
+    assert config.namespace == "enterprise-gateway" and config.kernel_cluster_role == "kernel-controller"
+    assert config.shared_namespace is False and config.tunneling_enabled is False
+    assert (config.cull_idle_timeout, config.kernel_launch_timeout, config.log_level) == (600, 60, "DEBUG")
+    assert sorted(config.allowed_kernels) == sorted(SEED_ENV["EG_KERNEL_WHITELIST"].strip("[]").replace("'", "").split(","))
+    assert (config.response_ip, config.response_port) == ("10.244.1.7", 8877)
+
+
 # --------------------------------------------------------------------------- overlays
 
 
@@ -270,6 +287,8 @@ def test_kernelspecs_pv_overlay_mounts_the_claimed_nfs_volume_where_jupyter_find
     mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
     assert mounts["kernelspecs"]["mountPath"] == "/usr/local/share/jupyter/kernels"
     assert mounts["tmp"]["mountPath"] == "/tmp", "the base's mounts are kept"
+    args = build_parser().parse_args(pod["containers"][0]["args"])
+    assert args.kernelspecs == ["/usr/local/share/jupyter/kernels"], "the volume's kernelspecs come first"
 
 
 @needs_kubectl
