@@ -183,6 +183,34 @@ class KernelServiceMachine(RuleBasedStateMachine):
         assert h.service.get(kernel.id) is kernel
         assert self.run(execute(kernel, "6*7")) == ("ok", ["42"])
 
+    @precondition(lambda self: self.live)
+    @rule(data=st.data(), race=st.sampled_from(["restart+shutdown", "restart+pod deleted", "shutdown+pod deleted"]))
+    def racing(self, data: st.DataObject, race: str) -> None:
+        """Two things happen to one kernel at once: the second waits for the first, never a second pod."""
+        event(f"racing {race}")
+        assert self.h is not None
+        h = self.h
+        kernel_id = self.pick(data, live_only=True)
+        [pod] = self.run(h.pods_of(kernel_id))
+        first, second = race.split("+")
+
+        async def both() -> list[Any]:
+            if second == "pod deleted":
+                other = h.admin.delete("pods", pod["metadata"]["name"], namespace=pod["metadata"]["namespace"])
+            else:
+                other = getattr(h.service, second)(kernel_id)
+            return await asyncio.gather(getattr(h.service, first)(kernel_id), other, return_exceptions=True)
+
+        results = self.run(both())
+        assert not isinstance(results[0], Exception), results
+        if "shutdown" in race:
+            self.live.remove(kernel_id)
+            self.gone.append(kernel_id)
+        else:
+            kernel = h.service.get(kernel_id)
+            assert kernel.state == IDLE
+            assert self.run(execute(kernel, "6*7")) == ("ok", ["42"])
+
     # ------------------------------------------------------------------ invariants
 
     @invariant()
@@ -218,7 +246,7 @@ class KernelServiceMachine(RuleBasedStateMachine):
 
 
 KernelServiceMachine.TestCase.settings = settings(
-    max_examples=6, stateful_step_count=10, deadline=None, derandomize=True,
+    max_examples=8, stateful_step_count=8, deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_kernel_service_machine = KernelServiceMachine.TestCase
