@@ -196,3 +196,25 @@ async def test_deleting_cluster_roles_and_bindings_by_label_removes_exactly_the_
     assert ("ClusterRole", "cluster-admin") in await names(kubectl, "clusterroles"), "others' roles are kept"
     _, out, err = await kubectl("get", "clusterrolebinding", "-l", "app=enterprise-gateway")
     assert out == "" and "No resources found" in err
+
+
+async def test_every_overlay_applies_over_the_base(kubectl):
+    """``kubectl apply -k`` of each overlay on a cluster running the base changes only what the component adds."""
+    overlays = MANIFEST.parent / "overlays"
+    await kubectl("apply", "-k", str(MANIFEST.parent / "base"))
+    changes = {
+        "external-ips": {"service/enterprise-gateway configured"},
+        "kernel-namespace": {"namespace/kernel-ns created", "serviceaccount/kernel-sa created",
+                             "rolebinding.rbac.authorization.k8s.io/kernel-controller created"},
+        "kernelspecs-pv": {"persistentvolume/kernelspecs-pv created", "persistentvolumeclaim/kernelspecs-pvc created",
+                           "deployment.apps/enterprise-gateway configured"},
+        "shared-namespace": {"deployment.apps/enterprise-gateway configured"},
+    }
+    for overlay, expected in changes.items():
+        _, out, _ = await kubectl("apply", "-k", str(overlays / overlay))
+        changed = {line for line in out.splitlines() if not line.endswith(" unchanged")}
+        assert changed == expected, (overlay, out)
+        await kubectl("apply", "-k", str(MANIFEST.parent / "base"))  # back to the base before the next one
+    _, out, _ = await kubectl("get", "deployment", "enterprise-gateway", "-n", GATEWAY_NAMESPACE, "-o", "json")
+    env = {e["name"]: e.get("value") for e in json.loads(out)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["EG_SHARED_NAMESPACE"] == "False"
