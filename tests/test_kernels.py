@@ -85,6 +85,23 @@ async def test_concurrent_restarts_and_shutdown_never_make_two_pods(tmp_path: Pa
         await h.assert_nothing_left(kernel.id)
 
 
+@pytest.mark.parametrize("operation", ["restart", "shutdown"])
+async def test_an_operation_racing_an_external_pod_deletion(tmp_path: Path, operation: str) -> None:
+    async with gateway_harness(tmp_path) as h:
+        kernel = await h.start()
+        [pod] = await h.pods_of(kernel.id)
+        delete = h.admin.delete("pods", pod["metadata"]["name"], namespace=pod["metadata"]["namespace"])
+        results = await asyncio.gather(getattr(h.service, operation)(kernel.id), delete, return_exceptions=True)
+        assert not isinstance(results[0], Exception), results
+        if operation == "shutdown":
+            await h.assert_nothing_left(kernel.id)
+            return
+        [again] = await h.pods_of(kernel.id)
+        assert again["metadata"]["uid"] == kernel.running.pod_uid != pod["metadata"]["uid"]
+        assert kernel.state == IDLE and await execute(kernel, "1+1") == ("ok", ["2"])
+        assert len(await h.pods_of(kernel.id)) == 1
+
+
 async def test_interrupt_stops_a_sleep(tmp_path: Path) -> None:
     async with gateway_harness(tmp_path) as h:
         kernel = await h.start()
