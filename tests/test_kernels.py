@@ -241,6 +241,19 @@ async def test_refused_requests_launch_nothing(tmp_path: Path, kwargs: dict, err
         assert listing["items"] == []
 
 
+async def test_kernelspec_users_are_enforced_at_start(tmp_path: Path) -> None:
+    proxy = {"class_name": "enterprise_gateway.services.processproxies.k8s.KubernetesProcessProxy",
+             "config": {"image_name": "elyra/kernel-py:dev", "authorized_users": "bob"}}
+    specs = kernelspec_variant(tmp_path / "specs", "python_bob", metadata={"process_proxy": proxy})
+    async with gateway_harness(tmp_path, spec_paths=(specs,)) as h:
+        with pytest.raises(UserNotAuthorized) as caught:
+            await h.service.start_kernel(name="python_bob", env=h.env(), username_fallback="gateway")
+        assert caught.value.status == 403 and (await h.admin.list("pods"))["items"] == []
+        kernel = await h.service.start_kernel(name="python_bob", env=h.env(KERNEL_USERNAME="bob"),
+                                              username_fallback="gateway")
+        assert kernel.name == "python_bob" and kernel.username == "bob"
+
+
 async def test_a_kernel_id_in_use_is_a_conflict(tmp_path: Path) -> None:
     async with gateway_harness(tmp_path) as h:
         kernel = await h.start()
