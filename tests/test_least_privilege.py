@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from fakes.kubeconfig import context_for
 from fakes.manifests import gateway_rules
 from gateway.app import Gateway
 from gateway.cluster.informer import Informer
@@ -68,8 +69,8 @@ in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 CASES = [(resource, verb) for rule in gateway_rules() for resource in rule["resources"] for verb in rule["verbs"]]
 """Every grant of the manifests' gateway ClusterRole, as ``(resource, verb)``."""
-COMPANIONS = {"configmaps": "ConfigMap", "secrets": "Secret", "services": "Service",
-              "persistentvolumeclaims": "PersistentVolumeClaim"}
+COMPANIONS = ("configmaps", "secrets", "services", "persistentvolumeclaims")
+"""The kinds a kernel-pod.yaml may declare next to the pod."""
 COMPANION_TEMPLATE = """
 ---
 apiVersion: v1
@@ -271,6 +272,7 @@ def reports_the_log_tail(o: Outcome) -> bool:
 def cleans_up_without_complaint(resource: str) -> Check:
     def check(o: Outcome) -> bool:
         return not o.left and not any(resource in line for line in o.complaints)
+    check.__name__ = f"cleans_up_{resource}_without_complaint"
     return check
 
 
@@ -320,7 +322,8 @@ def test_every_grant_has_a_scenario():
 
 @in_module_loop
 async def test_the_gateway_acts_as_its_service_account_with_the_manifests_role(deployment):
-    code, out, _ = await deployment.kubectl("auth", "whoami", "--context", "kernelgate-gateway", "-o", "jsonpath={.status.userInfo.username}")
+    _, out, _ = await deployment.kubectl("auth", "whoami", "--context", context_for("gateway"),
+                                         "-o", "jsonpath={.status.userInfo.username}")
     assert out == "system:serviceaccount:enterprise-gateway:enterprise-gateway-sa"
     for resource, verb in CASES:
         assert await may(deployment, resource, verb), (resource, verb)
@@ -460,7 +463,7 @@ async def test_a_kernels_account_reaches_only_its_own_namespace(deployment):
 
         _, token, _ = await deployment.kubectl("create", "token", "default", "-n", own)
         path = await asyncio.to_thread(deployment.cluster.write_kubeconfig, None, kernel=token.strip())
-        kernel = await asyncio.to_thread(KubernetesCluster.from_kubeconfig, str(path), "kernelgate-kernel")
+        kernel = await asyncio.to_thread(KubernetesCluster.from_kubeconfig, str(path), context_for("kernel"))
         try:
             mine = await kernel.list("pods", namespace=own)
             assert [p["metadata"]["name"] for p in mine["items"]] == [running.placement.pod_name]
