@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint cluster bench clean
+.PHONY: test lint gateway cluster bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+## Run the gateway on http://127.0.0.1:8888 with the embedded simulated cluster (Ctrl-C stops it).
+gateway: $(STAMP)
+	$(BIN)/kernelgate serve $(GATEWAY_ARGS)
+
 ## Run the simulated cluster (API server + node agent) in the foreground.
 cluster: $(STAMP)
 	$(BIN)/kernelgate cluster
@@ -30,6 +34,7 @@ cluster: $(STAMP)
 ## Benchmarks of the simulated API server, printed as figures and ratios.
 bench: $(STAMP)
 	$(BIN)/python bench/apiserver.py
+	$(BIN)/python bench/gateway_roundtrip.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
