@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import math
+import socket
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -344,6 +345,10 @@ class KubernetesCluster:
         answer = await self._json("POST", resource_type("selfsubjectaccessreviews").path(), body=review)
         return bool((answer.get("status") or {}).get("allowed"))
 
+    async def version(self) -> Obj:
+        """The server's build information (``GET /version``): a cheap check that it answers."""
+        return await self._json("GET", "/version")
+
     async def close(self) -> None:
         """End open watches, stop the worker threads and close the connections.
 
@@ -421,7 +426,7 @@ class _WatchStream:
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._response: Any = None
+        self._socket: socket.socket | None = None
         self._interrupted = False
         self._finished = False
 
@@ -473,14 +478,13 @@ class _WatchStream:
         """Make the reader thread stop: shut its socket down so a blocked read returns."""
         with self._lock:
             self._interrupted = True
-            response = self._response
-        if response is None:
-            return
-        try:
-            response.response.shutdown()
-        except (ValueError, RuntimeError, OSError):
-            with contextlib.suppress(Exception):
-                response.response.close()
+            sock = self._socket
+        if sock is None:
+            return  # not connected yet: the thread sees the flag once its request returns
+        # The plain socket's shutdown, not SSLSocket.shutdown: that one unwraps TLS, and a
+        # read racing it would then take ciphertext for plain HTTP.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     # -- the reader thread
 
@@ -491,13 +495,15 @@ class _WatchStream:
 
     def _read(self) -> None:
         response = None
-        clean = False
         try:
             response = self._cluster._open("GET", self._path, query=self._query, timeout=self._timeout)
+            # This connection ends with the watch (closed below, shut down by _interrupt), so
+            # urllib3 must not hand it back to the pool when the body ends.
+            response.response._pool = None
             with self._lock:
                 if self._interrupted:
                     return
-                self._response = response
+                self._socket = getattr(response.response.connection, "sock", None)
             if response.status >= 400:
                 _raise_status(response.status, response.read(), response)
             pending = b""
@@ -509,7 +515,6 @@ class _WatchStream:
                         self._post("event", _decode_event(line))
             if pending.strip():
                 self._post("event", _decode_event(pending))
-            clean = True
         except Exception as exc:
             if not self._interrupted:
                 error = exc if isinstance(exc, ClusterError) else _transport_error(exc)
@@ -517,9 +522,11 @@ class _WatchStream:
                     error.__cause__ = exc
                 self._post("error", error)
         finally:
+            with self._lock:
+                self._socket = None
             if response is not None:
                 with contextlib.suppress(Exception):
-                    response.response.release_conn() if clean else response.response.close()
+                    response.response.close()
             self._post("end")
 
 
