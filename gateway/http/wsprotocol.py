@@ -92,7 +92,7 @@ def to_zmq(parts: Sequence[bytes], sign: Signer) -> list[bytes]:
 def _loads(part: bytes, what: str) -> Any:
     try:
         return json.loads(part)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise FrameError(f"the {what} of a message is not JSON") from None
 
 
@@ -110,7 +110,10 @@ def _channel(value: Any) -> str:
 
 
 def _dump(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8", errors="surrogateescape")
+    except (ValueError, TypeError, RecursionError):
+        raise FrameError("a message part that cannot be JSON (NaN, or nested too deep)") from None
 
 
 # ---------------------------------------------------------------------- legacy framing
