@@ -291,3 +291,20 @@ async def test_idle_kernels_cost_the_cluster_no_api_calls(tmp_path: Path) -> Non
         assert len((await gw.call("GET", "/api/kernels"))[1]) == 2
         assert (await gw.call("GET", "/readyz"))[0] == 200
         assert counting[0].calls == calls
+
+
+async def test_every_route_lives_under_the_base_url(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path, base_url="/gateway/") as gw:
+        assert gw.url.endswith("/gateway")
+        assert (await gw.call("GET", "/api"))[0] == 200
+        status, specs, _ = await gw.call("GET", "/api/kernelspecs")
+        logo = specs["kernelspecs"]["python_kubernetes"]["resources"]["logo-64x64"]
+        assert logo == "/gateway/kernelspecs/python_kubernetes/logo-64x64.png"
+        response = await gw.http.fetch(gw.url.removesuffix("/gateway") + logo, raise_error=False)
+        assert response.code == 200
+        status, model, headers = await gw.call("POST", "/api/kernels", {"env": {"KERNEL_USERNAME": USER}})
+        assert status == 201 and headers["Location"] == f"/gateway/api/kernels/{model['id']}"
+        ws = await gw.websocket(model["id"])
+        assert (await execute(ws, "1+1")).results == ["2"]
+        response = await gw.http.fetch(gw.url.removesuffix("/gateway") + "/api", raise_error=False)
+        assert response.code == 404
