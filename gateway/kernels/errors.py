@@ -66,6 +66,11 @@ class KernelLaunchFailed(KernelError):
     """The provisioner could not launch (or relaunch) the kernel; ``status`` is the launch error's."""
 
 
+def shown(value: str, limit: int = 64) -> str:
+    """A client-supplied value for a message: quoted, and cut short when long."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
 def _phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase

@@ -31,7 +31,7 @@ import logging
 import signal
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 
@@ -52,12 +52,14 @@ from .errors import (
     KernelLimitReached,
     KernelNotFound,
     UnknownKernelSpec,
+    shown,
 )
 from .kernel import AUTORESTARTING, DEAD, RESTARTING, STARTING, TERMINATING, Kernel
 from .settings import KernelSettings
 from .specs import KernelSpecs
 
 log = logging.getLogger("gateway.kernels")
+T = TypeVar("T")
 
 ALIVE_PHASES = frozenset({"Pending", "Running"})
 STABLE_START_SECONDS = 10.0
@@ -110,12 +112,14 @@ class KernelService:
         kernels = list(self._kernels.values())
         if kernels:
             log.info("shutting down %d kernels", len(kernels))
-            shutdowns = asyncio.gather(*(self.shutdown(k.id) for k in kernels), return_exceptions=True)
-            try:
-                await asyncio.wait_for(shutdowns, self.settings.stop_timeout)
-            except asyncio.TimeoutError:
+            shutdowns = [self._spawn(self._shutdown(k), f"shutdown-{k.id}") for k in kernels]
+            _, late = await asyncio.wait(shutdowns, timeout=self.settings.stop_timeout)
+            if late:
                 log.error("kernels %s were not shut down within %ss", sorted(self._kernels),
                           self.settings.stop_timeout)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
         for kernel_id in list(self._watchers):
             await self._unwatch(kernel_id)
 
@@ -125,7 +129,7 @@ class KernelService:
         """The kernel with this id (:class:`KernelNotFound`, 404, when there is none)."""
         kernel = self._kernels.get(kernel_id)
         if kernel is None:
-            raise KernelNotFound(f"Kernel does not exist: {str(kernel_id)[:100]}")
+            raise KernelNotFound(f"Kernel does not exist: {shown(str(kernel_id))}")
         return kernel
 
     def list(self) -> list[Kernel]:
@@ -166,13 +170,7 @@ class KernelService:
         kernel = Kernel(request)
         self._pending[kernel_id] = resolved.username
         log.info("starting kernel %s (%s) for %s", kernel_id, name, resolved.username)
-        task = self._spawn(self._first_launch(kernel), f"start-{kernel_id}")
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.cancelled() and self._stopping:  # cancelled by stop(), not our caller
-                raise KernelError("The gateway is shutting down.", status=503) from None
-            raise
+        return await self._await_owned(self._spawn(self._first_launch(kernel), f"start-{kernel_id}"))
 
     def _check_limits(self, username: str) -> None:
         """``EG_MAX_KERNELS`` / ``EG_MAX_KERNELS_PER_USER``, counting running kernels and pending starts (EG #855)."""
@@ -188,7 +186,7 @@ class KernelService:
             mine += sum(1 for user in self._pending.values() if user == username)
             if mine >= per_user:
                 raise KernelLimitReached(
-                    f"Kernel start refused: user {username!r} may run at most {per_user} kernels "
+                    f"Kernel start refused: user {shown(username)} may run at most {per_user} kernels "
                     f"and has {mine} running or starting."
                 )
 
@@ -208,9 +206,15 @@ class KernelService:
 
         Waits for a restart or shutdown of the same kernel in progress first;
         404 if that shut it down.  If the new pod cannot be launched the kernel
-        is released and :class:`KernelLaunchFailed` raised.
+        is released and :class:`KernelLaunchFailed` raised.  Cancelling the
+        caller does not cancel the restart (a kernel left without its pod would
+        have to be given up).
         """
         kernel = self.get(kernel_id)
+        return await self._await_owned(self._spawn(self._restart(kernel), f"restart-{kernel_id}"))
+
+    async def _restart(self, kernel: Kernel) -> Kernel:
+        kernel_id = kernel.id
         async with kernel.lock:
             self._check_listed(kernel)
             log.info("restarting kernel %s", kernel_id)
@@ -248,14 +252,19 @@ class KernelService:
         """Shut a kernel down: ``shutdown_request`` on control (bounded wait), its pod deleted, its
         namespace and role binding deleted when the gateway created them.
 
-        Called for ``DELETE /api/kernels/{id}``, by the culler, and by :meth:`stop`.
-        A shutdown of a kernel being shut down waits for that one and returns.
+        Called for ``DELETE /api/kernels/{id}`` and by the culler.  A shutdown
+        of a kernel being shut down waits for that one and returns.  Requests
+        on one kernel run in the order they arrived; cancelling the caller does
+        not cancel the shutdown.
         """
         kernel = self.get(kernel_id)
+        await self._await_owned(self._spawn(self._shutdown(kernel), f"shutdown-{kernel_id}"))
+
+    async def _shutdown(self, kernel: Kernel) -> None:
         async with kernel.lock:
-            if self._kernels.get(kernel_id) is not kernel:
+            if self._kernels.get(kernel.id) is not kernel:
                 return
-            log.info("shutting down kernel %s", kernel_id)
+            log.info("shutting down kernel %s", kernel.id)
             kernel.set_state(TERMINATING)
             try:
                 await self._stop_pod(kernel, ask_kernel=True, restart=False)
@@ -430,6 +439,15 @@ class KernelService:
                         log.warning("kernel %s: relaunch failed: %s", kernel.id, error.message)
         finally:
             self._autorestarts.discard(kernel.id)
+
+    async def _await_owned(self, task: asyncio.Task[T]) -> T:
+        """The result of a task the service owns, unaffected by the caller's cancellation; 503 if stop() cancelled it."""
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled() and self._stopping:
+                raise KernelError("The gateway is shutting down.", status=503) from None
+            raise
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)

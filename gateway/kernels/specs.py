@@ -35,7 +35,7 @@ from typing import Any
 
 from gateway.provisioner.spec import DEFAULT_KERNEL_IMAGE, KernelSpecInfo, is_kubernetes_spec, kernel_spec_info
 
-from .errors import KernelError, UnknownKernelSpec, UserNotAuthorized
+from .errors import KernelError, UnknownKernelSpec, UserNotAuthorized, shown
 
 log = logging.getLogger("gateway.kernels.specs")
 
@@ -99,7 +99,7 @@ class KernelSpecs:
         _, kernel_json = self._find(name)
         if not self._user_allowed(kernel_json, user):
             raise UserNotAuthorized(
-                f"User {user!r} is not authorized to start kernel {name!r}. "
+                f"User {shown(user)} is not authorized to start kernel {shown(name)}. "
                 "Ensure KERNEL_USERNAME is set to an appropriate value and retry the request."
             )
 
@@ -119,11 +119,11 @@ class KernelSpecs:
         folder, _ = self._find(name)
         parts = resource.replace("\\", "/").split("/")
         if not resource or any(part in ("", ".", "..") for part in parts) or "\0" in resource:
-            raise KernelError(f"No resource {resource!r} in kernelspec {name!r}.", status=404)
+            raise KernelError(f"No resource {shown(resource)} in kernelspec {shown(name)}.", status=404)
         root = folder.resolve()
         path = (root / Path(*parts)).resolve()
         if not path.is_relative_to(root) or not path.is_file():
-            raise KernelError(f"No resource {resource!r} in kernelspec {name!r}.", status=404)
+            raise KernelError(f"No resource {shown(resource)} in kernelspec {shown(name)}.", status=404)
         return path
 
     # -- reading --
@@ -132,7 +132,7 @@ class KernelSpecs:
         folder = self._folders().get(name) if isinstance(name, str) else None
         kernel_json = self._kernel_json(name, folder) if folder is not None else None
         if folder is None or kernel_json is None:
-            raise UnknownKernelSpec(f"Kernelspec {str(name)[:100]!r} not found.")
+            raise UnknownKernelSpec(f"Kernelspec {shown(str(name))} not found.")
         return folder, kernel_json
 
     def _folders(self) -> dict[str, Path]:
