@@ -22,16 +22,24 @@ with ``PodFailed``, quickly.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+import yaml
+from tornado.httpclient import AsyncHTTPClient
 
+from fakes import kubeconfig as fake_kubeconfig
 from fakes.kubeconfig import context_for
-from fakes.manifests import gateway_rules
+from fakes.manifests import gateway_rules, manifest_object
 from gateway.app import Gateway
 from gateway.cluster.informer import Informer
 from gateway.cluster.interface import ClusterError, Forbidden, ServerError
@@ -426,6 +434,56 @@ async def test_the_gateway_serves_kernels_in_every_namespace_mode_as_its_account
     assert not [line for line in logged.lines if "forbidden" in line.lower()]
     for kept in (GATEWAY_NAMESPACE, KERNEL_NAMESPACE):
         await deployment.admin.get("namespaces", kept)  # never deleted by the gateway
+
+
+@in_module_loop
+async def test_kernelgate_serve_runs_as_the_deployment_configures_it(deployment, tmp_path):
+    """The Deployment's container, run as a process: its command, args and env, the gateway account's token."""
+    container = manifest_object("Deployment", "enterprise-gateway")["spec"]["template"]["spec"]["containers"][0]
+    args = list(container["args"])
+    args[args.index("--ip") + 1] = "127.0.0.1"  # the pod's address here: the node agent runs pods on loopback
+    args[args.index("--port") + 1] = "0"
+    kubeconfig = tmp_path / "gateway-kubeconfig"
+    _, token, _ = await deployment.kubectl("create", "token", "enterprise-gateway-sa", "-n", GATEWAY_NAMESPACE)
+    config = fake_kubeconfig.build(deployment.cluster.url, deployment.cluster.ca_pem, "unused",
+                                   users={"gateway": token.strip()})
+    config["current-context"] = context_for("gateway")
+    kubeconfig.write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "EG_", "KERNEL_"))}
+    env.update({e["name"]: e["value"] for e in container["env"] if "value" in e})
+    env.update(EG_RESPONSE_IP="127.0.0.1", EG_RESPONSE_PORT="0")  # status.podIP here; any free port
+    program = Path(sys.executable).parent / container["command"][0]
+    with (tmp_path / "gateway.log").open("wb") as log_file:
+        proc = await asyncio.create_subprocess_exec(
+            str(program), *container["command"][1:], *args, "--kubeconfig", str(kubeconfig),
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=log_file)
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), WAIT)
+            assert line.startswith(b"kernelgate serving at http://127.0.0.1:"), (line, log_tail(tmp_path))
+            url = line.split()[3].decode()
+            http = AsyncHTTPClient()
+            ready = await http.fetch(url + "/readyz", raise_error=False, request_timeout=WAIT)
+            assert ready.code == 200, ready.body
+            started = await http.fetch(url + "/api/kernels", method="POST", request_timeout=WAIT + 30,
+                                       body=json.dumps({"name": "python_kubernetes",
+                                                        "env": {"KERNEL_USERNAME": "erin"}}), raise_error=False)
+            assert started.code == 201, (started.body, log_tail(tmp_path))
+            kernel_id = json.loads(started.body)["id"]
+            pod = kernel_resource_name("erin", kernel_id)
+            assert (await deployment.admin.get("pods", pod, namespace=pod))["status"]["phase"] == "Running"
+            stopped = await http.fetch(f"{url}/api/kernels/{kernel_id}", method="DELETE", request_timeout=WAIT)
+            assert stopped.code == 204
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), WAIT)
+    assert code == 0, log_tail(tmp_path)
+    assert await leftovers(deployment.admin, kernel_id) == []
+    assert "forbidden" not in (tmp_path / "gateway.log").read_text().lower()
+
+
+def log_tail(tmp_path: Path) -> str:
+    return (tmp_path / "gateway.log").read_text(errors="replace")[-3000:]
 
 
 # ---------------------------------------------------------------------------- a kernel's own account
