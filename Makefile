@@ -19,7 +19,7 @@ test: $(STAMP)
 
 ## Static checks: ruff, mypy and the import-layer contracts.
 lint: $(STAMP)
-	$(BIN)/ruff check gateway fakes tests bench
+	$(BIN)/ruff check gateway fakes tests bench scenarios e2e
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -18,6 +18,7 @@ each variant other than the default, a Deployment and Service of its own
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import json
@@ -99,7 +100,8 @@ def gateway_objects(variants: Iterable[Variant], *, auth_token: str, manifest: P
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": AUTH_SECRET, "namespace": GATEWAY_NAMESPACE,
                      "labels": {"app": "enterprise-gateway", "component": "enterprise-gateway"}},
-        "stringData": {"token": auth_token},
+        # data rather than stringData: kubectl apply would report a stringData Secret "configured" every time.
+        "data": {"token": base64.b64encode(auth_token.encode()).decode()},
     })
     for variant in variants:
         objects += _variant_objects(deployment, service, variant, image)
