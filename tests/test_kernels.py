@@ -254,6 +254,21 @@ async def test_kernelspec_users_are_enforced_at_start(tmp_path: Path) -> None:
         assert kernel.name == "python_bob" and kernel.username == "bob"
 
 
+async def test_the_kernel_sees_the_environment_it_was_given(tmp_path: Path) -> None:
+    inherited = {"TZ": "Pacific/Auckland", "EG_AUTH_TOKEN": "gateway-secret"}
+    async with gateway_harness(tmp_path, inherited_env=inherited, client_envs=frozenset({"PROJECT"})) as h:
+        kernel = await h.start(KERNEL_TEAM="blue", PROJECT="p1", HOME_SECRET="no")
+        [pod] = await h.pods_of(kernel.id)
+        names = {e["name"] for e in pod["spec"]["containers"][0]["env"]}
+        assert {"KERNEL_TEAM", "PROJECT", "TZ", "KERNEL_GATEWAY", "KERNEL_USERNAME", "KERNEL_ID"} <= names
+        assert not names & {"EG_AUTH_TOKEN", "HOME_SECRET"}
+        code = "import os; print([os.environ.get(n) for n in ('KERNEL_TEAM', 'PROJECT', 'TZ', 'KERNEL_GATEWAY', " \
+               "'EG_AUTH_TOKEN', 'HOME_SECRET')])"
+        status, outputs = await execute(kernel, code)
+        assert status == "ok"
+        assert outputs == ["['blue', 'p1', 'Pacific/Auckland', '1', None, None]\n"]
+
+
 async def test_a_kernel_id_in_use_is_a_conflict(tmp_path: Path) -> None:
     async with gateway_harness(tmp_path) as h:
         kernel = await h.start()
