@@ -7,12 +7,15 @@ secret...: the admin's view of the store is compared before and after).
 
 from __future__ import annotations
 
+import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fakes.kernel_images import repository_root
 from tests.httpharness import USER, CountingCluster, execute, running_gateway
 
 pytestmark = pytest.mark.slow
@@ -151,6 +154,23 @@ async def test_a_body_that_is_not_json_is_a_400(tmp_path: Path, raw: bytes) -> N
         assert await gw.objects() == before
 
 
+async def test_a_failed_launch_is_answered_and_leaves_nothing(tmp_path: Path) -> None:
+    specs = tmp_path / "kernelspecs"
+    broken = specs / "broken_kubernetes"
+    shutil.copytree(repository_root() / "kernelspecs" / "python_kubernetes", broken)
+    kernel_json = json.loads((broken / "kernel.json").read_text())
+    kernel_json["metadata"]["process_proxy"]["config"]["image_name"] = "registry.example.com/nobody/kernel-py:404"
+    (broken / "kernel.json").write_text(json.dumps(kernel_json))
+    async with running_gateway(tmp_path, kernel_spec_paths=[str(specs)]) as gw:
+        before = await gw.objects()
+        status, body, _ = await gw.call("POST", "/api/kernels", {"name": "broken_kubernetes",
+                                                                 "env": {"KERNEL_USERNAME": USER}})
+        assert_error(status, body, 500)
+        assert "image" in body["message"].lower()
+        assert (await gw.call("GET", "/api/kernels"))[1] == []
+        assert await gw.objects() == before
+
+
 async def test_kernel_limits(tmp_path: Path) -> None:
     async with running_gateway(tmp_path, max_kernels_per_user=1, max_kernels=2) as gw:
         await gw.start_kernel()
@@ -255,6 +275,12 @@ async def test_sessions(tmp_path: Path) -> None:
         assert status == 200 and moved["path"] == "b.ipynb" and moved["kernel"]["id"] == kernel_id
         status, one, _ = await gw.call("GET", f"/api/sessions/{session['id']}")
         assert one == moved
+
+        status, switched, _ = await gw.call("PATCH", f"/api/sessions/{session['id']}",
+                                            {"kernel": {"name": "python_kubernetes"}})
+        assert status == 200 and switched["kernel"]["id"] != kernel_id
+        assert_error(*(await gw.call("GET", f"/api/kernels/{kernel_id}"))[:2], 404)  # the old one was shut down
+        kernel_id = switched["kernel"]["id"]
 
         status, body, _ = await gw.call("POST", "/api/sessions", {"path": "c.ipynb"})
         assert_error(status, body, 400)
