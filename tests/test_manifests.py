@@ -129,6 +129,12 @@ def test_the_single_file_is_the_kustomize_base(rendered):
     assert by_key(manifest_objects()) == by_key(rendered["base"])
 
 
+def test_the_single_file_is_written_from_the_base(tmp_path):
+    """``manifests/join-base.sh`` reproduces ``enterprise-gateway.yaml`` exactly: edits go to ``base/``."""
+    subprocess.run(["sh", str(MANIFESTS / "join-base.sh"), str(tmp_path / "joined.yaml")], check=True, timeout=30)
+    assert (tmp_path / "joined.yaml").read_text() == MANIFEST.read_text(), "run: sh manifests/join-base.sh"
+
+
 def test_every_component_has_an_overlay():
     assert COMPONENTS == OVERLAYS == ["external-ips", "kernel-namespace", "kernelspecs-pv", "shared-namespace"]
     for name in OVERLAYS:
