@@ -400,15 +400,25 @@ class KernelService:
         pod, and this loop reads ``kernel.running`` in the same step, so the
         pod uid captured here is the one that died.
         """
-        try:
-            async for kernel_id in self.provisioner.deaths():
-                kernel = self._kernels.get(kernel_id)
-                if kernel is None or kernel.running is None or kernel_id in self._autorestarts or self._stopping:
-                    continue
-                self._autorestarts.add(kernel_id)
-                self._spawn(self._auto_restart(kernel, kernel.running.pod_uid), f"autorestart-{kernel_id}")
-        except InformerStopped:
-            log.info("pod deaths are no longer followed: the pod informer stopped")
+        while True:
+            try:
+                async for kernel_id in self.provisioner.deaths():
+                    self._on_death(kernel_id)
+            except InformerStopped:
+                log.info("pod deaths are no longer followed: the pod informer stopped")
+                return
+            except Exception:
+                log.exception("following pod deaths failed; following them again in a second")
+                await asyncio.sleep(1.0)
+            else:
+                return
+
+    def _on_death(self, kernel_id: str) -> None:
+        kernel = self._kernels.get(kernel_id)
+        if kernel is None or kernel.running is None or kernel_id in self._autorestarts or self._stopping:
+            return
+        self._autorestarts.add(kernel_id)
+        self._spawn(self._auto_restart(kernel, kernel.running.pod_uid), f"autorestart-{kernel_id}")
 
     async def _auto_restart(self, kernel: Kernel, dead_pod_uid: str) -> None:
         """Relaunch a kernel whose pod died, up to ``restart_limit`` times in a row, else bury it."""
