@@ -169,6 +169,17 @@ async def test_auto_restart_after_the_pod_is_deleted(tmp_path: Path, mode: str) 
         assert await execute(kernel, "x") == ("NameError", [])
 
 
+async def test_a_death_while_the_watch_is_down_is_still_seen(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path) as h:
+        kernel = await h.start()
+        [pod] = await h.pods_of(kernel.id)
+        states = StateLog(kernel)
+        h.store.faults.drop_watches("pods")
+        await h.admin.delete("pods", pod["metadata"]["name"], namespace=pod["metadata"]["namespace"])
+        await states.reach(AUTORESTARTING, IDLE)
+        assert await execute(kernel, "1+1") == ("ok", ["2"])
+
+
 async def test_auto_restart_after_the_kernel_process_dies(tmp_path: Path) -> None:
     async with gateway_harness(tmp_path) as h:
         kernel = await h.start()
