@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
+from tornado.websocket import websocket_connect
 
 from tests.httpharness import V1, WAIT, execute, kernel_info, read, request, running_gateway, send
 
@@ -165,3 +166,20 @@ async def test_shutdown_tells_clients_and_closes_their_websocket(tmp_path: Path)
             if channel == "iopub" and b'"status"' in parts[0]:
                 states.append(parts[3])
         assert any(b"dead" in s for s in states)
+
+
+async def test_pings_and_no_nagle_on_the_kernel_websocket(tmp_path: Path) -> None:
+    import socket
+
+    async with running_gateway(tmp_path, ws_ping_interval=0.2) as gw:
+        kernel = await gw.start_kernel()
+        pinged = asyncio.Event()
+        url = gw.url.replace("http://", "ws://") + f"/api/kernels/{kernel['id']}/channels"
+        ws = await asyncio.wait_for(websocket_connect(url), WAIT)
+        ws.on_ping = lambda _data: pinged.set()  # type: ignore[method-assign]
+        gw.clients.append(ws)
+        assert (await kernel_info(ws))["status"] == "ok"
+        await asyncio.wait_for(pinged.wait(), WAIT)
+        (handler,) = gw.gateway.context.websockets
+        assert handler.ws_connection.stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        ws.close()
