@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -55,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--kernelspecs", action="append", default=[], metavar="DIR",
                        help="a folder of kernelspecs, searched before the defaults (this repository's "
                        "kernelspecs/ and the Jupyter paths); repeatable")
-    serve.add_argument("--kubeconfig", default=None, help="kubeconfig of the cluster to run kernels on")
-    serve.add_argument("--log-level", dest="serve_log_level", default=None,
+    serve.add_argument("--kubeconfig", default=None, metavar="PATH", help="kubeconfig of the cluster to run kernels on")
+    serve.add_argument("--log-level", dest="serve_log_level", default=None, metavar="LEVEL",
                        help="logging level (default: EG_LOG_LEVEL or INFO)")
     serve.set_defaults(func=run_serve)
     return parser
@@ -80,7 +81,8 @@ def run_serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"kernelgate: {error}", file=sys.stderr)
         return 2
-    logging.getLogger().setLevel(config.log_level.upper())
+    explicit = args.serve_log_level or (config.log_level if os.environ.get("EG_LOG_LEVEL") else None)
+    logging.getLogger().setLevel((explicit or args.log_level).upper())
     return asyncio.run(_serve_gateway(config, args.kubeconfig))
 
 
@@ -93,7 +95,11 @@ async def _serve_gateway(config: object, kubeconfig: str | None) -> int:
         loop.add_signal_handler(sig, stop.set)
     gateway = Gateway(config, kubeconfig=kubeconfig)  # type: ignore[arg-type]
     try:
-        await gateway.start()
+        try:
+            await gateway.start()
+        except OSError as error:  # the port is taken, the address is not ours...
+            print(f"kernelgate: cannot serve: {error}", file=sys.stderr)
+            return 1
         print(f"kernelgate serving at {gateway.url} on {gateway.connection.description}", flush=True)
         print(f"Point Jupyter at it with: jupyter lab --gateway-url={gateway.url}", flush=True)
         await stop.wait()
