@@ -2,7 +2,8 @@
 
 Every error the gateway answers is ``{"reason": ..., "message": ...}`` with
 its status, as Enterprise Gateway answers: the kernel service's
-:class:`~gateway.kernels.errors.KernelError` (its own status), tornado's
+:class:`~gateway.kernels.errors.KernelError` and the provisioner's
+:class:`~gateway.provisioner.errors.LaunchError` (their own status), tornado's
 ``HTTPError`` (400 for a bad body, 401, 403, 404 for an unknown path, 405 for
 an unsupported method), and anything unexpected as a 500 whose message does
 not leak internals.  Never tornado's HTML error page: :class:`JsonErrors` is
@@ -20,6 +21,7 @@ from typing import Any
 from tornado import web
 
 from gateway.kernels.errors import KernelError
+from gateway.provisioner.errors import LaunchError
 
 from .auth import check_token
 from .context import HttpContext
@@ -31,6 +33,8 @@ def error_body(status: int, exc: BaseException | None) -> tuple[int, dict[str, s
     """The status and JSON body answering ``exc`` (a ``KernelError`` keeps its own status)."""
     if isinstance(exc, KernelError):
         return exc.status, {"reason": exc.reason, "message": exc.message}
+    if isinstance(exc, LaunchError):  # the kernel service wraps these; kept in case one gets through
+        return exc.status, {"reason": _phrase(exc.status), "message": exc.reason}
     reason = _phrase(status)
     if isinstance(exc, web.HTTPError):
         message = exc.log_message % exc.args if exc.log_message and exc.args else (exc.log_message or reason)
@@ -69,9 +73,10 @@ class JsonErrors(web.RequestHandler):
         self.finish(json.dumps(body))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, KernelError):
-            level = logging.ERROR if value.status >= 500 else logging.INFO
-            log.log(level, "%s %s: %d %s", self.request.method, self.request.path, value.status, value.message)
+        if isinstance(value, (KernelError, LaunchError)):
+            status, body = error_body(value.status, value)
+            level = logging.ERROR if status >= 500 else logging.INFO
+            log.log(level, "%s %s: %d %s", self.request.method, self.request.path, status, body["message"])
         else:
             super().log_exception(typ, value, tb)
 
