@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.kernels.channels import KernelChannels
 from gateway.kernels.errors import (
     InvalidKernelRequest,
     KernelConflict,
@@ -21,6 +22,7 @@ from gateway.kernels.errors import (
 )
 from gateway.kernels.kernel import AUTORESTARTING, DEAD, IDLE, RESTARTING, STARTING, TERMINATING, utcnow
 from tests.gatewayharness import (
+    EXECUTE_CONTENT,
     FAILING_IMAGE,
     MISSING_IMAGE,
     SILENT_IMAGE,
@@ -184,9 +186,9 @@ async def test_auto_restart_after_the_kernel_process_dies(tmp_path: Path) -> Non
     async with gateway_harness(tmp_path) as h:
         kernel = await h.start()
         states = StateLog(kernel)
-        with pytest.raises(asyncio.TimeoutError):
-            await execute(kernel, "import os; os._exit(3)", timeout=2)
-        await states.reach(AUTORESTARTING, IDLE)
+        async with KernelChannels(kernel.connection, channels=("shell",)) as channels:
+            await channels.send("shell", "execute_request", {"code": "import os; os._exit(3)", **EXECUTE_CONTENT})
+            await states.reach(AUTORESTARTING, IDLE)
         assert await execute(kernel, "1+1") == ("ok", ["2"])
 
 
