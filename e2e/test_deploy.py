@@ -5,6 +5,7 @@
   Service with its settings and the token Secret, and re-applying changes
   nothing.
 * The diagnostics collected on failure hold each gateway pod's events and logs.
+* ``port_forward`` finds kubectl's local port, and stops kubectl afterwards.
 * The ``EG_*`` settings e2e gives the kind gateways say what the in-process
   targets set as traits.
 * Without docker the kind target is skipped, saying why.
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +28,17 @@ from scenarios.observe import wait_until
 from scenarios.variants import GATEWAY_NAMESPACE, VARIANTS
 
 from .conftest import docker_unavailable
-from .deploy import AUTH_SECRET, REPO, Kubectl, apply, deployment_name, diagnostics, gateway_objects
+from .deploy import (
+    AUTH_SECRET,
+    REPO,
+    Kubectl,
+    KubectlError,
+    apply,
+    deployment_name,
+    diagnostics,
+    gateway_objects,
+    port_forward,
+)
 from .images import IMAGES
 
 needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
@@ -121,3 +133,30 @@ def test_without_docker_the_kind_target_is_skipped_with_the_reason(tmp_path: Pat
         env={"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path)})
     assert "1 skipped" in done.stdout, done.stdout + done.stderr
     assert "the kind e2e needs docker: the docker daemon is not reachable" in done.stdout
+
+
+def _fake_kubectl(path: Path, body: str) -> Path:
+    path.write_text(f"#!/bin/sh\necho \"$@\" > {path}.args\necho $$ > {path}.pid\n{body}\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("variant", [VARIANTS["default"], VARIANTS["culling"]], ids=["default", "culling"])
+def test_port_forward_yields_the_local_url_and_stops_kubectl(tmp_path: Path, variant) -> None:
+    kubectl_bin = _fake_kubectl(tmp_path / "kubectl", 'echo "Forwarding from 127.0.0.1:41234 -> 8888"\n'
+                                                      "exec sleep 300")
+    kubectl = Kubectl(tmp_path / "kubeconfig", kubectl_bin)
+    with port_forward(kubectl, variant, timeout=30) as url:
+        assert url == "http://127.0.0.1:41234"
+    args = (tmp_path / "kubectl.args").read_text().split()
+    assert args == ["port-forward", "-n", GATEWAY_NAMESPACE, f"service/{deployment_name(variant)}", ":8888",
+                    "--address", "127.0.0.1"]
+    with pytest.raises(ProcessLookupError):  # kubectl was stopped and reaped
+        os.kill(int((tmp_path / "kubectl.pid").read_text()), 0)
+
+
+def test_port_forward_that_fails_says_why(tmp_path: Path) -> None:
+    kubectl_bin = _fake_kubectl(tmp_path / "kubectl", 'echo "error: services \\"enterprise-gateway\\" not found"; exit 1')
+    with pytest.raises(KubectlError, match="not found"):
+        with port_forward(Kubectl(tmp_path / "kubeconfig", kubectl_bin), VARIANTS["default"], timeout=30):
+            pass
