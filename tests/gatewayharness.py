@@ -85,7 +85,9 @@ async def install_gateway(admin: Cluster) -> None:
         "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "enterprise-gateway-controller"},
     })
     await admin.create("clusterroles", _cluster_role(KERNEL_CLUSTER_ROLE, KERNEL_RULES))
-    await admin.create("namespaces", {"metadata": {"name": USER_NAMESPACE, "labels": {"owner": "alice"}}})
+    # labelled as the kernel-namespace manifest labels a namespace prepared for users' kernels
+    await admin.create("namespaces", {"metadata": {"name": USER_NAMESPACE, "labels": {
+        "owner": "alice", "app": "enterprise-gateway", "component": "kernel"}}})
     await admin.create("serviceaccounts", {"metadata": {"name": USER_ACCOUNT}}, namespace=USER_NAMESPACE)
 
 
