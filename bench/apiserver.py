@@ -88,6 +88,14 @@ class ServerProcess:
             raise SystemExit("the simulated API server did not start")
         self.kubeconfig = json.loads(line)["kubeconfig"]
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (Linux ``/proc``; 0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self._proc.send_signal(signal.SIGTERM)
         try:
@@ -169,8 +177,13 @@ async def watch_latency(cluster: Cluster, ns: str, n: int) -> tuple[list[float],
     return after_response, after_request
 
 
-async def measure(cluster: Cluster, label: str, scale: int, concurrency: int) -> dict[str, Figure]:
-    """Every figure for one cluster; ``scale`` sets the number of operations."""
+async def measure(
+    cluster: Cluster, label: str, scale: int, concurrency: int, server_cpu: Callable[[], float] = lambda: 0.0
+) -> dict[str, Figure]:
+    """Every figure for one cluster; ``scale`` sets the number of operations.
+
+    ``server_cpu`` reads the server's CPU seconds, to split a create's cost
+    between client and server."""
     run = f"bench-{label}-{os.getpid()}"
     for ns in (run, f"{run}-list", f"{run}-watch"):
         await cluster.create("namespaces", {"metadata": {"name": ns}})
@@ -183,7 +196,12 @@ async def measure(cluster: Cluster, label: str, scale: int, concurrency: int) ->
     rate, lat = await timed(scale, 1, create("seq"))
     figures["create, one at a time"] = Figure("create, one at a time", rate, "ops/s")
     figures["create latency"] = Figure("create latency (median)", ms(lat, 0.5), "ms")
+    client0, server0 = time.process_time(), server_cpu()
     rate, _ = await timed(2 * scale, concurrency, create("par"))
+    client_ms = 1000 * (time.process_time() - client0) / (2 * scale)
+    server_ms = 1000 * (server_cpu() - server0) / (2 * scale)
+    figures["client cpu"] = Figure("client CPU per concurrent create", client_ms, "ms")
+    figures["server cpu"] = Figure("server CPU per concurrent create", server_ms, "ms")
     figures["create, concurrent"] = Figure(f"create, {concurrency} concurrent", rate, "ops/s")
     rate, lat = await timed(scale, 1, lambda i: cluster.get("configmaps", f"seq-{i}", namespace=run))
     figures["get, one at a time"] = Figure("get, one at a time", rate, "ops/s")
@@ -224,6 +242,8 @@ def print_profile(profiler: cProfile.Profile, side: str, out: Any) -> None:
 def report(api: dict[str, Figure], memory: dict[str, Figure], base: dict[str, Figure]) -> None:
     print(f"\n{'figure':48} {'apiserver':>12} {'memory':>12} {'memory/api':>11}")
     for key, fig in api.items():
+        if key in ("client cpu", "server cpu"):
+            continue
         mem = memory[key].value
         ratio = (mem / fig.value) if fig.unit == "ops/s" else (fig.value / mem if mem else float("inf"))
         print(f"{fig.name:48} {fig.value:9.1f} {fig.unit:>5} {mem:9.1f} {'':>3} {ratio:9.1f}x")
@@ -234,6 +254,12 @@ def report(api: dict[str, Figure], memory: dict[str, Figure], base: dict[str, Fi
         f"\ncreate latency / floor latency: {api['create latency'].value / base['latency'].value:.1f}x;"
         f"  get latency / floor latency: {api['get latency'].value / base['latency'].value:.1f}x"
     )
+    client_cpu, server_cpu = api["client cpu"].value, api["server cpu"].value
+    if server_cpu:
+        print(
+            f"CPU per create: client {client_cpu:.2f} ms, server {server_cpu:.2f} ms; with a core each and nothing"
+            f" else running, the busier side allows about {1000 / max(client_cpu, server_cpu):.0f} creates/s"
+        )
     watch, creates = api["watch median"].value, api["create, concurrent"].value
     print(
         f"\ntargets: watch delivery median {watch:.2f} ms (< {WATCH_TARGET_MS} ms: "
@@ -252,7 +278,7 @@ async def main(args: argparse.Namespace) -> None:
             if client_profiler:
                 client_profiler.enable()
             base = await floor(cluster, args.scale, args.concurrency)
-            api = await measure(cluster, "api", args.scale, args.concurrency)
+            api = await measure(cluster, "api", args.scale, args.concurrency, server.cpu_seconds)
             if client_profiler:
                 client_profiler.disable()
         finally:

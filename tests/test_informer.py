@@ -194,7 +194,7 @@ async def test_an_expired_version_relists_and_reports_what_changed_meanwhile() -
             for n in range(5):
                 await inner.create("pods", pod(f"new-{n}"), namespace=NS)
             cluster.release()
-            seen = {}
+            seen: dict[str, str] = {}
             while len(seen) < 7:
                 event = await asyncio.wait_for(changes.__anext__(), TIMEOUT)
                 seen[event.object["metadata"]["name"]] = event.type

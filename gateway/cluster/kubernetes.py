@@ -23,7 +23,7 @@ import logging
 import math
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
@@ -101,6 +101,9 @@ class KubernetesCluster:
         configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, pool_size(max_workers))
         if configuration.retries is None:
             configuration.retries = _retries()
+        # Pin the proxy taken from the environment: otherwise the kubeconfig token refresh,
+        # which runs before every request, re-reads the whole environment each time.
+        configuration.proxy = configuration.proxy
         api_client.rest_client.close()
         api_client.rest_client = RESTClientObject(configuration)
         self._api = api_client
@@ -363,7 +366,7 @@ class KubernetesCluster:
         # Joining threads blocks, so it happens off the loop (in the loop's own executor).
         await asyncio.to_thread(self._shutdown_blocking, [w._thread for w in watches if w._thread is not None])
 
-    def _shutdown_blocking(self, watch_threads: list[threading.Thread]) -> None:
+    def _shutdown_blocking(self, watch_threads: Sequence[threading.Thread]) -> None:
         for thread in watch_threads:
             thread.join(self._timeout[0] + 1)
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -530,7 +533,7 @@ class _WatchStream:
             self._post("end")
 
 
-def _chunks(response: urllib3.BaseHTTPResponse) -> Any:
+def _chunks(response: urllib3.HTTPResponse) -> Any:
     """The body as it arrives: each HTTP chunk (watches are chunked), else whatever one read returns."""
     if response.chunked and response.supports_chunked_reads():
         yield from response.read_chunked(None, decode_content=True)
