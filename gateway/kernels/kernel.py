@@ -7,14 +7,17 @@ States (the model's ``execution_state``)::
        |            restart: restarting -> starting -> idle
        |            pod died: autorestarting -> starting -> idle  (or -> dead past the restart limit)
        |            shutdown / cull: terminating -> dead
-       +-- launch failed --> dead
+       |            relaunch failed: dead
+       +-- first launch failed: the kernel is never listed
 
 ``idle``/``busy`` come from the kernel's iopub ``status`` messages (see
 :mod:`gateway.kernels.activity`); every other state is set by the kernel
 service, which holds :attr:`Kernel.lock` for every transition that touches the
 pod, so a restart and a shutdown of the same kernel never overlap and a kernel
 never has two pods.  Listeners (the websocket bridge) hear about lifecycle
-states so they can tell clients "restarting" or "dead", as Jupyter Server does.
+states so they can tell clients "restarting" or "dead", as Jupyter Server does,
+and hear ``idle`` when a (re)launch completed: the kernel's connection info
+has changed then.
 """
 
 from __future__ import annotations
