@@ -227,8 +227,11 @@ class Execution:
 
 
 async def execute(ws: WebSocketClientConnection, code: str, *, timeout: float = WAIT,
-                  on_busy: Callable[[], Any] | None = None) -> Execution:
-    """Run ``code`` through the websocket: its ``execute_reply`` and its text results/streams."""
+                  on_output: Callable[[], Any] | None = None) -> Execution:
+    """Run ``code`` through the websocket: its ``execute_reply`` and its text results/streams.
+
+    ``on_output`` is called at each result or stream output (the cell's code is running).
+    """
     msg = execute_request(code)
     msg_id = msg["header"]["msg_id"]
     send(ws, msg)
@@ -246,12 +249,10 @@ async def execute(ws: WebSocketClientConnection, code: str, *, timeout: float = 
         kind, content = got["header"]["msg_type"], got["content"]
         if got["channel"] == "shell" and kind == "execute_reply":
             reply = content
-        elif kind == "execute_result":
-            results.append(content["data"]["text/plain"])
-        elif kind == "stream":
-            results.append(content["text"])
-        elif kind == "status" and content["execution_state"] == "busy" and on_busy is not None:
-            on_busy()
+        elif kind in ("execute_result", "stream"):
+            results.append(content["data"]["text/plain"] if kind == "execute_result" else content["text"])
+            if on_output is not None:
+                on_output()
         elif kind == "status" and content["execution_state"] == "idle":
             idle = True
     return Execution(msg_id, reply, results, seen)

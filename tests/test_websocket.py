@@ -140,9 +140,10 @@ async def test_interrupt_stops_a_long_execution(tmp_path: Path) -> None:
     async with running_gateway(tmp_path) as gw:
         kernel = await gw.start_kernel()
         ws = await gw.websocket(kernel["id"])
-        busy = asyncio.Event()
-        running = asyncio.create_task(execute(ws, "import time; time.sleep(60)", on_busy=busy.set))
-        await asyncio.wait_for(busy.wait(), WAIT)
+        sleeping = asyncio.Event()  # set once the cell's own code runs, not just the kernel's busy status
+        code = "import time; print('sleeping', flush=True); time.sleep(60)"
+        running = asyncio.create_task(execute(ws, code, on_output=sleeping.set))
+        await asyncio.wait_for(sleeping.wait(), WAIT)
         status, body, _ = await gw.call("POST", f"/api/kernels/{kernel['id']}/interrupt")
         assert status == 204
         done = await asyncio.wait_for(running, 30)
@@ -171,7 +172,7 @@ async def test_shutdown_tells_clients_and_closes_their_websocket(tmp_path: Path)
 async def test_pings_and_no_nagle_on_the_kernel_websocket(tmp_path: Path) -> None:
     import socket
 
-    async with running_gateway(tmp_path, ws_ping_interval=0.2) as gw:
+    async with running_gateway(tmp_path, ws_ping_interval=2.0) as gw:
         kernel = await gw.start_kernel()
         pinged = asyncio.Event()
         url = gw.url.replace("http://", "ws://") + f"/api/kernels/{kernel['id']}/channels"
