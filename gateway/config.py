@@ -33,7 +33,8 @@ from traitlets import Bool, Float, Int, List, Unicode, default
 from traitlets.config import Configurable
 
 from gateway.kernels.settings import KernelSettings
-from gateway.provisioner.model import ProvisionerSettings
+from gateway.provisioner.model import DEFAULT_KERNEL_NAMESPACE_SELECTOR, ProvisionerSettings
+from gateway.provisioner.policy import parse_selector
 from gateway.provisioner.spec import DEFAULT_KERNEL_IMAGE
 
 log = logging.getLogger("gateway.config")
@@ -164,6 +165,12 @@ class GatewayConfig(Configurable):
     default_kernel_service_account_name = Unicode(
         help="Service account of kernel pods (EG_DEFAULT_KERNEL_SERVICE_ACCOUNT_NAME)."
     ).tag(config=True)
+    service_account_name = Unicode(
+        help="The gateway's own service account, never given to a kernel in its namespace (EG_SERVICE_ACCOUNT_NAME)."
+    ).tag(config=True)
+    kernel_namespace_selector = Unicode(
+        help="Labels a KERNEL_NAMESPACE must carry, an equality-based label selector (EG_KERNEL_NAMESPACE_SELECTOR)."
+    ).tag(config=True)
     port_range = Unicode(help="Ports kernels may use, 'LOW..HIGH' (EG_PORT_RANGE); '0..0': any.").tag(config=True)
     prohibited_uids = List(Int(), help="KERNEL_UID values refused (EG_PROHIBITED_UIDS).").tag(config=True)
     prohibited_gids = List(Int(), help="KERNEL_GID values refused (EG_PROHIBITED_GIDS).").tag(config=True)
@@ -193,6 +200,10 @@ class GatewayConfig(Configurable):
             raise ConfigError("EG_CULL_INTERVAL must be a positive number of seconds")
         if self.restart_limit < 0:
             raise ConfigError("EG_RESTART_LIMIT must not be negative")
+        try:
+            parse_selector(self.kernel_namespace_selector)
+        except ValueError as exc:
+            raise ConfigError(f"EG_KERNEL_NAMESPACE_SELECTOR: {exc}") from None
         if self.port_range and self.port_range != "0..0":
             low, sep, high = self.port_range.partition("..")
             if not (sep and low.isdigit() and high.isdigit() and 0 < int(low) < int(high) < 65536):
@@ -330,6 +341,15 @@ class GatewayConfig(Configurable):
     def _default_kernel_service_account_name(self) -> str:
         return (_env("EG_DEFAULT_KERNEL_SERVICE_ACCOUNT_NAME") or "default").strip()
 
+    @default("service_account_name")
+    def _service_account_name(self) -> str:
+        return (_env("EG_SERVICE_ACCOUNT_NAME") or "enterprise-gateway-sa").strip()
+
+    @default("kernel_namespace_selector")
+    def _kernel_namespace_selector(self) -> str:
+        value = _env("EG_KERNEL_NAMESPACE_SELECTOR")
+        return DEFAULT_KERNEL_NAMESPACE_SELECTOR if value is None else value.strip()
+
     @default("port_range")
     def _port_range(self) -> str:
         return (_env("EG_PORT_RANGE") or "0..0").strip()
@@ -359,6 +379,8 @@ class GatewayConfig(Configurable):
             kernel_cluster_role=self.kernel_cluster_role,
             shared_namespace=self.shared_namespace,
             default_service_account=self.default_kernel_service_account_name,
+            gateway_service_account=self.service_account_name,
+            kernel_namespace_selector=self.kernel_namespace_selector,
             port_range=None if self.port_range in ("", "0..0") else self.port_range,
             prohibited_uids=frozenset(self.prohibited_uids),
             prohibited_gids=frozenset(self.prohibited_gids),

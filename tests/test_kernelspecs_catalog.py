@@ -366,7 +366,8 @@ async def node(tmp_path: Path):
     """A simulated cluster whose node runs kernel images as this repository's bootstrap scripts, and a provisioner."""
     store = Store()
     admin = MemoryCluster(store)
-    await admin.create("namespaces", {"metadata": {"name": "kernels"}})
+    await admin.create("namespaces", {"metadata": {"name": "kernels", "labels": {"app": "enterprise-gateway",
+                                                                                 "component": "kernel"}}})
     await admin.create("serviceaccounts", {"metadata": {"name": "kernel-sa"}}, namespace="kernels")
     agent = NodeAgent(MemoryCluster(store, node_user("node-1")), node_name="node-1", images=kernel_image_map(),
                       store=store, work_dir=tmp_path / "node", backoff=Backoff(initial=0.2, maximum=0.8, resync=0.05),
@@ -376,7 +377,7 @@ async def node(tmp_path: Path):
     await agent.start()
     await listener.start()
     await pods.start()
-    settings = ProvisionerSettings(gateway_namespace="kernels", response_address=f"127.0.0.1:{listener.port}")
+    settings = ProvisionerSettings(gateway_namespace="enterprise-gateway", response_address=f"127.0.0.1:{listener.port}")
     provisioner = PodProvisioner(admin, pods, listener, settings)
     try:
         yield provisioner

@@ -55,6 +55,8 @@ GATEWAY_NAMESPACE = "enterprise-gateway"
 GATEWAY_ACCOUNT = "enterprise-gateway-sa"
 KERNEL_CLUSTER_ROLE = "kernel-controller"
 RBAC = "rbac.authorization.k8s.io"
+KERNEL_NAMESPACE_LABELS = {"app": "enterprise-gateway", "component": "kernel"}
+"""The labels of a namespace an operator prepared for kernels, as the seed's kernel-ns carries them."""
 
 GATEWAY_RULES: list[dict[str, Any]] = gateway_rules()
 """What the gateway's service account may do: the manifests' enterprise-gateway-controller ClusterRole."""
@@ -271,7 +273,7 @@ async def test_default_mode_runs_the_kernel_in_a_namespace_of_its_own_kept_acros
 
 
 async def test_kernel_namespace_is_used_as_is_and_survives_release(env: Env) -> None:
-    await env.admin.create("namespaces", {"metadata": {"name": "team-a"}})
+    await env.admin.create("namespaces", {"metadata": {"name": "team-a", "labels": KERNEL_NAMESPACE_LABELS}})
     await env.admin.create("serviceaccounts", {"metadata": {"name": "team-sa"}}, namespace="team-a")
     request = env.request(KERNEL_NAMESPACE="team-a", KERNEL_SERVICE_ACCOUNT_NAME="team-sa")
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from .connection import ConnectionInfo
 from .spec import KernelSpecInfo
 
+DEFAULT_KERNEL_NAMESPACE_SELECTOR = "app=enterprise-gateway,component=kernel"
+"""The labels of the ``kernel-namespace`` manifest's ``kernel-ns``: what marks a namespace prepared for kernels."""
+
 
 @dataclass(frozen=True)
 class ProvisionerSettings:
@@ -26,6 +29,9 @@ class ProvisionerSettings:
     port_range: str | None = None  # EG_PORT_RANGE, "LOW..HIGH"
     prohibited_uids: frozenset[int] = frozenset({0})  # EG_PROHIBITED_UIDS
     prohibited_gids: frozenset[int] = frozenset({0})  # EG_PROHIBITED_GIDS
+    gateway_service_account: str = "enterprise-gateway-sa"  # EG_SERVICE_ACCOUNT_NAME
+    kernel_namespace_selector: str = DEFAULT_KERNEL_NAMESPACE_SELECTOR  # EG_KERNEL_NAMESPACE_SELECTOR
+    """Labels a namespace named by ``KERNEL_NAMESPACE`` must carry (``gateway.provisioner.policy``)."""
     response_address: str = ""
     """``host:port`` the launchers call back; empty: the response listener's own address."""
 

@@ -4,7 +4,9 @@ Three modes, as Enterprise Gateway has them (its "Namespaces" documentation):
 
 * ``KERNEL_NAMESPACE`` in the request: that namespace (and
   ``KERNEL_SERVICE_ACCOUNT_NAME``, default ``default``) is used as is; it must
-  exist; nothing is created in it but the pod, and nothing of it is deleted;
+  exist and be a kernel namespace an operator prepared
+  (:mod:`gateway.provisioner.policy`); nothing is created in it but the pod,
+  and nothing of it is deleted;
 * ``EG_SHARED_NAMESPACE``: every kernel runs in the gateway's namespace;
 * otherwise the gateway creates a namespace per kernel, named like the pod
   and labelled for the kernel, plus a RoleBinding named after
@@ -33,6 +35,7 @@ from .apicalls import api, delete_quietly, launch_error, remaining
 from .cleanup import Created
 from .errors import InvalidLaunch, LaunchConflict, LaunchTimeout
 from .model import LaunchRequest, Placement, ProvisionerSettings
+from .policy import check_named_namespace, check_requested_placement
 
 MAX_SERVICE_ACCOUNT_WATCHES = 3
 """Watch requests tried while waiting for a new namespace's service account (each stays open until the deadline)."""
@@ -42,7 +45,9 @@ def plan_placement(request: LaunchRequest, settings: ProvisionerSettings) -> Pla
     """The placement of a kernel's first launch, from its request env and the settings (no I/O).
 
     Raises :class:`InvalidLaunch` for a ``KERNEL_NAMESPACE`` or
-    ``KERNEL_SERVICE_ACCOUNT_NAME`` Kubernetes would refuse.
+    ``KERNEL_SERVICE_ACCOUNT_NAME`` Kubernetes would refuse, and
+    :class:`~gateway.provisioner.errors.LaunchForbidden` for the gateway's own
+    namespace or service account (:func:`~gateway.provisioner.policy.check_requested_placement`).
     """
     pod_name = kernel_resource_name(request.username, request.kernel_id)
     namespace = request.env.get("KERNEL_NAMESPACE") or ""
@@ -57,10 +62,14 @@ def plan_placement(request: LaunchRequest, settings: ProvisionerSettings) -> Pla
                 f"KERNEL_NAMESPACE={_shown(namespace)} is not a valid namespace name "
                 "(at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)"
             )
-        return Placement(namespace, service_account, owns_namespace=False, pod_name=pod_name)
-    if settings.shared_namespace:
-        return Placement(settings.gateway_namespace, service_account, owns_namespace=False, pod_name=pod_name)
-    return Placement(pod_name, service_account, owns_namespace=True, pod_name=pod_name)
+        placement = Placement(namespace, service_account, owns_namespace=False, pod_name=pod_name)
+    elif settings.shared_namespace:
+        placement = Placement(settings.gateway_namespace, service_account, owns_namespace=False, pod_name=pod_name)
+    else:
+        placement = Placement(pod_name, service_account, owns_namespace=True, pod_name=pod_name)
+    check_requested_placement(placement, settings, named_namespace=bool(namespace),
+                              named_account=bool(request.env.get("KERNEL_SERVICE_ACCOUNT_NAME")))
+    return placement
 
 
 async def create_kernel_namespace(
@@ -85,8 +94,16 @@ async def create_kernel_namespace(
         )
 
 
-async def check_existing_namespace(cluster: Cluster, placement: Placement, deadline: float) -> None:
-    """A namespace the gateway does not own must exist, not be terminating, and hold the service account."""
+async def check_existing_namespace(
+    cluster: Cluster, placement: Placement, settings: ProvisionerSettings, deadline: float
+) -> None:
+    """A namespace the gateway does not own must exist, not be terminating, and hold the service account.
+
+    Called at every launch and restart of a kernel in a namespace it does not
+    own.  Outside the gateway's namespace (shared mode) the namespace is one a
+    client named: it must also be a prepared kernel namespace
+    (:func:`~gateway.provisioner.policy.check_named_namespace`).
+    """
     namespace = placement.namespace
     try:
         found = await api(
@@ -98,6 +115,8 @@ async def check_existing_namespace(cluster: Cluster, placement: Placement, deadl
         ) from None
     if (found.get("metadata") or {}).get("deletionTimestamp"):
         raise InvalidLaunch(f"namespace {namespace} is being deleted")
+    if namespace != settings.gateway_namespace:
+        check_named_namespace(namespace, (found.get("metadata") or {}).get("labels") or {}, settings)
     account = placement.service_account
     try:
         await api(

@@ -127,7 +127,7 @@ class PodProvisioner:
                     self._cluster, placement, kernel_id, self._settings.kernel_cluster_role, created, deadline
                 )
             elif not placement.owns_namespace:
-                await check_existing_namespace(self._cluster, placement, deadline)
+                await check_existing_namespace(self._cluster, placement, self._settings, deadline)
             try:
                 pending = self._responses.expect(kernel_id, source_ip=SOURCE_IP_LATER, timeout=remaining(deadline))
             except ValueError:
