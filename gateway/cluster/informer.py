@@ -428,6 +428,8 @@ class Informer:
         Returns whether it was a healthy stream: one that delivered events or
         stayed open for a good part of its timeout.
         """
+        if self._stopping:
+            return True
         loop = asyncio.get_running_loop()
         started = loop.time()
         delivered = False
