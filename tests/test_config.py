@@ -162,6 +162,18 @@ def test_limits_and_user_lists(monkeypatch: pytest.MonkeyPatch) -> None:
     assert provisioner.prohibited_uids == {0, 65534} and provisioner.port_range == "40000..41000"
 
 
+def test_kernel_namespace_policy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    default = GatewayConfig().provisioner_settings()
+    assert default.gateway_service_account == "enterprise-gateway-sa"
+    assert default.kernel_namespace_selector == "app=enterprise-gateway,component=kernel"
+    config = configured(monkeypatch, EG_SERVICE_ACCOUNT_NAME="gw", EG_KERNEL_NAMESPACE_SELECTOR="team=data,!frozen")
+    settings = config.provisioner_settings()
+    assert (settings.gateway_service_account, settings.kernel_namespace_selector) == ("gw", "team=data,!frozen")
+    assert configured(monkeypatch, EG_KERNEL_NAMESPACE_SELECTOR="").provisioner_settings().kernel_namespace_selector == ""
+    with pytest.raises(ConfigError, match="EG_KERNEL_NAMESPACE_SELECTOR"):
+        configured(monkeypatch, EG_KERNEL_NAMESPACE_SELECTOR="team in (a,b)")
+
+
 def test_inherited_envs_take_only_the_named_gateway_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     config = configured(monkeypatch, EG_INHERITED_ENVS="PATH,TZ,ABSENT", EG_CLIENT_ENVS="JUPYTER_TOKEN_X,*")
     settings = config.kernel_settings(environ={"PATH": "/bin", "TZ": "UTC", "SECRET": "s", "EG_AUTH_TOKEN": "t"})
