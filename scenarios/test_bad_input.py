@@ -10,6 +10,7 @@ import pytest
 from .client import KERNEL_NAME, GatewayClient
 from .observe import every_kernel_object, namespace_names
 from .targets import Endpoint
+from .variants import GATEWAY_NAMESPACE
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -31,6 +32,10 @@ REFUSED = [
                  id="namespace-missing"),
     pytest.param("POST", "/api/kernels", _start(KERNEL_WORKING_DIR="$(rm -rf /)"), None, 400,
                  id="env-value-with-shell-syntax"),
+    pytest.param("POST", "/api/kernels", _start(KERNEL_NAMESPACE=GATEWAY_NAMESPACE), None, 403,
+                 id="the-gateways-namespace"),
+    pytest.param("POST", "/api/kernels", _start(KERNEL_NAMESPACE="default"), None, 403,
+                 id="a-namespace-not-prepared-for-kernels"),
     pytest.param("POST", "/api/kernels", _start(KERNEL_UID="0"), None, 403, id="root-uid"),
     pytest.param("POST", "/api/kernels", {"name": KERNEL_NAME, "env": {"KERNEL_USERNAME": "root"}}, None, 403,
                  id="unauthorized-user"),

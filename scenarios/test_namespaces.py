@@ -6,7 +6,8 @@
   and shutting the kernel down deletes only the pod.
 * ``EG_SHARED_NAMESPACE=True``: kernels run in the gateway's own namespace.
 * Users are isolated: alice's and bob's kernels live in different namespaces,
-  and a kernel's service account can do nothing in the other's.
+  a kernel's service account can do nothing in the other's, and neither
+  user can start a kernel in the other's namespace.
 
 The default mode (a namespace per kernel) is in ``test_lifecycle.py``.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .client import GatewayClient
+from .client import KERNEL_NAME, GatewayClient
 from .observe import kernel_objects, kernel_pod, may, service_account_identity, wait_until
 from .targets import Endpoint
 
@@ -120,6 +121,10 @@ async def test_users_kernels_are_isolated_from_each_other(gateway: Endpoint, cli
                                        ("get", "secrets"), ("list", "configmaps")):
                     assert not await may(gateway.observer, *identity, verb, resource, namespace), \
                         f"{user}'s kernel may {verb} {resource} in {namespace}"
+            # Nor can a user start a kernel in the other's namespace.
+            status, body = await client.call("POST", "/api/kernels", {
+                "name": KERNEL_NAME, "env": {"KERNEL_USERNAME": user, "KERNEL_NAMESPACE": namespaces[other]}})
+            assert status == 403 and body["reason"], body
     finally:
         for kernel_id in kernels.values():
             await client.shutdown_kernel(kernel_id)
