@@ -32,6 +32,7 @@ from fakes import defaults, validation
 from fakes.faults import Faults
 from fakes.identity import TokenRegistry
 from fakes.lifecycle import Lifecycle
+from fakes.nodeports import NodePorts
 from fakes.patching import apply_patch
 from fakes.selectors import parse_field_selector, parse_label_selector
 from fakes.subresources import LogReader, Subresources
@@ -90,6 +91,7 @@ class Store(Lifecycle, Subresources):
         self._log = EventLog(watch_window, bookmark_interval)
         self._cluster_ips = defaults.ClusterIPs()
         self._defaults = defaults.Context(self._cluster_ips.allocate)
+        self.node_ports = NodePorts()
         self._node_logs: dict[str, LogReader] = {}
         self._random = random.Random()
         self.tokens = TokenRegistry(clock)
@@ -185,6 +187,8 @@ class Store(Lifecycle, Subresources):
         self._log.record(rt.plural, Change(self._rv, "DELETED", final, stored))
         if rt.plural == "serviceaccounts" and name == "default":
             self._pending_default_accounts.add(ns)
+        elif rt.plural == "services":
+            self.node_ports.release(stored)
         if uid in self._dependents:
             self._pending_owners.append(uid)
         self._release_foreground_owners(stored["metadata"].get("ownerReferences") or [])
@@ -221,6 +225,8 @@ class Store(Lifecycle, Subresources):
         if (meta.get("namespace", ""), meta["name"]) in self._objects[rt.plural]:
             raise AlreadyExists(f'{rt.group_resource} "{meta["name"]}" already exists',
                                 kind=rt.plural, name=meta["name"], group=rt.group)
+        if rt.plural == "services":
+            self.node_ports.assign(new)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = self._now()
         if rt.plural in _WITH_GENERATION:
@@ -435,6 +441,8 @@ class Store(Lifecycle, Subresources):
         if rt.plural in _WITH_GENERATION and new.get("spec") != old.get("spec"):
             meta["generation"] = old_meta.get("generation", 1) + 1
         validation.validate_update(rt, old, new)
+        if rt.plural == "services":
+            self.node_ports.assign(new, old)
         if new == old:
             return clone(old)  # a no-op write stores nothing and keeps the version, as etcd3's store does
         result = self._finish_update(rt, new, old)
