@@ -47,6 +47,8 @@ SIMULATED_WAIT = 60.0
 """Bound on one wait (a kernel start, a pod's deletion) on a simulated cluster, on a loaded machine."""
 KIND_WAIT = 180.0
 """The same on kind, where namespaces take a while to finalize."""
+_AGENT_OPTIONS: dict[str, Any] = {"shutdown_grace_seconds": 1}
+"""The simulated node agent stops a deleted pod's processes after at most a second."""
 
 
 @dataclass(frozen=True)
@@ -205,8 +207,6 @@ class KindTarget:
         yield Endpoint(self.name, variant.name, found["url"], found["token"], self.observer, GATEWAY_NAMESPACE,
                        KIND_WAIT)
 
-
-_AGENT_OPTIONS: dict[str, Any] = {"shutdown_grace_seconds": 1}
 
 
 def _config(variant: Variant) -> Any:

@@ -12,7 +12,7 @@ from .observe import every_kernel_object, namespace_names
 from .targets import Endpoint
 from .variants import GATEWAY_NAMESPACE
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 UNKNOWN = str(uuid.uuid4())
 

@@ -13,7 +13,7 @@ from .client import GatewayClient
 from .observe import gone
 from .targets import Endpoint
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 
 async def test_an_idle_kernel_is_culled_and_a_connected_one_is_kept(

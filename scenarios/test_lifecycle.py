@@ -14,7 +14,7 @@ from .client import GatewayClient, KernelChannels
 from .observe import gone, kernel_objects, kernel_pod, wait_until
 from .targets import Endpoint
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 KERNEL_CLUSTER_ROLE = "kernel-controller"
 

@@ -23,7 +23,7 @@ from .client import KERNEL_NAME, GatewayClient
 from .observe import kernel_objects, kernel_pod, may, service_account_identity, wait_until
 from .targets import Endpoint
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 RBAC = "rbac.authorization.k8s.io"
 LABELS = {"app": "enterprise-gateway", "component": "kernel"}
