@@ -172,7 +172,7 @@ async def test_shutdown_tells_clients_and_closes_their_websocket(tmp_path: Path)
 async def test_pings_and_no_nagle_on_the_kernel_websocket(tmp_path: Path) -> None:
     import socket
 
-    async with running_gateway(tmp_path, ws_ping_interval=2.0) as gw:
+    async with running_gateway(tmp_path, ws_ping_interval=3.0) as gw:
         kernel = await gw.start_kernel()
         pinged = asyncio.Event()
         url = gw.url.replace("http://", "ws://") + f"/api/kernels/{kernel['id']}/channels"
