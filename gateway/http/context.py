@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.kernels.service import KernelService
 from gateway.kernels.specs import KernelSpecs
@@ -36,5 +37,5 @@ class HttpContext:
     settings: HttpSettings = field(default_factory=HttpSettings)
     sessions: SessionStore = field(default_factory=SessionStore)
     readiness: ReadinessCheck = lambda: {}
-    websockets: set = field(default_factory=set)
+    websockets: set[Any] = field(default_factory=set)
     """Open websocket handlers, closed by the app when the gateway stops."""
