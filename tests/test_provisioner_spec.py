@@ -17,6 +17,8 @@ import pytest
 import yaml
 
 from fakes.kernel_images import kernel_image_map, repository_root
+from fakes.serve import SimulatedClusterThread
+from gateway.cluster.resources import RESOURCES
 from gateway.objects.template import SEED_VARIABLES, parse_template
 from gateway.provisioner import (
     ImagePullFailed,
@@ -229,3 +231,26 @@ def test_launch_kubernetes_renders_the_pod_and_keeps_client_values_in_their_fiel
     values = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert values["KERNEL_EXTRA"] == "x\nmetadata: {name: evil}\n"
     assert values["RESPONSE_ADDRESS"] == values["EG_RESPONSE_ADDRESS"] == "10.0.0.5:8877"
+
+
+def test_launch_kubernetes_create_makes_the_kernel_pod_through_the_current_kubeconfig(tmp_path: Path) -> None:
+    kernel_id = str(uuid.uuid4())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KERNEL_", "KUBERNETES_"))}
+    with SimulatedClusterThread(node_agent=False, state_dir=tmp_path) as cluster:
+        env.update(KUBECONFIG=str(cluster.kubeconfig_path), KERNEL_ID=kernel_id, KERNEL_USERNAME="alice",
+                   KERNEL_NAMESPACE="default")
+        done = subprocess.run(
+            [sys.executable, str(SPEC_DIR / "scripts" / "launch_kubernetes.py"), "conn.json",
+             "--RemoteProcessProxy.response-address", "10.0.0.5:8877", "--create"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+
+        async def read_pod() -> dict:
+            return cluster.store.get(RESOURCES["pods"], "default", f"alice-{kernel_id}")
+
+        pod = cluster.call(read_pod)  # the store belongs to the cluster's own loop
+
+    assert f"pod/alice-{kernel_id} created in namespace default" in done.stdout
+    assert pod["metadata"]["labels"]["kernel_id"] == kernel_id
+    assert pod["spec"]["restartPolicy"] == "Never"
