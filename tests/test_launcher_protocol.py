@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from gateway.launcher import protocol
 from gateway.launcher.options import UsageError, parse_options, parse_port_range
-from gateway.launcher.ports import reserve_ports
+from gateway.launcher.ports import reserve_ports, share_with_kernel
 from gateway.provisioner.crypto import GatewayKeys
 
 KERNEL = "0b6a3c8e-3f0e-4d43-9d1e-6a3f2f6c1a10"
@@ -166,6 +166,32 @@ def test_full_port_range_is_an_error():
             reserve_ports("127.0.0.1", 2, (port, port))
     finally:
         holder.close()
+
+
+def test_ports_shared_with_the_kernel_stay_taken_for_everyone_else():
+    import zmq
+
+    address = "127.1.255.61"  # a pod address of its own
+    sockets = reserve_ports(address, 5, None)
+    share_with_kernel(sockets)
+    context = zmq.Context()
+    listeners = []
+    try:
+        for sock in sockets:
+            port = sock.getsockname()[1]
+            intruder = socket.socket()  # e.g. the launcher's own connection to the gateway
+            with pytest.raises(OSError):
+                intruder.bind((address, port))
+            intruder.close()
+            listener = context.socket(zmq.ROUTER)  # as the kernel binds it, while the launcher still holds it
+            listeners.append(listener)
+            listener.bind(f"tcp://{address}:{port}")
+    finally:
+        for listener in listeners:
+            listener.close(linger=0)
+        context.term()
+        for sock in sockets:
+            sock.close()
 
 
 # --------------------------------------------------------------------------- what the kernel image needs

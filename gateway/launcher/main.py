@@ -23,7 +23,7 @@ from . import protocol
 from .comm import CommServer
 from .kernel import KernelProcess
 from .options import LaunchOptions, UsageError, parse_options
-from .ports import reserve_ports
+from .ports import reserve_ports, share_with_kernel
 
 log = logging.getLogger("gateway.launcher")
 
@@ -77,8 +77,11 @@ async def _run(options: LaunchOptions, response_key: protocol.ResponseKey, env: 
 
     connection_file = _write_connection_file(options.kernel_id, info)
     try:
-        for sock in kernel_sockets:
-            sock.close()
+        if options.kernel_cmd is None:
+            share_with_kernel(kernel_sockets)  # the IPython kernel listens through ZeroMQ
+        else:
+            for sock in kernel_sockets:  # another kernel may not set SO_REUSEADDR: the ports are released
+                sock.close()
         try:
             kernel = await KernelProcess.start(
                 connection_file, info, options.kernel_class_name, env, options.kernel_argv(connection_file)
@@ -102,6 +105,8 @@ async def _run(options: LaunchOptions, response_key: protocol.ResponseKey, env: 
         if kernel is not None and kernel.returncode is None:
             await kernel.stop()
         await comm.close()
+        for sock in kernel_sockets:
+            sock.close()
         _remove(connection_file)
 
 

@@ -11,10 +11,11 @@ MAX_ATTEMPTS_PER_PORT = 100
 def reserve_ports(bind_ip: str, count: int, port_range: tuple[int, int] | None) -> list[socket.socket]:
     """Bind ``count`` distinct TCP sockets on ``bind_ip`` (called once by the launcher at start).
 
-    The caller closes the sockets it hands to the kernel just before starting
-    it, and keeps the one it listens on itself.  Without a range the system
-    picks the ports; with one, random candidates inside it are tried.
-    Raises ``OSError`` when no free port can be found.
+    The caller keeps the one it listens on itself and hands the others to the
+    kernel (:func:`share_with_kernel`, or closing them just before starting a
+    kernel it cannot share with).  Without a range the system picks the ports;
+    with one, random candidates inside it are tried.  Raises ``OSError`` when
+    no free port can be found.
     """
     sockets: list[socket.socket] = []
     try:
@@ -44,3 +45,22 @@ def _bind_one(bind_ip: str, port_range: tuple[int, int] | None, taken: set[int])
         return sock
     where = "" if port_range is None else f" in {port_range[0]}..{port_range[1]}"
     raise OSError(f"no free port{where} on {bind_ip}") from last_error
+
+
+def share_with_kernel(sockets: list[socket.socket]) -> None:
+    """Let a ZeroMQ kernel bind these ports while the launcher keeps them bound (called before the kernel starts).
+
+    Were the ports released before the kernel starts, another socket could take
+    one while the kernel is still importing (the launcher's own outgoing
+    connection bound to the pod address, or any process sharing that address)
+    and the kernel would exit with "Address already in use".  A bound socket
+    that never listens, once ``SO_REUSEADDR`` is set, keeps every other socket
+    off its port (Linux refuses a conflicting bind unless both sockets set the
+    option, and never hands out such a port for an automatic bind) but lets a
+    listener with ``SO_REUSEADDR`` bind it, which ZeroMQ sets on every TCP
+    listener.  The option is set after ``bind`` so that the reservation itself
+    still conflicts with everything bound before.  The caller closes the
+    sockets when the kernel has exited.
+    """
+    for sock in sockets:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
