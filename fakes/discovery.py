@@ -56,12 +56,37 @@ def core_versions(server_address: str) -> dict[str, Any]:
     }
 
 
+# Create-only reviews served by path (``fakes.apiserver``), not through the cluster
+# interface: a real 1.32 server lists them in discovery too
+# (pkg/registry/authentication/rest/storage_authentication.go, selfsubjectreviews in v1
+# since 1.28; pkg/registry/authorization/rest/storage_authorization.go).  Clients that
+# create a review from a manifest (kubectl before ``auth whoami`` existed:
+# ``kubectl create -f review.yaml``) find its resource here.  tokenreviews and
+# localsubjectaccessreviews are not served, so not listed.
+_REVIEWS: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("authentication.k8s.io", "v1"): [
+        {"name": "selfsubjectreviews", "singularName": "selfsubjectreview", "namespaced": False,
+         "kind": "SelfSubjectReview", "verbs": ["create"]},
+    ],
+    ("authorization.k8s.io", "v1"): [
+        {"name": "selfsubjectrulesreviews", "singularName": "selfsubjectrulesreview", "namespaced": False,
+         "kind": "SelfSubjectRulesReview", "verbs": ["create"]},
+    ],
+}
+
+
 def group_versions() -> dict[tuple[str, str], list[ResourceType]]:
-    """Every served (group, version) and its resources, core group first."""
+    """Every served (group, version) and its resources, core group first.
+
+    A group-version holding only reviews (``_REVIEWS``) maps to an empty list.
+    """
     out: dict[tuple[str, str], list[ResourceType]] = {}
-    for r in sorted(RESOURCES.values(), key=lambda r: (r.group != "", r.group, r.version)):
+    for r in RESOURCES.values():
         out.setdefault((r.group, r.version), []).append(r)
-    return out
+    for gv in _REVIEWS:
+        out.setdefault(gv, [])
+    order = sorted(out, key=lambda gv: (gv[0] != "", gv[0], gv[1]))
+    return {gv: out[gv] for gv in order}
 
 
 def _group_entry(group: str, versions: Iterable[str]) -> dict[str, Any]:
@@ -127,5 +152,6 @@ def resource_list(group_name: str, version_name: str) -> dict[str, Any] | None:
         "kind": "APIResourceList",
         "apiVersion": "v1",
         "groupVersion": f"{group_name}/{version_name}" if group_name else version_name,
-        "resources": [e for r in resources for e in _resource_entries(r)],
+        "resources": [e for r in resources for e in _resource_entries(r)]
+        + _REVIEWS.get((group_name, version_name), []),
     }

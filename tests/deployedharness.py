@@ -3,7 +3,7 @@
 Used by ``tests/test_least_privilege.py``.  :func:`deployed` starts the
 simulated cluster, applies ``manifests/enterprise-gateway.yaml`` and the
 ``kernel-namespace`` overlay with the real kubectl, asks the TokenRequest API
-(``kubectl create token``) for a token of ``enterprise-gateway-sa`` and
+(``kubectl create token``, see ``tests/kubectlclient.py``) for a token of ``enterprise-gateway-sa`` and
 connects the real adapter (``gateway.cluster.kubernetes``) with it, so every
 call the gateway makes is authorized by the RBAC the manifests grant.  A node
 agent runs kernel images as this repository's launcher; ``FAILING_IMAGE``
@@ -36,6 +36,7 @@ from gateway.cluster.interface import Cluster
 from gateway.cluster.kubernetes import KubernetesCluster
 from gateway.objects import kernel_selector
 from gateway.provisioner import LaunchRequest, PodProvisioner, ProvisionerSettings, ResponseListener, kernel_spec_info
+from tests import kubectlclient
 
 GATEWAY_NAMESPACE = "enterprise-gateway"
 GATEWAY_ACCOUNT = "enterprise-gateway-sa"
@@ -45,6 +46,8 @@ KERNEL_NAMESPACE = "kernel-ns"
 KERNEL_ACCOUNT = "kernel-sa"
 RBAC = "rbac.authorization.k8s.io"
 KERNEL_NAMESPACE_OVERLAY = MANIFEST.parent / "overlays" / "kernel-namespace"
+KERNEL_NAMESPACE_OBJECTS = MANIFEST.parent / "components" / "kernel-namespace" / "kernel-namespace.yaml"
+"""What the overlay adds to the base: applied as a file where kubectl's kustomize predates components."""
 SPEC = kernel_spec_info("python_kubernetes", repository_root() / "kernelspecs" / "python_kubernetes")
 FAILING_IMAGE = "test/failing-kernel:1"
 FAILING_OUTPUT = "no kernel today"
@@ -62,12 +65,13 @@ class Kubectl:
     def __init__(self, kubeconfig: Path, cache_dir: Path) -> None:
         self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECACHEDIR": str(cache_dir)}
 
-    async def __call__(self, *args: str, check: bool = True) -> tuple[int, str, str]:
+    async def __call__(self, *args: str, stdin: str | None = None, check: bool = True) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
-            "kubectl", *args, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            "kubectl", *args, env=self.env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), KUBECTL_TIMEOUT)
+            out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), KUBECTL_TIMEOUT)
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()
@@ -76,6 +80,12 @@ class Kubectl:
         if check:
             assert result[0] == 0, f"kubectl {' '.join(args)} failed: {result}"
         return result
+
+    async def token(self, account: str, namespace: str) -> str:
+        """A token of service account ``namespace/account`` from the TokenRequest API."""
+        args, stdin = kubectlclient.token_command(account, namespace)
+        _, out, _ = await self(*args, stdin=stdin)
+        return kubectlclient.read_token(out)
 
 
 @dataclass
@@ -118,9 +128,12 @@ async def deployed(work_dir: Path) -> AsyncIterator[Deployment]:
     async with SimulatedCluster(state_dir=work_dir / "state", node_agent=False) as cluster:
         kubectl = Kubectl(cluster.kubeconfig_path, work_dir / "kubectl-cache")
         await kubectl("apply", "-f", str(MANIFEST))
-        await kubectl("apply", "-k", str(KERNEL_NAMESPACE_OVERLAY))
-        _, token, _ = await kubectl("create", "token", GATEWAY_ACCOUNT, "-n", GATEWAY_NAMESPACE)
-        path = await asyncio.to_thread(cluster.write_kubeconfig, None, gateway=token.strip())
+        if kubectlclient.has(kubectlclient.KUSTOMIZE_COMPONENTS):
+            await kubectl("apply", "-k", str(KERNEL_NAMESPACE_OVERLAY))
+        else:
+            await kubectl("apply", "-f", str(KERNEL_NAMESPACE_OBJECTS))
+        token = await kubectl.token(GATEWAY_ACCOUNT, GATEWAY_NAMESPACE)
+        path = await asyncio.to_thread(cluster.write_kubeconfig, None, gateway=token)
         gateway = await asyncio.to_thread(KubernetesCluster.from_kubeconfig, str(path), context_for("gateway"))
         admin = MemoryCluster(cluster.store)
         images = kernel_image_map()

@@ -25,6 +25,7 @@ from fakes.manifests import MANIFEST, manifest_objects
 from fakes.serve import SimulatedCluster
 from gateway.objects import kernel_namespace, kernel_objects, kernel_resource_name, kernel_role_binding, parse_template
 from gateway.provisioner.spec import TEMPLATE_PATH
+from tests import kubectlclient
 
 pytestmark = [
     pytest.mark.kubectl,
@@ -198,6 +199,7 @@ async def test_deleting_cluster_roles_and_bindings_by_label_removes_exactly_the_
     assert out == "" and "No resources found" in err
 
 
+@kubectlclient.needs(kubectlclient.KUSTOMIZE_COMPONENTS, "kubectl apply -k of an overlay with components")
 async def test_every_overlay_applies_over_the_base(kubectl):
     """``kubectl apply -k`` of each overlay on a cluster running the base changes only what the component adds."""
     overlays = MANIFEST.parent / "overlays"

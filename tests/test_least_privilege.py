@@ -47,6 +47,7 @@ from gateway.cluster.kubernetes import KubernetesCluster
 from gateway.config import GatewayConfig
 from gateway.objects import kernel_labels, kernel_resource_name, kernel_selector
 from gateway.provisioner import LaunchError, LaunchRequest, PodFailed, kernel_spec_info
+from tests import kubectlclient
 from tests.deployedharness import (
     FAILING_IMAGE,
     FAILING_OUTPUT,
@@ -330,8 +331,9 @@ def test_every_grant_has_a_scenario():
 
 @in_module_loop
 async def test_the_gateway_acts_as_its_service_account_with_the_manifests_role(deployment):
-    _, out, _ = await deployment.kubectl("auth", "whoami", "--context", context_for("gateway"),
-                                         "-o", "jsonpath={.status.userInfo.username}")
+    args, stdin = kubectlclient.whoami_command("--context", context_for("gateway"),
+                                               "-o", "jsonpath={.status.userInfo.username}")
+    _, out, _ = await deployment.kubectl(*args, stdin=stdin)
     assert out == "system:serviceaccount:enterprise-gateway:enterprise-gateway-sa"
     for resource, verb in CASES:
         assert await may(deployment, resource, verb), (resource, verb)
@@ -444,9 +446,9 @@ async def test_kernelgate_serve_runs_as_the_deployment_configures_it(deployment,
     args[args.index("--ip") + 1] = "127.0.0.1"  # the pod's address here: the node agent runs pods on loopback
     args[args.index("--port") + 1] = "0"
     kubeconfig = tmp_path / "gateway-kubeconfig"
-    _, token, _ = await deployment.kubectl("create", "token", "enterprise-gateway-sa", "-n", GATEWAY_NAMESPACE)
+    token = await deployment.kubectl.token("enterprise-gateway-sa", GATEWAY_NAMESPACE)
     config = fake_kubeconfig.build(deployment.cluster.url, deployment.cluster.ca_pem, "unused",
-                                   users={"gateway": token.strip()})
+                                   users={"gateway": token})
     config["current-context"] = context_for("gateway")
     kubeconfig.write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "EG_", "KERNEL_"))}
@@ -519,8 +521,8 @@ async def test_a_kernels_account_reaches_only_its_own_namespace(deployment):
             _, out, _ = await deployment.kubectl("auth", "can-i", "list", "namespaces", f"--as={account}", check=False)
             assert out.strip() == "no"
 
-        _, token, _ = await deployment.kubectl("create", "token", "default", "-n", own)
-        path = await asyncio.to_thread(deployment.cluster.write_kubeconfig, None, kernel=token.strip())
+        token = await deployment.kubectl.token("default", own)
+        path = await asyncio.to_thread(deployment.cluster.write_kubeconfig, None, kernel=token)
         kernel = await asyncio.to_thread(KubernetesCluster.from_kubeconfig, str(path), context_for("kernel"))
         try:
             mine = await kernel.list("pods", namespace=own)

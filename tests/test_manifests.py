@@ -22,6 +22,7 @@ import yaml
 from fakes.manifests import MANIFEST, manifest_objects
 from gateway.cli import build_parser
 from gateway.config import GatewayConfig
+from tests import kubectlclient
 
 MANIFESTS = MANIFEST.parent
 OVERLAYS = sorted(p.name for p in (MANIFESTS / "overlays").iterdir() if (p / "kustomization.yaml").exists())
@@ -39,7 +40,7 @@ SEED_ENV = {
     "EG_KERNEL_WHITELIST": "['r_kubernetes','python_kubernetes','python_tf_kubernetes','scala_kubernetes',"
     "'spark_r_kubernetes','spark_python_kubernetes','spark_scala_kubernetes']",
 }
-needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+needs_kubectl = kubectlclient.needs(kubectlclient.KUSTOMIZE_COMPONENTS, "rendering the overlays' components")
 
 Key = tuple[str, str, str]
 
