@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
-from tornado.websocket import websocket_connect
+from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from tests.httpharness import V1, WAIT, execute, kernel_info, read, request, running_gateway, send
 
@@ -169,6 +169,12 @@ async def test_shutdown_tells_clients_and_closes_their_websocket(tmp_path: Path)
         assert any(b"dead" in s for s in states)
 
 
+async def read_until_closed(ws: WebSocketClientConnection) -> None:
+    """Read and drop every message until the websocket closes (keeps the client's frame handling going)."""
+    while await ws.read_message() is not None:
+        pass
+
+
 async def test_pings_and_no_nagle_on_the_kernel_websocket(tmp_path: Path) -> None:
     import socket
 
@@ -180,7 +186,14 @@ async def test_pings_and_no_nagle_on_the_kernel_websocket(tmp_path: Path) -> Non
         ws.on_ping = lambda _data: pinged.set()  # type: ignore[method-assign]
         gw.clients.append(ws)
         assert (await kernel_info(ws))["status"] == "ok"
-        await asyncio.wait_for(pinged.wait(), WAIT)
+        # tornado's client handles frames (pings included) only while its one-message queue is read,
+        # so the kernel's later iopub messages are read meanwhile, or they would hold the ping back.
+        reading = asyncio.ensure_future(read_until_closed(ws))
+        try:
+            await asyncio.wait_for(pinged.wait(), WAIT)
+        finally:
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
         (handler,) = gw.gateway.context.websockets
         assert handler.ws_connection.stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         ws.close()
