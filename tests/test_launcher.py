@@ -336,34 +336,33 @@ async def test_unreachable_gateway_makes_the_launcher_fail_and_stop_its_kernel(l
 
 
 async def test_launcher_keeps_trying_until_the_gateway_listens(launches, keys):
-    with socket_without_listener() as port:
-        pass  # a port that is free now, with nothing listening on it
     kernel_id = str(uuid.uuid4())
-    launch = await launches(
-        "--kernel-id",
-        kernel_id,
-        "--response-address",
-        f"127.0.0.1:{port}",
-        "--public-key",
-        keys.public_key,
-        "--ip",
-        "127.0.0.66",
-        kernel_id=kernel_id,
-        capture_stderr=True,
-    )
-    assert launch.process.stderr is not None
-    while True:  # until the launcher has failed to connect at least once
-        line = await asyncio.wait_for(launch.process.stderr.readline(), WAIT)
-        assert line, "the launcher exited instead of retrying"
-        if b"not reachable yet" in line:
-            break
-    late_listener = ResponseListener(host="127.0.0.1", port=port, keys=keys)
-    pending = late_listener.expect(kernel_id, source_ip="127.0.0.66", timeout=WAIT)  # expected before it listens
-    await late_listener.start()
-    try:
-        launch.conn = await pending
-    finally:
-        await late_listener.stop()
+    with socket_without_listener() as port:  # kept from other programs until the gateway listens on it
+        launch = await launches(
+            "--kernel-id",
+            kernel_id,
+            "--response-address",
+            f"127.0.0.1:{port}",
+            "--public-key",
+            keys.public_key,
+            "--ip",
+            "127.0.0.66",
+            kernel_id=kernel_id,
+            capture_stderr=True,
+        )
+        assert launch.process.stderr is not None
+        while True:  # until the launcher has failed to connect at least once
+            line = await asyncio.wait_for(launch.process.stderr.readline(), WAIT)
+            assert line, "the launcher exited instead of retrying"
+            if b"not reachable yet" in line:
+                break
+        late_listener = ResponseListener(host="127.0.0.1", port=port, keys=keys)
+        pending = late_listener.expect(kernel_id, source_ip="127.0.0.66", timeout=WAIT)  # expected before it listens
+        await late_listener.start()
+        try:
+            launch.conn = await pending
+        finally:
+            await late_listener.stop()
     launch.process.send_signal(signal.SIGTERM)
     assert await launch.exit_status() == 0
 
@@ -376,13 +375,18 @@ def test_bad_options_exit_2_without_starting_anything(capsys):
 
 
 class socket_without_listener:
-    """A port on 127.0.0.1 that is bound but refuses connections."""
+    """A port on 127.0.0.1 that is bound but refuses connections.
+
+    No other program can take the port meanwhile, but a listener setting
+    ``SO_REUSEADDR`` (as asyncio's servers do) can listen on it.
+    """
 
     def __enter__(self) -> int:
         import socket
 
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         return self._sock.getsockname()[1]
 
     def __exit__(self, *exc: object) -> None:
