@@ -11,8 +11,9 @@ answers 422 for it) or :class:`UnsupportedMediaType`.
   lists of containers, env, ports, volumes, volumeMounts... merge by their
   merge key (``k8s.io/api/core/v1/types.go`` ``patchMergeKey`` tags), other
   lists are replaced, ``$patch: delete`` / ``$patch: replace`` directives work
-  on maps and list items, ``$retainKeys`` and ``$setElementOrder`` are honoured
-  or ignored as the server would ignore them for our objects.
+  on maps and list items, ``$retainKeys`` is honoured, and ``$setElementOrder``
+  orders a merged list as the server does (so re-applying a manifest restores
+  the order of its env, ports...).
 """
 
 from __future__ import annotations
@@ -222,17 +223,61 @@ def strategic_merge_patch(target: Any, patch: Any, field: str = "") -> Any:
             name = key.split("/", 1)[1]
             if isinstance(result.get(name), list):
                 result[name] = [v for v in result[name] if v not in value]
+    for key, value in patch.items():
+        if key.startswith("$setElementOrder/"):
+            name = key.split("/", 1)[1]
+            live = target.get(name) if isinstance(target, dict) else None
+            if isinstance(result.get(name), list) and isinstance(value, list):
+                result[name] = _set_element_order(name, result[name], value, live if isinstance(live, list) else [])
     if isinstance(retain, list):
         result = {k: v for k, v in result.items() if k in retain}
     return result
 
 
+def _merge_key(field: str, items: list[Any]) -> str | None:
+    key = MERGE_KEYS.get(field)
+    if field == "ports" and not any(isinstance(p, dict) and "containerPort" in p for p in items):
+        key = "port"  # ServiceSpec.ports merge on "port", container ports on "containerPort"
+    return key
+
+
+def _set_element_order(field: str, merged: list[Any], order: list[Any], live: list[Any]) -> list[Any]:
+    """``merged`` (the patched list) ordered by a ``$setElementOrder/<field>`` directive.
+
+    As apimachinery's strategicpatch ``mergePatchIntoOriginal`` and ``normalizeElementOrder``
+    (staging/src/k8s.io/apimachinery/pkg/util/strategicpatch/patch.go): items named in
+    ``order`` take its order; the others (only on the server) keep their live order and
+    go before an ordered item only where both are in the live list and theirs comes first.
+    """
+    if field in SET_LISTS:
+        def ident(item: Any) -> Any:
+            return item
+    else:
+        key = _merge_key(field, order + merged)
+        if key is None:
+            return merged
+
+        def ident(item: Any) -> Any:
+            return item.get(key) if isinstance(item, dict) else None
+    wanted = [ident(o) for o in order]
+    live_ids = [ident(item) for item in live]
+
+    def live_index(item: Any) -> int:
+        return live_ids.index(ident(item)) if ident(item) in live_ids else -1
+
+    ordered = sorted((m for m in merged if ident(m) in wanted), key=lambda m: wanted.index(ident(m)))
+    server_only = sorted((m for m in merged if ident(m) not in wanted), key=live_index)
+    out: list[Any] = []
+    while ordered and server_only:
+        left, right = live_index(server_only[0]), live_index(ordered[0])
+        out.append(server_only.pop(0) if 0 <= left < right else ordered.pop(0))
+    return out + server_only + ordered
+
+
 def _merge_list(field: str, current: Any, patch: list[Any]) -> list[Any]:
     if field in SET_LISTS and isinstance(current, list):
         return list(current) + [v for v in patch if v not in current]
-    key = MERGE_KEYS.get(field)
-    if field == "ports" and not any(isinstance(p, dict) and "containerPort" in p for p in patch):
-        key = "port"  # ServiceSpec.ports merge on "port", container ports on "containerPort"
+    key = _merge_key(field, patch)
     if key is None or not isinstance(current, list) or not all(isinstance(p, dict) for p in patch):
         return [clone(v) for v in patch if not (isinstance(v, dict) and v.get("$patch"))]
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):

@@ -269,3 +269,37 @@ async def test_api_resources_lists_the_reviews_a_manifest_can_create(kubectl):
     assert sorted(out.split()) == ["selfsubjectaccessreviews.authorization.k8s.io",
                                    "selfsubjectrulesreviews.authorization.k8s.io",
                                    "subjectaccessreviews.authorization.k8s.io"]
+
+
+ENV_DEPLOYMENT = manifest("""
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata:
+      name: envs
+    spec:
+      selector:
+        matchLabels: {app: envs}
+      template:
+        metadata:
+          labels: {app: envs}
+        spec:
+          containers:
+          - name: main
+            image: busybox
+            env:
+            - {name: FIRST, value: "1"}
+            - {name: SECOND, value: "2"}
+            - {name: THIRD, value: "3"}
+""")
+
+
+async def test_reapplying_a_manifest_restores_its_order(kubectl):
+    """An env var dropped then re-added by ``kubectl apply`` goes back where the manifest has it."""
+    await kubectl("apply", "-f", "-", stdin=ENV_DEPLOYMENT)
+    await kubectl("apply", "-f", "-", stdin=ENV_DEPLOYMENT.replace('        - {name: SECOND, value: "2"}\n', ""))
+    env = "jsonpath={.spec.template.spec.containers[0].env[*].name}"
+    _, out, _ = await kubectl("get", "deployment", "envs", "-o", env)
+    assert out.split() == ["FIRST", "THIRD"]
+    await kubectl("apply", "-f", "-", stdin=ENV_DEPLOYMENT)
+    _, out, _ = await kubectl("get", "deployment", "envs", "-o", env)
+    assert out.split() == ["FIRST", "SECOND", "THIRD"]

@@ -141,3 +141,16 @@ def test_service_ports_merge_on_port() -> None:
     svc = {"spec": {"ports": [{"name": "http", "port": 80}, {"name": "zmq", "port": 5555}]}}
     out = strategic_merge_patch(svc, {"spec": {"ports": [{"name": "zmq2", "port": 5555}]}})
     assert out["spec"]["ports"] == [{"name": "http", "port": 80}, {"name": "zmq2", "port": 5555}]
+
+
+def test_set_element_order_orders_the_merged_list_like_the_server() -> None:
+    """``kubectl apply`` re-adding an env var sends the manifest's order; items only on the server keep their place."""
+    live = {"env": [{"name": "A"}, {"name": "C"}, {"name": "X", "value": "server"}, {"name": "D"}]}
+    patch = {"env": [{"name": "B", "value": "2"}], "$setElementOrder/env": [{"name": "A"}, {"name": "B"},
+                                                                            {"name": "C"}, {"name": "D"}]}
+    out = strategic_merge_patch(live, patch)
+    assert [e["name"] for e in out["env"]] == ["A", "B", "C", "X", "D"]
+    reordered = strategic_merge_patch(live, {"$setElementOrder/env": [{"name": "D"}, {"name": "C"}, {"name": "A"}]})
+    assert [e["name"] for e in reordered["env"]] == ["X", "D", "C", "A"]  # X is before D on the server
+    finalizers = strategic_merge_patch({"finalizers": ["a", "b"]}, {"$setElementOrder/finalizers": ["b", "a"]})
+    assert finalizers["finalizers"] == ["b", "a"]
