@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import os
 import platform
+import random
 import shutil
 import tempfile
 import time
@@ -47,10 +48,13 @@ RETRY_SECONDS = 1.0  # after an unexpected watch error, before relisting
 
 
 class LoopbackPool:
-    """Pod IPs from 127.1.0.1 up: unique among live pods of every agent in this process.
+    """Pod IPs in 127.1.0.1-127.254.255.254: unique among live pods of every agent in this process.
 
     Addresses are handed out round-robin, so a freed address is not reused
-    soon and a stale client does not reach a newer pod.
+    soon and a stale client does not reach a newer pod.  Each process starts
+    at a random address: simulated nodes of other processes on the machine
+    (test runs side by side) then rarely give their pods the same addresses,
+    whose ports would be shared as on one host.
     """
 
     _FIRST = int(ipaddress.IPv4Address("127.1.0.1"))
@@ -58,7 +62,7 @@ class LoopbackPool:
 
     def __init__(self) -> None:
         self._used: set[int] = set()
-        self._next = self._FIRST
+        self._next = self._FIRST + random.randrange(self._LAST - self._FIRST + 1)
 
     def allocate(self) -> str:
         span = self._LAST - self._FIRST + 1

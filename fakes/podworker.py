@@ -448,13 +448,13 @@ class PodWorker:
             )
             if status == self._status:
                 return
-            self._status = status
             try:
                 await asyncio.wait_for(
                     self.ctx.cluster.patch("pods", self.name, {"status": status}, namespace=self.namespace,
                                            patch_type=PatchType.MERGE, subresource="status"),
                     timeout=API_TIMEOUT,
                 )
+                self._status = status  # only once written: a failed write is retried by the next sync
             except NotFound:
                 self.gone = True
                 self._begin_termination(0)
