@@ -478,7 +478,12 @@ async def test_kernelgate_serve_runs_as_the_deployment_configures_it(deployment,
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
-            code = await asyncio.wait_for(proc.wait(), WAIT)
+            try:
+                code = await asyncio.wait_for(proc.wait(), WAIT)
+            except asyncio.TimeoutError:
+                proc.kill()  # a gateway stuck in its shutdown must not outlive the test
+                await proc.wait()
+                raise
     assert code == 0, log_tail(tmp_path)
     assert await leftovers(deployment.admin, kernel_id) == []
     assert "forbidden" not in (tmp_path / "gateway.log").read_text().lower()
