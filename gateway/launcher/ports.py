@@ -58,7 +58,8 @@ def share_with_kernel(sockets: list[socket.socket]) -> None:
     off its port (Linux refuses a conflicting bind unless both sockets set the
     option, and never hands out such a port for an automatic bind) but lets a
     listener with ``SO_REUSEADDR`` bind it, which ZeroMQ sets on every TCP
-    listener.  The option is set after ``bind`` so that the reservation itself
+    listener outside Windows (libzmq src/tcp_listener.cpp; the bind rules are
+    Linux's net/ipv4/inet_connection_sock.c ``inet_csk_bind_conflict``).  The option is set after ``bind`` so that the reservation itself
     still conflicts with everything bound before.  The caller closes the
     sockets when the kernel has exited.
     """
