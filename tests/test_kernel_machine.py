@@ -41,6 +41,7 @@ from tests.gatewayharness import (
     MISSING_IMAGE,
     MODES,
     USER_NAMESPACE,
+    WAIT,
     Harness,
     StateLog,
     execute,
@@ -229,7 +230,10 @@ class KernelServiceMachine(RuleBasedStateMachine):
         assert all(len(p) <= 1 for p in by_kernel.values()), "a kernel has two pods"
         for kernel_id in self.live:
             kernel = h.service.get(kernel_id)
-            assert kernel.state == IDLE and kernel.running is not None
+            # The service follows the kernel's status on its own iopub subscription, which may deliver the idle
+            # status ending a step's last execution after the client's own copy.
+            await kernel.wait_until(lambda k: k.state == IDLE, WAIT)
+            assert kernel.running is not None
             [pod] = by_kernel.get(kernel_id, [None])
             assert pod is not None, f"live kernel {kernel_id} has no pod"
             assert pod["metadata"]["uid"] == kernel.running.pod_uid
