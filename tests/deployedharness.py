@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
@@ -37,6 +36,7 @@ from gateway.cluster.kubernetes import KubernetesCluster
 from gateway.objects import kernel_selector
 from gateway.provisioner import LaunchRequest, PodProvisioner, ProvisionerSettings, ResponseListener, kernel_spec_info
 from tests import kubectlclient
+from tests.kubectlclient import Kubectl
 
 GATEWAY_NAMESPACE = "enterprise-gateway"
 GATEWAY_ACCOUNT = "enterprise-gateway-sa"
@@ -53,39 +53,9 @@ FAILING_IMAGE = "test/failing-kernel:1"
 FAILING_OUTPUT = "no kernel today"
 WAIT = 60.0
 """Bound on a kernel start (or a kubectl call) on a loaded machine."""
-KUBECTL_TIMEOUT = 60.0
 KERNEL_RESOURCES = ("pods", "namespaces", "rolebindings", "services", "configmaps", "secrets",
                     "persistentvolumeclaims")
 """Every kind the gateway creates for a kernel (all labelled with its ``kernel_id``)."""
-
-
-class Kubectl:
-    """The real kubectl as a subprocess (asyncio, bounded) with one kubeconfig."""
-
-    def __init__(self, kubeconfig: Path, cache_dir: Path) -> None:
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECACHEDIR": str(cache_dir)}
-
-    async def __call__(self, *args: str, stdin: str | None = None, check: bool = True) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            "kubectl", *args, env=self.env, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), KUBECTL_TIMEOUT)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        result = (proc.returncode or 0, out.decode(), err.decode())
-        if check:
-            assert result[0] == 0, f"kubectl {' '.join(args)} failed: {result}"
-        return result
-
-    async def token(self, account: str, namespace: str) -> str:
-        """A token of service account ``namespace/account`` from the TokenRequest API."""
-        args, stdin = kubectlclient.token_command(account, namespace)
-        _, out, _ = await self(*args, stdin=stdin)
-        return kubectlclient.read_token(out)
 
 
 @dataclass

@@ -10,10 +10,13 @@ either skip on older kubectl (:func:`needs`) or reach the same API another way
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +91,40 @@ def whoami_command(*flags: str) -> tuple[list[str], str | None]:
         return ["auth", "whoami", *flags], None
     review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
     return ["create", "-f", "-", *flags], json.dumps(review)
+
+
+KUBECTL_TIMEOUT = 60.0
+"""Seconds one kubectl command may take."""
+
+
+class Kubectl:
+    """The real kubectl as a subprocess (asyncio, bounded by ``KUBECTL_TIMEOUT``) with one kubeconfig.
+
+    Called by the kubectl tests and the deployed-gateway harness: ``await kubectl("get", "pods")`` returns
+    ``(returncode, stdout, stderr)`` and, unless ``check=False``, asserts the command succeeded.
+    """
+
+    def __init__(self, kubeconfig: Path, cache_dir: Path) -> None:
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECACHEDIR": str(cache_dir)}
+
+    async def __call__(self, *args: str, stdin: str | None = None, check: bool = True) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            "kubectl", *args, env=self.env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), KUBECTL_TIMEOUT)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        result = (proc.returncode or 0, out.decode(), err.decode())
+        if check:
+            assert result[0] == 0, f"kubectl {' '.join(args)} failed: {result}"
+        return result
+
+    async def token(self, account: str, namespace: str) -> str:
+        """A token of service account ``namespace/account`` from the TokenRequest API."""
+        args, stdin = token_command(account, namespace)
+        _, out, _ = await self(*args, stdin=stdin)
+        return read_token(out)

@@ -7,9 +7,7 @@ writes.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import shutil
 import textwrap
 
@@ -18,6 +16,7 @@ import pytest
 from fakes.memory import MemoryCluster
 from fakes.serve import SimulatedCluster
 from tests import kubectlclient
+from tests.kubectlclient import Kubectl
 from tests.podwait import phase_is, wait_for_pod
 
 pytestmark = [
@@ -25,7 +24,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed"),
 ]
 
-KUBECTL_TIMEOUT = 60
 
 
 @pytest.fixture
@@ -36,25 +34,7 @@ async def cluster(tmp_path):
 
 @pytest.fixture
 def kubectl(cluster, tmp_path):
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path), "KUBECACHEDIR": str(tmp_path / "cache")}
-
-    async def run(*args: str, stdin: str | None = None, check: bool = True) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            "kubectl", *args, env=env, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), KUBECTL_TIMEOUT)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        result = (proc.returncode or 0, out.decode(), err.decode())
-        if check:
-            assert result[0] == 0, f"kubectl {' '.join(args)} failed: {result}"
-        return result
-
-    return run
+    return Kubectl(cluster.kubeconfig_path, tmp_path / "cache")
 
 
 def manifest(text: str) -> str:

@@ -11,9 +11,7 @@ binary runs as a subprocess with the cluster's kubeconfig.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -26,13 +24,13 @@ from fakes.serve import SimulatedCluster
 from gateway.objects import kernel_namespace, kernel_objects, kernel_resource_name, kernel_role_binding, parse_template
 from gateway.provisioner.spec import TEMPLATE_PATH
 from tests import kubectlclient
+from tests.kubectlclient import Kubectl
 
 pytestmark = [
     pytest.mark.kubectl,
     pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed"),
 ]
 
-KUBECTL_TIMEOUT = 60
 GATEWAY_NAMESPACE = "enterprise-gateway"
 TEMPLATE = parse_template((MANIFEST.parent.parent / "kernelspecs" / "python_kubernetes" / TEMPLATE_PATH).read_text())
 
@@ -66,25 +64,7 @@ async def cluster(tmp_path):
 
 @pytest.fixture
 def kubectl(cluster, tmp_path):
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path), "KUBECACHEDIR": str(tmp_path / "cache")}
-
-    async def run(*args: str, stdin: str | None = None, check: bool = True) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            "kubectl", *args, env=env, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), KUBECTL_TIMEOUT)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        result = (proc.returncode or 0, out.decode(), err.decode())
-        if check:
-            assert result[0] == 0, f"kubectl {' '.join(args)} failed: {result}"
-        return result
-
-    return run
+    return Kubectl(cluster.kubeconfig_path, tmp_path / "cache")
 
 
 @pytest.fixture
