@@ -325,6 +325,9 @@ async def test_using_kernels_costs_the_cluster_nothing(tmp_path: Path) -> None:
             assert await execute(kernel, "1+1") == ("ok", ["2"])
             h.service.connected(kernel.id)
             h.service.record_activity(kernel.id, "execute_request")
+            # The service follows the kernel's status on its own iopub subscription, which may deliver the
+            # idle status ending the execution after the client's copy.
+            await kernel.wait_until(lambda k: k.state == IDLE, 30)
             assert h.service.get(kernel.id).model()["execution_state"] == IDLE
             h.service.disconnected(kernel.id)
         started = asyncio.Event()
