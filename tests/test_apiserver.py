@@ -293,9 +293,10 @@ async def test_watch_from_a_version_too_old_gets_an_error_event_with_410(api, cl
 
 
 async def test_stopping_the_server_ends_open_watches(cluster, api):
-    watch = api.watch("/api/v1/namespaces/default/pods?watch=1&resourceVersion=" + cluster.store.resource_version)
-    await api.ok("POST", "/api/v1/namespaces/default/configmaps", configmap("nudge"))  # a round trip: watch is open
-    assert cluster.store.open_watches("pods") == 1
+    watch = api.watch("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=" + cluster.store.resource_version)
+    await api.ok("POST", "/api/v1/namespaces/default/configmaps", configmap("nudge"))
+    assert (await watch.next())["type"] == "ADDED"  # the event arrived: the watch is open on the server
+    assert cluster.store.open_watches("configmaps") == 1
     await cluster.server.stop()
     await watch.finished()
     assert cluster.store.open_watches() == 0
