@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fakes.gateway_rbac import install_gateway_rbac
 from fakes.identity import node_user, service_account_user
 from fakes.images import ImageSpec
 from fakes.kernel_images import kernel_image_map, repository_root
@@ -70,21 +71,10 @@ KERNEL_RULES: list[dict[str, Any]] = kernel_rules()
 FAST = Backoff(initial=0.2, maximum=0.8, resync=0.05)
 
 
-def _cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": {"name": name}, "rules": rules}
-
 
 async def install_gateway(admin: Cluster) -> None:
     """What an operator applies: the gateway's namespace, account and RBAC, the kernel ClusterRole, a user's namespace."""
-    await admin.create("namespaces", {"metadata": {"name": GATEWAY_NAMESPACE}})
-    await admin.create("serviceaccounts", {"metadata": {"name": GATEWAY_ACCOUNT}}, namespace=GATEWAY_NAMESPACE)
-    await admin.create("clusterroles", _cluster_role("enterprise-gateway-controller", GATEWAY_RULES))
-    await admin.create("clusterrolebindings", {
-        "apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "enterprise-gateway-controller"},
-        "subjects": [{"kind": "ServiceAccount", "name": GATEWAY_ACCOUNT, "namespace": GATEWAY_NAMESPACE}],
-        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "enterprise-gateway-controller"},
-    })
-    await admin.create("clusterroles", _cluster_role(KERNEL_CLUSTER_ROLE, KERNEL_RULES))
+    await install_gateway_rbac(admin, GATEWAY_NAMESPACE)
     # labelled as the kernel-namespace manifest labels a namespace prepared for users' kernels
     await admin.create("namespaces", {"metadata": {"name": USER_NAMESPACE, "labels": {
         "owner": "alice", "app": "enterprise-gateway", "component": "kernel"}}})

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from jupyter_client.asynchronous import AsyncKernelClient
 
+from fakes.gateway_rbac import cluster_role, install_gateway_rbac
 from fakes.identity import node_user, service_account_user
 from fakes.images import ImageSpec
 from fakes.kernel_images import kernel_image_map, repository_root
@@ -72,21 +73,10 @@ FAST = Backoff(initial=0.2, maximum=0.8, resync=0.05)
 SPEC = kernel_spec_info("python_kubernetes", repository_root() / "kernelspecs" / "python_kubernetes")
 
 
-def cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": {"name": name}, "rules": rules}
-
 
 async def install_gateway(admin: Cluster) -> None:
     """What the manifests set up: the gateway's namespace, service account and RBAC, the kernel ClusterRole."""
-    await admin.create("namespaces", {"metadata": {"name": GATEWAY_NAMESPACE}})
-    await admin.create("serviceaccounts", {"metadata": {"name": GATEWAY_ACCOUNT}}, namespace=GATEWAY_NAMESPACE)
-    await admin.create("clusterroles", cluster_role("enterprise-gateway-controller", GATEWAY_RULES))
-    await admin.create("clusterrolebindings", {
-        "apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "enterprise-gateway-controller"},
-        "subjects": [{"kind": "ServiceAccount", "name": GATEWAY_ACCOUNT, "namespace": GATEWAY_NAMESPACE}],
-        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "enterprise-gateway-controller"},
-    })
-    await admin.create("clusterroles", cluster_role(KERNEL_CLUSTER_ROLE, KERNEL_RULES))
+    await install_gateway_rbac(admin, GATEWAY_NAMESPACE)
 
 
 def script_image(path: Path, body: str) -> ImageSpec:
