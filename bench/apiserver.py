@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fakes.memory import MemoryCluster  # noqa: E402
-from fakes.store import Store  # noqa: E402
+from fakes.state.store import Store  # noqa: E402
 from gateway.cluster.interface import Cluster  # noqa: E402
 from gateway.cluster.kubernetes import KubernetesCluster  # noqa: E402
 

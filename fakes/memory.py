@@ -1,9 +1,9 @@
-"""The in-memory cluster: ``gateway.cluster.interface.Cluster`` over a :class:`~fakes.store.Store`.
+"""The in-memory cluster: ``gateway.cluster.interface.Cluster`` over a :class:`~fakes.state.store.Store`.
 
 The gateway's tests and the embedded default open one ``MemoryCluster`` per
 identity over a shared store.  Each call does what the API server's handler
 chain does before the registry: injected faults first (their latency is
-awaited), then RBAC authorization for the identity (``fakes.rbac``), then the
+awaited), then RBAC authorization for the identity (``fakes.auth.rbac``), then the
 store operation.
 """
 
@@ -14,11 +14,12 @@ import weakref
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from fakes.identity import ADMIN, UserInfo
-from fakes.rbac_escalation import check_rbac_write
-from fakes.selectors import parse_field_selector
-from fakes.store import Store
-from fakes.watching import Watch
+from fakes.auth import rbac, reviews
+from fakes.auth.escalation import check_rbac_write
+from fakes.auth.identity import ADMIN, UserInfo
+from fakes.state.selectors import parse_field_selector
+from fakes.state.store import Store
+from fakes.state.watching import Watch
 from gateway.cluster.interface import BadRequest, Forbidden, Obj, PatchType, Propagation, WatchEvent
 from gateway.cluster.resources import ResourceType, resource_type
 
@@ -46,8 +47,6 @@ class MemoryCluster:
             await asyncio.sleep(latency)
         if error is not None:
             raise error
-        from fakes import rbac
-
         request = rbac.server_view(rbac.Request(verb=verb, resource=rt.plural, api_group=rt.group,
                                                 namespace=(namespace or "") if rt.namespaced else "", name=name,
                                                 subresource=subresource))
@@ -69,8 +68,6 @@ class MemoryCluster:
         ns = self._namespace(rt, namespace)
         if rt.plural in ("selfsubjectaccessreviews", "subjectaccessreviews"):
             # Answered, never stored (pkg/registry/authorization/*/rest.go), as the API server does.
-            from fakes import reviews
-
             return await reviews.answer(self, self.user, self.store, rt.plural, dict(body), kind=rt.kind,
                                         api_version=rt.api_version)
         await self._admit("create", rt, ns)
@@ -157,8 +154,6 @@ class MemoryCluster:
     async def can_i(self, verb: str, resource: str, *, namespace: str | None = None, group: str = "",
                     subresource: str = "", name: str = "") -> bool:
         """SelfSubjectAccessReview: any authenticated caller may ask about itself."""
-        from fakes import rbac
-
         rt = resource_type("selfsubjectaccessreviews")
         latency, error = self.store.faults.take("create", rt.plural, None)
         if latency:

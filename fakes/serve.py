@@ -29,11 +29,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from fakes import kubeconfig
-from fakes.apiserver import ApiServer
-from fakes.identity import node_user
+from fakes.apiserver import kubeconfig
+from fakes.apiserver.server import ApiServer
+from fakes.auth.identity import node_user
 from fakes.memory import MemoryCluster
-from fakes.store import Store
+from fakes.state.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,9 @@ class SimulatedCluster:
 
     async def _start_node_agent(self) -> None:
         try:
-            from fakes.kubelet import NodeAgent
+            from fakes.node.kubelet import NodeAgent
         except ImportError:  # the node agent is optional for an API-only cluster
-            log.warning("fakes.kubelet is not available; pods will not run")
+            log.warning("fakes.node.kubelet is not available; pods will not run")
             return
         cluster = MemoryCluster(self.store, node_user(self.node_name))
         self.node_agent = NodeAgent(cluster, node_name=self.node_name, store=self.store, api_server_url=self.url)

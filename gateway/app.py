@@ -81,10 +81,10 @@ class EmbeddedCluster:
 
     def __init__(self, namespace: str, *, kernel_cluster_role: str = "kernel-controller",
                  work_dir: Path | None = None, agent_options: dict[str, Any] | None = None) -> None:
+        from fakes.auth.identity import service_account_user
         from fakes.gateway_rbac import GATEWAY_ACCOUNT
-        from fakes.identity import service_account_user
         from fakes.memory import MemoryCluster
-        from fakes.store import Store
+        from fakes.state.store import Store
 
         self.namespace = namespace
         self.kernel_cluster_role = kernel_cluster_role
@@ -96,11 +96,11 @@ class EmbeddedCluster:
         self.agent: Any = None
 
     async def start(self) -> None:
+        from fakes.auth.identity import node_user
         from fakes.gateway_rbac import install_gateway_rbac
-        from fakes.identity import node_user
-        from fakes.kernel_images import kernel_image_map
-        from fakes.kubelet import NodeAgent
         from fakes.memory import MemoryCluster
+        from fakes.node.kernel_images import kernel_image_map
+        from fakes.node.kubelet import NodeAgent
 
         await install_gateway_rbac(self.admin, self.namespace, kernel_cluster_role=self.kernel_cluster_role)
         self.agent = NodeAgent(MemoryCluster(self.store, node_user(NODE_NAME)), node_name=NODE_NAME,

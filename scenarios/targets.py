@@ -75,7 +75,7 @@ class MemoryTarget:
 
     @contextlib.asynccontextmanager
     async def gateway(self, variant: Variant) -> AsyncIterator[Endpoint]:
-        from fakes.podworker import Backoff
+        from fakes.node.podworker import Backoff
         from gateway.app import EmbeddedCluster, Gateway
 
         config = _config(variant)
@@ -104,12 +104,12 @@ class ApiServerTarget:
 
     async def start(self) -> None:
         from e2e.deploy import Kubectl, apply, gateway_objects
-        from fakes.identity import node_user
-        from fakes.kernel_images import kernel_image_map
-        from fakes.kubeconfig import context_for
-        from fakes.kubelet import NodeAgent
+        from fakes.apiserver.kubeconfig import context_for
+        from fakes.auth.identity import node_user
         from fakes.memory import MemoryCluster
-        from fakes.podworker import Backoff
+        from fakes.node.kernel_images import kernel_image_map
+        from fakes.node.kubelet import NodeAgent
+        from fakes.node.podworker import Backoff
         from fakes.serve import SimulatedCluster
         from gateway.cluster.kubernetes import KubernetesCluster
 

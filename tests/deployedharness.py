@@ -21,14 +21,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fakes.identity import node_user
-from fakes.images import ImageSpec
-from fakes.kernel_images import kernel_image_map, repository_root
-from fakes.kubeconfig import context_for
-from fakes.kubelet import NodeAgent
+from fakes.apiserver.kubeconfig import context_for
+from fakes.auth.identity import node_user
 from fakes.manifests import GATEWAY_CLUSTER_ROLE, MANIFEST, gateway_rules
 from fakes.memory import MemoryCluster
-from fakes.podworker import Backoff
+from fakes.node.images import ImageSpec
+from fakes.node.kernel_images import kernel_image_map, repository_root
+from fakes.node.kubelet import NodeAgent
+from fakes.node.podworker import Backoff
 from fakes.serve import SimulatedCluster
 from gateway.cluster.informer import Informer
 from gateway.cluster.interface import Cluster

@@ -31,15 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fakes.auth.identity import node_user, service_account_user
 from fakes.gateway_rbac import install_gateway_rbac
-from fakes.identity import node_user, service_account_user
-from fakes.images import ImageSpec
-from fakes.kernel_images import kernel_image_map, repository_root
-from fakes.kubelet import NodeAgent
 from fakes.manifests import gateway_rules, kernel_rules
 from fakes.memory import MemoryCluster
-from fakes.podworker import Backoff
-from fakes.store import Store
+from fakes.node.images import ImageSpec
+from fakes.node.kernel_images import kernel_image_map, repository_root
+from fakes.node.kubelet import NodeAgent
+from fakes.node.podworker import Backoff
+from fakes.state.store import Store
 from gateway.cluster.informer import Informer
 from gateway.cluster.interface import Cluster
 from gateway.kernels.channels import KernelChannels

@@ -29,7 +29,7 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from fakes.podworker import Backoff
+from fakes.node.podworker import Backoff
 from gateway.app import EmbeddedCluster, Gateway
 from gateway.cluster.interface import Cluster
 from gateway.config import GatewayConfig

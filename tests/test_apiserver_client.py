@@ -11,7 +11,7 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from fakes.serve import SimulatedClusterThread
-from fakes.store import Store
+from fakes.state.store import Store
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import ssl
 import pytest
 import yaml
 
-from fakes import decoding, kubeconfig, paths, protobuf, tables, tls
+from fakes.apiserver import decoding, kubeconfig, paths, protobuf, tables, tls
 from gateway.cluster.interface import BadRequest, PatchType, Propagation, UnsupportedMediaType
 
 

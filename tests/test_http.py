@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fakes.kernel_images import repository_root
+from fakes.node.kernel_images import repository_root
 from tests.httpharness import USER, CountingCluster, execute, running_gateway
 
 pytestmark = pytest.mark.slow

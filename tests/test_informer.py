@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fakes.identity import ADMIN
+from fakes.auth.identity import ADMIN
 from fakes.memory import MemoryCluster
-from fakes.store import Store
+from fakes.state.store import Store
 from gateway.cluster.informer import Backoff, Informer, InformerStopped
 from gateway.cluster.interface import Gone, ServiceUnavailable, WatchEvent
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fakes.kernel_images import repository_root
+from fakes.node.kernel_images import repository_root
 from gateway.config import ConfigError, GatewayConfig
 from gateway.provisioner.policy import parse_selector
 from tests.httpharness import USER, RunningGateway, running_gateway

@@ -24,12 +24,12 @@ import pytest
 import yaml
 from jupyter_client.asynchronous import AsyncKernelClient
 
-from fakes.identity import node_user
-from fakes.kernel_images import kernel_image_map
-from fakes.kubelet import NodeAgent
+from fakes.auth.identity import node_user
 from fakes.memory import MemoryCluster
-from fakes.podworker import Backoff
-from fakes.store import Store
+from fakes.node.kernel_images import kernel_image_map
+from fakes.node.kubelet import NodeAgent
+from fakes.node.podworker import Backoff
+from fakes.state.store import Store
 from gateway.cluster.informer import Informer
 from gateway.kernels.specs import KernelSpecs
 from gateway.objects import kernel_selector

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from fakes.identity import node_user
-from fakes.images import ImageMap, ImageSpec, parse_image
-from fakes.kubelet import NodeAgent
+from fakes.auth.identity import node_user
 from fakes.memory import MemoryCluster
-from fakes.podenv import expand
-from fakes.podworker import OOM_ANNOTATION, Backoff
-from fakes.store import Store
+from fakes.node.images import ImageMap, ImageSpec, parse_image
+from fakes.node.kubelet import NodeAgent
+from fakes.node.podenv import expand
+from fakes.node.podworker import OOM_ANNOTATION, Backoff
+from fakes.state.store import Store
 from gateway.cluster.interface import Cluster
 from gateway.cluster.resources import RESOURCES
 from tests.podwait import (

@@ -21,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fakes.memory import MemoryCluster
 from fakes.serve import SimulatedCluster
-from fakes.store import Store
+from fakes.state.store import Store
 from gateway.cluster import interface as i
 from gateway.cluster.informer import Informer
 from gateway.cluster.kubernetes import THREAD_PREFIX, KubernetesCluster

@@ -37,8 +37,8 @@ import pytest_asyncio
 import yaml
 from tornado.httpclient import AsyncHTTPClient
 
-from fakes import kubeconfig as fake_kubeconfig
-from fakes.kubeconfig import context_for
+from fakes.apiserver import kubeconfig as fake_kubeconfig
+from fakes.apiserver.kubeconfig import context_for
 from fakes.manifests import gateway_rules, manifest_object
 from gateway.app import Gateway
 from gateway.cluster.informer import Informer

@@ -182,7 +182,7 @@ def test_each_client_value_appears_once_as_its_own_env_value(username, env):
 
 
 def test_escaped_env_values_reach_the_container_unchanged():
-    from fakes.podenv import expand  # the simulated kubelet's $(VAR) expansion
+    from fakes.node.podenv import expand  # the simulated kubelet's $(VAR) expansion
 
     value = "a$(PUBLIC_KEY)b$$c$"
     pod = build(env={"KERNEL_EXTRA": value}).pod

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fakes.kernel_images import kernel_image_map, repository_root
+from fakes.node.kernel_images import kernel_image_map, repository_root
 from fakes.serve import SimulatedClusterThread
 from gateway.cluster.resources import RESOURCES
 from gateway.objects.template import SEED_VARIABLES, parse_template

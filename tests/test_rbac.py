@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fakes.bootstrap_roles import UNAUTHENTICATED
-from fakes.identity import ADMIN, UserInfo, node_user, service_account_user
-from fakes.rbac import (
+from fakes.auth.bootstrap_roles import UNAUTHENTICATED
+from fakes.auth.identity import ADMIN, UserInfo, node_user, service_account_user
+from fakes.auth.rbac import (
     Request,
     StaticRuleSource,
     authorize,

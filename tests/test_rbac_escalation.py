@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from fakes.identity import ADMIN, UserInfo, service_account_user
+from fakes.auth.escalation import check_rbac_write, uncovered_rules
+from fakes.auth.identity import ADMIN, UserInfo, service_account_user
+from fakes.auth.rbac import StaticRuleSource, bootstrap_objects
 from fakes.memory import MemoryCluster
-from fakes.rbac import StaticRuleSource, bootstrap_objects
-from fakes.rbac_escalation import check_rbac_write, uncovered_rules
-from fakes.store import Store
+from fakes.state.store import Store
 from gateway.cluster.interface import Forbidden, NotFound
 
 RBAC = "rbac.authorization.k8s.io"

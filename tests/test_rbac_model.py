@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fakes.identity import ADMIN, UserInfo, node_user, service_account_user
-from fakes.rbac import Request, StaticRuleSource, authorize, rules_for
+from fakes.auth.identity import ADMIN, UserInfo, node_user, service_account_user
+from fakes.auth.rbac import Request, StaticRuleSource, authorize, rules_for
 
 RBAC = "rbac.authorization.k8s.io"
 NAMESPACES = ["ns1", "ns2"]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fakes.selectors import parse_field_selector, parse_label_selector
+from fakes.state.selectors import parse_field_selector, parse_label_selector
 from gateway.cluster.interface import BadRequest
 
 KEYS = st.sampled_from(["app", "tier", "kernelgate.io/kernel-id", "example.com/x_y", "a.b-c"])

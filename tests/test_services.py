@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fakes.memory import MemoryCluster
-from fakes.nodeports import NODE_PORT_RANGE
-from fakes.store import Store
+from fakes.state.nodeports import NODE_PORT_RANGE
+from fakes.state.store import Store
 from gateway.cluster.interface import Invalid
 from gateway.cluster.resources import RESOURCES
 

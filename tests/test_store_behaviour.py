@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from fakes.identity import ADMIN, service_account_user
+from fakes.auth.identity import ADMIN, service_account_user
 from fakes.memory import MemoryCluster
-from fakes.store import Store
+from fakes.state.store import Store
 from gateway.cluster.interface import (
     BadRequest,
     Forbidden,

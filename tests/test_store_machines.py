@@ -18,8 +18,8 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from fakes.store import Store
-from fakes.watching import Watch
+from fakes.state.store import Store
+from fakes.state.watching import Watch
 from gateway.cluster.interface import (
     AlreadyExists,
     ClusterError,

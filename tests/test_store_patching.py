@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fakes.patching import apply_patch, json_patch, merge_patch, strategic_merge_patch
+from fakes.state.patching import apply_patch, json_patch, merge_patch, strategic_merge_patch
 from gateway.cluster.interface import BadRequest, Invalid, PatchType, UnsupportedMediaType
 
 SCALARS = st.one_of(st.integers(-5, 5), st.text(alphabet="ab", max_size=2), st.booleans())

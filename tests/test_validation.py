@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fakes import validation
+from fakes.state import validation
 from gateway.cluster.interface import Invalid
 from gateway.cluster.resources import RESOURCES
 

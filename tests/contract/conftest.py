@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fakes.faults import Faults
-from fakes.identity import service_account_user
+from fakes.auth.identity import service_account_user
 from fakes.memory import MemoryCluster
-from fakes.store import Store
+from fakes.state.faults import Faults
+from fakes.state.store import Store
 from gateway.cluster.interface import Cluster
 from gateway.cluster.resources import RESOURCES
 

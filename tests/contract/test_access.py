@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from fakes.faults import Faults
+from fakes.state.faults import Faults
 from gateway.cluster.interface import BadRequest, Cluster, Forbidden, ServiceUnavailable
 
 from .conftest import Target

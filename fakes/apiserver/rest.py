@@ -1,0 +1,260 @@
+"""Resource requests of the simulated API server, answered through the cluster interface.
+
+:class:`fakes.apiserver.server.ApiServer` authenticates each request, opens a
+:class:`~gateway.cluster.interface.Cluster` for the caller and hands non-watch
+resource requests to :func:`handle`, which decodes the request as the real
+server's REST handlers do (``k8s.io/apiserver/pkg/endpoints/handlers``), calls
+the interface method and returns the :class:`Reply`.  Everything that is
+refused here is refused before the cluster is touched.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fakes.apiserver import decoding, tables
+from fakes.apiserver.paths import ResourcePath
+from gateway.cluster.interface import BadRequest, Cluster, MethodNotAllowed, Obj
+
+API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+"""The audience a kubeadm or kind API server issues service-account tokens for by default."""
+
+
+@dataclass
+class Reply:
+    """What to send: a status code and a JSON body (or text, for logs)."""
+
+    code: int
+    body: Any
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request, as far as :func:`handle` needs it."""
+
+    method: str
+    target: ResourcePath
+    query: Mapping[str, str]
+    body: bytes
+    content_type: str
+    accept: str
+
+
+def success_status(code: int = 200, details: Obj | None = None) -> Obj:
+    """A ``Status`` of success, as returned by binding creates and immediate deletes."""
+    status: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code}
+    if details:
+        status["details"] = details
+    return status
+
+
+def not_allowed() -> MethodNotAllowed:
+    """405 for a verb the resource does not serve (``handlers/rest.go`` ``NewMethodNotSupported``)."""
+    return MethodNotAllowed("the server does not allow this method on the requested resource")
+
+
+def _check_verb(call: Call, verb: str) -> None:
+    if call.target.subresource is None and verb not in call.target.resource.verbs:
+        raise not_allowed()
+
+
+async def handle(cluster: Cluster, call: Call) -> Reply:
+    """Answer ``call`` (anything but a watch) through ``cluster``."""
+    t = call.target
+    if call.query.get("dryRun") and call.method != "GET":
+        # The cluster interface has no dry run; refusing beats writing what the caller meant to preview.
+        raise BadRequest("dryRun is not supported by this server")
+    if call.method == "GET":
+        if t.is_collection:
+            _check_verb(call, "list")
+            return await _list(cluster, call)
+        _check_verb(call, "get")
+        return await _get(cluster, call)
+    if call.method == "POST":
+        _check_verb(call, "create")
+        return await _create(cluster, call)
+    if t.is_collection and call.method != "DELETE":
+        raise not_allowed()
+    if call.method == "PUT":
+        _check_verb(call, "update")
+        return await _replace(cluster, call)
+    if call.method == "PATCH":
+        _check_verb(call, "patch")
+        return await _patch(cluster, call)
+    if call.method == "DELETE":
+        if t.is_collection:
+            _check_verb(call, "deletecollection")
+            return await _delete_collection(cluster, call)
+        _check_verb(call, "delete")
+        return await _delete(cluster, call)
+    raise not_allowed()
+
+
+# ------------------------------------------------------------------------------------------ reads
+
+
+async def _list(cluster: Cluster, call: Call) -> Reply:
+    t = call.target
+    if t.subresource is not None:
+        raise not_allowed()
+    result = await cluster.list(
+        t.resource.plural,
+        namespace=t.namespace,
+        label_selector=call.query.get("labelSelector") or None,
+        field_selector=call.query.get("fieldSelector") or None,
+    )
+    # `limit`/`continue` are accepted; the whole list always fits in one page, so no continue token.
+    if tables.wants_table(call.accept):
+        return Reply(200, tables.to_table(
+            t.resource.plural, result.get("items", []),
+            list_metadata={"resourceVersion": result.get("metadata", {}).get("resourceVersion", "")},
+            include_object=call.query.get("includeObject", "Metadata"),
+            type_meta={"kind": t.resource.kind, "apiVersion": t.resource.api_version},
+        ))
+    return Reply(200, result)
+
+
+async def _get(cluster: Cluster, call: Call) -> Reply:
+    t = call.target
+    assert t.name is not None
+    if t.subresource == "log":
+        # `follow`, `previous`, `sinceSeconds`, `timestamps` are accepted; the log is what exists now.
+        tail = call.query.get("tailLines")
+        text = await cluster.read_pod_log(
+            t.name, t.namespace or "", container=call.query.get("container") or None,
+            tail_lines=decoding.int_param(tail, "tailLines") if tail else None,
+        )
+        return Reply(200, text, "text/plain")
+    if t.subresource not in (None, "status"):
+        raise not_allowed()
+    obj = await cluster.get(t.resource.plural, t.name, namespace=t.namespace)
+    if tables.wants_table(call.accept):
+        return Reply(200, tables.to_table(
+            t.resource.plural, [obj], list_metadata={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+            include_object=call.query.get("includeObject", "Metadata"),
+        ))
+    return Reply(200, obj)
+
+
+# ------------------------------------------------------------------------------------------ writes
+
+
+def _checked_body(call: Call) -> Obj:
+    """The decoded object of a create/update, checked against the URL as the real handlers check it
+    (``handlers/create.go``, ``handlers/update.go``, ``rest/create.go``)."""
+    decoding.field_validation(call.query.get("fieldValidation"))
+    obj = decoding.decode_body(call.body, call.content_type)
+    t = call.target
+    expected_kind = t.resource.kind
+    if t.subresource == "binding":
+        expected_kind = "Binding"
+    elif t.subresource == "token":
+        expected_kind = "TokenRequest"
+    elif t.subresource is not None:
+        expected_kind = t.resource.kind
+    kind = obj.get("kind")
+    if kind and kind != expected_kind:
+        raise BadRequest(f"the object provided is unrecognized (must be of type {expected_kind}): {call.body[:200].decode(errors='replace')}")
+    meta = obj.get("metadata")
+    if meta is not None and not isinstance(meta, dict):
+        raise BadRequest("metadata must be an object")
+    if t.resource.namespaced and t.namespace is not None and t.subresource is None:
+        meta = obj.setdefault("metadata", {})
+        if meta.get("namespace") and meta["namespace"] != t.namespace:
+            raise BadRequest("the namespace of the provided object does not match the namespace sent on the request")
+    return obj
+
+
+async def _create(cluster: Cluster, call: Call) -> Reply:
+    t = call.target
+    body = _checked_body(call)
+    if t.is_collection:
+        if t.resource.plural in ("selfsubjectaccessreviews", "subjectaccessreviews"):
+            raise not_allowed()  # answered by the server itself, which knows the caller
+        created = await cluster.create(t.resource.plural, body, namespace=t.namespace)
+        return Reply(201, created)
+    assert t.name is not None
+    if t.subresource == "binding":
+        node = (body.get("target") or {}).get("name")
+        if not node:
+            raise BadRequest("binding target name is required")
+        await cluster.bind_pod(t.name, t.namespace or "", node)
+        return Reply(201, success_status(201))
+    if t.subresource == "token":
+        spec = body.get("spec") or {}
+        expiration = int(spec.get("expirationSeconds") or 3600)
+        token = await cluster.create_token(t.name, t.namespace or "", expiration_seconds=expiration)
+        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=expiration)
+        return Reply(201, {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": t.name, "namespace": t.namespace, "creationTimestamp": None},
+            # with no audiences asked for, the token is for the API server's own (--api-audiences)
+            "spec": {**spec, "audiences": spec.get("audiences") or [API_AUDIENCE], "expirationSeconds": expiration},
+            "status": {"token": token, "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        })
+    raise not_allowed()
+
+
+async def _replace(cluster: Cluster, call: Call) -> Reply:
+    t = call.target
+    assert t.name is not None
+    if t.subresource not in (None, "status", "finalize"):
+        raise not_allowed()
+    body = _checked_body(call)
+    meta = body.setdefault("metadata", {})
+    if meta.get("name") and meta["name"] != t.name:
+        raise BadRequest(f"the name of the object ({meta['name']}) does not match the name on the URL ({t.name})")
+    meta["name"] = t.name
+    replaced = await cluster.replace(t.resource.plural, t.name, body, namespace=t.namespace, subresource=t.subresource)
+    return Reply(200, replaced)
+
+
+async def _patch(cluster: Cluster, call: Call) -> Reply:
+    t = call.target
+    assert t.name is not None
+    if t.subresource not in (None, "status"):
+        raise not_allowed()
+    decoding.field_validation(call.query.get("fieldValidation"))
+    patch_type = decoding.patch_type(call.content_type)
+    patch = decoding.decode_patch(call.body, patch_type)
+    patched = await cluster.patch(
+        t.resource.plural, t.name, patch, namespace=t.namespace, patch_type=patch_type, subresource=t.subresource
+    )
+    return Reply(200, patched)
+
+
+async def _delete(cluster: Cluster, call: Call) -> Reply:
+    t = call.target
+    assert t.name is not None
+    if t.subresource is not None:
+        raise not_allowed()
+    grace, propagation = decoding.delete_options(call.query, call.body)
+    result = await cluster.delete(
+        t.resource.plural, t.name, namespace=t.namespace, grace_period_seconds=grace, propagation_policy=propagation
+    )
+    return Reply(200, result)
+
+
+async def _delete_collection(cluster: Cluster, call: Call) -> Reply:
+    """``deletecollection``: the interface has no such call, so list the matching objects and
+    delete each (the real server does the same inside ``registry/generic/registry/store.go``)."""
+    t = call.target
+    grace, propagation = decoding.delete_options(call.query, call.body)
+    listed = await cluster.list(
+        t.resource.plural, namespace=t.namespace,
+        label_selector=call.query.get("labelSelector") or None, field_selector=call.query.get("fieldSelector") or None,
+    )
+    deleted = []
+    for item in listed.get("items", []):
+        meta = item["metadata"]
+        result = await cluster.delete(
+            t.resource.plural, meta["name"], namespace=meta.get("namespace") if t.resource.namespaced else None,
+            grace_period_seconds=grace, propagation_policy=propagation,
+        )
+        deleted.append(result if result.get("kind") == t.resource.kind else item)
+    return Reply(200, {**listed, "items": deleted})
