@@ -8,7 +8,7 @@ import os
 import pytest
 from traitlets.config import Config
 
-from gateway.config import ConfigError, GatewayConfig, parse_list
+from gateway.config import PACKAGED_KERNELSPECS, ConfigError, GatewayConfig, parse_list
 
 SEED_DEPLOYMENT = {
     "EG_NAMESPACE": "enterprise-gateway",
@@ -148,6 +148,24 @@ def test_traitlets_config_overrides_the_environment(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("EG_MAX_KERNELS", "3")
     config = GatewayConfig(config=Config({"GatewayConfig": {"max_kernels": 7, "cull_busy": True}}))
     assert config.kernel_settings().max_kernels == 7 and config.kernel_settings().cull_busy is True
+
+
+def test_traitlets_config_reaches_every_settings_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EG_PORT", "9000")
+    monkeypatch.setenv("EG_NAMESPACE", "from-env")
+    config = GatewayConfig(config=Config({"GatewayConfig": {
+        "port": 8000, "response_port": 8001, "allowed_kernels": ["python_kubernetes"],
+        "restart_limit": 2, "namespace": "from-config",
+    }}))
+    assert (config.port, config.response_port, config.allowed_kernels) == (8000, 8001, ["python_kubernetes"])
+    assert config.kernel_settings().restart_limit == 2
+    assert config.provisioner_settings().gateway_namespace == "from-config"
+
+
+def test_the_packaged_kernelspecs_are_searched_first() -> None:
+    paths = GatewayConfig().kernel_specs_arguments()["paths"]
+    assert paths[0] == PACKAGED_KERNELSPECS
+    assert (PACKAGED_KERNELSPECS / "python_kubernetes" / "kernel.json").is_file()
 
 
 def test_limits_and_user_lists(monkeypatch: pytest.MonkeyPatch) -> None:
