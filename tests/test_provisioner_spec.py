@@ -150,7 +150,7 @@ def test_a_pod_that_cannot_start_is_a_failure_naming_its_cause(version: dict, er
 
     failure = progress.failure()
 
-    assert isinstance(failure, error) and words in failure.reason and "pod k in namespace ns" in failure.reason
+    assert isinstance(failure, error) and words in failure.message and "pod k in namespace ns" in failure.message
 
 
 def test_a_pending_pod_is_described_and_a_vanished_one_fails() -> None:
@@ -162,7 +162,7 @@ def test_a_pending_pod_is_described_and_a_vanished_one_fails() -> None:
     progress.observe(pod_version(phase="Running", ip="10.1.2.3"))
     assert progress.pod_ip() == "10.1.2.3"
     progress.observe(pod_version("u2"))  # another pod took the name: ours is gone
-    assert isinstance(progress.failure(), PodFailed) and "was deleted" in progress.failure().reason
+    assert isinstance(progress.failure(), PodFailed) and "was deleted" in progress.failure().message
 
 
 # --------------------------------------------------------------------------- the kernel image

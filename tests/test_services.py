@@ -75,7 +75,7 @@ def test_a_requested_node_port_is_kept_and_then_taken(store: Store) -> None:
         store.create(SERVICES, service("second", "NodePort", {"port": 80, "nodePort": 30080}), NS)
     assert str(taken.value) == ('Service "second" is invalid: spec.ports[0].nodePort: Invalid value: 30080: '
                                 "provided port is already allocated")
-    assert taken.value.code == 422
+    assert taken.value.status == 422
     assert [s["metadata"]["name"] for s in store.objects(SERVICES, NS) if s["metadata"]["name"] != "kubernetes"] \
         == ["first"]
 
@@ -172,7 +172,7 @@ def test_allocations_always_equal_the_ports_stored_services_hold(operations: lis
             else:
                 store.delete(SERVICES, NS, name)
         except Exception as exc:  # AlreadyExists, NotFound, a taken port
-            assert getattr(exc, "code", None) in (404, 409, 422), exc
+            assert getattr(exc, "status", None) in (404, 409, 422), exc
         ports = [p["nodePort"] for s in store.objects(SERVICES) for p in s["spec"].get("ports") or []
                  if p.get("nodePort")]
         assert len(ports) == len(set(ports))

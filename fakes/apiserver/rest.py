@@ -25,9 +25,9 @@ API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 
 @dataclass
 class Reply:
-    """What to send: a status code and a JSON body (or text, for logs)."""
+    """What to send: an HTTP status and a JSON body (or text, for logs)."""
 
-    code: int
+    status: int
     body: Any
     content_type: str = "application/json"
 

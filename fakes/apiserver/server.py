@@ -204,7 +204,7 @@ class _Handler(web.RequestHandler):
                 reply = await reviews.review(cluster, user, self.server.store, call)
             else:
                 reply = await rest.handle(cluster, call)
-            self._reply(reply.code, reply.body, reply.content_type)
+            self._reply(reply.status, reply.body, reply.content_type)
         finally:
             await cluster.close()
 
@@ -218,7 +218,7 @@ class _Handler(web.RequestHandler):
             reply = reviews.who_am_i(user, body, content_type)
         else:
             reply = reviews.rules_review(user, self.server.store, body, content_type)
-        self._reply(reply.code, reply.body)
+        self._reply(reply.status, reply.body)
 
     async def _watch(self, cluster: MemoryCluster, target: paths.ResourcePath, query: dict[str, str]) -> None:
         self._stream = watchstream.Stream(self, self.server.watches)
@@ -236,4 +236,4 @@ class _Handler(web.RequestHandler):
             return
         if err.retry_after_seconds is not None:
             self.set_header("Retry-After", str(err.retry_after_seconds))
-        self._reply(err.code, to_status(err))
+        self._reply(err.status, to_status(err))

@@ -44,10 +44,10 @@ class ClusterError(Exception):
     """Base of every error a :class:`Cluster` raises.
 
     ``reason`` is the ``Status.reason`` a real API server would send for it,
-    ``code`` its HTTP status; ``kind``/``name`` identify the object when known.
+    ``status`` the HTTP status it answers with (``Status.code``); ``kind``/``name`` identify the object when known.
     """
 
-    code: int = 500
+    status: int = 500
     reason: str = "InternalError"
 
     def __init__(
@@ -72,37 +72,37 @@ class ClusterError(Exception):
 class BadRequest(ClusterError):
     """400: the request itself is malformed (bad JSON, bad selector, bad patch)."""
 
-    code, reason = 400, "BadRequest"
+    status, reason = 400, "BadRequest"
 
 
 class Unauthorized(ClusterError):
     """401: no valid credentials."""
 
-    code, reason = 401, "Unauthorized"
+    status, reason = 401, "Unauthorized"
 
 
 class Forbidden(ClusterError):
     """403: authenticated, but RBAC (or admission, e.g. a terminating namespace) refuses."""
 
-    code, reason = 403, "Forbidden"
+    status, reason = 403, "Forbidden"
 
 
 class NotFound(ClusterError):
     """404: the object, its namespace, or the resource type does not exist."""
 
-    code, reason = 404, "NotFound"
+    status, reason = 404, "NotFound"
 
 
 class MethodNotAllowed(ClusterError):
     """405: the resource does not support this verb."""
 
-    code, reason = 405, "MethodNotAllowed"
+    status, reason = 405, "MethodNotAllowed"
 
 
 class Conflict(ClusterError):
     """409: a write lost an optimistic-concurrency race (stale resourceVersion)."""
 
-    code, reason = 409, "Conflict"
+    status, reason = 409, "Conflict"
 
 
 class AlreadyExists(Conflict):
@@ -114,43 +114,43 @@ class AlreadyExists(Conflict):
 class Gone(ClusterError):
     """410: a watch or list asked for a resourceVersion older than the server keeps."""
 
-    code, reason = 410, "Expired"
+    status, reason = 410, "Expired"
 
 
 class UnsupportedMediaType(ClusterError):
     """415: a patch or body in a content type the resource does not take."""
 
-    code, reason = 415, "UnsupportedMediaType"
+    status, reason = 415, "UnsupportedMediaType"
 
 
 class Invalid(ClusterError):
     """422: the object fails validation; ``causes`` name the fields."""
 
-    code, reason = 422, "Invalid"
+    status, reason = 422, "Invalid"
 
 
 class TooManyRequests(ClusterError):
     """429: the server asks the client to back off (``retry_after_seconds``)."""
 
-    code, reason = 429, "TooManyRequests"
+    status, reason = 429, "TooManyRequests"
 
 
 class ServerError(ClusterError):
     """5xx, or any answer the adapter could not make sense of."""
 
-    code, reason = 500, "InternalError"
+    status, reason = 500, "InternalError"
 
 
 class ServiceUnavailable(ServerError):
     """503: the server (or a fault injected into the fake) is unavailable."""
 
-    code, reason = 503, "ServiceUnavailable"
+    status, reason = 503, "ServiceUnavailable"
 
 
 class Timeout(ServerError):
     """504: the server or the client gave up waiting."""
 
-    code, reason = 504, "Timeout"
+    status, reason = 504, "Timeout"
 
 
 # --------------------------------------------------------------------------- requests

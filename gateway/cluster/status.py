@@ -52,7 +52,7 @@ def to_status(err: i.ClusterError) -> dict[str, Any]:
         "status": "Failure",
         "message": err.message,
         "reason": err.reason,
-        "code": err.code,
+        "code": err.status,
     }
     if details:
         status["details"] = details
@@ -91,5 +91,5 @@ def from_status(code: int, body: bytes | str | dict[str, Any] | None) -> i.Clust
         retry_after_seconds=details.get("retryAfterSeconds"),
     )
     if cls is i.ClusterError or (cls is i.ServerError and code != 500):
-        err.code = code
+        err.status = code
     return err

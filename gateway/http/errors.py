@@ -1,9 +1,9 @@
 """JSON error bodies for every failure, and the base of the gateway's REST handlers.
 
 Every error the gateway answers is ``{"reason": ..., "message": ...}`` with
-its status, as Enterprise Gateway answers: the kernel service's
-:class:`~gateway.kernels.errors.KernelError` and the provisioner's
-:class:`~gateway.provisioner.errors.LaunchError` (their own status), tornado's
+its status, as Enterprise Gateway answers: any
+:class:`~gateway.errors.GatewayError` (the kernel service's and the provisioner's
+errors, with their own status, reason and message), tornado's
 ``HTTPError`` (400 for a bad body, 401, 403, 404 for an unknown path, 405 for
 an unsupported method), and anything unexpected as a 500 whose message does
 not leak internals.  Never tornado's HTML error page: :class:`JsonErrors` is
@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
-from http import HTTPStatus
 from typing import Any
 
 from tornado import web
 
-from gateway.kernels.errors import KernelError
-from gateway.provisioner.errors import LaunchError
+from gateway.errors import GatewayError, phrase
 
 from .auth import check_token
 from .context import HttpContext
@@ -30,25 +28,16 @@ log = logging.getLogger("gateway.http")
 
 
 def error_body(status: int, exc: BaseException | None) -> tuple[int, dict[str, str]]:
-    """The status and JSON body answering ``exc`` (a ``KernelError`` keeps its own status)."""
-    if isinstance(exc, KernelError):
+    """The status and JSON body answering ``exc`` (a ``GatewayError`` keeps its own status)."""
+    if isinstance(exc, GatewayError):
         return exc.status, {"reason": exc.reason, "message": exc.message}
-    if isinstance(exc, LaunchError):  # the kernel service wraps these; kept in case one gets through
-        return exc.status, {"reason": _phrase(exc.status), "message": exc.reason}
-    reason = _phrase(status)
+    reason = phrase(status)
     if isinstance(exc, web.HTTPError):
         message = exc.log_message % exc.args if exc.log_message and exc.args else (exc.log_message or reason)
         return status, {"reason": exc.reason or reason, "message": message}
     if status >= 500:
         return status, {"reason": reason, "message": "The gateway failed to handle the request; see its log."}
     return status, {"reason": reason, "message": reason}
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
 
 
 class JsonErrors(web.RequestHandler):
@@ -73,7 +62,7 @@ class JsonErrors(web.RequestHandler):
         self.finish(json.dumps(body))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, (KernelError, LaunchError)):
+        if isinstance(value, GatewayError):
             status, body = error_body(value.status, value)
             level = logging.ERROR if status >= 500 else logging.INFO
             log.log(level, "%s %s: %d %s", self.request.method, self.request.path, status, body["message"])

@@ -14,27 +14,28 @@ from .errors import ApiHandler
 class KernelSpecsHandler(ApiHandler):
     """``{"default": name, "kernelspecs": {name: model}}``; with ``?user=``, only what that user may start."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         specs = self.context.specs
         user = self.get_query_argument("user", None)
-        self.write_json({
-            "default": specs.default_name,
-            "kernelspecs": specs.all(user, base_url=self.context.settings.base_url),
-        })
+        base_url = self.context.settings.base_url
+        # Kernelspecs are folders on disk, read again on every request: off the event loop.
+        default, models = await asyncio.to_thread(lambda: (specs.default_name, specs.all(user, base_url=base_url)))
+        self.write_json({"default": default, "kernelspecs": models})
 
 
 class KernelSpecHandler(ApiHandler):
     """One kernelspec's model (404 when unknown or not allowed)."""
 
-    def get(self, name: str) -> None:
-        self.write_json(self.context.specs.get(name, base_url=self.context.settings.base_url))
+    async def get(self, name: str) -> None:
+        model = await asyncio.to_thread(self.context.specs.get, name, base_url=self.context.settings.base_url)
+        self.write_json(model)
 
 
 class KernelSpecResourceHandler(ApiHandler):
     """A file of a kernelspec's folder, with its content type; never a path outside the folder (404)."""
 
     async def get(self, name: str, resource: str) -> None:
-        path = self.context.specs.resource_path(name, resource)
+        path = await asyncio.to_thread(self.context.specs.resource_path, name, resource)
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except OSError:

@@ -1,31 +1,16 @@
 """Errors the object builders raise, split by whose mistake it is.
 
-The HTTP layer turns :class:`InvalidKernelRequest` (and its subclass
-:class:`ForbiddenKernelRequest`) into a client error with ``status_code`` and
-the message as the JSON ``reason``; :class:`TemplateError` is the operator's
-mistake in a kernelspec's ``kernel-pod.yaml`` and becomes a server error.
+A client value that cannot make a valid pod is an :class:`~gateway.errors.InvalidKernelRequest`
+(400), one refused by policy a :class:`~gateway.errors.ForbiddenKernelRequest` (403): the
+gateway's one error vocabulary (``gateway.errors``), raised before anything is created.
+:class:`TemplateError` is the operator's mistake in a kernelspec's ``kernel-pod.yaml``.
 """
 
 from __future__ import annotations
 
+from gateway.errors import ForbiddenKernelRequest, InvalidKernelRequest
 
-class InvalidKernelRequest(ValueError):
-    """A value the client sent (``KERNEL_*`` env, username) cannot make a valid kernel pod.
-
-    Raised while building objects, before anything is created in the cluster,
-    so answering 400 leaves nothing behind.
-    """
-
-    status_code = 400
-
-
-class ForbiddenKernelRequest(InvalidKernelRequest):
-    """A client value is well formed but refused by policy (a prohibited ``KERNEL_UID``/``KERNEL_GID``).
-
-    Enterprise Gateway answers these with 403.
-    """
-
-    status_code = 403
+__all__ = ["ForbiddenKernelRequest", "InvalidKernelRequest", "TemplateError"]
 
 
 class TemplateError(ValueError):

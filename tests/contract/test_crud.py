@@ -71,7 +71,7 @@ async def test_create_of_a_taken_name_is_already_exists(cluster: Cluster, ns: st
     with pytest.raises(AlreadyExists) as err:
         await cluster.create("pods", pod("taken"), namespace=ns)
     assert err.value.message == 'pods "taken" already exists'
-    assert err.value.code == 409
+    assert err.value.status == 409
 
 
 async def test_missing_objects_and_namespaces_are_not_found(cluster: Cluster, ns: str) -> None:

@@ -75,7 +75,7 @@ async def test_watch_from_a_version_older_than_the_window_is_gone(target: Target
     stream = cluster.watch("configmaps", namespace=ns, resource_version=old)
     with pytest.raises(Gone) as err:
         await next_event(stream)
-    assert err.value.code == 410 and err.value.reason == "Expired"
+    assert err.value.status == 410 and err.value.reason == "Expired"
     assert err.value.message.startswith(f"too old resource version: {old} (")
 
 
