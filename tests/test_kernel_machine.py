@@ -47,6 +47,7 @@ from tests.gatewayharness import (
     execute,
     gateway_harness,
 )
+from tests.loop_tasks import describe, still_running_after
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +72,7 @@ class KernelServiceMachine(RuleBasedStateMachine):
 
     @initialize(mode=st.sampled_from(MODES))
     def set_up(self, mode: str) -> None:
-        self.harness_cm = gateway_harness(Path(self.tmp.name), mode=mode, restart_limit=50, check_tasks=False)
+        self.harness_cm = gateway_harness(Path(self.tmp.name), mode=mode, restart_limit=50)
         self.h = self.run(self.harness_cm.__aenter__())
         self.start()  # every example has a kernel to act on from its first step
 
@@ -79,8 +80,8 @@ class KernelServiceMachine(RuleBasedStateMachine):
         try:
             if self.harness_cm is not None:
                 self.run(self.harness_cm.__aexit__(None, None, None))
-                pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
-                assert not pending, f"tasks left behind: {pending}"
+                left = still_running_after(self.loop)
+                assert not left, f"tasks left behind:\n{describe(left)}"
                 if self.h is not None:
                     for kernel_id in self.live + self.gone:
                         self.run(self.h.assert_nothing_left(kernel_id))

@@ -10,7 +10,17 @@ import pytest
 
 from gateway.kernels.activity import record
 from gateway.kernels.culling import should_cull
-from gateway.kernels.kernel import BUSY, DEAD, IDLE, RESTARTING, STARTING, TERMINATING, Kernel, utcnow
+from gateway.kernels.kernel import (
+    BUSY,
+    DEAD,
+    IDLE,
+    RESTARTING,
+    STARTING,
+    TERMINATING,
+    IllegalTransition,
+    Kernel,
+    utcnow,
+)
 from gateway.kernels.settings import KernelSettings
 from gateway.provisioner.model import LaunchRequest
 from gateway.provisioner.spec import KernelSpecInfo
@@ -76,7 +86,8 @@ def test_lifecycle_states_are_not_overwritten_by_iopub() -> None:
     record(kernel, "status", "execute_request", IDLE)
     assert kernel.execution_state == RESTARTING
     kernel.set_state(DEAD)
-    kernel.set_state(IDLE)
+    with pytest.raises(IllegalTransition):
+        kernel.set_state(IDLE)
     assert kernel.execution_state == DEAD
 
 

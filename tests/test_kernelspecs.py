@@ -64,21 +64,21 @@ def test_only_readable_kubernetes_specs_are_offered(base: Path) -> None:
             specs([base]).get(name)
 
 
-def test_the_first_path_wins(base: Path, tmp_path: Path) -> None:
+async def test_the_first_path_wins(base: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
     make_spec(other, "r_kubernetes", config={"image_name": "mine/r:1"})
-    assert specs([other, base]).info("r_kubernetes").image == "mine/r:1"
-    assert specs([base, other]).info("r_kubernetes").image == "elyra/kernel-py:dev"
+    assert (await specs([other, base]).choose("r_kubernetes")).info.image == "mine/r:1"
+    assert (await specs([base, other]).choose("r_kubernetes")).info.image == "elyra/kernel-py:dev"
 
 
-def test_allow_list_hides_other_specs_as_not_found(base: Path) -> None:
+async def test_allow_list_hides_other_specs_as_not_found(base: Path) -> None:
     offered = specs([base], allowed=frozenset({"r_kubernetes", "not_installed"}))
     assert list(offered.all()) == ["r_kubernetes"]
     with pytest.raises(UnknownKernelSpec) as caught:
         offered.get("python_kubernetes")
     assert caught.value.status == 404
     with pytest.raises(UnknownKernelSpec):
-        offered.info("python_kubernetes")
+        await offered.choose("python_kubernetes")
 
 
 def test_default_name(base: Path) -> None:
@@ -89,32 +89,52 @@ def test_default_name(base: Path) -> None:
     assert specs([]).default_name == ""
 
 
-def test_per_spec_users(base: Path) -> None:
+async def test_per_spec_users(base: Path) -> None:
     offered = specs([base])
     assert "private" in offered.all("alice") and "private" not in offered.all("dave")
     assert "private" not in offered.all("carol")
-    offered.check_user("private", "bob")
+    (await offered.choose("private")).check_user("bob")
     with pytest.raises(UserNotAuthorized) as caught:
         offered.get("private", user="dave")
     assert caught.value.status == 403 and "dave" in caught.value.message
 
 
-def test_global_users(base: Path) -> None:
+async def test_global_users(base: Path) -> None:
     offered = specs([base], authorized_users=frozenset({"alice", "dave"}), unauthorized_users=frozenset({"root", "bob"}))
     assert sorted(offered.all("dave")) == ["python_kubernetes", "r_kubernetes"]  # private lists its own users
     assert sorted(offered.all("alice")) == ["private", "python_kubernetes", "r_kubernetes"]
     assert offered.all("bob") == {}  # globally refused, even where the kernelspec authorizes bob
     assert offered.all("root") == {}
+    r_kubernetes = await offered.choose("r_kubernetes")
     with pytest.raises(UserNotAuthorized):
-        offered.check_user("r_kubernetes", "erin")
+        r_kubernetes.check_user("erin")
     assert sorted(offered.all()) == ["private", "python_kubernetes", "r_kubernetes"]
 
 
-def test_info_for_the_provisioner(base: Path) -> None:
-    info = specs([base], default_image="kernelgate/kernel-py:1").info("python_kubernetes")
+async def test_info_for_the_provisioner(base: Path) -> None:
+    offered = specs([base], default_image="kernelgate/kernel-py:1")
+    info = (await offered.choose("python_kubernetes")).info
     assert (info.image, info.interrupt_mode, dict(info.env)) == ("elyra/kernel-py:3.2", "message", {"A": "1"})
     assert info.template_path == base / "python_kubernetes" / "scripts" / "kernel-pod.yaml"
-    assert specs([base], default_image="kernelgate/kernel-py:1").info("r_kubernetes").image == "kernelgate/kernel-py:1"
+    assert (await offered.choose("r_kubernetes")).info.image == "kernelgate/kernel-py:1"
+    assert (await offered.choose(None)).name == "python_kubernetes"
+    with pytest.raises(UnknownKernelSpec):
+        await specs([]).choose(None)
+
+
+async def test_a_kernelspec_edited_on_disk_is_seen_by_the_next_start(base: Path) -> None:
+    offered = specs([base])
+    assert (await offered.choose("r_kubernetes")).info.env == {}
+    kernel_json_path = base / "r_kubernetes" / "kernel.json"
+    kernel_json = json.loads(kernel_json_path.read_text())
+    kernel_json["env"] = {"B": "2"}
+    kernel_json["metadata"]["process_proxy"]["config"]["authorized_users"] = ["alice"]
+    kernel_json_path.write_text(json.dumps(kernel_json))
+    chosen = await offered.choose("r_kubernetes")
+    assert dict(chosen.info.env) == {"B": "2"}
+    chosen.check_user("alice")
+    with pytest.raises(UserNotAuthorized):
+        chosen.check_user("bob")
 
 
 def test_resources_are_served_from_the_spec_folder(base: Path) -> None:

@@ -13,10 +13,11 @@ state only when they answer a tracked request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import zmq
+
+from gateway.aio import cancel_and_wait
 
 from .channels import KernelChannels
 from .kernel import BUSY, Kernel
@@ -61,15 +62,17 @@ class ActivityWatcher:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        """Subscribe (called by the kernel service once the kernel's launch answered)."""
         self._task = asyncio.create_task(self._run(), name=f"activity-{self.kernel.id}")
 
     async def stop(self) -> None:
+        """Unsubscribe (called by the kernel service before the kernel's pod is stopped)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.channels.close()
+        try:
+            if task is not None:
+                await cancel_and_wait(task)
+        finally:
+            self.channels.close()
 
     async def _run(self) -> None:
         while True:

@@ -81,7 +81,11 @@ class KernelChannels:
         else:
             sock.identity = uuid.uuid4().bytes
         port = getattr(self.connection, f"{channel}_port")
-        sock.connect(f"{self.connection.transport}://{self.connection.ip}:{port}")
+        try:
+            sock.connect(f"{self.connection.transport}://{self.connection.ip}:{port}")
+        except BaseException:
+            sock.close(linger=0)  # not in self._sockets yet: close() would not see it
+            raise
         return sock
 
     @property

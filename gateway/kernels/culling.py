@@ -12,10 +12,11 @@ shutdown are left alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
+
+from gateway.aio import cancel_and_wait
 
 from .kernel import BUSY, IDLE, Kernel, utcnow
 from .settings import KernelSettings
@@ -55,9 +56,7 @@ class Culler:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def cull_once(self) -> list[str]:
         """Shut down every kernel that should be culled now; return their ids."""

@@ -1,29 +1,24 @@
 """Why the kernel service refused or failed a request.
 
 Every error :class:`~gateway.kernels.service.KernelService` raises to its
-callers is a :class:`KernelError` carrying the HTTP status the HTTP layer
-answers with, a short ``reason`` and a ``message`` for the JSON error body
-(``{"reason": ..., "message": ...}`` as Enterprise Gateway answers).  Messages
-name the offending variable or kernel, never echo a client's (possibly huge or
-secret) value.
+callers is a :class:`KernelError` (or :class:`InvalidKernelRequest`), a
+:class:`gateway.errors.GatewayError` with its ``status``, ``reason`` and
+``message`` for the JSON error body (``{"reason": ..., "message": ...}`` as
+Enterprise Gateway answers).
 """
 
 from __future__ import annotations
 
-from http import HTTPStatus
+from gateway.errors import ForbiddenKernelRequest, GatewayError, InvalidKernelRequest, shown
+
+__all__ = [
+    "ForbiddenKernelRequest", "GatewayStopping", "InvalidKernelRequest", "KernelConflict", "KernelError",
+    "KernelLaunchFailed", "KernelLimitReached", "KernelNotFound", "UnknownKernelSpec", "UserNotAuthorized", "shown",
+]
 
 
-class KernelError(Exception):
-    """A kernel request could not be served; ``status`` is the HTTP status to answer with."""
-
-    status: int = 500
-
-    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if status is not None:
-            self.status = status
-        self.reason = reason or _phrase(self.status)
+class KernelError(GatewayError):
+    """A kernel request could not be served (500 unless a subclass or the raiser says otherwise)."""
 
 
 class KernelNotFound(KernelError):
@@ -36,12 +31,6 @@ class UnknownKernelSpec(KernelError):
     """No kernelspec of this name, or one the allow-list hides (Enterprise Gateway answers 404 for both)."""
 
     status = 404
-
-
-class InvalidKernelRequest(KernelError):
-    """The client's request cannot start a kernel: a bad env name or value, a bad ``KERNEL_ID``..."""
-
-    status = 400
 
 
 class UserNotAuthorized(KernelError):
@@ -66,13 +55,10 @@ class KernelLaunchFailed(KernelError):
     """The provisioner could not launch (or relaunch) the kernel; ``status`` is the launch error's."""
 
 
-def shown(value: str, limit: int = 64) -> str:
-    """A client-supplied value for a message: quoted, and cut short when long."""
-    return repr(value if len(value) <= limit else value[:limit] + "...")
+class GatewayStopping(KernelError):
+    """The gateway is stopping: it starts no kernel, and operations its stop cancelled end with this."""
 
+    status = 503
 
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
+    def __init__(self, message: str = "The gateway is shutting down.") -> None:
+        super().__init__(message)

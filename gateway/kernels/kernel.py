@@ -1,31 +1,48 @@
 """One kernel as the gateway tracks it: identity, lifecycle state, activity, connections.
 
-States (the model's ``execution_state``)::
+A kernel is always in one :class:`KernelState` (the model's ``execution_state``) and moves only
+along :data:`TRANSITIONS`: :meth:`Kernel.set_state` refuses any other move with
+:class:`IllegalTransition`.  ``idle``/``busy`` (and a kernel's own ``starting``) come from its
+iopub ``status`` messages (:mod:`gateway.kernels.activity`); every other state is set by the
+kernel service (:mod:`gateway.kernels.service`, :mod:`gateway.kernels.pods`,
+:mod:`gateway.kernels.restarts`), which holds :attr:`Kernel.lock` for every change that touches
+the pod, so a restart and a shutdown of the same kernel never overlap and a kernel never has
+two pods::
 
-    starting --launched, first status--> idle <--iopub status--> busy
-       |                                   |
-       |            restart: restarting -> starting -> idle
-       |            pod died: autorestarting -> starting -> idle  (or -> dead past the restart limit)
-       |            shutdown / cull: terminating -> dead
-       |            relaunch failed: dead
-       +-- first launch failed: the kernel is never listed
+                          launched, or its first iopub status
+      new Kernel ──► starting ──────────────────────────────► idle ◄──── iopub status ────► busy
+                      ▲    ▲                                    │                            │
+                      │    │ relaunch                           └──────────────┬─────────────┘
+                      │    │                                                   │ from starting, idle or busy:
+                      │    └──── restarting ◄─────── restart() ────────────────┤
+                      └───────── autorestarting ◄─── its pod died ─────────────┤
+                                                                               │
+                                 terminating ◄────── shutdown(), cull, stop ───┤
+                                      │                                        │
+                                      ▼                                        │
+                                    dead ◄────────── died past the restart ────┘
+                                                     limit, or a relaunch failed
 
-``idle``/``busy`` come from the kernel's iopub ``status`` messages (see
-:mod:`gateway.kernels.activity`); every other state is set by the kernel
-service, which holds :attr:`Kernel.lock` for every transition that touches the
-pod, so a restart and a shutdown of the same kernel never overlap and a kernel
-never has two pods.  Listeners (the websocket bridge) hear about lifecycle
-states so they can tell clients "restarting" or "dead", as Jupyter Server does,
-and hear ``idle`` when a (re)launch completed: the kernel's connection info
-has changed then.
+Besides the arrows drawn: a kernel at ``idle`` or ``busy`` may report itself ``starting`` on
+iopub; ``restarting`` and ``autorestarting`` may end at ``dead`` when the pod cannot be
+replaced; a first launch that fails leaves the kernel at ``starting``, never listed; and when
+the gateway's stop cancels a restart or a shutdown half-way, the kernel is left at
+``restarting``, ``autorestarting`` or ``terminating``, and the shutdown (or restart) that
+follows takes it from there.  ``dead`` is final.
+
+Listeners (the websocket bridge) hear every state set through :meth:`Kernel.set_state` so they
+can tell clients "restarting" or "dead", as Jupyter Server does, and hear ``idle`` when a
+(re)launch completed: the kernel's connection info has changed then.  ``idle``/``busy`` from
+iopub are not announced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -34,19 +51,65 @@ from gateway.provisioner.model import LaunchRequest, Placement, RunningKernel
 
 log = logging.getLogger("gateway.kernels")
 
-STARTING = "starting"
-IDLE = "idle"
-BUSY = "busy"
-RESTARTING = "restarting"
-AUTORESTARTING = "autorestarting"
-TERMINATING = "terminating"
-DEAD = "dead"
-EXECUTION_STATES = frozenset({IDLE, BUSY})
-TRANSITIONAL = frozenset({STARTING, RESTARTING, AUTORESTARTING, TERMINATING})
+
+class KernelState(str, enum.Enum):
+    """A kernel's lifecycle state; the value is the REST model's ``execution_state``."""
+
+    STARTING = "starting"
+    """A pod is being launched for the kernel, or the launched kernel has not reported its state yet."""
+    IDLE = "idle"
+    BUSY = "busy"
+    RESTARTING = "restarting"
+    """A client asked for a restart: the kernel's pod is being stopped, a new one follows."""
+    AUTORESTARTING = "autorestarting"
+    """The kernel's pod died on its own: the pod is being replaced."""
+    TERMINATING = "terminating"
+    """The kernel is being shut down: its pod, and what the gateway created for it, are being deleted."""
+    DEAD = "dead"
+    """The kernel is over; it is no longer listed."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STARTING = KernelState.STARTING
+IDLE = KernelState.IDLE
+BUSY = KernelState.BUSY
+RESTARTING = KernelState.RESTARTING
+AUTORESTARTING = KernelState.AUTORESTARTING
+TERMINATING = KernelState.TERMINATING
+DEAD = KernelState.DEAD
+
+_UP = frozenset({STARTING, IDLE, BUSY})
+"""A kernel on its pod, or launching one: what iopub moves among, and where every operation may begin."""
+_REPLACING = frozenset({STARTING, DEAD, RESTARTING, TERMINATING})
+"""Where a kernel whose pod is being replaced goes: its relaunch, its end when there can be none, or the
+restart or shutdown that takes over after the gateway's stop cancelled the replacement."""
+
+TRANSITIONS: Mapping[KernelState, frozenset[KernelState]] = {
+    STARTING: _UP | {RESTARTING, AUTORESTARTING, TERMINATING, DEAD},
+    IDLE: _UP | {RESTARTING, AUTORESTARTING, TERMINATING, DEAD},
+    BUSY: _UP | {RESTARTING, AUTORESTARTING, TERMINATING, DEAD},
+    RESTARTING: _REPLACING,
+    AUTORESTARTING: _REPLACING,
+    TERMINATING: frozenset({TERMINATING, DEAD}),
+    DEAD: frozenset(),
+}
+"""The states each state may move to (see the module docstring's diagram)."""
+
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 """``last_activity`` as Jupyter Server's gateway client parses it."""
 
-StateListener = Callable[["Kernel", str], None]
+StateListener = Callable[["Kernel", KernelState], None]
+
+
+class IllegalTransition(RuntimeError):
+    """A move :data:`TRANSITIONS` does not allow: a fault in the gateway, never the client's doing."""
+
+    def __init__(self, kernel_id: str, current: KernelState, target: KernelState) -> None:
+        super().__init__(f"kernel {kernel_id} cannot go from {current} to {target}")
+        self.current = current
+        self.target = target
 
 
 def utcnow() -> datetime:
@@ -61,13 +124,14 @@ class Kernel:
         self.id = request.kernel_id
         self.name = request.spec.name
         self.username = request.username
-        self.execution_state = STARTING
+        self.execution_state: KernelState = STARTING
         self.last_activity = utcnow()
         self.connections = 0
         self.running: RunningKernel | None = None
         self.placement: Placement | None = None
         self.reason = ""
         self.restart_count = 0
+        """Automatic restarts in a row (:mod:`gateway.kernels.restarts`)."""
         self.launched_at = time.monotonic()
         self.lock = asyncio.Lock()
         """Held by every operation that stops or launches this kernel's pod."""
@@ -75,7 +139,7 @@ class Kernel:
         self._waiters: list[tuple[Callable[[Kernel], bool], asyncio.Future[None]]] = []
 
     @property
-    def state(self) -> str:
+    def state(self) -> KernelState:
         return self.execution_state
 
     @property
@@ -98,7 +162,7 @@ class Kernel:
             "id": self.id,
             "name": self.name,
             "last_activity": self.last_activity.strftime(TIMESTAMP_FORMAT),
-            "execution_state": self.execution_state,
+            "execution_state": str(self.execution_state),
             "connections": self.connections,
         }
         if self.reason:
@@ -108,7 +172,7 @@ class Kernel:
     # -- listeners --
 
     def add_listener(self, listener: StateListener) -> None:
-        """Call ``listener(kernel, state)`` on every lifecycle state change (not on idle/busy)."""
+        """Call ``listener(kernel, state)`` on every state set by :meth:`set_state` (not on iopub's idle/busy)."""
         self._listeners.append(listener)
 
     def remove_listener(self, listener: StateListener) -> None:
@@ -134,11 +198,12 @@ class Kernel:
 
     # -- transitions (called by the kernel service and the activity watcher) --
 
-    def set_state(self, state: str, *, reason: str = "") -> None:
-        """Enter a lifecycle state; listeners hear it."""
-        if self.execution_state == DEAD:
-            return
-        self.execution_state = state
+    def set_state(self, state: KernelState, *, reason: str = "") -> None:
+        """Move to ``state`` along :data:`TRANSITIONS` (else :class:`IllegalTransition`); listeners hear it.
+
+        Called by the kernel service as it starts, restarts, shuts down or gives up a kernel.
+        """
+        self._enter(state)
         if reason:
             self.reason = reason
         log.debug("kernel %s is %s", self.id, state)
@@ -149,13 +214,22 @@ class Kernel:
                 log.exception("a state listener of kernel %s failed", self.id)
         self._changed()
 
+    def _enter(self, state: KernelState) -> None:
+        current = KernelState(self.execution_state)
+        if state not in TRANSITIONS[current]:
+            raise IllegalTransition(self.id, current, state)
+        self.execution_state = state
+
     def launched(self, running: RunningKernel) -> None:
-        """A (re)launch succeeded: the kernel has a pod and answers; it is idle until iopub says otherwise."""
+        """A (re)launch succeeded: the kernel has a pod and answers; it is idle until iopub says otherwise.
+
+        Called by the kernel service at the end of every launch, with the kernel's lock held.
+        """
         self.running = running
         self.placement = running.placement
         self.launched_at = time.monotonic()
         self.last_activity = utcnow()
-        if self.execution_state in TRANSITIONAL:
+        if self.execution_state == STARTING:
             self.set_state(IDLE)
 
     def stopped(self) -> None:
@@ -165,16 +239,17 @@ class Kernel:
     def observe_status(self, execution_state: str, *, tracked: bool) -> None:
         """An iopub ``status``: taken when it answers a tracked request, else only ends ``starting``.
 
-        As Jupyter Server: a status caused by ``kernel_info_request`` (sent by
-        every connecting client) must not make a kernel look used, but the
-        first status after a start means the kernel is up.
+        Called by :func:`gateway.kernels.activity.record`.  As Jupyter Server: a status caused by
+        ``kernel_info_request`` (sent by every connecting client) must not make a kernel look
+        used, but the first status after a start means the kernel is up.  A kernel that is
+        restarting, terminating or dead keeps its state whatever iopub says.
         """
-        if self.execution_state not in EXECUTION_STATES and self.execution_state != STARTING:
+        if self.execution_state not in _UP:
             return
-        if tracked and execution_state in (IDLE, BUSY, STARTING):
-            self.execution_state = execution_state
+        if tracked and execution_state in _UP:
+            self._enter(KernelState(execution_state))
         elif self.execution_state == STARTING and execution_state != STARTING:
-            self.execution_state = IDLE
+            self._enter(IDLE)
         self._changed()
 
     def touch(self) -> None:

@@ -20,11 +20,13 @@ Filters, as Enterprise Gateway applies them:
 
 Kernelspec files are read on every call (a few small files): an operator's
 change shows up without a restart.  Called by the HTTP layer (listing, logos)
-and the kernel service (launches).
+and by the kernel service, which reads the kernelspec of each start once and
+off the event loop (:meth:`KernelSpecs.choose`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -44,6 +46,27 @@ SPEC_NAME = re.compile(r"[a-z0-9._-]+\Z", re.IGNORECASE)
 PREFERRED_DEFAULT = "python_kubernetes"
 RESOURCE_PREFIXES = ("logo-",)
 RESOURCE_FILES = ("kernel.js", "kernel.css")
+
+
+@dataclasses.dataclass(frozen=True)
+class ChosenSpec:
+    """The kernelspec a start asked for, as read once by :meth:`KernelSpecs.choose`."""
+
+    info: KernelSpecInfo
+    """What the provisioner needs to launch it."""
+    authorized_users: frozenset[str]
+    """Who may start it; empty: anyone not refused."""
+    unauthorized_users: frozenset[str]
+    """Who may not, whatever :attr:`authorized_users` says."""
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def check_user(self, user: str) -> None:
+        """Raise :class:`UserNotAuthorized` (403) unless ``user`` may start it (called before the launch)."""
+        if not _allows(self.authorized_users, self.unauthorized_users, user):
+            raise _not_authorized(self.name, user)
 
 
 class KernelSpecs:
@@ -90,29 +113,33 @@ class KernelSpecs:
     def get(self, name: str, user: str | None = None, *, base_url: str = "/") -> dict[str, Any]:
         """One kernelspec's model: :class:`UnknownKernelSpec` (404), or :class:`UserNotAuthorized` (403) for ``user``."""
         folder, kernel_json = self._find(name)
-        if user is not None:
-            self.check_user(name, user)
+        if user is not None and not self._user_allowed(kernel_json, user):
+            raise _not_authorized(name, user)
         return self._model(name, folder, kernel_json, base_url)
 
-    def check_user(self, name: str, user: str) -> None:
-        """Raise :class:`UserNotAuthorized` unless ``user`` may start kernels of ``name`` (called before a launch)."""
-        _, kernel_json = self._find(name)
-        if not self._user_allowed(kernel_json, user):
-            raise UserNotAuthorized(
-                f"User {shown(user)} is not authorized to start kernel {shown(name)}. "
-                "Ensure KERNEL_USERNAME is set to an appropriate value and retry the request."
-            )
+    async def choose(self, name: str | None) -> ChosenSpec:
+        """The kernelspec ``name`` (the default when ``None``) for a kernel start, read off the event loop.
 
-    def info(self, name: str) -> KernelSpecInfo:
-        """What the provisioner needs to launch ``name`` (:class:`UnknownKernelSpec` if not offered)."""
+        Called by the kernel service once per start, before anything is created.  Raises
+        :class:`UnknownKernelSpec` (404) when it is not offered (or none is), :class:`KernelError`
+        when its ``kernel.json`` is malformed.
+        """
+        return await asyncio.to_thread(self._choose, name)
+
+    def _choose(self, name: str | None) -> ChosenSpec:
+        name = name or self.default_name
+        if not name:
+            raise UnknownKernelSpec("No kernelspec is available.")
         folder, kernel_json = self._find(name)
         try:
             info = kernel_spec_info(name, folder, kernel_json)
         except ValueError as error:
             raise KernelError(f"Kernelspec {name!r} is malformed: {error}") from None
-        if not _proxy_config(kernel_json).get("image_name"):
+        config = _proxy_config(kernel_json)
+        if not config.get("image_name"):
             info = dataclasses.replace(info, image=self.default_image)
-        return info
+        authorized, unauthorized = self._users(config)
+        return ChosenSpec(info, authorized_users=authorized, unauthorized_users=unauthorized)
 
     def resource_path(self, name: str, resource: str) -> Path:
         """The file ``resource`` of kernelspec ``name``, refusing any path leaving its folder (404)."""
@@ -178,12 +205,24 @@ class KernelSpecs:
         return {"name": name, "spec": kernel_json, "resources": resources}
 
     def _user_allowed(self, kernel_json: Mapping[str, Any], user: str) -> bool:
-        config = _proxy_config(kernel_json)
+        return _allows(*self._users(_proxy_config(kernel_json)), user)
+
+    def _users(self, config: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+        """``(authorized, unauthorized)`` for a kernelspec: its own lists laid over the global ones."""
         unauthorized = self.unauthorized_users | _user_list(config.get("unauthorized_users"))
-        if user in unauthorized:
-            return False
         authorized = _user_list(config.get("authorized_users")) or self.authorized_users
-        return not authorized or user in authorized
+        return authorized, unauthorized
+
+
+def _not_authorized(name: str, user: str) -> UserNotAuthorized:
+    return UserNotAuthorized(
+        f"User {shown(user)} is not authorized to start kernel {shown(name)}. "
+        "Ensure KERNEL_USERNAME is set to an appropriate value and retry the request."
+    )
+
+
+def _allows(authorized: frozenset[str], unauthorized: frozenset[str], user: str) -> bool:
+    return user not in unauthorized and (not authorized or user in authorized)
 
 
 def _proxy_config(kernel_json: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -1,6 +1,7 @@
 """Launching kernels as pods and talking to their launchers.
 
-``pods`` holds the :class:`PodProvisioner` the kernel service drives;
+``base`` holds :class:`KernelProvisioner`, the interface the kernel service
+is written against, and ``pods`` the :class:`PodProvisioner` implementing it;
 ``model`` the values passed to and from it, ``spec`` what it needs of a
 kernelspec, ``errors`` why a launch fails.  ``placement`` chooses and prepares
 a kernel's namespace, ``podstate`` reads a launching pod's state.
@@ -8,6 +9,7 @@ a kernel's namespace, ``podstate`` reads a launching pod's state.
 signal and shutdown requests, ``crypto`` holds the gateway's key pairs.
 """
 
+from .base import KernelProvisioner
 from .connection import ConnectionInfo
 from .errors import (
     ClusterUnavailable,
@@ -30,6 +32,7 @@ __all__ = [
     "ConnectionInfo",
     "ImagePullFailed",
     "InvalidLaunch",
+    "KernelProvisioner",
     "KernelSpecInfo",
     "LaunchConflict",
     "LaunchError",

@@ -1,6 +1,6 @@
 """Cluster calls made during a launch: bounded in time, their errors turned into launch errors.
 
-Used by the provisioner modules (``pods``, ``placement``).  A call gets what
+Used by the provisioner modules (``pods``, ``placement``, ``cleanup``).  A call gets what
 is left of the launch's deadline; an API error becomes the
 :class:`~gateway.provisioner.errors.LaunchError` a user can act on, naming
 what the gateway was doing.  :func:`delete_quietly` is for clean-up: it

@@ -1,25 +1,19 @@
 """Why a kernel launch failed, as the kernel service and the HTTP layer report it.
 
 Every error the provisioner raises from :meth:`~gateway.provisioner.pods.PodProvisioner.launch`
-is a :class:`LaunchError`: ``reason`` is a short sentence for the user (it
-becomes the JSON ``reason``/``message`` of the HTTP answer) and ``status`` the
-HTTP status to answer with.  By the time one is raised, everything the launch
+is a :class:`LaunchError`, a :class:`gateway.errors.GatewayError`: ``message``
+is a short sentence for the user (the JSON ``message`` of the HTTP answer) and
+``status`` the HTTP status to answer with.  By the time one is raised, everything the launch
 created has been removed again.
 """
 
 from __future__ import annotations
 
+from gateway.errors import GatewayError
 
-class LaunchError(Exception):
+
+class LaunchError(GatewayError):
     """A kernel could not be launched (500 unless a subclass says otherwise)."""
-
-    status: int = 500
-
-    def __init__(self, reason: str, *, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        if status is not None:
-            self.status = status
 
 
 class InvalidLaunch(LaunchError):
@@ -47,8 +41,8 @@ class PodFailed(LaunchError):
     the kernel container, when it reported any.
     """
 
-    def __init__(self, reason: str, *, container_reason: str = "", exit_code: int | None = None) -> None:
-        super().__init__(reason)
+    def __init__(self, message: str, *, container_reason: str = "", exit_code: int | None = None) -> None:
+        super().__init__(message)
         self.container_reason = container_reason
         self.exit_code = exit_code
 

@@ -1,8 +1,8 @@
 """The values passed between the kernel service and the provisioner.
 
-``gateway.config`` fills :class:`ProvisionerSettings` once; the kernel service
-builds a :class:`LaunchRequest` per start or restart, keeps the
-:class:`Placement` a first launch chose (a restart reuses it) and the
+The composition root has ``gateway.config`` build :class:`ProvisionerSettings`
+once; the kernel service builds a :class:`LaunchRequest` per start or restart,
+keeps the :class:`Placement` a first launch chose (a restart reuses it) and the
 :class:`RunningKernel` each launch returns.
 """
 

@@ -1,16 +1,19 @@
 """The Kubernetes provisioner: kernels launched as pods, watched, signalled, stopped.
 
-One :class:`PodProvisioner` per gateway, owned by the kernel service.  It
-does its cluster reads through the gateway's pod informer (one watch over
-every kernel pod, started by its caller) and its writes through the cluster
-interface, so an idle kernel costs the API server nothing.
+One :class:`PodProvisioner` per gateway: the composition root (``gateway.app``)
+creates it over the cluster, the started informer of kernel pods and the started
+response listener, and calls :meth:`~PodProvisioner.close` at shutdown once the
+kernel service has stopped; the kernel service drives it (launch, stop, signal,
+release, deaths).  Its cluster reads go through the informer (one watch over
+every kernel pod) and its writes through the cluster interface, so an idle
+kernel costs the API server nothing.
 
 A launch: choose the placement (``gateway.provisioner.placement``), build the
 pod from the kernelspec's ``scripts/kernel-pod.yaml`` (``gateway.objects``,
 before anything is created, so a bad request leaves nothing), create the
 namespace and role binding when the gateway owns the namespace, register with
-the response listener, create the pod, then wait on the informer for the pod's
-IP and on the listener for the launcher's connection info.  A pod that
+the response listener, create the pod, then wait for the pod's IP and the
+launcher's connection info (``gateway.provisioner.launchwait``).  A pod that
 cannot start (``podstate``) fails the launch at once; otherwise the launch
 times out after ``LaunchRequest.timeout``.  Whatever ends a launch early (an
 error, the timeout, cancellation of the launching task), everything that
@@ -25,8 +28,10 @@ import math
 from collections.abc import AsyncIterator
 from typing import Any
 
+from gateway.aio import OwnedTasks, shielded
 from gateway.cluster.informer import Informer, InformerStopped
 from gateway.cluster.interface import AlreadyExists, Cluster, ClusterError
+from gateway.cluster.resources import TERMINAL_POD_PHASES
 from gateway.objects import (
     ForbiddenKernelRequest,
     InvalidKernelRequest,
@@ -40,17 +45,10 @@ from gateway.objects.labels import KERNEL_ID_LABEL
 
 from . import comm
 from .apicalls import delete_quietly, launch_error, remaining
+from .base import KernelProvisioner
 from .cleanup import Created
-from .connection import ConnectionInfo
-from .errors import (
-    ClusterUnavailable,
-    InvalidLaunch,
-    LaunchConflict,
-    LaunchError,
-    LaunchForbidden,
-    LaunchTimeout,
-    PodFailed,
-)
+from .errors import InvalidLaunch, LaunchConflict, LaunchError, LaunchForbidden, LaunchTimeout
+from .launchwait import LaunchWait
 from .model import LaunchRequest, Placement, ProvisionerSettings, RunningKernel
 from .placement import (
     check_existing_namespace,
@@ -58,8 +56,8 @@ from .placement import (
     plan_placement,
     release_placement,
 )
-from .podstate import TERMINAL_PHASES, PodProgress, phase
-from .response import SOURCE_IP_LATER, PendingResponse, ResponseCancelled, ResponseListener
+from .podstate import PodProgress, phase
+from .response import SOURCE_IP_LATER, PendingResponse, ResponseListener
 from .spec import TEMPLATE_PATH
 
 log = logging.getLogger("gateway.provisioner")
@@ -69,20 +67,18 @@ POD_IP_ENV = "KERNEL_POD_IP"
 STOP_WAIT_SECONDS = 10.0
 """How long :meth:`PodProvisioner.stop` waits for the pod to go, beyond its grace period."""
 COMM_TIMEOUT = 5.0
-LOG_TAIL_LINES = 5
-LOG_READ_TIMEOUT = 2.0
 
 _COMPANION_RESOURCES = {"Service": "services", "ConfigMap": "configmaps", "Secret": "secrets",
                         "PersistentVolumeClaim": "persistentvolumeclaims"}
-_Key = tuple[str, str, str]  # (namespace, pod name, pod uid)
 
 
-class PodProvisioner:
+class PodProvisioner(KernelProvisioner):
     """Launches kernels as pods and follows them (see the module docstring).
 
     ``pods`` is the started informer of kernel pods (label selector
     ``app=enterprise-gateway,component=kernel``, all namespaces); ``responses``
-    the started response listener.  The provisioner owns neither.
+    the started response listener.  Both belong to its creator, which starts
+    and stops them; the provisioner owns only the clean-ups of failed launches.
     """
 
     def __init__(
@@ -92,9 +88,9 @@ class PodProvisioner:
         self._pods = pods
         self._responses = responses
         self._settings = settings
-        self._running: dict[str, _Key] = {}  # kernels launched and not stopped: their pod
+        self._running: dict[str, str] = {}  # kernel id -> uid of its pod, for kernels launched and not stopped
         self._located: dict[str, tuple[str, str]] = {}  # kernel id -> (namespace, pod name), for pod_phase
-        self._cleanups: set[asyncio.Task[None]] = set()
+        self._cleanups = OwnedTasks("provisioner clean-up")
 
     # ------------------------------------------------------------------ launch
 
@@ -134,7 +130,8 @@ class PodProvisioner:
                 raise LaunchConflict(f"kernel {kernel_id} is being launched already") from None
             pod = await self._create_objects(objects, placement, created, deadline)
             progress = PodProgress(placement.namespace, placement.pod_name, pod["metadata"]["uid"])
-            connection = await self._await_kernel(progress, pending, request.timeout, deadline)
+            wait = LaunchWait(self._pods, self._cluster, progress, timeout=request.timeout, deadline=deadline)
+            connection = await wait.connection_info(pending)
         except BaseException as exc:
             if pending is not None:
                 pending.cancel()
@@ -143,7 +140,7 @@ class PodProvisioner:
                 raise launch_error(exc, f"launching kernel {kernel_id}") from exc
             raise
         ip = progress.pod_ip() or connection.ip
-        self._running[kernel_id] = (placement.namespace, placement.pod_name, progress.uid)
+        self._running[kernel_id] = progress.uid
         log.info("kernel %s running in pod %s/%s at %s", kernel_id, placement.namespace, placement.pod_name, ip)
         return RunningKernel(placement=placement, connection=connection, pod_ip=ip, pod_uid=progress.uid)
 
@@ -224,76 +221,6 @@ class PodProvisioner:
             await created.create(self._cluster, resource, companion, namespace=namespace, deadline=deadline)
         return pod
 
-    async def _await_kernel(
-        self, progress: PodProgress, pending: PendingResponse, timeout: float, deadline: float
-    ) -> ConnectionInfo:
-        """Wait for the pod's IP, then for the launcher's payload from it, failing fast if the pod fails."""
-
-        def has_ip_or_failed(pod: Any) -> bool:
-            progress.observe(pod)
-            return progress.failure() is not None or progress.pod_ip() is not None
-
-        def failed(pod: Any) -> bool:
-            progress.observe(pod)
-            return progress.failure() is not None
-
-        where = dict(namespace=progress.namespace, name=progress.name)
-        try:
-            await self._pods.wait_for(has_ip_or_failed, **where, timeout=remaining(deadline))
-        except asyncio.TimeoutError:
-            raise LaunchTimeout(f"{progress.where} {progress.describe()} after {timeout:g}s") from None
-        except InformerStopped:
-            raise ClusterUnavailable("the gateway stopped watching kernel pods") from None
-        await self._raise_if_failed(progress)
-        ip = progress.pod_ip()
-        assert ip is not None
-        pending.set_source_ip(ip)
-        watching = asyncio.ensure_future(self._pods.wait_for(failed, **where, timeout=remaining(deadline) + 1))
-        answer = asyncio.ensure_future(_result_of(pending))
-        try:
-            await asyncio.wait({watching, answer}, timeout=remaining(deadline) + 1, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (watching, answer):
-                task.cancel()
-            results = await asyncio.gather(watching, answer, return_exceptions=True)
-        if answer.done() and not answer.cancelled() and answer.exception() is None:
-            return answer.result()
-        await self._raise_if_failed(progress)
-        if isinstance(results[0], InformerStopped):
-            raise ClusterUnavailable("the gateway stopped watching kernel pods")
-        if isinstance(results[1], ResponseCancelled):
-            raise ClusterUnavailable("the gateway's response listener stopped before the kernel called back")
-        raise LaunchTimeout(
-            f"{progress.where} is running at {ip} but its launcher sent no connection info within {timeout:g}s"
-        )
-
-    async def _raise_if_failed(self, progress: PodProgress) -> None:
-        failure = progress.failure()
-        if failure is None:
-            return
-        if isinstance(failure, PodFailed) and not progress.gone:
-            tail = await self._log_tail(progress)
-            if tail:
-                failure = PodFailed(
-                    f"{failure.reason}; last log lines: {tail}",
-                    container_reason=failure.container_reason,
-                    exit_code=failure.exit_code,
-                )
-        raise failure
-
-    async def _log_tail(self, progress: PodProgress) -> str:
-        """The kernel container's last few log lines (best effort, for a failure message)."""
-        try:
-            text = await asyncio.wait_for(
-                self._cluster.read_pod_log(
-                    progress.name, progress.namespace, container=progress.name, tail_lines=LOG_TAIL_LINES
-                ),
-                LOG_READ_TIMEOUT,
-            )
-        except (ClusterError, asyncio.TimeoutError):
-            return ""
-        return " | ".join(line.strip() for line in text.splitlines() if line.strip())[-600:]
-
     async def _remove_previous_pod(self, kernel_id: str, placement: Placement, deadline: float) -> None:
         """Before a restart: delete the kernel's earlier pod if it is still there, and wait until it is gone."""
         self._running.pop(kernel_id, None)  # its end is ours, not a death
@@ -320,13 +247,15 @@ class PodProvisioner:
             ) from None
 
     async def _undo(self, created: Created) -> None:
-        """Delete what a failed launch created; a second cancellation cannot interrupt it."""
+        """Delete what a failed launch created (called by :meth:`launch` before its error propagates).
+
+        The deletion is a task of the provisioner's own: a further cancellation of the
+        launch does not interrupt it, and :meth:`close` waits for it.
+        """
         if not created:
             return
-        task = asyncio.ensure_future(created.undo(self._cluster))
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
-        await asyncio.shield(task)
+        undo = self._cleanups.spawn(created.undo(self._cluster), f"undo the launch of kernel {created.kernel_id}")
+        await shielded(undo)
 
     # ------------------------------------------------------------------ after the launch
 
@@ -338,10 +267,10 @@ class PodProvisioner:
         """
         placement = running.placement
         namespace, name = placement.namespace, placement.pod_name
-        if self._running.get(running.kernel_id, ("", "", ""))[2] == running.pod_uid:
+        if self._running.get(running.kernel_id) == running.pod_uid:
             del self._running[running.kernel_id]
         pod = self._pods.get(namespace, name)
-        alive = pod is not None and pod["metadata"].get("uid") == running.pod_uid and phase(pod) not in TERMINAL_PHASES
+        alive = pod is not None and pod["metadata"].get("uid") == running.pod_uid and phase(pod) not in TERMINAL_POD_PHASES
         if alive and running.connection.comm_port:
             try:
                 await comm.request_shutdown(running.connection, timeout=min(COMM_TIMEOUT, max(grace_seconds, 0.5)))
@@ -403,22 +332,22 @@ class PodProvisioner:
                         reported.discard(uid)
                     continue
                 kernel_id = (meta.get("labels") or {}).get(KERNEL_ID_LABEL)
-                if kernel_id is None or self._running.get(kernel_id, ("", "", ""))[2] != uid:
+                if kernel_id is None or self._running.get(kernel_id) != uid:
                     continue
-                if event.type == "DELETED" or meta.get("deletionTimestamp") or phase(event.object) in TERMINAL_PHASES:
+                if event.type == "DELETED" or meta.get("deletionTimestamp") or phase(event.object) in TERMINAL_POD_PHASES:
                     if event.type != "DELETED":
                         reported.add(uid)
                     log.warning("kernel %s: its pod %s/%s died", kernel_id, meta.get("namespace"), meta.get("name"))
                     yield kernel_id
 
     async def close(self) -> None:
-        """Wait for clean-ups still running after cancelled launches (called at gateway shutdown)."""
+        """Wait for clean-ups still running after cancelled launches.
+
+        Called by the composition root at gateway shutdown, after the kernel service
+        stopped (which cancels the launches in progress).
+        """
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
-
-
-async def _result_of(pending: PendingResponse) -> ConnectionInfo:
-    return await pending
 
 
 def _with_pod_ip_env(pod: dict[str, Any]) -> dict[str, Any]:

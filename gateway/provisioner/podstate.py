@@ -16,12 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.cluster.resources import TERMINAL_POD_PHASES
+
 from .errors import ImagePullFailed, LaunchError, PodFailed, Unschedulable
 
 Obj = dict[str, Any]
 
 PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
-TERMINAL_PHASES = frozenset({"Failed", "Succeeded"})
 _MAX_DETAIL = 300
 
 
@@ -93,7 +94,7 @@ class PodProgress:
         pod = self.last
         if pod is None:
             return None
-        if phase(pod) in TERMINAL_PHASES:
+        if phase(pod) in TERMINAL_POD_PHASES:
             return self._ended(pod)
         state = kernel_container_status(pod).get("state") or {}
         waiting = state.get("waiting") or {}

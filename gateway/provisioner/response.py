@@ -1,7 +1,8 @@
 """The gateway's response port: where kernel launchers send their connection info.
 
-One :class:`ResponseListener` per gateway process.  Before a kernel's pod is
-created, the provisioner registers an expectation with :meth:`~ResponseListener.expect`
+One :class:`ResponseListener` per gateway process, created, started and stopped
+by the composition root (``gateway.app``).  Before a kernel's pod is created,
+the provisioner registers an expectation with :meth:`~ResponseListener.expect`
 and later awaits it::
 
     pending = listener.expect(kernel_id, source_ip=SOURCE_IP_LATER, timeout=launch_timeout)
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from collections.abc import Generator
 from typing import Any
 
 from gateway.launcher.protocol import LEGACY_PAYLOAD_VERSION, PayloadError, parse_envelope
@@ -133,17 +135,18 @@ class PendingResponse:
         self._listener._set_source_ip(self._expectation, ip)
 
     def cancel(self) -> None:
-        self._listener._cancel(self._expectation)
+        """Withdraw the expectation (the launch failed): an awaiter gets :class:`ResponseCancelled`."""
+        self._listener._withdraw(self._expectation)
 
     def done(self) -> bool:
         return self._expectation.future.done()
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, ConnectionInfo]:
         return self._expectation.future.__await__()
 
 
 class ResponseListener:
-    """The TCP listener for launch payloads (started with the gateway, stopped at exit).
+    """The TCP listener for launch payloads (started with the gateway, stopped when it stops).
 
     ``max_payload_bytes``, ``read_timeout`` and ``max_connections`` bound what
     any peer can make it hold: a connection that sends nothing is closed after
@@ -201,7 +204,7 @@ class ResponseListener:
             except asyncio.TimeoutError:
                 log.warning("response listener: connections still closing at stop")
         for expectation in list(self._pending.values()):
-            self._cancel(expectation)
+            self._withdraw(expectation)
 
     async def __aenter__(self) -> ResponseListener:
         await self.start()
@@ -265,7 +268,7 @@ class ResponseListener:
         expectation = self._pending.get(kernel_id)
         if expectation is None:
             return False
-        self._cancel(expectation)
+        self._withdraw(expectation)
         return True
 
     def is_expected(self, kernel_id: str) -> bool:
@@ -276,7 +279,13 @@ class ResponseListener:
         if not expectation.future.done():
             expectation.set_source_ip(_normalise_ip(ip))
 
-    def _cancel(self, expectation: _Expectation) -> None:
+    def _withdraw(self, expectation: _Expectation) -> None:
+        """Fail the expectation with :class:`ResponseCancelled`.
+
+        Not a cancellation of its future: the launch awaiting it learns that the
+        listener gave up (and the launch reports the listener stopped), where a
+        cancelled future would look like its own cancellation.
+        """
         if not expectation.future.done():
             expectation.future.set_exception(ResponseCancelled(f"kernel {expectation.kernel_id}: no longer expected"))
 

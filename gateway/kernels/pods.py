@@ -1,0 +1,160 @@
+"""A kernel's pod as the kernel service drives it: launched until the kernel answers, watched, stopped, released.
+
+:class:`KernelPods` holds the steps every lifecycle operation is made of, each done through
+the provisioner (:class:`~gateway.provisioner.base.KernelProvisioner`).  The kernel service
+(start, restart, shutdown, stop) and the auto-restart (:mod:`gateway.kernels.restarts`) call
+them with the kernel's :attr:`~gateway.kernels.kernel.Kernel.lock` held, so the steps of one
+kernel never interleave.  The clean-up that deletes what the cluster holds for a kernel (its
+pod, then its placement) runs to its end even when its caller is cancelled: it is a task of
+its own, awaited :func:`~gateway.aio.shielded`, and the service's stop waits for any still
+running (:meth:`KernelPods.close`), so a cancelled operation never leaves a pod or a namespace
+behind.
+
+While a kernel has a running pod, one :class:`~gateway.kernels.activity.ActivityWatcher`
+follows its iopub (started after each launch, stopped before each stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import zmq
+
+from gateway.aio import OwnedTasks, shielded
+from gateway.provisioner.base import KernelProvisioner
+from gateway.provisioner.errors import LaunchError
+from gateway.provisioner.model import Placement
+
+from .activity import ActivityWatcher
+from .channels import ChannelTimeout, KernelChannels
+from .errors import KernelLaunchFailed
+from .kernel import STARTING, Kernel
+from .settings import KernelSettings
+
+log = logging.getLogger("gateway.kernels")
+
+ALIVE_PHASES = frozenset({"Pending", "Running"})
+"""Pod phases in which the kernel may still answer a ``shutdown_request``."""
+READY_TIMEOUT_CAP = 60.0
+"""At most this long to wait for a launched kernel's ``kernel_info_reply``."""
+
+
+class KernelPods:
+    """The pod steps of every kernel, and the activity watcher of each running one."""
+
+    def __init__(self, provisioner: KernelProvisioner, settings: KernelSettings) -> None:
+        self._provisioner = provisioner
+        self._settings = settings
+        self._activity: dict[str, ActivityWatcher] = {}
+        """Kernel id -> the iopub watcher of its running pod (from its launch until its pod is stopped)."""
+        self._cleanups = OwnedTasks("kernel clean-ups")
+        """Clean-ups in progress, owned here so they end even when their caller stopped waiting."""
+
+    async def launch(self, kernel: Kernel, placement: Placement | None) -> None:
+        """Launch the kernel's pod and return once the kernel answers a ``kernel_info_request``.
+
+        Called for a first start (``placement`` ``None``: the provisioner chooses it), a restart
+        and an auto-restart (the kernel's placement).  Moves the kernel to ``starting``, then on
+        success to ``idle`` with its new pod and connection info.  On failure nothing of this
+        launch is left (and on a first start the placement is released); raises
+        :class:`KernelLaunchFailed` with the provisioner's status (504 for a kernel that does not
+        answer), or whatever else ended the wait (the caller's cancellation).
+        """
+        kernel.set_state(STARTING)
+        try:
+            running = await self._provisioner.launch(kernel.request, placement)
+        except LaunchError as error:
+            log.warning("kernel %s could not be launched: %s", kernel.id, error.message)
+            raise KernelLaunchFailed(error.message, status=error.status) from error
+        kernel.running = running
+        kernel.placement = running.placement
+        try:
+            await self._await_ready(kernel)
+        except BaseException as error:
+            await self._clean_up(kernel, release=placement is None)
+            if isinstance(error, (ChannelTimeout, zmq.ZMQError)):
+                raise KernelLaunchFailed(f"Kernel {kernel.id} started but did not answer a kernel_info_request.",
+                                         status=504) from None
+            raise
+        self._watch(kernel)
+        kernel.launched(running)
+
+    async def stop(self, kernel: Kernel, *, ask_kernel: bool, restart: bool) -> None:
+        """Stop the kernel's pod, keeping its placement for a relaunch.
+
+        Called by a shutdown and a restart (``ask_kernel``: the kernel is sent a
+        ``shutdown_request`` first when its pod may still be alive, with ``restart`` in it) and
+        by an auto-restart (the pod died: nothing to ask).  Never raises but the cancellation.
+        """
+        await self._unwatch(kernel.id)
+        running = kernel.running
+        if running is None:
+            return
+        if ask_kernel and self._provisioner.pod_phase(kernel.id) in ALIVE_PHASES:
+            try:
+                async with KernelChannels(running.connection, channels=("control",)) as channels:
+                    await channels.request("control", "shutdown_request", {"restart": restart},
+                                           timeout=self._settings.shutdown_wait_time)
+            except (ChannelTimeout, zmq.ZMQError) as error:
+                log.info("kernel %s did not answer shutdown_request (%s); deleting its pod", kernel.id, error)
+        await self._stop_running(kernel)
+
+    async def release(self, kernel: Kernel) -> None:
+        """Let go of everything the kernel holds: its watcher, its pod, its placement (namespace, role binding).
+
+        Called when a kernel is over (shut down, or given up after a failed restart).  The pod's
+        stop and the placement's release run to their end even if the caller is cancelled.
+        """
+        await self._unwatch(kernel.id)
+        await self._clean_up(kernel, release=True)
+
+    async def close(self) -> None:
+        """Close every activity watcher still open and wait for clean-ups still running.
+
+        Called last by the kernel service's stop, once no operation is left.
+        """
+        for kernel_id in list(self._activity):
+            await self._unwatch(kernel_id)
+        if len(self._cleanups):
+            await asyncio.wait(list(self._cleanups))
+
+    async def _await_ready(self, kernel: Kernel) -> None:
+        """Wait for the kernel's ``kernel_info_reply``: the launcher called back, the kernel must answer too."""
+        assert kernel.connection is not None
+        timeout = min(kernel.request.timeout, READY_TIMEOUT_CAP)
+        async with KernelChannels(kernel.connection, channels=("shell",)) as channels:
+            await channels.request("shell", "kernel_info_request", timeout=timeout)
+
+    async def _clean_up(self, kernel: Kernel, *, release: bool) -> None:
+        """Stop the kernel's pod, then (with ``release``) release its placement: to the end, whatever the caller."""
+        placement = kernel.placement if release else None
+        await shielded(self._cleanups.spawn(self._stop_and_release(kernel, placement), f"clean up {kernel.id}"))
+
+    async def _stop_and_release(self, kernel: Kernel, placement: Placement | None) -> None:
+        await self._stop_running(kernel)
+        if placement is not None:
+            try:
+                await self._provisioner.release(placement)
+            except Exception:
+                log.exception("releasing namespace %s failed", placement.namespace)
+
+    async def _stop_running(self, kernel: Kernel) -> None:
+        running = kernel.running
+        if running is None:
+            return
+        try:
+            await self._provisioner.stop(running, grace_seconds=0)
+        except Exception:
+            log.exception("stopping the pod of kernel %s failed", kernel.id)
+        kernel.stopped()
+
+    def _watch(self, kernel: Kernel) -> None:
+        watcher = ActivityWatcher(kernel)
+        self._activity[kernel.id] = watcher
+        watcher.start()
+
+    async def _unwatch(self, kernel_id: str) -> None:
+        watcher = self._activity.pop(kernel_id, None)
+        if watcher is not None:
+            await watcher.stop()

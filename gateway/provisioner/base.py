@@ -1,0 +1,90 @@
+"""What the kernel service needs of a provisioner: the interface it is written against.
+
+The kernel service (:mod:`gateway.kernels`) launches, watches, signals and stops kernels only
+through a :class:`KernelProvisioner`, as jupyter_client's ``KernelManager`` drives a
+``KernelProvisionerBase``.  :class:`gateway.provisioner.pods.PodProvisioner` is the
+implementation: every kernel a pod.
+
+The kernel service calls :meth:`~KernelProvisioner.launch`, :meth:`~KernelProvisioner.stop`
+and :meth:`~KernelProvisioner.release` with the kernel's lock held
+(:attr:`gateway.kernels.kernel.Kernel.lock`), so the provisioner never sees two launches or
+stops of one kernel at once.  The values passed to and fro are those of
+:mod:`gateway.provisioner.model`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+
+from .model import LaunchRequest, Placement, RunningKernel
+
+
+class KernelProvisioner(abc.ABC):
+    """Launches kernels, follows them, signals and stops them, and releases where they ran."""
+
+    @abc.abstractmethod
+    async def launch(self, request: LaunchRequest, placement: Placement | None = None) -> RunningKernel:
+        """Start kernel ``request.kernel_id`` and return it once its launcher has sent its connection info.
+
+        Called by the kernel service for a kernel's first start (``placement`` ``None``: the
+        provisioner chooses the placement and prepares it, e.g. creates the kernel's namespace)
+        and for each restart, manual or automatic (the placement the first launch returned,
+        reused as is; a previous pod of the kernel still present is removed first).
+
+        Returns the :class:`RunningKernel`: its placement, connection info and pod.  Raises a
+        :class:`~gateway.provisioner.errors.LaunchError` naming the cause, with the HTTP status
+        to answer; by then everything this call created is gone again, and so it is when the
+        call is cancelled.
+        """
+
+    @abc.abstractmethod
+    async def stop(self, running: RunningKernel, *, grace_seconds: float) -> None:
+        """Stop the kernel's pod and return once it is gone (or after a bounded wait).
+
+        Called by the kernel service when a kernel is shut down, before it is restarted, and
+        when a launched kernel did not answer.  The end it brings about is not reported by
+        :meth:`deaths`.  Never raises for a pod already gone; the kernel service logs any other
+        error and goes on.
+        """
+
+    @abc.abstractmethod
+    async def release(self, placement: Placement) -> None:
+        """Delete what the first launch prepared for the kernel (its namespace and role binding, if created).
+
+        Called by the kernel service once, after the kernel's last stop: when it is shut down
+        or given up, or when its first launch failed after the placement was returned.  A
+        placement the gateway did not create is left alone.  A deletion that fails is logged,
+        not raised, so one failure does not stop the rest; the kernel service logs anything
+        raised all the same and goes on.
+        """
+
+    @abc.abstractmethod
+    async def signal(self, running: RunningKernel, signum: int) -> bool:
+        """Send ``signum`` to the kernel process through its launcher.
+
+        Called by the kernel service to interrupt a kernel (``SIGINT`` or the kernelspec's
+        ``EG_ALTERNATE_SIGINT``).  Returns whether the launcher confirmed; raises
+        :class:`~gateway.provisioner.comm.CommError` when the launcher cannot be reached.
+        """
+
+    @abc.abstractmethod
+    def pod_phase(self, kernel_id: str) -> str | None:
+        """The phase of the kernel's pod (``Pending``, ``Running``, ``Failed``...), ``None`` when it has none.
+
+        Called by the kernel service before it stops a kernel, to decide whether the kernel
+        may still answer a ``shutdown_request``.  Reads a cache: no cluster call, never raises.
+        """
+
+    @abc.abstractmethod
+    def deaths(self) -> AsyncIterator[str]:
+        """The ids of kernels whose running pod died on its own, as they die.
+
+        Iterated by the kernel service's auto-restart (:mod:`gateway.kernels.restarts`) from
+        the service's start to its stop.  A death is a pod that failed, exited or was deleted
+        by someone else while it was the kernel's running pod: reported once per pod, and only
+        to a consumer iterating at the time.  Launch failures and the ends :meth:`stop` and
+        restarts bring about are not deaths.  Raises
+        :class:`~gateway.cluster.informer.InformerStopped` once the provisioner can no longer
+        follow pods; any other error may be retried by iterating again.
+        """
