@@ -20,9 +20,13 @@ This is the only module that picks a cluster implementation
   agent running the kernel-py image as this repository's launcher and
   IPython kernel, so that a laptop gets working Python kernels.
 
-Over the cluster: the informer of kernel pods (all namespaces, selector
-``app=enterprise-gateway,component=kernel``), the response listener, the
-provisioner, the kernel service, and the tornado application.
+Over the cluster: the response listener, the informer of kernel pods (all
+namespaces, selector ``app=enterprise-gateway,component=kernel``), the
+provisioner, the kernel service, and the tornado application.  :class:`Gateway`
+owns every one of them: it creates and starts them in that order and stops them
+in reverse.  The provisioner has nothing to start; it is handed the started
+listener and informer, and closed once the kernel service has stopped (waiting
+for the clean-ups of the launches the service's stop cancelled).
 """
 
 from __future__ import annotations

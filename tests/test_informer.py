@@ -1,7 +1,7 @@
 """The informer keeps a cache equal to what the cluster lists, through watch
 ends, expired versions and API errors, and idles on a single watch.
 
-Runs against the in-memory simulated cluster; ``CountingCluster`` wraps it to
+Runs against the in-memory simulated cluster; ``tests.counting.CountingCluster`` wraps it to
 count the calls an informer makes.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import Counter
 from typing import Any
 
 import pytest
@@ -19,50 +18,14 @@ from hypothesis import strategies as st
 from fakes.auth.identity import ADMIN
 from fakes.memory import MemoryCluster
 from fakes.state.store import Store
-from gateway.cluster.informer import Backoff, Informer, InformerStopped
+from gateway.aio import Backoff
+from gateway.cluster.informer import Informer, InformerStopped
 from gateway.cluster.interface import Gone, ServiceUnavailable, WatchEvent
+from tests.counting import CountingCluster
+from tests.loop_tasks import describe, unfinished_tasks
 
 NS = "kernels"
 TIMEOUT = 5.0  # generous bound for anything that should happen at once
-
-
-class CountingCluster:
-    """A cluster that counts the calls made through it and can hold the next watch back.
-
-    ``watch_opened`` is set each time a watch request is made; ``hold_watches``
-    makes the next watch requests wait for ``release()`` before reaching the
-    cluster (so writes can happen while the informer is not watching).
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.calls: Counter[str] = Counter()
-        self.watch_opened = asyncio.Event()
-        self._gate: asyncio.Event | None = None
-
-    def __getattr__(self, verb: str) -> Any:
-        method = getattr(self.inner, verb)
-
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[verb] += 1
-            return await method(*args, **kwargs)
-
-        return counted
-
-    def hold_watches(self) -> None:
-        self._gate = asyncio.Event()
-
-    def release(self) -> None:
-        assert self._gate is not None
-        self._gate.set()
-
-    async def watch(self, resource: str, **kwargs: Any) -> Any:
-        self.calls["watch"] += 1
-        self.watch_opened.set()
-        if self._gate is not None:
-            await self._gate.wait()
-        async for event in self.inner.watch(resource, **kwargs):
-            yield event
 
 
 def pod(name: str, labels: dict[str, str] | None = None, ns: str = NS) -> dict[str, Any]:
@@ -173,8 +136,8 @@ async def test_a_dropped_watch_is_renewed_from_the_last_version_without_a_relist
         await asyncio.wait_for(cluster.watch_opened.wait(), TIMEOUT)
         await inner.create("pods", pod("after"), namespace=NS)
         await informer.wait_for(lambda o: o is not None, namespace=NS, name="after", timeout=TIMEOUT)
-        assert cluster.calls["list"] == 1
-        assert cluster.calls["watch"] == 2
+        assert cluster.count("list") == 1
+        assert cluster.count("watch") == 2
 
 
 async def test_an_expired_version_relists_and_reports_what_changed_meanwhile() -> None:
@@ -199,7 +162,7 @@ async def test_an_expired_version_relists_and_reports_what_changed_meanwhile() -
                 event = await asyncio.wait_for(changes.__anext__(), TIMEOUT)
                 seen[event.object["metadata"]["name"]] = event.type
         assert seen == {"changed": "MODIFIED", "removed": "DELETED", **{f"new-{n}": "ADDED" for n in range(5)}}
-        assert cluster.calls["list"] == 2
+        assert cluster.count("list") == 2
         listing = await inner.list("pods", namespace=NS)
         assert snapshot(informer.items()) == snapshot(listing["items"])
     await inner.close()
@@ -214,8 +177,8 @@ async def test_api_errors_are_retried_with_backoff(env: Any) -> None:
         store.faults.drop_watches("pods")
         await inner.create("pods", pod("later"), namespace=NS)
         await informer.wait_for(lambda o: o is not None, namespace=NS, name="later", timeout=TIMEOUT)
-        assert cluster.calls["watch"] == 4  # the first, two refused, the one that saw "later"
-        assert cluster.calls["list"] == 1
+        assert cluster.count("watch") == 4  # the first, two refused, the one that saw "later"
+        assert cluster.count("list") == 1
 
 
 async def test_a_gone_watch_with_nothing_missed_still_converges(env: Any) -> None:
@@ -227,7 +190,7 @@ async def test_a_gone_watch_with_nothing_missed_still_converges(env: Any) -> Non
         store.faults.drop_watches("pods")
         await inner.create("pods", pod("x"), namespace=NS)
         await informer.wait_for(lambda o: o is not None, namespace=NS, name="x", timeout=TIMEOUT)
-        assert cluster.calls["list"] == 2
+        assert cluster.count("list") == 2
 
 
 def test_backoff_grows_exponentially_within_its_bounds_and_resets() -> None:
@@ -317,7 +280,8 @@ async def test_stop_ends_waiters_subscriptions_and_its_task(env: Any) -> None:
         await waiter
     await asyncio.wait_for(reader, TIMEOUT)
     assert received == []
-    assert asyncio.all_tasks() == {asyncio.current_task()}
+    left = unfinished_tasks()
+    assert not left, f"stop() returned with tasks running:\n{describe(left)}"
 
 
 async def test_subscribers_see_every_change_in_order(env: Any) -> None:
@@ -357,4 +321,4 @@ async def test_an_idle_informer_makes_no_calls_but_its_watch(env: Any) -> None:
         # ...and when the server ends the watch at its timeout, the informer renews it and nothing else.
         cluster.watch_opened.clear()
         await asyncio.wait_for(cluster.watch_opened.wait(), TIMEOUT)
-        assert dict(cluster.calls) == {"list": 1, "watch": 2}
+        assert cluster.calls == {("list", "pods"): 1, ("watch", "pods"): 2}

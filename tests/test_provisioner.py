@@ -28,7 +28,6 @@ from fakes.memory import MemoryCluster
 from fakes.node.images import ImageSpec
 from fakes.node.kernel_images import kernel_image_map, repository_root
 from fakes.node.kubelet import NodeAgent
-from fakes.node.podworker import Backoff
 from fakes.state.store import Store
 from gateway.cluster.informer import Informer
 from gateway.cluster.interface import Cluster, NotFound, ServiceUnavailable
@@ -48,6 +47,7 @@ from gateway.provisioner import (
     Unschedulable,
     kernel_spec_info,
 )
+from tests.node import FAST
 from tests.podwait import phase_is, wait_for_pod, wait_for_pod_deleted
 
 pytestmark = pytest.mark.slow
@@ -69,7 +69,6 @@ SILENT_IMAGE = "test/silent-kernel:1"  # starts, never calls back
 FAILING_IMAGE = "test/failing-kernel:1"  # prints a line and exits 1
 MISSING_IMAGE = "registry.example.com/nobody/kernel-py:404"
 WAIT = 60.0  # bound for a kernel to start on a loaded machine
-FAST = Backoff(initial=0.2, maximum=0.8, resync=0.05)
 SPEC = kernel_spec_info("python_kubernetes", repository_root() / "kernelspecs" / "python_kubernetes")
 
 
@@ -139,8 +138,6 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         await agent.stop()
         await gateway.close()
         await admin.close()
-    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-    assert not others, f"tasks left behind: {others}"
     for kernel_id in env.kernel_ids:
         assert not processes_mentioning(kernel_id), f"a process of kernel {kernel_id} outlived the node"
 
@@ -308,7 +305,7 @@ async def test_a_missing_image_fails_fast_and_leaves_nothing(env: Env) -> None:
     with pytest.raises(ImagePullFailed) as failed:
         await asyncio.wait_for(env.provisioner.launch(request), WAIT)
 
-    assert MISSING_IMAGE in failed.value.reason and "ErrImagePull" in failed.value.reason
+    assert MISSING_IMAGE in failed.value.message and "ErrImagePull" in failed.value.message
     await assert_nothing_left(env.admin, request.kernel_id)
 
 
@@ -319,7 +316,7 @@ async def test_a_kernel_command_exiting_1_is_a_pod_failure_with_its_log(env: Env
         await asyncio.wait_for(env.provisioner.launch(request), WAIT)
 
     assert failed.value.exit_code == 1 and failed.value.status == 500
-    assert "exited with code 1" in failed.value.reason and "no kernel today" in failed.value.reason
+    assert "exited with code 1" in failed.value.message and "no kernel today" in failed.value.message
     await assert_nothing_left(env.admin, request.kernel_id)
 
 
@@ -334,7 +331,7 @@ async def test_an_unschedulable_pod_fails_fast(env: Env, tmp_path: Path) -> None
     with pytest.raises(Unschedulable) as failed:
         await asyncio.wait_for(env.provisioner.launch(request), WAIT)
 
-    assert "didn't match Pod's node affinity/selector" in failed.value.reason
+    assert "didn't match Pod's node affinity/selector" in failed.value.message
     await assert_nothing_left(env.admin, request.kernel_id)
 
 
@@ -346,8 +343,8 @@ async def test_a_launcher_that_never_calls_back_times_out_and_leaves_nothing(env
 
     pod_name = f"alice-{request.kernel_id}"
     assert timed_out.value.status == 504
-    assert f"pod {pod_name} in namespace {pod_name}" in timed_out.value.reason
-    assert "sent no connection info within 3s" in timed_out.value.reason
+    assert f"pod {pod_name} in namespace {pod_name}" in timed_out.value.message
+    assert "sent no connection info within 3s" in timed_out.value.message
     await assert_nothing_left(env.admin, request.kernel_id)
     assert not env.listener.is_expected(request.kernel_id)
 
@@ -362,6 +359,57 @@ async def test_a_cancelled_launch_removes_what_it_created(env: Env) -> None:
     with pytest.raises(asyncio.CancelledError):
         await launching
 
+    await assert_nothing_left(env.admin, request.kernel_id)
+
+
+async def test_a_pod_deleted_before_its_launcher_calls_back_fails_the_launch_at_once(env: Env) -> None:
+    request = env.request(KERNEL_IMAGE=SILENT_IMAGE, timeout=600)
+    pod_name = f"alice-{request.kernel_id}"
+    launching = asyncio.ensure_future(env.provisioner.launch(request))
+    await wait_for_pod(env.admin, pod_name, pod_name, phase_is("Running"), timeout=WAIT)
+
+    await env.admin.delete("pods", pod_name, namespace=pod_name, grace_period_seconds=0)
+
+    with pytest.raises(PodFailed) as failed:
+        await asyncio.wait_for(launching, WAIT)  # well within the launch's own 600 s
+    assert failed.value.status == 500 and f"pod {pod_name} in namespace {pod_name}" in failed.value.message
+    await assert_nothing_left(env.admin, request.kernel_id)
+    assert not env.listener.is_expected(request.kernel_id)
+
+
+async def test_a_launch_the_informer_stops_under_is_unavailable_and_leaves_nothing(env: Env) -> None:
+    pods = Informer(env.gateway, "pods", label_selector=kernel_selector())
+    await pods.start()
+    provisioner = PodProvisioner(env.gateway, pods, env.listener, env.settings)
+    request = env.request(KERNEL_IMAGE=SILENT_IMAGE, timeout=600)
+    pod_name = f"alice-{request.kernel_id}"
+    launching = asyncio.ensure_future(provisioner.launch(request))
+    await wait_for_pod(env.admin, pod_name, pod_name, phase_is("Running"), timeout=WAIT)
+
+    await pods.stop()
+
+    with pytest.raises(ClusterUnavailable) as unavailable:
+        await asyncio.wait_for(launching, WAIT)
+    assert unavailable.value.status == 503
+    assert unavailable.value.message == "the gateway stopped watching kernel pods"
+    await provisioner.close()
+    await assert_nothing_left(env.admin, request.kernel_id)
+
+
+async def test_a_launch_the_response_listener_stops_under_is_unavailable_and_leaves_nothing(env: Env) -> None:
+    async with ResponseListener(host="127.0.0.1", port=0) as listener:
+        settings = replace(env.settings, response_address=f"127.0.0.1:{listener.port}")
+        provisioner = PodProvisioner(env.gateway, env.pods, listener, settings)
+        request = env.request(KERNEL_IMAGE=SILENT_IMAGE, timeout=600)
+        pod_name = f"alice-{request.kernel_id}"
+        launching = asyncio.ensure_future(provisioner.launch(request))
+        await wait_for_pod(env.admin, pod_name, pod_name, phase_is("Running"), timeout=WAIT)
+
+    with pytest.raises(ClusterUnavailable) as unavailable:
+        await asyncio.wait_for(launching, WAIT)
+    assert unavailable.value.status == 503
+    assert "response listener stopped before the kernel called back" in unavailable.value.message
+    await provisioner.close()
     await assert_nothing_left(env.admin, request.kernel_id)
 
 
@@ -395,7 +443,7 @@ async def test_forbidden_role_binding_removes_the_new_namespace(env: Env) -> Non
     with pytest.raises(LaunchForbidden) as refused:
         await env.provisioner.launch(request)
 
-    assert refused.value.status == 403 and "rolebindings" in refused.value.reason
+    assert refused.value.status == 403 and "rolebindings" in refused.value.message
     await assert_nothing_left(env.admin, request.kernel_id)
     assert not await exists(env.admin, "namespaces", f"alice-{request.kernel_id}")
 
@@ -407,7 +455,7 @@ async def test_a_bad_kernel_namespace_is_refused_before_anything_is_created(env:
     with pytest.raises(InvalidLaunch) as refused:
         await env.provisioner.launch(request)
 
-    assert refused.value.status == 400 and "namespace" in refused.value.reason
+    assert refused.value.status == 400 and "namespace" in refused.value.message
     await assert_nothing_left(env.admin, request.kernel_id)
     assert not env.listener.is_expected(request.kernel_id)
 
@@ -477,7 +525,7 @@ async def test_a_service_account_that_never_appears_ends_the_launch_in_time(env:
         await provisioner.launch(request)
 
     assert f"service account kernel-sa did not appear in the new namespace alice-{request.kernel_id}" in (
-        timed_out.value.reason)
+        timed_out.value.message)
     await assert_nothing_left(env.admin, request.kernel_id)
 
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 from gateway.cluster.interface import NotFound
 
+TERMINAL_POD_PHASES = frozenset({"Succeeded", "Failed"})
+"""Pod phases a pod never leaves (``k8s.io/api/core/v1`` ``PodSucceeded``/``PodFailed``)."""
+
 
 @dataclass(frozen=True)
 class ResourceType:
@@ -88,6 +91,12 @@ RESOURCES: dict[str, ResourceType] = {
             "deployments", "Deployment", "apps", "v1", True, short_names=("deploy",),
             categories=(_ALL,), subresources=("status", "scale"),
         ),
+        ResourceType(
+            "replicasets", "ReplicaSet", "apps", "v1", True, short_names=("rs",),
+            categories=(_ALL,), subresources=("status", "scale"),
+        ),
+        ResourceType("endpoints", "Endpoints", "", "v1", True, short_names=("ep",)),
+        ResourceType("endpointslices", "EndpointSlice", "discovery.k8s.io", "v1", True),
         ResourceType("roles", "Role", _RBAC, "v1", True),
         ResourceType("clusterroles", "ClusterRole", _RBAC, "v1", False),
         ResourceType("rolebindings", "RoleBinding", _RBAC, "v1", True),

@@ -1,0 +1,293 @@
+"""The real cluster adapter: :class:`~gateway.cluster.interface.Cluster` over the official ``kubernetes`` client.
+
+:class:`KubernetesCluster` answers the interface: it builds each call's path (from
+:mod:`gateway.cluster.resources`), query and body, and runs the request in a bounded pool
+of worker threads (:mod:`.transport`), so the event loop only awaits; a watch is a
+:class:`~gateway.cluster.kubernetes.watch.WatchStream` with a reader thread of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+from kubernetes import config as kube_config
+from kubernetes.client import ApiClient, Configuration
+from kubernetes.client.rest import RESTClientObject
+
+from gateway.cluster.interface import BadRequest, Obj, PatchType, Propagation, ServerError, ServiceUnavailable
+from gateway.cluster.resources import resource_type
+
+from . import transport
+from .transport import JSON, THREAD_PREFIX, pool_size, retries
+from .watch import UNBOUNDED_WATCH_SILENCE, WATCH_READ_GRACE, LiveWatches, WatchStream
+
+DEFAULT_WORKERS = 16
+"""Requests in flight at once; more wait for a worker (the loop stays free)."""
+
+DEFAULT_TIMEOUT = (5.0, 30.0)
+"""(connect, read) seconds for every non-watch request."""
+
+
+class KubernetesCluster:
+    """A :class:`~gateway.cluster.interface.Cluster` on a real API server (or the simulated one).
+
+    Built by the composition root with :meth:`from_kubeconfig` (outside a pod,
+    or against the simulated cluster) or :meth:`in_cluster` (the gateway's own
+    service account); ``KubernetesCluster(api_client)`` adopts a configured
+    client: it resizes the client's connection pool for ``max_workers``
+    concurrent requests plus watches, retries only failed connects (unless the
+    configuration sets ``retries``), and :meth:`close` closes it.
+    """
+
+    def __init__(
+        self,
+        api_client: ApiClient,
+        *,
+        max_workers: int = DEFAULT_WORKERS,
+        request_timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        configuration = api_client.configuration
+        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, pool_size(max_workers))
+        if configuration.retries is None:
+            configuration.retries = retries()
+        # Pin the proxy taken from the environment: otherwise the kubeconfig token refresh,
+        # which runs before every request, re-reads the whole environment each time.
+        configuration.proxy = configuration.proxy
+        api_client.rest_client.close()
+        api_client.rest_client = RESTClientObject(configuration)
+        self._api = api_client
+        self._timeout = request_timeout
+        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix=THREAD_PREFIX)
+        self._watches = LiveWatches()
+        self._closed = False
+
+    @classmethod
+    def from_kubeconfig(
+        cls, path: str | None = None, context: str | None = None, *, max_workers: int = DEFAULT_WORKERS, **kwargs: Any
+    ) -> KubernetesCluster:
+        """Connect as a kubeconfig file says (``$KUBECONFIG``'s first file or ``~/.kube/config`` by default).
+
+        Reads the file: call it at startup, not on a hot path of the loop.
+        """
+        configuration = Configuration()
+        kube_config.load_kube_config(
+            config_file=path, context=context, client_configuration=configuration, persist_config=False
+        )
+        return cls(ApiClient(configuration), max_workers=max_workers, **kwargs)
+
+    @classmethod
+    def in_cluster(cls, *, max_workers: int = DEFAULT_WORKERS, **kwargs: Any) -> KubernetesCluster:
+        """Connect as the pod's service account (its projected token is re-read as it rotates)."""
+        configuration = Configuration()
+        kube_config.load_incluster_config(client_configuration=configuration)
+        return cls(ApiClient(configuration), max_workers=max_workers, **kwargs)
+
+    @property
+    def host(self) -> str:
+        """The API server's URL."""
+        return str(self._api.configuration.host)
+
+    # ------------------------------------------------------------------ requests
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = JSON,
+    ) -> bytes:
+        """Run one request in the worker pool; the event loop only awaits it."""
+        if self._closed:
+            raise ServiceUnavailable("the cluster connection is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, transport.request, self._api, method, path, query, body, content_type, self._timeout
+        )
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
+        data = await self._request(method, path, **kwargs)
+        try:
+            obj = json.loads(data)
+        except ValueError as exc:
+            raise ServerError(f"the API server sent a body that is not JSON: {data[:200]!r}") from exc
+        if not isinstance(obj, dict):
+            raise ServerError(f"the API server sent JSON that is not an object: {data[:200]!r}")
+        return obj
+
+    # ------------------------------------------------------------------ the interface
+
+    async def create(self, resource: str, body: Mapping[str, Any], *, namespace: str | None = None) -> Obj:
+        return await self._json("POST", resource_type(resource).path(namespace), body=dict(body))
+
+    async def get(self, resource: str, name: str, *, namespace: str | None = None) -> Obj:
+        return await self._json("GET", resource_type(resource).path(namespace, name))
+
+    async def list(
+        self,
+        resource: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> Obj:
+        query = {"labelSelector": label_selector or None, "fieldSelector": field_selector or None}
+        return await self._json("GET", resource_type(resource).path(namespace), query=query)
+
+    async def replace(
+        self,
+        resource: str,
+        name: str,
+        body: Mapping[str, Any],
+        *,
+        namespace: str | None = None,
+        subresource: str | None = None,
+    ) -> Obj:
+        return await self._json("PUT", resource_type(resource).path(namespace, name, subresource), body=dict(body))
+
+    async def patch(
+        self,
+        resource: str,
+        name: str,
+        patch: Any,
+        *,
+        namespace: str | None = None,
+        patch_type: PatchType = PatchType.MERGE,
+        subresource: str | None = None,
+    ) -> Obj:
+        if PatchType(patch_type) is PatchType.JSON and not isinstance(patch, list):
+            # The client would silently resend a non-list JSON patch as a strategic merge patch.
+            raise BadRequest("a JSON patch is a list of operations")
+        return await self._json(
+            "PATCH",
+            resource_type(resource).path(namespace, name, subresource),
+            body=patch,
+            content_type=PatchType(patch_type).value,
+        )
+
+    async def delete(
+        self,
+        resource: str,
+        name: str,
+        *,
+        namespace: str | None = None,
+        grace_period_seconds: int | None = None,
+        propagation_policy: Propagation | None = None,
+    ) -> Obj:
+        options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
+        if propagation_policy is not None:
+            options["propagationPolicy"] = Propagation(propagation_policy).value
+        return await self._json("DELETE", resource_type(resource).path(namespace, name), body=options)
+
+    def watch(
+        self,
+        resource: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | None = None,
+        timeout_seconds: float | None = None,
+        allow_bookmarks: bool = False,
+    ) -> WatchStream:
+        query: dict[str, Any] = {
+            "watch": "1",
+            "labelSelector": label_selector or None,
+            "fieldSelector": field_selector or None,
+            "resourceVersion": resource_version or None,
+            "allowWatchBookmarks": "true" if allow_bookmarks else None,
+        }
+        silence = UNBOUNDED_WATCH_SILENCE
+        if timeout_seconds is not None:
+            query["timeoutSeconds"] = max(1, math.ceil(timeout_seconds))
+            silence = query["timeoutSeconds"] + WATCH_READ_GRACE
+        send = partial(transport.send, self._api, "GET", resource_type(resource).path(namespace), query=query,
+                       timeout=(self._timeout[0], silence))
+        return WatchStream(send, self._watches, connect_timeout=self._timeout[0])
+
+    async def bind_pod(self, name: str, namespace: str, node_name: str) -> None:
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node_name},
+        }
+        await self._json("POST", resource_type("pods").path(namespace, name, "binding"), body=binding)
+
+    async def read_pod_log(
+        self, name: str, namespace: str, *, container: str | None = None, tail_lines: int | None = None
+    ) -> str:
+        query = {"container": container, "tailLines": tail_lines}
+        data = await self._request("GET", resource_type("pods").path(namespace, name, "log"), query=query)
+        return data.decode("utf-8", errors="replace")
+
+    async def create_token(self, service_account: str, namespace: str, *, expiration_seconds: int = 3600) -> str:
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": expiration_seconds},
+        }
+        path = resource_type("serviceaccounts").path(namespace, service_account, "token")
+        answer = await self._json("POST", path, body=request)
+        token = (answer.get("status") or {}).get("token")
+        if not token:
+            raise ServerError("the TokenRequest answer carries no token")
+        return str(token)
+
+    async def can_i(
+        self,
+        verb: str,
+        resource: str,
+        *,
+        namespace: str | None = None,
+        group: str = "",
+        subresource: str = "",
+        name: str = "",
+    ) -> bool:
+        attributes = {
+            "verb": verb,
+            "resource": resource,
+            "group": group,
+            "subresource": subresource,
+            "name": name,
+            "namespace": namespace or "",
+        }
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {k: v for k, v in attributes.items() if v}},
+        }
+        answer = await self._json("POST", resource_type("selfsubjectaccessreviews").path(), body=review)
+        return bool((answer.get("status") or {}).get("allowed"))
+
+    async def version(self) -> Obj:
+        """The server's build information (``GET /version``): a cheap check that it answers."""
+        return await self._json("GET", "/version")
+
+    async def close(self) -> None:
+        """End open watches, stop the worker threads and close the connections.
+
+        When it returns, no thread this adapter started is alive.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        watch_threads = self._watches.close()
+        # Joining threads blocks, so it happens off the loop (in the loop's own executor).
+        await asyncio.to_thread(self._shutdown_blocking, watch_threads)
+
+    def _shutdown_blocking(self, watch_threads: Sequence[threading.Thread]) -> None:
+        for thread in watch_threads:
+            thread.join(self._timeout[0] + 1)
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._api.close()
