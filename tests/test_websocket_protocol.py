@@ -1,8 +1,17 @@
-"""The websocket framings against Jupyter Server's reference encoders, and malformed frames refused cleanly."""
+"""The websocket framings against Jupyter Server's reference encoders, and malformed frames refused cleanly.
+
+Also the bridge's states (:mod:`gateway.http.bridgestate`): every move its
+transition table allows happens on some event, and no other move is made.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +25,8 @@ from jupyter_server.services.kernels.connection.base import (
     serialize_msg_to_ws_v1,
 )
 
+from gateway.http.bridge import KernelBridge
+from gateway.http.bridgestate import TRANSITIONS, BridgeState, IllegalTransition, check_transition
 from gateway.http.wsprotocol import (
     DELIMITER,
     FrameError,
@@ -28,6 +39,10 @@ from gateway.http.wsprotocol import (
     unpack_v1,
     verified,
 )
+from gateway.kernels.kernel import AUTORESTARTING, DEAD, RESTARTING, STARTING, Kernel
+from gateway.provisioner.connection import ConnectionInfo
+from gateway.provisioner.model import LaunchRequest, Placement, RunningKernel
+from gateway.provisioner.spec import KernelSpecInfo
 
 channels = st.sampled_from(["shell", "control", "stdin", "iopub"])
 blobs = st.binary(max_size=64)
@@ -137,3 +152,247 @@ def test_signatures_are_made_and_checked_with_the_kernel_key() -> None:
         verified(to_zmq(parts, Session(key=b"other-key").sign), session.sign)
     with pytest.raises(FrameError):
         verified(parts, session.sign)
+
+
+# ---------------------------------------------------------------------- the bridge's states
+
+SPEC = KernelSpecInfo(name="python_kubernetes", language="python", image="elyra/kernel-py:dev",
+                      resource_dir=Path("/nonexistent"))
+STUCK = 60.0
+"""A nudge timeout no test waits out: with no kernel behind the sockets, the connect stays under way."""
+
+
+class Client:
+    """The websocket client as the bridge sees it: the frames written to it, and whether it was closed."""
+
+    def __init__(self) -> None:
+        self.frames: list[str | bytes] = []
+        self.closed = False
+
+    def write(self, payload: str | bytes, binary: bool) -> None:
+        self.frames.append(payload)
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def statuses(self) -> list[str]:
+        messages = [json.loads(frame) for frame in self.frames]
+        return [m["content"]["execution_state"] for m in messages if m["msg_type"] == "status"]
+
+
+class Service:
+    """The kernel service's side of a bridge: the connection count."""
+
+    connections = 0
+
+    def connected(self, kernel_id: str) -> None:
+        self.connections += 1
+
+    def disconnected(self, kernel_id: str) -> None:
+        self.connections -= 1
+
+    def record_activity(self, kernel_id: str, msg_type: str) -> None:
+        pass
+
+
+class Moves:
+    """Every move of every bridge (``KernelBridge._move`` wrapped), and a way to await a bridge's state."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[BridgeState, BridgeState]] = set()
+        self._waiting: list[tuple[KernelBridge, BridgeState, asyncio.Future[None]]] = []
+
+    def record(self, bridge: KernelBridge, before: BridgeState) -> None:
+        self.seen.add((before, bridge.state))
+        for waited, state, future in self._waiting:
+            if waited is bridge and state is bridge.state and not future.done():
+                future.set_result(None)
+
+    async def until(self, bridge: KernelBridge, state: BridgeState) -> None:
+        if bridge.state is not state:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting.append((bridge, state, future))
+            await asyncio.wait_for(future, 10)
+        assert bridge.state is state
+
+
+@pytest.fixture
+def moves(monkeypatch: pytest.MonkeyPatch) -> Moves:
+    seen = Moves()
+    move = KernelBridge._move
+
+    def recorded(bridge: KernelBridge, target: BridgeState) -> None:
+        before = bridge.state
+        move(bridge, target)
+        seen.record(bridge, before)
+
+    monkeypatch.setattr(KernelBridge, "_move", recorded)
+    return seen
+
+
+@pytest.fixture
+def ports() -> Iterator[list[int]]:
+    """Five local ports nothing listens on (held bound meanwhile): the kernel's sockets connect and never answer."""
+    held = [socket.socket() for _ in range(5)]
+    for sock in held:
+        sock.bind(("127.0.0.1", 0))
+    yield [sock.getsockname()[1] for sock in held]
+    for sock in held:
+        sock.close()
+
+
+def pod(ports: list[int], transport: str = "tcp") -> RunningKernel:
+    shell, iopub, stdin, control, hb = ports
+    connection = ConnectionInfo(kernel_id="k", ip="127.0.0.1", shell_port=shell, iopub_port=iopub,
+                                stdin_port=stdin, control_port=control, hb_port=hb, key="secret", transport=transport)
+    return RunningKernel(placement=Placement("ns", "sa", owns_namespace=False, pod_name="kernel-k"),
+                         connection=connection, pod_ip="127.0.0.1", pod_uid=str(uuid.uuid4()))
+
+
+def bridge_to(kernel: Kernel, *, nudge_timeout: float = 0.0) -> tuple[KernelBridge, Client, Service]:
+    client, service = Client(), Service()
+    bridge = KernelBridge(service, kernel, LegacyCodec(), client.write, client.close,  # type: ignore[arg-type]
+                          nudge_timeout=nudge_timeout)
+    return bridge, client, service
+
+
+def starting_kernel() -> Kernel:
+    return Kernel(LaunchRequest(kernel_id=str(uuid.uuid4()), username="alice", spec=SPEC))
+
+
+def running_kernel(ports: list[int]) -> Kernel:
+    kernel = starting_kernel()
+    kernel.launched(pod(ports))
+    return kernel
+
+
+async def relaying_through_restarts_until_dead(moves: Moves, ports: list[int]) -> None:
+    kernel = running_kernel(ports)
+    bridge, client, service = bridge_to(kernel)
+    await bridge.open()
+    assert bridge.state is BridgeState.RELAYING and service.connections == 1
+    kernel.set_state(AUTORESTARTING)
+    kernel.stopped()
+    kernel.set_state(STARTING)
+    kernel.set_state(AUTORESTARTING)  # the relaunch failed
+    kernel.set_state(STARTING)
+    assert bridge.state is BridgeState.RESTARTING
+    kernel.launched(pod(ports))
+    await moves.until(bridge, BridgeState.RELAYING)
+    assert client.statuses == ["restarting", "starting", "restarting", "starting", "idle"]
+    kernel.set_state(DEAD)
+    assert bridge.state is BridgeState.CLOSING and client.closed
+    assert client.statuses[-1] == "dead"
+    bridge.close()
+    assert bridge.state is BridgeState.CLOSED and service.connections == 0
+
+
+async def waiting_for_a_starting_kernel(moves: Moves, ports: list[int]) -> None:
+    kernel = starting_kernel()
+    bridge, client, service = bridge_to(kernel)
+    await bridge.open()
+    assert bridge.state is BridgeState.WAITING
+    await bridge.receive(json.dumps({"header": {"msg_type": "kernel_info_request", "msg_id": "m"}, "content": {}}))
+    kernel.launched(pod(ports))
+    await moves.until(bridge, BridgeState.RELAYING)
+    assert client.statuses == []  # the client heard of no restart, so it hears of no end of one
+    bridge.close()
+    assert service.connections == 0
+
+
+async def waiting_then_restarting_then_gone(moves: Moves, ports: list[int]) -> None:
+    kernel = starting_kernel()
+    bridge, client, _ = bridge_to(kernel)
+    await bridge.open()
+    kernel.set_state(RESTARTING)
+    assert bridge.state is BridgeState.RESTARTING and client.statuses == ["restarting"]
+    bridge.close()
+
+
+async def waiting_until_dead(moves: Moves, ports: list[int]) -> None:
+    kernel = starting_kernel()
+    bridge, client, _ = bridge_to(kernel)
+    await bridge.open()
+    kernel.set_state(DEAD)
+    assert bridge.state is BridgeState.CLOSING and client.closed
+    bridge.close()
+
+
+async def waiting_then_gone(moves: Moves, ports: list[int]) -> None:
+    bridge, _, service = bridge_to(starting_kernel())
+    await bridge.open()
+    bridge.close()
+    assert bridge.state is BridgeState.CLOSED and service.connections == 0
+
+
+async def gone_before_open(moves: Moves, ports: list[int]) -> None:
+    bridge, _, service = bridge_to(starting_kernel())
+    bridge.close()
+    assert bridge.state is BridgeState.CLOSED and service.connections == 0
+
+
+async def connecting_when(event: Callable[[Kernel, KernelBridge], None], moves: Moves, ports: list[int]) -> KernelBridge:
+    """Open a bridge to a kernel that never answers its nudges, then ``event`` while it connects."""
+    kernel = running_kernel(ports)
+    bridge, _, _ = bridge_to(kernel, nudge_timeout=STUCK)
+    opening = asyncio.ensure_future(bridge.open())
+    await moves.until(bridge, BridgeState.CONNECTING)
+    event(kernel, bridge)
+    await asyncio.wait_for(opening, 10)  # the connect was cancelled: open() returns
+    return bridge
+
+
+async def connecting_when_restarting(moves: Moves, ports: list[int]) -> None:
+    bridge = await connecting_when(lambda kernel, _: kernel.set_state(RESTARTING), moves, ports)
+    assert bridge.state is BridgeState.RESTARTING
+    bridge.kernel.set_state(DEAD)
+    assert bridge.state is BridgeState.CLOSING
+    bridge.close()
+
+
+async def connecting_when_dead(moves: Moves, ports: list[int]) -> None:
+    bridge = await connecting_when(lambda kernel, _: kernel.set_state(DEAD), moves, ports)
+    assert bridge.state is BridgeState.CLOSING
+    bridge.close()
+
+
+async def connecting_when_gone(moves: Moves, ports: list[int]) -> None:
+    bridge = await connecting_when(lambda _, bridge: bridge.close(), moves, ports)
+    assert bridge.state is BridgeState.CLOSED
+
+
+async def connecting_to_a_pod_out_of_reach(moves: Moves, ports: list[int]) -> None:
+    kernel = starting_kernel()
+    bridge, client, _ = bridge_to(kernel)
+    await bridge.open()
+    kernel.launched(pod(ports, transport="nowhere"))  # its sockets cannot be made
+    await moves.until(bridge, BridgeState.CLOSING)
+    assert client.closed
+    bridge.close()
+
+
+SCENARIOS: list[Callable[[Moves, list[int]], Awaitable[None]]] = [
+    relaying_through_restarts_until_dead, waiting_for_a_starting_kernel, waiting_then_restarting_then_gone,
+    waiting_until_dead, waiting_then_gone, gone_before_open, connecting_when_restarting, connecting_when_dead,
+    connecting_when_gone, connecting_to_a_pod_out_of_reach,
+]
+
+
+async def test_every_transition_the_table_allows_happens_on_some_event(moves: Moves, ports: list[int]) -> None:
+    for scenario in SCENARIOS:
+        await scenario(moves, ports)
+    allowed = {(state, target) for state, targets in TRANSITIONS.items() for target in targets}
+    assert moves.seen == allowed
+
+
+def test_a_move_the_table_does_not_allow_is_refused() -> None:
+    for state in BridgeState:
+        for target in BridgeState:
+            if target not in TRANSITIONS[state]:
+                with pytest.raises(IllegalTransition):
+                    check_transition(state, target)
+    bridge, _, _ = bridge_to(starting_kernel())
+    with pytest.raises(IllegalTransition):
+        bridge._move(BridgeState.RELAYING)
+    assert bridge.state is BridgeState.NEW

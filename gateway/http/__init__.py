@@ -5,5 +5,6 @@ from an :class:`~gateway.http.context.HttpContext` (the kernel service, the
 kernelspecs, the HTTP settings); ``gateway.app`` calls it.  One module per
 concern: ``api`` (version), ``kernelspecs``, ``kernels``, ``sessions``,
 ``health`` (probes), ``auth`` (token), ``errors`` (JSON error bodies and the
-handler base), ``websocket`` + ``bridge`` + ``wsprotocol`` (kernel channels).
+handler base), ``websocket`` + ``bridge`` (with its states in ``bridgestate``
+and its sockets to a pod in ``podlink``) + ``wsprotocol`` (kernel channels).
 """

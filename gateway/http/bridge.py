@@ -1,18 +1,14 @@
-"""One websocket client's link to one kernel's ZMQ channels.
+"""One websocket client's link to one kernel, across the kernel's restarts.
 
-The websocket handler makes a :class:`KernelBridge` per client.  It opens
-the client's own ``shell``/``control``/``stdin`` DEALER sockets (own
-identities, so the kernel's replies come back to this client only) and its
-own ``iopub`` SUB socket (every client sees every broadcast), and relays in
-both directions without buffering: each kernel message is written to the
-websocket as soon as it is read, each client message sent to the kernel as
-soon as it is decoded.
-
-Messages from the kernel are checked against its key; messages from the
-client are signed with it (the client never holds the key).  A new iopub
-subscription takes a moment to reach the kernel, so before relaying the
-bridge "nudges" the kernel as Jupyter Server does (``kernel_info_request``
-until iopub delivers), except while the kernel is busy and would not answer.
+The websocket handler makes a :class:`KernelBridge` per client.  The bridge
+gives the client its own sockets to the kernel's pod (a
+:class:`~gateway.http.podlink.PodLink`: own DEALER identities, so the kernel's
+replies come back to this client only, and its own iopub subscription) and
+relays in both directions without buffering: each kernel message is written
+to the websocket as soon as it is read, each client message sent to the
+kernel as soon as it is decoded.  Before relaying it "nudges" the kernel until
+iopub delivers, as Jupyter Server does, unless the kernel is busy and would
+not answer.
 
 Restarts keep the websocket open: when the kernel service starts restarting
 the kernel the bridge closes its sockets and tells the client ``restarting``
@@ -20,6 +16,9 @@ the kernel the bridge closes its sockets and tells the client ``restarting``
 the new pod answers the bridge connects to it, sends what it held, and tells
 the client the kernel's state.  When the kernel dies for good the client
 hears ``dead`` and the websocket is closed.
+
+The bridge's states, and which event moves it from one to the next, are
+drawn in :mod:`gateway.http.bridgestate`.
 """
 
 from __future__ import annotations
@@ -31,22 +30,30 @@ from collections.abc import Callable
 
 import zmq
 
-from gateway.kernels.channels import CHANNELS, NUDGE_INTERVAL, ChannelTimeout, KernelChannels
+from gateway.aio import OwnedTasks, cancel_and_wait
+from gateway.kernels.channels import CHANNELS
 from gateway.kernels.kernel import AUTORESTARTING, BUSY, DEAD, IDLE, RESTARTING, STARTING, Kernel
 from gateway.kernels.service import KernelService
+from gateway.provisioner.connection import ConnectionInfo
 
-from .wsprotocol import Codec, FrameError, Incoming, status_parts, to_zmq, verified
+from .bridgestate import ENDING, HOLDING, BridgeState, check_transition
+from .podlink import PodLink, Write
+from .wsprotocol import Codec, FrameError, Incoming, status_parts
 
 log = logging.getLogger("gateway.http.websocket")
 
 MAX_HELD = 1000
-"""Client messages held at most while the kernel restarts; more are dropped (and logged)."""
-
-Write = Callable[[str | bytes, bool], None]
+"""Client messages held at most until the bridge relays (while the kernel restarts); more are dropped (and logged)."""
 
 
 class KernelBridge:
-    """Relays one websocket client's messages to one kernel and back (see the module docstring)."""
+    """Relays one websocket client's messages to one kernel and back (see the module docstring).
+
+    Every change of :attr:`state` goes through :meth:`_move`, which refuses a
+    move :data:`~gateway.http.bridgestate.TRANSITIONS` does not allow.  The
+    bridge's tasks (a connect, then one reader per channel while relaying)
+    are held in one :class:`~gateway.aio.OwnedTasks`.
+    """
 
     def __init__(self, service: KernelService, kernel: Kernel, codec: Codec, write: Write,
                  close_client: Callable[[], None], *, nudge_timeout: float) -> None:
@@ -56,156 +63,167 @@ class KernelBridge:
         self._write = write
         self._close_client = close_client
         self._nudge_timeout = nudge_timeout
-        self._channels: KernelChannels | None = None
-        self._readers: list[asyncio.Task[None]] = []
+        self._state = BridgeState.NEW
+        self._link: PodLink | None = None  # set exactly while relaying
+        self._tasks = OwnedTasks(f"websocket of kernel {kernel.id}")
         self._held: list[Incoming] = []
-        self._connecting: asyncio.Task[None] | None = None
-        self._restarted = False
-        self._closed = False
         self._session = str(uuid.uuid4())
-        self._nudges: list[bytes] = []  # msg ids of our kernel_info_requests (never relayed)
 
-    # ------------------------------------------------------------------ lifecycle (called by the handler)
+    @property
+    def state(self) -> BridgeState:
+        return self._state
+
+    # ------------------------------------------------------------------ called by the handler
 
     async def open(self) -> None:
-        """Count the client as connected and connect to the kernel (unless it is restarting)."""
+        """The websocket is open (the handler's ``open``): count the client, connect unless the kernel is starting.
+
+        Returns once the bridge relays, waits for the kernel, or the kernel
+        began restarting meanwhile.  A failure to make the sockets is raised
+        (tornado then drops the connection).
+        """
         self.kernel.add_listener(self._on_state)
         self.service.connected(self.kernel.id)
-        if self.kernel.connection is not None and self.kernel.state not in (RESTARTING, AUTORESTARTING, STARTING):
-            await self._connect()
+        if self.kernel.connection is None or self.kernel.state in (RESTARTING, AUTORESTARTING, STARTING):
+            self._move(BridgeState.WAITING)
+            return
+        self._move(BridgeState.CONNECTING)
+        connecting = self._tasks.spawn(self._connect(announce=False), "connect")
+        await asyncio.wait({connecting})
+        if not connecting.cancelled() and (error := connecting.exception()) is not None:
+            raise error
 
     def close(self) -> None:
-        """The client went away: close the sockets, stop listening, count it as disconnected."""
-        if self._closed:
+        """The websocket closed, whichever side closed it (the handler's ``on_close``): undo :meth:`open`."""
+        if self._state is BridgeState.CLOSED:
             return
-        self._closed = True
-        self.kernel.remove_listener(self._on_state)
-        self.service.disconnected(self.kernel.id)
-        if self._connecting is not None:
-            self._connecting.cancel()
-        self._drop_channels()
+        opened = self._state is not BridgeState.NEW
+        self._move(BridgeState.CLOSED)
+        if opened:
+            self.kernel.remove_listener(self._on_state)
+            self.service.disconnected(self.kernel.id)
 
     async def receive(self, message: str | bytes) -> None:
-        """A frame from the client: decode, record activity, sign and send (held while restarting)."""
+        """A frame from the client (the handler's ``on_message``): decode, record activity, send or hold."""
         try:
             incoming = self.codec.decode(message)
         except FrameError as error:
             log.warning("kernel %s: a client message was ignored: %s", self.kernel.id, error)
             return
         self.service.record_activity(self.kernel.id, incoming.msg_type)
-        channels = self._channels
-        if channels is None:
+        if self._link is not None:
+            await self._link.send(incoming)
+        elif self._state in HOLDING:
             if len(self._held) >= MAX_HELD:
-                log.warning("kernel %s: restarting; a client message was dropped", self.kernel.id)
+                log.warning("kernel %s: %d client messages held while %s; one more was dropped",
+                            self.kernel.id, MAX_HELD, self._state.value)
                 return
             self._held.append(incoming)
-            return
-        await self._forward(channels, incoming)
 
-    # ------------------------------------------------------------------ ZMQ side
+    # ------------------------------------------------------------------ states
 
-    async def _connect(self) -> None:
-        connection = self.kernel.connection
-        if connection is None:
-            return
-        channels = KernelChannels(connection, channels=CHANNELS)
-        try:
-            if self.kernel.execution_state != BUSY:
-                await self._nudge(channels)
-            # messages the client sent meanwhile go first, in order; no await between the last and going live
-            while self._held and not self._closed:
-                await self._forward(channels, self._held.pop(0))
-        except BaseException:
-            channels.close()
-            raise
-        if self._closed or self.kernel.connection is not connection:
-            channels.close()
-            return
-        self._channels = channels
-        self._readers = [asyncio.create_task(self._relay(channels, name), name=f"ws-{name}-{self.kernel.id}")
-                         for name in CHANNELS]
+    def _move(self, target: BridgeState) -> None:
+        """Enter ``target``; :class:`~gateway.http.bridgestate.IllegalTransition` if the table forbids it.
 
-    async def _nudge(self, channels: KernelChannels) -> None:
-        """Send ``kernel_info_request`` every half second until iopub delivers (bounded).
-
-        Our requests' replies and iopub messages are not relayed to the client
-        (:meth:`_relay` drops what answers :attr:`_nudges`).
+        Leaving connecting or relaying (other than by going live) closes the
+        live sockets, which ends their readers, and cancels a connect under
+        way: what the client sends from then on waits for the next pod, if any.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._nudge_timeout
-        while (remaining := deadline - loop.time()) > 0:
-            request = channels.message("kernel_info_request")
-            self._nudges.append(request["header"]["msg_id"].encode())
-            await channels.send_message("shell", request)
-            try:
-                await channels.recv_raw("iopub", min(NUDGE_INTERVAL, remaining))
-                return
-            except ChannelTimeout:
-                continue
-        log.warning("kernel %s: iopub silent for %ss; relaying anyway", self.kernel.id, self._nudge_timeout)
-
-    async def _reconnect(self) -> None:
-        try:
-            await self._connect()
-            if self._channels is not None and self._restarted:
-                self._restarted = False
-                self._send_status(self.kernel.execution_state)
-        except (zmq.ZMQError, OSError) as error:
-            log.warning("kernel %s: could not reconnect a client after a restart: %s", self.kernel.id, error)
-            self._close_client()
-        finally:
-            self._connecting = None
-
-    async def _forward(self, channels: KernelChannels, incoming: Incoming) -> None:
-        frames = to_zmq(incoming.parts, channels.session.sign)
-        await channels.send_raw(incoming.channel, frames)
-
-    async def _relay(self, channels: KernelChannels, channel: str) -> None:
-        """Write every message of ``channel`` to the client as it arrives."""
-        sock = channels.socket(channel)
-        sign = channels.session.sign
-        while True:
-            try:
-                frames = await sock.recv_multipart()
-            except zmq.ZMQError:
-                return  # the socket was closed: the client left or the kernel restarts
-            try:
-                parts = verified(frames, sign)
-            except FrameError as error:
-                log.warning("kernel %s: a %s message was not relayed: %s", self.kernel.id, channel, error)
-                continue
-            if self._nudges and any(msg_id in parts[1] for msg_id in self._nudges):
-                continue  # answers our own kernel_info_request
-            payload, binary = self.codec.encode(channel, parts)
-            self._write(payload, binary)
-
-    def _drop_channels(self) -> None:
-        channels, self._channels = self._channels, None
-        readers, self._readers = self._readers, []
-        for task in readers:
-            task.cancel()
-        if channels is not None:
-            channels.close()
-
-    # ------------------------------------------------------------------ kernel lifecycle
+        check_transition(self._state, target)
+        log.debug("kernel %s: websocket bridge %s -> %s", self.kernel.id, self._state.value, target.value)
+        left, self._state = self._state, target
+        if left in (BridgeState.CONNECTING, BridgeState.RELAYING) and target is not BridgeState.RELAYING:
+            self._stop_tasks()
 
     def _on_state(self, kernel: Kernel, state: str) -> None:
-        """A lifecycle state of the kernel (called by the kernel service, synchronously)."""
-        if self._closed:
+        """A lifecycle state of the kernel, from :meth:`~gateway.kernels.kernel.Kernel.set_state` (synchronously,
+        while the kernel service restarts, relaunches or buries the kernel)."""
+        if self._state in ENDING:
             return
         if state in (RESTARTING, AUTORESTARTING):
-            self._drop_channels()
-            self._restarted = True
+            self._move(BridgeState.RESTARTING)
             self._send_status("restarting")
-        elif state == STARTING and self._restarted:
+        elif state == STARTING and self._state is BridgeState.RESTARTING:
             self._send_status("starting")
-        elif state == IDLE and self._channels is None and self._connecting is None:
-            self._connecting = asyncio.create_task(self._reconnect(), name=f"ws-reconnect-{kernel.id}")
+        elif state == IDLE and self._state in (BridgeState.WAITING, BridgeState.RESTARTING):
+            # idle follows a (re)launch: the kernel has a new pod, with new connection info
+            announce = self._state is BridgeState.RESTARTING
+            self._move(BridgeState.CONNECTING)
+            self._tasks.spawn(self._connect_to_new_pod(announce=announce), "connect")
         elif state == DEAD:
             self._send_status("dead")
-            self._drop_channels()
+            self._move(BridgeState.CLOSING)
             self._close_client()
 
     def _send_status(self, execution_state: str) -> None:
         payload, binary = self.codec.encode("iopub", status_parts(execution_state, self._session))
         self._write(payload, binary)
+
+    # ------------------------------------------------------------------ tasks
+
+    async def _connect(self, *, announce: bool) -> None:
+        """The connect task: open sockets to the kernel's pod, nudge it, send what was held, then relay.
+
+        Started on entering connecting (by :meth:`open`, or when the kernel is
+        idle again); the tasks of the previous pod end first, so held messages
+        go to one pod, in order.  ``announce``: tell the client the kernel's
+        state once relaying (after a restart).  Raises what making the sockets
+        raised.
+        """
+        current = asyncio.current_task()
+        await asyncio.gather(*(cancel_and_wait(task) for task in self._tasks if task is not current))
+        connection = self.kernel.connection
+        if connection is None or not self._still_wanted(connection):
+            return
+        link = PodLink(connection, self.codec, self._write)
+        try:
+            if self.kernel.execution_state != BUSY:
+                await link.nudge(self._nudge_timeout)
+            # messages the client sent meanwhile go first, in order; no await between the last and going live
+            while self._held and self._still_wanted(connection):
+                await link.send(self._held.pop(0))
+        except BaseException:
+            link.close()
+            raise
+        if not self._still_wanted(connection):
+            link.close()
+            return
+        self._move(BridgeState.RELAYING)
+        self._link = link
+        for channel in CHANNELS:
+            self._tasks.spawn(link.relay(channel), f"relay {channel}")
+        if announce:
+            self._send_status(self.kernel.execution_state)
+
+    def _still_wanted(self, connection: ConnectionInfo) -> bool:
+        """Whether a connect to ``connection`` may go on: the bridge still connects, to that pod.
+
+        Leaving connecting cancels the connect task, but before Python 3.12 ``asyncio.wait_for`` can
+        lose that cancellation (cpython gh-86296): the task then learns it here.
+        """
+        return self._state is BridgeState.CONNECTING and self.kernel.connection is connection
+
+    async def _connect_to_new_pod(self, *, announce: bool) -> None:
+        """The connect task started when the kernel is idle again: a failure closes the websocket."""
+        try:
+            await self._connect(announce=announce)
+        except (zmq.ZMQError, OSError) as error:
+            if self._state is not BridgeState.CONNECTING:
+                return
+            log.warning("kernel %s: could not connect a client to the kernel's new pod: %s", self.kernel.id, error)
+            self._move(BridgeState.CLOSING)
+            self._close_client()
+
+    def _stop_tasks(self) -> None:
+        """Close the live sockets (ending their readers) and cancel the bridge's other tasks but the caller.
+
+        Synchronous, as kernel states and the handler's ``on_close`` arrive; the
+        next connect awaits the end of every task cancelled here.
+        """
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
