@@ -22,13 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from fakes.apiserver.kubeconfig import context_for
-from fakes.auth.identity import node_user
 from fakes.manifests import GATEWAY_CLUSTER_ROLE, MANIFEST, gateway_rules
 from fakes.memory import MemoryCluster
-from fakes.node.images import ImageSpec
 from fakes.node.kernel_images import kernel_image_map, repository_root
-from fakes.node.kubelet import NodeAgent
-from fakes.node.podworker import Backoff
 from fakes.serve import SimulatedCluster
 from gateway.cluster.informer import Informer
 from gateway.cluster.interface import Cluster
@@ -37,6 +33,7 @@ from gateway.objects import kernel_selector
 from gateway.provisioner import LaunchRequest, PodProvisioner, ProvisionerSettings, ResponseListener, kernel_spec_info
 from tests import kubectlclient
 from tests.kubectlclient import Kubectl
+from tests.node import node_agent, script_image
 
 GATEWAY_NAMESPACE = "enterprise-gateway"
 GATEWAY_ACCOUNT = "enterprise-gateway-sa"
@@ -85,13 +82,6 @@ class Deployment:
                              env={"KERNEL_USERNAME": username, **env}, timeout=timeout)
 
 
-def _script_image(path: Path, body: str) -> ImageSpec:
-    path.write_text("#!/bin/sh\n" + body + "\n")
-    path.chmod(0o755)
-    return ImageSpec(cmd=["/etc/bootstrap-kernel.sh"], env={"PATH": "/usr/bin:/bin"},
-                     files={"/etc/bootstrap-kernel.sh": str(path)})
-
-
 @contextlib.asynccontextmanager
 async def deployed(work_dir: Path) -> AsyncIterator[Deployment]:
     """Cluster up, manifests applied, the gateway's parts running as its service account (see the module docstring)."""
@@ -107,10 +97,8 @@ async def deployed(work_dir: Path) -> AsyncIterator[Deployment]:
         gateway = await asyncio.to_thread(KubernetesCluster.from_kubeconfig, str(path), context_for("gateway"))
         admin = MemoryCluster(cluster.store)
         images = kernel_image_map()
-        images.add(FAILING_IMAGE, _script_image(work_dir / "failing.sh", f'echo "{FAILING_OUTPUT}" >&2; exit 1'))
-        agent = NodeAgent(MemoryCluster(cluster.store, node_user("node-1")), node_name="node-1", images=images,
-                          store=cluster.store, work_dir=work_dir / "node", api_server_url=cluster.url,
-                          backoff=Backoff(initial=0.2, maximum=0.8, resync=0.05), shutdown_grace_seconds=1)
+        images.add(FAILING_IMAGE, script_image(work_dir / "failing.sh", f'echo "{FAILING_OUTPUT}" >&2; exit 1'))
+        agent = node_agent(cluster.store, work_dir / "node", images=images, api_server_url=cluster.url)
         pods = Informer(gateway, "pods", label_selector=kernel_selector())
         listener = ResponseListener(host="127.0.0.1", port=0)
         await agent.start()

@@ -14,31 +14,30 @@ kernelspecs and a started :class:`~gateway.kernels.service.KernelService`::
 kernel, created and deleted by the gateway), ``shared`` (``EG_SHARED_NAMESPACE``)
 and ``user`` (``KERNEL_NAMESPACE`` naming a namespace and service account the
 user made; :meth:`Harness.env` adds them).  Leaving the block stops the
-service and everything else, and fails if a task was left behind.
+service and everything else; a task left behind fails the test
+(``tests/conftest.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import json
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fakes.auth.identity import node_user, service_account_user
+from fakes.auth.identity import service_account_user
 from fakes.gateway_rbac import install_gateway_rbac
 from fakes.manifests import gateway_rules, kernel_rules
 from fakes.memory import MemoryCluster
-from fakes.node.images import ImageSpec
 from fakes.node.kernel_images import kernel_image_map, repository_root
 from fakes.node.kubelet import NodeAgent
-from fakes.node.podworker import Backoff
 from fakes.state.store import Store
 from gateway.cluster.informer import Informer
 from gateway.cluster.interface import Cluster
@@ -49,6 +48,8 @@ from gateway.kernels.settings import KernelSettings
 from gateway.kernels.specs import KernelSpecs
 from gateway.objects import kernel_selector
 from gateway.provisioner import PodProvisioner, ProvisionerSettings, ResponseListener
+from tests.counting import CountingCluster
+from tests.node import node_agent, script_image
 
 GATEWAY_NAMESPACE = "enterprise-gateway"
 GATEWAY_ACCOUNT = "enterprise-gateway-sa"
@@ -68,8 +69,6 @@ SILENT_IMAGE = "test/silent-kernel:1"
 GATEWAY_RULES: list[dict[str, Any]] = gateway_rules()
 """The gateway's ClusterRole, as the manifests grant it."""
 KERNEL_RULES: list[dict[str, Any]] = kernel_rules()
-FAST = Backoff(initial=0.2, maximum=0.8, resync=0.05)
-
 
 
 async def install_gateway(admin: Cluster) -> None:
@@ -91,31 +90,6 @@ def kernelspec_variant(base: Path, name: str, **changes: Any) -> Path:
     return base
 
 
-def script_image(path: Path, body: str) -> ImageSpec:
-    """An image whose ``/etc/bootstrap-kernel.sh`` is a shell script with ``body``."""
-    path.write_text("#!/bin/sh\n" + body + "\n")
-    path.chmod(0o755)
-    return ImageSpec(cmd=["/etc/bootstrap-kernel.sh"], env={"PATH": "/usr/bin:/bin"},
-                     files={"/etc/bootstrap-kernel.sh": str(path)})
-
-
-class CountingCluster:
-    """The gateway's cluster, counting each request it makes by method name."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self._cluster = cluster
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._cluster, name)
-        if callable(attribute) and not name.startswith("_") and name != "close":
-            def counted(*args: Any, **kwargs: Any) -> Any:
-                self.calls[name] += 1
-                return attribute(*args, **kwargs)
-            return counted
-        return attribute
-
-
 @dataclass
 class Harness:
     mode: str
@@ -126,8 +100,8 @@ class Harness:
     provisioner: PodProvisioner
     specs: KernelSpecs
     service: KernelService
-    api_calls: collections.Counter[str]
-    """Requests the gateway made to the cluster, by method (``watch`` counts streams opened)."""
+    api_calls: Counter[tuple[str, str]]
+    """Requests the gateway made to the cluster, by ``(verb, resource)`` (a watch counts when opened)."""
 
     def env(self, **extra: str) -> dict[str, str]:
         """A client's env for this mode (``KERNEL_NAMESPACE`` + account in ``user`` mode)."""
@@ -164,8 +138,8 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def gateway_harness(tmp_path: Path, *, mode: str = "own", check_tasks: bool = True,
-                          spec_paths: tuple[Path, ...] = (), **settings: Any) -> AsyncIterator[Harness]:
+async def gateway_harness(tmp_path: Path, *, mode: str = "own", spec_paths: tuple[Path, ...] = (),
+                          **settings: Any) -> AsyncIterator[Harness]:
     """The kernel service over a fresh simulated cluster; ``settings`` override :class:`KernelSettings` fields.
 
     ``spec_paths`` are searched for kernelspecs before the shipped ones.
@@ -179,8 +153,7 @@ async def gateway_harness(tmp_path: Path, *, mode: str = "own", check_tasks: boo
     images.add(FAILING_IMAGE, script_image(tmp_path / f"failing-{uuid.uuid4().hex[:6]}.sh",
                                            'echo "no kernel today" >&2; exit 1'))
     images.add(SILENT_IMAGE, script_image(tmp_path / f"silent-{uuid.uuid4().hex[:6]}.sh", "exec sleep 300"))
-    agent = NodeAgent(MemoryCluster(store, node_user("node-1")), node_name="node-1", images=images, store=store,
-                      work_dir=tmp_path / f"node-{uuid.uuid4().hex[:6]}", backoff=FAST, shutdown_grace_seconds=1)
+    agent = node_agent(store, tmp_path / f"node-{uuid.uuid4().hex[:6]}", images=images)
     pods = Informer(gateway, "pods", label_selector=kernel_selector())
     listener = ResponseListener(host="127.0.0.1", port=0)
     await agent.start()
@@ -204,9 +177,6 @@ async def gateway_harness(tmp_path: Path, *, mode: str = "own", check_tasks: boo
         await agent.stop()
         await gateway.close()
         await admin.close()
-    if check_tasks:
-        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-        assert not others, f"tasks left behind: {others}"
 
 
 EXECUTE_CONTENT = {"silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False,

@@ -11,8 +11,8 @@ client, websocket helpers and the cluster's admin view::
         assert await run_legacy(ws, "1+1") == ...
 
 Config traits are passed as keyword arguments (``auth_token="s3cret"``).
-Leaving the block stops the gateway (every kernel shut down) and fails if a
-task was left behind.
+Leaving the block stops the gateway (every kernel shut down); a task left
+behind fails the test (``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -29,37 +29,17 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from fakes.node.podworker import Backoff
 from gateway.app import EmbeddedCluster, Gateway
 from gateway.cluster.interface import Cluster
 from gateway.config import GatewayConfig
+from tests.node import FAST
 
 WAIT = 60.0
 """Bound on a kernel start or an execution on a loaded machine."""
-FAST = Backoff(initial=0.2, maximum=0.8, resync=0.05)
 USER = "alice"
 LEFTOVER_KINDS = ("pods", "namespaces", "rolebindings", "secrets", "services", "configmaps", "serviceaccounts",
                   "persistentvolumeclaims")
 V1 = "v1.kernel.websocket.jupyter.org"
-
-
-class CountingCluster:
-    """A :class:`Cluster` passing every call on and counting it by method (watches count when opened)."""
-
-    def __init__(self, inner: Cluster) -> None:
-        self.inner = inner
-        self.calls: list[tuple[str, str]] = []  # (method, resource)
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if name.startswith("_") or not callable(target) or name == "close":
-            return target
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls.append((name, str(args[0]) if args else ""))
-            return target(*args, **kwargs)
-
-        return counted
 
 
 @dataclass
@@ -133,7 +113,7 @@ class RunningGateway:
 
 @contextlib.asynccontextmanager
 async def running_gateway(tmp_path: Path, *, wrap: Callable[[Cluster], Cluster] | None = None,
-                          check_tasks: bool = True, **traits: Any) -> AsyncIterator[RunningGateway]:
+                          **traits: Any) -> AsyncIterator[RunningGateway]:
     """The gateway on a fresh embedded cluster; ``traits`` set :class:`GatewayConfig` values."""
     traits.setdefault("kernel_launch_timeout", WAIT)
     traits.setdefault("shutdown_wait_time", 2.0)
@@ -151,10 +131,6 @@ async def running_gateway(tmp_path: Path, *, wrap: Callable[[Cluster], Cluster] 
         await gateway.stop()  # closes the websockets it serves, as at SIGTERM
         for ws in running.clients:
             await running.closed(ws)
-    if check_tasks:
-        await asyncio.sleep(0)  # let the closed connections' tasks return
-        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-        assert not others, f"tasks left behind: {others}"
 
 
 # ---------------------------------------------------------------------- kernel messages over the websocket

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from fakes.node.kernel_images import repository_root
-from tests.httpharness import USER, CountingCluster, execute, running_gateway
+from tests.counting import CountingCluster
+from tests.httpharness import USER, execute, running_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -307,7 +308,7 @@ async def test_idle_kernels_cost_the_cluster_no_api_calls(tmp_path: Path) -> Non
 
     async with running_gateway(tmp_path, wrap=wrap) as gw:
         kernels = [await gw.start_kernel(), await gw.start_kernel(KERNEL_USERNAME="bob")]
-        calls = list(counting[0].calls)
+        calls = counting[0].calls.copy()
         assert calls, "starting kernels did call the cluster"
         for kernel in kernels:
             ws = await gw.websocket(kernel["id"])

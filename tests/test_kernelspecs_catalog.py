@@ -24,11 +24,8 @@ import pytest
 import yaml
 from jupyter_client.asynchronous import AsyncKernelClient
 
-from fakes.auth.identity import node_user
 from fakes.memory import MemoryCluster
 from fakes.node.kernel_images import kernel_image_map
-from fakes.node.kubelet import NodeAgent
-from fakes.node.podworker import Backoff
 from fakes.state.store import Store
 from gateway.cluster.informer import Informer
 from gateway.kernels.specs import KernelSpecs
@@ -39,6 +36,7 @@ from gateway.provisioner import LaunchRequest, PodFailed, PodProvisioner, Provis
 from gateway.provisioner.crypto import GatewayKeys
 from gateway.provisioner.response import ResponseListener
 from gateway.provisioner.spec import kernel_spec_info
+from tests.node import node_agent
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")  # slow import: once for the module
 
@@ -369,9 +367,7 @@ async def node(tmp_path: Path):
     await admin.create("namespaces", {"metadata": {"name": "kernels", "labels": {"app": "enterprise-gateway",
                                                                                  "component": "kernel"}}})
     await admin.create("serviceaccounts", {"metadata": {"name": "kernel-sa"}}, namespace="kernels")
-    agent = NodeAgent(MemoryCluster(store, node_user("node-1")), node_name="node-1", images=kernel_image_map(),
-                      store=store, work_dir=tmp_path / "node", backoff=Backoff(initial=0.2, maximum=0.8, resync=0.05),
-                      shutdown_grace_seconds=1)
+    agent = node_agent(store, tmp_path / "node", images=kernel_image_map())
     pods = Informer(admin, "pods", label_selector=kernel_selector())
     listener = ResponseListener(host="127.0.0.1", port=0)
     await agent.start()
@@ -423,4 +419,4 @@ async def test_spark_kernelspec_pod_runs_its_images_default_command_on_the_node(
 async def test_r_kernelspec_fails_fast_on_a_node_without_r(node: PodProvisioner) -> None:
     with pytest.raises(PodFailed) as failed:
         await node.launch(launch_request("r_kubernetes"))
-    assert "this image has no R installation" in str(failed.value) + failed.value.reason
+    assert "this image has no R installation" in str(failed.value) + failed.value.message
