@@ -32,12 +32,11 @@ from typing import Any
 
 from fakes.state.objects import Key, clone
 from gateway.cluster.interface import Conflict, Propagation
-from gateway.cluster.resources import RESOURCES, ResourceType
+from gateway.cluster.resources import RESOURCES, TERMINAL_POD_PHASES, ResourceType
 
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 NAMESPACE_FINALIZER = "kubernetes"
-TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 class Lifecycle:
@@ -130,7 +129,7 @@ class Lifecycle:
         if rt.plural != "pods":
             return None
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
-        if not spec.get("nodeName") or status.get("phase") in TERMINAL_PHASES:
+        if not spec.get("nodeName") or status.get("phase") in TERMINAL_POD_PHASES:
             return None
         if grace is None:
             grace = spec.get("terminationGracePeriodSeconds", 30)

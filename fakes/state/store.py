@@ -30,7 +30,7 @@ from typing import Any
 
 from fakes.auth import rbac
 from fakes.auth.identity import TokenRegistry
-from fakes.state import defaults, validation
+from fakes.state import admission, defaults, validation
 from fakes.state.faults import Faults
 from fakes.state.lifecycle import Lifecycle
 from fakes.state.nodeports import NodePorts
@@ -44,7 +44,6 @@ from gateway.cluster.interface import (
     BadRequest,
     Cause,
     Conflict,
-    Forbidden,
     NotFound,
     PatchType,
     Propagation,
@@ -202,19 +201,19 @@ class Store(Lifecycle, Subresources):
             meta = new["metadata"] = {}
         if not isinstance(meta, dict):
             raise BadRequest("metadata must be an object")
-        self._check_kind(rt, new)
+        admission.check_kind(rt, new)
         if meta.get("resourceVersion"):
             # etcd3 store Create refuses it; the server answers 500 with this text.
             raise ServerError("Internal error occurred: resourceVersion should not be set on objects to be created")
         for field in _SERVER_META:
             meta.pop(field, None)
         if rt.namespaced:
-            self._admit_namespace(rt, new, namespace)
+            admission.admit_namespace(rt, new, namespace, self._objects["namespaces"])
         else:
             meta.pop("namespace", None)
         defaults.prepare_for_create(rt, new, self._defaults)
         if rt.plural == "pods":
-            self._admit_pod(new)
+            admission.admit_pod(new, self._objects["serviceaccounts"])
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = self._generate_name(rt, meta)
         validation.validate_create(rt, new)
@@ -234,52 +233,6 @@ class Store(Lifecycle, Subresources):
         created = clone(stored)
         self._settle()
         return created
-
-    @staticmethod
-    def _check_kind(rt: ResourceType, obj: dict[str, Any]) -> None:
-        kind, api_version = obj.get("kind"), obj.get("apiVersion")
-        if kind and kind != rt.kind:
-            raise BadRequest(f'{kind} in version "{api_version or rt.version}" cannot be handled as a {rt.kind}: '
-                             f"the object provided is unrecognized (kind {kind} is not {rt.kind})")
-        if api_version and api_version != rt.api_version:
-            raise BadRequest(f"the API version in the data ({api_version}) does not match the expected API version "
-                             f"({rt.api_version})")
-        obj["kind"], obj["apiVersion"] = rt.kind, rt.api_version
-
-    def _admit_namespace(self, rt: ResourceType, obj: dict[str, Any], namespace: str | None) -> None:
-        """The request's namespace must match the body's, exist, and not be terminating (NamespaceLifecycle)."""
-        meta = obj["metadata"]
-        body_ns = meta.get("namespace")
-        if namespace and body_ns and body_ns != namespace:
-            raise BadRequest("the namespace of the provided object does not match the namespace sent on the request")
-        namespace = namespace or body_ns
-        if not namespace:
-            raise BadRequest("an empty namespace may not be set during creation")
-        meta["namespace"] = namespace
-        ns = self._objects["namespaces"].get(("", namespace))
-        if ns is None:
-            raise NotFound(f'namespaces "{namespace}" not found', kind="namespaces", name=namespace)
-        if ns["metadata"].get("deletionTimestamp"):
-            # plugin/pkg/admission/namespace/lifecycle/admission.go
-            why = f"unable to create new content in namespace {namespace} because it is being terminated"
-            name = meta.get("name", "")
-            raise Forbidden(
-                f'{rt.group_resource} "{name}" is forbidden: {why}' if name else f"{rt.group_resource} is forbidden: {why}",
-                kind=rt.plural, name=name, group=rt.group,
-                causes=[Cause(reason="NamespaceTerminating", message=why, field="metadata.namespace")],
-            )
-
-    def _admit_pod(self, pod: dict[str, Any]) -> None:
-        """ServiceAccount admission (plugin/pkg/admission/serviceaccount): the pod's account must exist."""
-        meta, spec = pod["metadata"], pod.get("spec") or {}
-        sa = spec.get("serviceAccountName") or "default"
-        ns = meta["namespace"]
-        if (ns, sa) in self._objects["serviceaccounts"]:
-            return
-        why = f'error looking up service account {ns}/{sa}: serviceaccount "{sa}" not found'
-        name = meta.get("name", "")
-        raise Forbidden(f'pods "{name}" is forbidden: {why}' if name else f"pods is forbidden: {why}",
-                        kind="pods", name=name)
 
     def _generate_name(self, rt: ResourceType, meta: dict[str, Any]) -> str:
         prefix = meta["generateName"]
@@ -347,7 +300,7 @@ class Store(Lifecycle, Subresources):
         new = clone(obj)
         if not isinstance(new.get("metadata"), dict):
             new["metadata"] = {}
-        self._check_kind(rt, new)
+        admission.check_kind(rt, new)
         body_name = new["metadata"].get("name")
         if body_name and body_name != name:
             raise BadRequest(f"the name of the object ({body_name}) does not match the name on the URL ({name})")
@@ -371,7 +324,7 @@ class Store(Lifecycle, Subresources):
         if new["metadata"].get("name") != name:
             raise validation.invalid(rt, name, [validation.FieldError(
                 "FieldValueInvalid", "metadata.name", new["metadata"].get("name"), "field is immutable")])
-        self._check_kind(rt, new)
+        admission.check_kind(rt, new)
         return self._update(rt, old, new, subresource)
 
     @staticmethod
@@ -382,43 +335,9 @@ class Store(Lifecycle, Subresources):
             kind=rt.plural, name=name, group=rt.group,
         )
 
-    @staticmethod
-    def _scope_write(rt: ResourceType, old: dict[str, Any], new: dict[str, Any],
-                     subresource: str | None) -> dict[str, Any]:
-        """What a write to the object or one of its subresources may change: the candidate new state."""
-        if subresource and (subresource not in rt.subresources or subresource not in ("status", "finalize")):
-            raise NotFound(f"the server could not find the requested resource ({rt.plural}/{subresource})")
-        if subresource == "status":
-            # Status writes change only status (metav1.ResetObjectMetaForStatus; spec from the old object).
-            status = new.get("status")
-            new = clone(old)
-            if status is None:
-                new.pop("status", None)
-            else:
-                new["status"] = status
-            return new
-        if subresource == "finalize":
-            # namespaces/finalize changes only spec.finalizers (pkg/registry/core/namespace/storage FinalizeREST).
-            finalizers = (new.get("spec") or {}).get("finalizers")
-            new = clone(old)
-            new.setdefault("spec", {})["finalizers"] = finalizers or []
-            if not finalizers:
-                new["spec"].pop("finalizers")
-            return new
-        if "status" in rt.subresources:
-            # Main-resource writes ignore status (the strategies' PrepareForUpdate).
-            if "status" in old:
-                new["status"] = clone(old["status"])
-            else:
-                new.pop("status", None)
-        if rt.plural == "namespaces":
-            new["spec"] = clone(old.get("spec", {}))  # spec.finalizers change only via /finalize
-        defaults.prepare_for_update(rt, new)
-        return new
-
     def _update(self, rt: ResourceType, old: dict[str, Any], new: dict[str, Any],
                 subresource: str | None) -> dict[str, Any]:
-        new = self._scope_write(rt, old, new, subresource)
+        new = admission.scope_write(rt, old, new, subresource)
         meta, old_meta = new["metadata"], old["metadata"]
         for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
                       "namespace", "name"):
