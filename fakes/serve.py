@@ -1,4 +1,12 @@
-"""Run the simulated cluster: a store, its API server over HTTPS, and a node agent.
+"""Run the simulated cluster: a store, its API server over HTTPS, a node agent, the controllers and kube-proxy.
+
+With its node agent, the cluster also runs what a real one runs beside its kubelets: the
+controller manager (``fakes.controllers``: Deployments, ReplicaSets, endpoints), as the user
+``system:kube-controller-manager`` with its controllers' service accounts, and the service
+proxy (``fakes.node.proxy``: NodePort Services on 127.0.0.1), as ``system:kube-proxy``.  The
+node runs the base, kernel and gateway images (``fakes.node.gateway_image``) and gives pods
+their service account's files, so ``kubectl apply -f manifests/enterprise-gateway.yaml`` runs
+the gateway's Deployment.
 
 Two ways to run it:
 
@@ -20,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import shutil
 import tempfile
 import threading
@@ -31,11 +38,16 @@ from typing import Any, TypeVar
 
 from fakes.apiserver import kubeconfig
 from fakes.apiserver.server import ApiServer
-from fakes.auth.identity import node_user
+from fakes.auth.bootstrap_roles import KUBE_CONTROLLER_MANAGER, KUBE_PROXY
+from fakes.auth.identity import AUTHENTICATED, UserInfo, node_user, service_account_user
+from fakes.controllers.manager import ControllerManager
 from fakes.memory import MemoryCluster
+from fakes.node.gateway_image import repository_image_map
+from fakes.node.images import ImageMap
+from fakes.node.kubelet import NodeAgent
+from fakes.node.proxy import ServiceProxy
 from fakes.state.store import Store
-
-log = logging.getLogger(__name__)
+from gateway.cluster.interface import Cluster
 
 T = TypeVar("T")
 DEFAULT_NODE = "kernelgate-node"
@@ -48,7 +60,10 @@ class SimulatedCluster:
     is removed on exit; ``users`` (name -> token) adds contexts for other
     identities to the kubeconfig.  ``node_agent=False`` leaves pods unscheduled
     (no processes run); otherwise one node agent named ``node_name`` runs the
-    pods bound to it, and exiting stops it (its pod processes terminated).
+    pods bound to it with ``images`` (default: base, kernel and gateway images),
+    and exiting stops it (its pod processes terminated).  ``controllers`` and
+    ``service_proxy`` run the controller manager and kube-proxy (default: when
+    the node agent runs).
     """
 
     def __init__(
@@ -63,6 +78,9 @@ class SimulatedCluster:
         store: Store | None = None,
         users: Mapping[str, str] | None = None,
         admin_token: str | None = None,
+        images: ImageMap | None = None,
+        controllers: bool | None = None,
+        service_proxy: bool | None = None,
     ) -> None:
         self.store = store if store is not None else Store()
         self.server = ApiServer(self.store, host=host, port=port, admin_token=admin_token)
@@ -72,8 +90,13 @@ class SimulatedCluster:
         self.ca_path = self.state_dir / "ca.crt"
         self.node_name = node_name
         self._want_node_agent = node_agent
+        self._want_controllers = node_agent if controllers is None else controllers
+        self._want_proxy = node_agent if service_proxy is None else service_proxy
+        self.images = images
         self._users = dict(users or {})
-        self.node_agent: Any = None
+        self.node_agent: NodeAgent | None = None
+        self.controller_manager: ControllerManager | None = None
+        self.service_proxy: ServiceProxy | None = None
 
     @property
     def url(self) -> str:
@@ -95,27 +118,40 @@ class SimulatedCluster:
         )
 
     async def start(self) -> None:
-        """Start the API server, write the kubeconfig and CA file, start the node agent."""
+        """Start the API server, write the kubeconfig and CA file, then the controllers, the node agent, the proxy."""
         await asyncio.to_thread(self.state_dir.mkdir, parents=True, exist_ok=True)
         await self.server.start()
         await asyncio.to_thread(self.server.certificate.write_ca, self.ca_path)
         await asyncio.to_thread(self.write_kubeconfig)
+        if self._want_controllers:
+            self.controller_manager = ControllerManager(self._as_user(KUBE_CONTROLLER_MANAGER), self._as_account)
+            await self.controller_manager.start()
         if self._want_node_agent:
-            await self._start_node_agent()
+            images = self.images if self.images is not None else repository_image_map()
+            self.node_agent = NodeAgent(
+                MemoryCluster(self.store, node_user(self.node_name)), node_name=self.node_name, store=self.store,
+                images=images, api_server_url=self.url, api_ca_pem=self.ca_pem,
+            )
+            await self.node_agent.start()
+        if self._want_proxy:
+            self.service_proxy = ServiceProxy(self._as_user(KUBE_PROXY))
+            await self.service_proxy.start()
 
-    async def _start_node_agent(self) -> None:
-        try:
-            from fakes.node.kubelet import NodeAgent
-        except ImportError:  # the node agent is optional for an API-only cluster
-            log.warning("fakes.node.kubelet is not available; pods will not run")
-            return
-        cluster = MemoryCluster(self.store, node_user(self.node_name))
-        self.node_agent = NodeAgent(cluster, node_name=self.node_name, store=self.store, api_server_url=self.url)
-        await self.node_agent.start()
+    def _as_user(self, name: str) -> Cluster:
+        return MemoryCluster(self.store, UserInfo(name, (AUTHENTICATED,)))
+
+    def _as_account(self, namespace: str, name: str, uid: str) -> Cluster:
+        return MemoryCluster(self.store, service_account_user(namespace, name, uid))
 
     async def stop(self) -> None:
-        """Stop the node agent (terminating pod processes), then the API server."""
+        """Stop the proxy, the controllers, the node agent (terminating pod processes), then the API server."""
         try:
+            if self.service_proxy is not None:
+                await self.service_proxy.stop()
+                self.service_proxy = None
+            if self.controller_manager is not None:
+                await self.controller_manager.stop()
+                self.controller_manager = None
             if self.node_agent is not None:
                 await self.node_agent.stop()
                 self.node_agent = None

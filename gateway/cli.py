@@ -21,6 +21,10 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fakes.node.images import ImageMap
 
 DEFAULT_STATE_DIR = ".kernelgate"
 
@@ -42,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="directory for the kubeconfig and CA (default: %(default)s)")
     cluster.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig (default: STATE_DIR/kubeconfig)")
     cluster.add_argument("--no-node-agent", action="store_true", help="serve the API only; pods are not run")
+    cluster.add_argument("--images", default=None, metavar="FILE",
+                         help="a YAML or JSON file mapping images to local programs, on top of the base, kernel "
+                         "and gateway images the node knows (see the README)")
     cluster.set_defaults(func=run_cluster)
 
     serve = commands.add_parser(
@@ -112,14 +119,27 @@ async def _serve_gateway(config: object, kubeconfig: str | None) -> int:
 
 
 def run_cluster(args: argparse.Namespace) -> int:
-    """``kernelgate cluster``: serve until interrupted; 0 on a clean stop."""
+    """``kernelgate cluster``: serve until interrupted; 0 on a clean stop, 2 on an unreadable ``--images`` file."""
+    import yaml
+
+    from fakes.node.gateway_image import repository_image_map  # the simulated cluster is only needed here
+    from fakes.node.images import ImageMap
+
     state_dir = Path(args.state_dir).resolve()
     kubeconfig_path = Path(args.kubeconfig).resolve() if args.kubeconfig else state_dir / "kubeconfig"
-    return asyncio.run(_serve_cluster(args, state_dir, kubeconfig_path))
+    images = None
+    if args.images:
+        try:
+            images = ImageMap.load(args.images, base=repository_image_map())
+        except (OSError, ValueError, AttributeError, TypeError, yaml.YAMLError) as error:
+            print(f"kernelgate: cannot read the image map {args.images}: {error}", file=sys.stderr)
+            return 2
+    return asyncio.run(_serve_cluster(args, state_dir, kubeconfig_path, images))
 
 
-async def _serve_cluster(args: argparse.Namespace, state_dir: Path, kubeconfig_path: Path) -> int:
-    from fakes.serve import SimulatedCluster  # the simulated cluster is only needed by this subcommand
+async def _serve_cluster(args: argparse.Namespace, state_dir: Path, kubeconfig_path: Path,
+                         images: ImageMap | None) -> int:
+    from fakes.serve import SimulatedCluster
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -128,7 +148,7 @@ async def _serve_cluster(args: argparse.Namespace, state_dir: Path, kubeconfig_p
     try:
         async with SimulatedCluster(
             host=args.host, port=args.port, state_dir=state_dir, kubeconfig_path=kubeconfig_path,
-            node_agent=not args.no_node_agent,
+            node_agent=not args.no_node_agent, images=images,
         ) as cluster:
             print(f"Simulated Kubernetes cluster serving at {cluster.url}", flush=True)
             print("Use it from another shell with:", flush=True)

@@ -75,12 +75,12 @@ class MemoryTarget:
 
     @contextlib.asynccontextmanager
     async def gateway(self, variant: Variant) -> AsyncIterator[Endpoint]:
-        from fakes.node.podworker import Backoff
+        from fakes.node.context import RestartBackoff
         from gateway.app import EmbeddedCluster, Gateway
 
         config = _config(variant)
         embedded = EmbeddedCluster(config.namespace, work_dir=self.work_dir / f"node-{uuid.uuid4().hex[:8]}",
-                                   agent_options=_AGENT_OPTIONS | {"backoff": Backoff(initial=0.2, maximum=0.8)})
+                                   agent_options=_AGENT_OPTIONS | {"backoff": RestartBackoff(initial=0.2, maximum=0.8)})
         gateway = Gateway(config, cluster=embedded, response_port=0)
         await gateway.start()
         try:
@@ -107,9 +107,9 @@ class ApiServerTarget:
         from fakes.apiserver.kubeconfig import context_for
         from fakes.auth.identity import node_user
         from fakes.memory import MemoryCluster
+        from fakes.node.context import RestartBackoff
         from fakes.node.kernel_images import kernel_image_map
         from fakes.node.kubelet import NodeAgent
-        from fakes.node.podworker import Backoff
         from fakes.serve import SimulatedCluster
         from gateway.cluster.kubernetes import KubernetesCluster
 
@@ -127,7 +127,7 @@ class ApiServerTarget:
         self._context = context_for("gateway")
         agent = NodeAgent(MemoryCluster(cluster.store, node_user("node-1")), node_name="node-1",
                           images=kernel_image_map(), store=cluster.store, work_dir=self.work_dir / "node",
-                          api_server_url=cluster.url, backoff=Backoff(initial=0.2, maximum=0.8), **_AGENT_OPTIONS)
+                          api_server_url=cluster.url, backoff=RestartBackoff(initial=0.2, maximum=0.8), **_AGENT_OPTIONS)
         await agent.start()
         self._stack.push_async_callback(agent.stop)
 

@@ -140,7 +140,7 @@ async def test_discovery_lists_the_served_resources(api):
     assert groups["rbac.authorization.k8s.io"]["preferredVersion"]["groupVersion"] == "rbac.authorization.k8s.io/v1"
     assert {"apps", "coordination.k8s.io", "authorization.k8s.io"} <= set(groups)
     apps = await api.ok("GET", "/apis/apps/v1")
-    assert [r["name"] for r in apps["resources"] if "/" not in r["name"]] == ["deployments"]
+    assert [r["name"] for r in apps["resources"] if "/" not in r["name"]] == ["deployments", "replicasets"]
     assert (await api.ok("GET", "/apis/apps"))["versions"][0]["version"] == "v1"
 
 

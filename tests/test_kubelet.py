@@ -16,13 +16,14 @@ import pytest
 
 from fakes.auth.identity import node_user
 from fakes.memory import MemoryCluster
+from fakes.node.context import OOM_ANNOTATION
 from fakes.node.images import ImageMap, ImageSpec, parse_image
 from fakes.node.kubelet import NodeAgent
 from fakes.node.podenv import expand
-from fakes.node.podworker import OOM_ANNOTATION, Backoff
 from fakes.state.store import Store
 from gateway.cluster.interface import Cluster
 from gateway.cluster.resources import RESOURCES
+from tests.node import FAST, node_agent
 from tests.podwait import (
     condition_is,
     container_running,
@@ -35,7 +36,6 @@ from tests.podwait import (
 )
 
 NS = "default"
-FAST = Backoff(initial=0.2, maximum=0.8, resync=0.05)
 
 
 @pytest.fixture
@@ -50,9 +50,7 @@ def admin(store: Store) -> Cluster:
 
 @pytest.fixture
 async def agent(store: Store, tmp_path: Path) -> AsyncIterator[NodeAgent]:
-    node = NodeAgent(MemoryCluster(store, node_user("node-1")), node_name="node-1", store=store,
-                     work_dir=tmp_path / "node", backoff=FAST, shutdown_grace_seconds=1,
-                     api_server_url="https://127.0.0.1:6443")
+    node = node_agent(store, tmp_path / "node", api_server_url="https://127.0.0.1:6443")
     await node.start()
     yield node
     await node.stop()

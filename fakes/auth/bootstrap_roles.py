@@ -12,6 +12,14 @@ without subjects because kubelets are authorized by the Node authorizer.  The
 simulated cluster has no Node authorizer, so the binding names the
 ``system:nodes`` group, and the role also lets the node agent bind pods to
 nodes (the agent doubles as the scheduler).
+
+The controller manager (``fakes.controllers``) is granted as kube-controller-manager
+is with ``--use-service-account-credentials``: its own user ``system:kube-controller-manager``
+lists and watches everything (its shared informers) and may create the controllers'
+service accounts in ``kube-system`` and their tokens; each controller writes as its
+service account, bound to its ``system:controller:<name>`` role
+(``controller_policy.go``).  kube-proxy (``fakes.node.proxy``) is the user
+``system:kube-proxy`` with ``system:node-proxier``.
 """
 
 from __future__ import annotations
@@ -30,6 +38,14 @@ BOOTSTRAP_ANNOTATIONS = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
 AGGREGATE_TO_ADMIN = "rbac.authorization.k8s.io/aggregate-to-admin"
 AGGREGATE_TO_EDIT = "rbac.authorization.k8s.io/aggregate-to-edit"
 AGGREGATE_TO_VIEW = "rbac.authorization.k8s.io/aggregate-to-view"
+
+KUBE_CONTROLLER_MANAGER = "system:kube-controller-manager"
+"""The user kube-controller-manager authenticates as."""
+KUBE_PROXY = "system:kube-proxy"
+"""The user kube-proxy authenticates as."""
+CONTROLLERS_NAMESPACE = "kube-system"
+"""Where the controllers' service accounts live."""
+CONTROLLER_ROLE_PREFIX = "system:controller:"
 
 READ = ["get", "list", "watch"]
 WRITE = ["create", "update", "patch", "delete", "deletecollection"]
@@ -67,8 +83,8 @@ def cluster_role(name: str, rules: list[dict], labels: dict[str, str] | None = N
     return role
 
 
-def cluster_role_binding(role_name: str, groups: list[str]) -> dict:
-    """A bootstrap ClusterRoleBinding named like its ClusterRole, granting it to ``groups``."""
+def cluster_role_binding(role_name: str, groups: list[str], subjects: list[dict] | None = None) -> dict:
+    """A bootstrap ClusterRoleBinding named like its ClusterRole, granting it to ``groups`` (or ``subjects``)."""
     return {
         "apiVersion": RBAC_API_VERSION,
         "kind": "ClusterRoleBinding",
@@ -78,8 +94,19 @@ def cluster_role_binding(role_name: str, groups: list[str]) -> dict:
             "annotations": dict(BOOTSTRAP_ANNOTATIONS),
         },
         "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role_name},
-        "subjects": [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": group} for group in groups],
+        "subjects": subjects if subjects is not None else [
+            {"apiGroup": RBAC_GROUP, "kind": "Group", "name": group} for group in groups
+        ],
     }
+
+
+def _user(name: str) -> dict:
+    return {"apiGroup": RBAC_GROUP, "kind": "User", "name": name}
+
+
+def _events_rule() -> dict:
+    """``eventsRule()`` of the bootstrap policy: recording events, core and events.k8s.io."""
+    return rule(["create", "update", "patch"], ["", "events.k8s.io"], ["events"])
 
 
 def _node_rules() -> list[dict]:
@@ -103,6 +130,67 @@ def _node_rules() -> list[dict]:
         rule(["get"], [""], ["endpoints"]),
         rule(["get", "create", "update", "patch", "delete"], ["coordination.k8s.io"], ["leases"]),
         rule(["create"], [""], ["serviceaccounts/token"]),
+    ]
+
+
+def _kube_controller_manager_rules() -> list[dict]:
+    """``system:kube-controller-manager``: what the manager itself does (policy.go)."""
+    return [
+        _events_rule(),
+        rule(["create"], ["coordination.k8s.io"], ["leases"]),
+        rule(["get", "update"], ["coordination.k8s.io"], ["leases"], ["kube-controller-manager"]),
+        rule(["create"], [""], ["secrets", "serviceaccounts"]),
+        rule(["delete"], [""], ["secrets"]),
+        rule(["get"], [""], ["configmaps", "namespaces", "secrets", "serviceaccounts"]),
+        rule(["update"], [""], ["secrets", "serviceaccounts"]),
+        rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
+        rule(["create"], ["authorization.k8s.io"], ["subjectaccessreviews"]),
+        # Its shared informers.
+        rule(["list", "watch"], ["*"], ["*"]),
+        rule(["create"], [""], ["serviceaccounts/token"]),
+    ]
+
+
+def controller_roles() -> dict[str, list[dict]]:
+    """The roles of the controllers ``fakes.controllers`` runs, by service account (controller_policy.go)."""
+    apps = ["apps", "extensions"]
+    return {
+        "deployment-controller": [
+            rule(["get", "list", "watch", "update"], apps, ["deployments"]),
+            rule(["update"], apps, ["deployments/finalizers", "deployments/status"]),
+            rule(["get", "list", "watch", "create", "update", "patch", "delete"], apps, ["replicasets"]),
+            rule(["get", "list", "watch", "update"], [""], ["pods"]),
+            _events_rule(),
+        ],
+        "replicaset-controller": [
+            rule(["get", "list", "watch", "update"], apps, ["replicasets"]),
+            rule(["update"], apps, ["replicasets/status"]),
+            rule(["update"], apps, ["replicasets/finalizers"]),
+            rule(["list", "watch", "patch", "create", "delete"], [""], ["pods"]),
+            _events_rule(),
+        ],
+        "endpoint-controller": [
+            rule(["get", "list", "watch"], [""], ["services", "pods"]),
+            rule(["get", "list", "create", "update", "delete"], [""], ["endpoints"]),
+            rule(["create"], [""], ["endpoints/restricted"]),
+            _events_rule(),
+        ],
+        "endpointslice-controller": [
+            rule(["get", "list", "watch"], [""], ["services", "pods", "nodes"]),
+            rule(["update"], [""], ["services/finalizers"]),
+            rule(["get", "list", "create", "update", "delete"], ["discovery.k8s.io"], ["endpointslices"]),
+            _events_rule(),
+        ],
+    }
+
+
+def _node_proxier_rules() -> list[dict]:
+    """``system:node-proxier``: what kube-proxy reads (policy.go)."""
+    return [
+        rule(["list", "watch"], [""], ["services", "endpoints"]),
+        rule(["get", "list", "watch"], [""], ["nodes"]),
+        _events_rule(),
+        rule(["list", "watch"], ["discovery.k8s.io"], ["endpointslices"]),
     ]
 
 
@@ -178,6 +266,9 @@ def default_cluster_roles() -> list[dict]:
         cluster_role("system:service-account-issuer-discovery", [url_rule(["get"], [
             "/.well-known/openid-configuration", "/openid/v1/jwks",
         ])]),
+        cluster_role(KUBE_CONTROLLER_MANAGER, _kube_controller_manager_rules()),
+        cluster_role("system:node-proxier", _node_proxier_rules()),
+        *(cluster_role(CONTROLLER_ROLE_PREFIX + account, rules) for account, rules in controller_roles().items()),
     ]
 
 
@@ -190,4 +281,9 @@ def default_cluster_role_bindings() -> list[dict]:
         cluster_role_binding("system:public-info-viewer", [AUTHENTICATED, UNAUTHENTICATED]),
         cluster_role_binding("system:node", [NODES]),
         cluster_role_binding("system:service-account-issuer-discovery", [SERVICE_ACCOUNTS]),
+        cluster_role_binding(KUBE_CONTROLLER_MANAGER, [], [_user(KUBE_CONTROLLER_MANAGER)]),
+        cluster_role_binding("system:node-proxier", [], [_user(KUBE_PROXY)]),
+        *(cluster_role_binding(CONTROLLER_ROLE_PREFIX + account, [], [
+            {"kind": "ServiceAccount", "name": account, "namespace": CONTROLLERS_NAMESPACE}
+        ]) for account in controller_roles()),
     ]

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,24 @@ class ContainerProcess:
         self._killing: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, argv: list[str], env: Mapping[str, str], cwd: Path, log_path: Path) -> ContainerProcess:
-        """Start ``argv`` with exactly ``env`` in ``cwd``; raise :class:`StartFailure` as runc would fail."""
+    async def start(
+        cls, argv: list[str], env: Mapping[str, str], cwd: Path, log_path: Path,
+        *, wrap: Callable[[list[str]], list[str]] | None = None,
+    ) -> ContainerProcess:
+        """Start ``argv`` with exactly ``env`` in ``cwd``; raise :class:`StartFailure` as runc would fail.
+
+        ``wrap`` turns the argv (its program already found on the container's ``PATH``) into the
+        one to execute: the pod's sandbox (``fakes.node.sandbox``), which then executes it in place.
+        """
         if not argv:
             raise StartFailure(OCI_START_FAILED + "no command specified: unknown")
         fd = _prepare(cwd, log_path)
+        if wrap is not None:
+            try:
+                argv = wrap([await asyncio.to_thread(_find_program, argv[0], env, cwd), *argv[1:]])
+            except BaseException:
+                os.close(fd)
+                raise
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, env=dict(env), cwd=str(cwd), stdin=asyncio.subprocess.DEVNULL,
@@ -146,6 +160,21 @@ class ContainerProcess:
             for fd in fds:
                 loop.remove_reader(fd)
                 os.close(fd)
+
+
+def _find_program(program: str, env: Mapping[str, str], cwd: Path) -> str:
+    """The program ``execvpe`` would run for ``program`` with ``env``'s ``PATH``; :class:`StartFailure` as runc says."""
+    if "/" in program:
+        path = Path(program) if os.path.isabs(program) else cwd / program
+        if not path.exists():
+            raise StartFailure(OCI_START_FAILED + f'exec: "{program}": executable file not found in $PATH: unknown')
+        if not os.access(path, os.X_OK):
+            raise StartFailure(OCI_START_FAILED + f'exec: "{program}": permission denied: unknown')
+        return program
+    found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise StartFailure(OCI_START_FAILED + f'exec: "{program}": executable file not found in $PATH: unknown')
+    return found
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -15,17 +15,17 @@ real cluster for a single node:
 
 Each pod gets its own loopback address (127.x.y.z, never 127.0.0.1) as its pod
 IP, so servers in different pods bind the same port as they would in a cluster.
+Given the API server's CA (``api_ca_pem``), the node also gives each pod its own
+hostname, ``/etc/hosts`` and service-account files (``fakes.node.sandbox``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import platform
-import random
 import shutil
 import tempfile
 import time
@@ -33,10 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from fakes.node import podstatus as ps
+from fakes.node.addresses import POD_IPS
 from fakes.node.containers import read_log
+from fakes.node.context import API_TIMEOUT, NodeContext, RestartBackoff
 from fakes.node.images import ImageMap
-from fakes.node.podworker import API_TIMEOUT, Backoff, NodeContext, PodWorker
+from fakes.node.podworker import PodWorker
+from fakes.node.sandbox import SERVICE_ACCOUNT_PATH, namespaces_available
+from fakes.node.scheduling import fits_node, unschedulable_message
+from gateway.aio import OwnedTasks
 from gateway.cluster.interface import AlreadyExists, BadRequest, Cluster, ClusterError, Conflict, Gone, NotFound, Obj
+from gateway.cluster.resources import TERMINAL_POD_PHASES
 
 log = logging.getLogger(__name__)
 
@@ -47,103 +53,14 @@ WATCH_TIMEOUT_SECONDS = 300  # the server ends each watch after this; the agent 
 RETRY_SECONDS = 1.0  # after an unexpected watch error, before relisting
 
 
-class LoopbackPool:
-    """Pod IPs in 127.1.0.1-127.254.255.254: unique among live pods of every agent in this process.
-
-    Addresses are handed out round-robin, so a freed address is not reused
-    soon and a stale client does not reach a newer pod.  Each process starts
-    at a random address: simulated nodes of other processes on the machine
-    (test runs side by side) then rarely give their pods the same addresses,
-    whose ports would be shared as on one host.
-    """
-
-    _FIRST = int(ipaddress.IPv4Address("127.1.0.1"))
-    _LAST = int(ipaddress.IPv4Address("127.254.255.254"))
-
-    def __init__(self) -> None:
-        self._used: set[int] = set()
-        self._next = self._FIRST + random.randrange(self._LAST - self._FIRST + 1)
-
-    def allocate(self) -> str:
-        span = self._LAST - self._FIRST + 1
-        for _ in range(span):
-            candidate, self._next = self._next, self._FIRST + (self._next + 1 - self._FIRST) % span
-            if candidate in self._used or candidate & 0xFF in (0, 255):
-                continue
-            self._used.add(candidate)
-            return str(ipaddress.IPv4Address(candidate))
-        raise RuntimeError("no free loopback address for a pod")
-
-    def reserve(self, ip: str) -> bool:
-        """Take ``ip`` (a pod's address from an earlier agent) when it is in range and free."""
-        try:
-            value = int(ipaddress.IPv4Address(ip))
-        except ValueError:
-            return False
-        if not self._FIRST <= value <= self._LAST or value in self._used:
-            return False
-        self._used.add(value)
-        return True
-
-    def release(self, ip: str) -> None:
-        self._used.discard(int(ipaddress.IPv4Address(ip)))
-
-
-POD_IPS = LoopbackPool()
-"""Shared by every node agent in the process, so two simulated nodes never hand out the same address."""
-
-
-def _requirement_matches(req: dict[str, Any], labels: dict[str, str]) -> bool:
-    """One ``nodeSelectorRequirement`` (k8s.io/component-helpers/scheduling/corev1/nodeaffinity)."""
-    key, op, values = req.get("key", ""), req.get("operator", ""), req.get("values") or []
-    present = key in labels
-    if op == "In":
-        return present and labels[key] in values
-    if op == "NotIn":
-        return not present or labels[key] not in values
-    if op == "Exists":
-        return present
-    if op == "DoesNotExist":
-        return not present
-    if op in ("Gt", "Lt") and present and values:
-        try:
-            have, want = int(labels[key]), int(values[0])
-        except ValueError:
-            return False
-        return have > want if op == "Gt" else have < want
-    return False
-
-
-def fits_node(pod: Obj, labels: dict[str, str]) -> bool:
-    """Whether ``pod``'s nodeSelector and required node affinity accept a node with ``labels``."""
-    spec = pod.get("spec", {})
-    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
-        return False
-    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
-    terms = required.get("nodeSelectorTerms") or []
-    if not terms:
-        return True
-    # Terms are ORed, the expressions of a term ANDed; a term with no expressions matches nothing.
-    return any(
-        term.get("matchExpressions") and all(_requirement_matches(r, labels) for r in term["matchExpressions"])
-        for term in terms
-    )
-
-
-def unschedulable_message(nodes: int = 1) -> str:
-    """kube-scheduler's FailedScheduling text for pods no node's labels accept (one node here)."""
-    return (f"0/{nodes} nodes are available: {nodes} node(s) didn't match Pod's node affinity/selector. "
-            f"preemption: 0/{nodes} nodes are available: {nodes} Preemption is not helpful for scheduling.")
-
-
 class NodeAgent:
     """A node of the simulated cluster: scheduler and kubelet for one node named ``node_name``.
 
     ``store``, when given, is the in-memory store, whose ``pods/log`` reads are
     routed here (``store.register_node_logs``).  ``backoff`` sets the restart and
     image-pull back-off (tests shorten it); ``shutdown_grace_seconds`` bounds how
-    long :meth:`stop` lets containers handle SIGTERM.
+    long :meth:`stop` lets containers handle SIGTERM.  ``api_ca_pem`` (with
+    ``api_server_url``) is the CA pods' in-cluster clients trust.
     """
 
     def __init__(
@@ -156,8 +73,9 @@ class NodeAgent:
         api_server_url: str | None = None,
         store: Any = None,
         labels: dict[str, str] | None = None,
-        backoff: Backoff | None = None,
+        backoff: RestartBackoff | None = None,
         shutdown_grace_seconds: float = 5.0,
+        api_ca_pem: bytes | None = None,
     ) -> None:
         self.cluster = cluster
         self.node_name = node_name
@@ -178,13 +96,16 @@ class NodeAgent:
         self.ctx = NodeContext(
             cluster=cluster, node_name=node_name, images=self.images, work_dir=self.work_dir,
             record=self._record_kubelet_event, api_server_url=api_server_url, host_ip=HOST_IP,
-            backoff=backoff or Backoff(), allocatable=_capacity(),
+            backoff=backoff or RestartBackoff(), allocatable=_capacity(), api_ca_pem=api_ca_pem,
+            isolate_pods=api_ca_pem is not None and namespaces_available(),
         )
+        if api_ca_pem is not None and not self.ctx.isolate_pods:
+            log.warning("%s: pods get no service-account files at %s (a mount namespace per pod needs root and "
+                        "util-linux's unshare)", node_name, SERVICE_ACCOUNT_PATH)
         self._workers: dict[str, PodWorker] = {}  # by pod uid
         self._by_name: dict[tuple[str, str], PodWorker] = {}
         self._scheduled: set[str] = set()  # uids of unbound pods already considered
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._watch_task: asyncio.Task[None] | None = None
+        self._tasks = OwnedTasks(f"node {node_name}")
         self._stopping = False
         self._event_seq = 0
 
@@ -199,13 +120,12 @@ class NodeAgent:
         if self.store is not None:
             self.store.register_node_logs(self.node_name, self.read_log)
         resource_version = await self._relist()
-        self._watch_task = asyncio.create_task(self._watch_loop(resource_version), name=f"{self.node_name} pod watch")
+        self._tasks.spawn(self._watch_loop(resource_version), "pod watch")
 
     async def stop(self) -> None:
         """Stop watching and terminate every container process (SIGTERM, then SIGKILL); await them all."""
         self._stopping = True
-        tasks = list(self._tasks) + ([self._watch_task] if self._watch_task is not None else [])
-        await asyncio.gather(*(_cancel(task) for task in tasks))
+        await self._tasks.cancel_all()
         workers = list(self._workers.values())
         await asyncio.gather(*(w.shutdown(self.shutdown_grace_seconds) for w in workers), return_exceptions=True)
         if self._own_work_dir:
@@ -352,7 +272,7 @@ class NodeAgent:
         if not node:
             if uid not in self._scheduled and not meta.get("deletionTimestamp"):
                 self._scheduled.add(uid)
-                self._spawn(self._schedule(pod))
+                self._tasks.spawn(self._schedule(pod), "schedule")
             return
         self._scheduled.discard(uid)
         if node != self.node_name:
@@ -369,7 +289,7 @@ class NodeAgent:
         pod_ip = owned_ip = None
         if pod.get("spec", {}).get("hostNetwork"):
             pod_ip = HOST_IP  # a host-network pod shares the node's address
-        elif status.get("phase") not in ps.TERMINAL_PHASES:
+        elif status.get("phase") not in TERMINAL_POD_PHASES:
             old_ip = status.get("podIP")
             pod_ip = owned_ip = old_ip if old_ip and POD_IPS.reserve(old_ip) else POD_IPS.allocate()
         worker = PodWorker(self.ctx, pod, pod_ip)
@@ -387,11 +307,6 @@ class NodeAgent:
 
         worker.task.add_done_callback(forget)
         return worker
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # ---------------------------------------------------------------- the scheduler
 
@@ -460,20 +375,6 @@ class NodeAgent:
             await asyncio.wait_for(self.cluster.create("events", event, namespace=meta["namespace"]), timeout=API_TIMEOUT)
         except (ClusterError, asyncio.TimeoutError) as err:
             log.debug("%s: event %s for %s/%s not recorded: %s", self.node_name, reason, meta["namespace"], meta["name"], err)
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and wait until it has ended.
-
-    Cancels again while it runs on: before Python 3.12, ``asyncio.wait_for``
-    drops a cancellation that arrives as its awaitable completes (cpython
-    gh-86296), which would leave a watch running after :meth:`NodeAgent.stop`.
-    """
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=1.0)
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("task %s ended with %r", task.get_name(), task.exception())
 
 
 def _capacity() -> dict[str, str]:

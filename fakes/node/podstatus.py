@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gateway.cluster.interface import Obj
+from gateway.cluster.resources import TERMINAL_POD_PHASES
 
 # Waiting reasons (pkg/kubelet/container/sync_result.go, pkg/kubelet/images/types.go,
 # pkg/kubelet/kuberuntime/kuberuntime_container.go).
@@ -35,7 +36,6 @@ START_ERROR = "StartError"
 CONTAINER_STATUS_UNKNOWN = "ContainerStatusUnknown"
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
-TERMINAL_PHASES = (SUCCEEDED, FAILED)
 
 # Conditions the kubelet owns (pkg/kubelet/types/pod_status.go PodConditionByKubelet), in the order it writes them.
 KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
@@ -71,6 +71,8 @@ class ContainerRecord:
     state: dict[str, Any] = field(default_factory=lambda: {"waiting": {"reason": CONTAINER_CREATING}})
     last_state: dict[str, Any] = field(default_factory=dict)
     restart_count: int = 0
+    probe_ready: bool | None = None
+    """The readiness probe's result while the container runs; ``None`` when it has no readiness probe."""
 
     @property
     def field_path(self) -> str:
@@ -118,10 +120,11 @@ class ContainerRecord:
 
     @property
     def ready(self) -> bool:
-        """A running container is ready (no probes here); an init container once it completed."""
+        """A running container is ready once its readiness probe passed (at once without one);
+        an init container once it completed."""
         if self.init:
             return self.terminated is not None and self.terminated.get("exitCode") == 0
-        return self.running
+        return self.running and self.probe_ready is not False
 
     def to_status(self) -> dict[str, Any]:
         """The ``containerStatuses[]`` (or ``initContainerStatuses[]``) entry."""
@@ -269,9 +272,9 @@ def pod_status(
     init_statuses = [r.to_status() for r in records if r.init]
     phase = get_phase(spec.get("restartPolicy", "Always"), statuses, len(spec.get("containers") or []),
                       pod_is_terminal, init_statuses)
-    if previous.get("phase") in TERMINAL_PHASES:
+    if previous.get("phase") in TERMINAL_POD_PHASES:
         phase = previous["phase"]
-    sandbox_ready = pod_ip is not None and phase not in TERMINAL_PHASES
+    sandbox_ready = pod_ip is not None and phase not in TERMINAL_POD_PHASES
     status: dict[str, Any] = {
         "phase": phase,
         "conditions": merge_conditions(

@@ -5,9 +5,12 @@ each pod bound to its node and feeds it every change the pod watch delivers.
 The worker plays the kubelet's pod worker and runtime manager for that pod
 (pkg/kubelet/pod_workers.go, pkg/kubelet/kuberuntime/kuberuntime_manager.go):
 
+* sets the pod's sandbox up (hostname, ``/etc/hosts``, service-account files:
+  ``fakes.node.sandbox``), or reports ``FailedMount`` and retries;
 * pulls (resolves) each container's image, or reports ``ErrImagePull`` then
   ``ImagePullBackOff`` and retries with back-off;
-* builds the environment, starts the process, reports it running and ready;
+* builds the environment, starts the process, reports it running, and ready once its
+  readiness probe passes (``fakes.node.probes``); a failing liveness probe restarts it;
 * on exit reports the terminated state and restarts it as ``restartPolicy``
   says, with the kubelet's ``CrashLoopBackOff`` back-off;
 * when the pod gets a ``deletionTimestamp``: SIGTERM, SIGKILL after the grace
@@ -20,67 +23,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fakes.node import podstatus as ps
 from fakes.node.containers import START_ERROR_EXIT_CODE, ContainerProcess, StartFailure
-from fakes.node.images import ImageMap, image_id, parse_image
+from fakes.node.context import API_TIMEOUT, LOST_CONTAINER_MESSAGE, OOM_ANNOTATION, NodeContext
+from fakes.node.images import image_id, parse_image
 from fakes.node.podenv import ContainerConfigError, container_env, expand_argv, pod_hostname, process_env
-from gateway.cluster.interface import Cluster, ClusterError, NotFound, Obj, PatchType
+from fakes.node.probes import ContainerProbes
+from fakes.node.sandbox import PodSandbox, SandboxError
+from gateway.aio import OwnedTasks, cancel_and_wait
+from gateway.cluster.interface import ClusterError, NotFound, Obj, PatchType
+from gateway.cluster.resources import TERMINAL_POD_PHASES
 
 log = logging.getLogger(__name__)
-
-API_TIMEOUT = 10.0
-"""Seconds any single call to the cluster may take before the worker gives up on it."""
-
-OOM_ANNOTATION = "simulation.kernelgate.io/oom-kill"
-"""A fault for the simulated node: setting (or changing) this pod annotation to any non-empty value
-OOM-kills the pod's running containers, or the next one to start (``kubectl annotate pod P
-simulation.kernelgate.io/oom-kill=1``)."""
-
-LOST_CONTAINER_MESSAGE = "The container could not be located when the pod was terminated"
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Restart and image-pull back-off: the kubelet's are 10s doubling to 300s
-    (pkg/kubelet/kubelet.go ``backOffPeriod``/``MaxContainerBackOff``).
-
-    ``resync`` is how long a failed pull shows ``ErrImagePull`` before the next
-    sync reports ``ImagePullBackOff``.
-    """
-
-    initial: float = 10.0
-    maximum: float = 300.0
-    resync: float = 1.0
-
-    def delay(self, failures: int) -> float:
-        """The wait before attempt ``failures + 1`` (``failures`` >= 1)."""
-        return min(self.maximum, self.initial * 2 ** max(0, failures - 1))
-
-
-EventSink = Callable[[Obj, "str | None", str, str, str], Awaitable[None]]
-"""``record(pod, field_path, type, reason, message)``: posts a kubelet Event about the pod, or about
-one of its containers when ``field_path`` (``spec.containers{name}``) is given."""
-
-
-@dataclass
-class NodeContext:
-    """What every pod worker of one node shares (built by the node agent)."""
-
-    cluster: Cluster
-    node_name: str
-    images: ImageMap
-    work_dir: Path
-    record: EventSink
-    api_server_url: str | None = None
-    host_ip: str = "127.0.0.1"
-    backoff: Backoff = field(default_factory=Backoff)
-    allocatable: dict[str, str] = field(default_factory=dict)
-
 
 def _format_pod(pod: Obj) -> str:
     """``name_namespace(uid)``, as the kubelet names a pod in messages (pkg/kubelet/util/format)."""
@@ -110,7 +67,7 @@ class PodWorker:
         self._start_time = self._status.get("startTime") or ps.now()
         self._publish_lock = asyncio.Lock()
         self._kill_task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = OwnedTasks(f"pod {self.namespace}/{self.name}")
         self._pull_failures: dict[str, int] = {}
         self._oom_seen: str | None = None
         self._oom_pending = False  # an OOM kill asked for before any container ran
@@ -119,6 +76,8 @@ class PodWorker:
         self.containers: list[Obj] = spec.get("containers") or []
         self.records = [self._record_for(c, init=True) for c in self.init_containers]
         self.records += [self._record_for(c) for c in self.containers]
+        self.sandbox = PodSandbox(ctx, pod, pod_ip, pod_hostname(pod), self.pod_dir)
+        self._token_task: asyncio.Task[None] | None = None
         self.task = asyncio.create_task(self._run(), name=f"pod {self.namespace}/{self.name}")
 
     # ---------------------------------------------------------------- called by the node agent
@@ -154,8 +113,7 @@ class PodWorker:
         if self._kill_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._kill_task
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def oom_kill(self, container: str | None = None) -> bool:
         """Kill a running container as the OOM killer would; ``False`` when none is running."""
@@ -223,17 +181,17 @@ class PodWorker:
 
     async def _run(self) -> None:
         try:
-            if self._status.get("phase") not in ps.TERMINAL_PHASES:
+            if self._status.get("phase") not in TERMINAL_POD_PHASES:
                 await self._publish()
                 init_records, records = self.records[: len(self.init_containers)], self.records[len(self.init_containers):]
-                initialized = True
+                initialized = await self._mount_volumes()
                 for rec, container in zip(init_records, self.init_containers, strict=True):
-                    # Init containers run one at a time, each to success (pkg/kubelet/kuberuntime computeInitContainerActions).
-                    initialized = await self._run_container(rec, container)
                     if not initialized:
                         break
+                    # Init containers run one at a time, each to success (pkg/kubelet/kuberuntime computeInitContainerActions).
+                    initialized = await self._run_container(rec, container)
                 if initialized:
-                    runners = [self._spawn(self._run_container(r, c)) for r, c in zip(records, self.containers, strict=True)]
+                    runners = [self._tasks.spawn(self._run_container(r, c), r.name) for r, c in zip(records, self.containers, strict=True)]
                     await asyncio.gather(*runners)
                 await self._publish(final=True)
             if not self.gone:
@@ -245,13 +203,25 @@ class PodWorker:
                 self.gone = True
                 self._begin_termination(0)
                 await self._kill_all()
+            if self._token_task is not None:
+                await cancel_and_wait(self._token_task)
             self.finished.set()
 
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    async def _mount_volumes(self) -> bool:
+        """Set the pod's sandbox up before its first container, retrying with back-off as the kubelet's
+        volume manager does; ``False`` when the pod ends first."""
+        failures = 0
+        while not self.terminating.is_set():
+            try:
+                await self.sandbox.prepare()
+            except SandboxError as err:
+                failures += 1
+                await self.ctx.record(self.pod, None, "Warning", "FailedMount", str(err))
+                await self._pause(self.ctx.backoff.delay(failures))
+                continue
+            self._token_task = self._tasks.spawn(self.sandbox.keep_token_fresh(), "service account token")
+            return True
+        return False
 
     async def _pause(self, seconds: float) -> None:
         """Wait ``seconds``, or less when the pod starts terminating."""
@@ -330,8 +300,9 @@ class PodWorker:
             return None
         await self.ctx.record(self.pod, rec.field_path, "Normal", "Created", f"Created container: {rec.name}")
         loop = asyncio.get_running_loop()
+        wrap = (lambda argv: self.sandbox.command(argv, env)) if self.sandbox.isolated else None
         try:
-            proc = await ContainerProcess.start(argv, env, cwd, self._log_file(rec.name, rec.restart_count))
+            proc = await ContainerProcess.start(argv, env, cwd, self._log_file(rec.name, rec.restart_count), wrap=wrap)
         except StartFailure as err:
             rec.container_id = cid
             rec.set_terminated(START_ERROR_EXIT_CODE, ps.START_ERROR, started_at="1970-01-01T00:00:00Z", message=str(err))
@@ -340,6 +311,8 @@ class PodWorker:
         self.processes[rec.name] = proc
         started = loop.time()
         rec.set_running(ps.now(), cid)
+        rec.probe_ready = False if container.get("readinessProbe") else None
+        probers: list[asyncio.Task[None]] = []
         if self.terminating.is_set():
             self._kill(proc, rec.name)
         elif self._oom_pending:
@@ -348,7 +321,16 @@ class PodWorker:
         else:
             await self.ctx.record(self.pod, rec.field_path, "Normal", "Started", f"Started container {rec.name}")
             await self._publish()
-        code = await proc.wait()
+            probers = ContainerProbes(
+                self.pod, rec, proc, container, self.pod_ip, record_event=self.ctx.record, publish=self._publish,
+                hurry=self.hurry, exec_env=env, exec_argv=lambda command: self.sandbox.command(command, env),
+                exec_cwd=cwd,
+            ).start(self._tasks)
+        try:
+            code = await proc.wait()
+        finally:
+            for prober in probers:
+                await cancel_and_wait(prober)
         started_at = rec.state.get("running", {}).get("startedAt")
         rec.set_terminated(code, ps.exit_reason(code, proc.oom_killed), started_at=started_at)
         if proc.oom_killed:
@@ -405,7 +387,7 @@ class PodWorker:
         if not self.gone:
             record = self._find(name)
             field_path = record.field_path if record is not None else None
-            self._spawn(self.ctx.record(self.pod, field_path, "Normal", "Killing", f"Stopping container {name}"))
+            self._tasks.spawn(self.ctx.record(self.pod, field_path, "Normal", "Killing", f"Stopping container {name}"))
         return proc.terminate(self.grace_seconds, self.hurry)
 
     async def _delete(self) -> None:

@@ -1,0 +1,187 @@
+"""A pod's own view of the node: its hostname, its ``/etc/hosts`` and its service account's credentials.
+
+A kubelet gives every pod its own UTS namespace (the hostname is the pod's), a managed
+``/etc/hosts`` naming the pod's IP, and a projected volume at
+``/var/run/secrets/kubernetes.io/serviceaccount`` holding a token of the pod's service account
+(from the TokenRequest API, renewed before it expires), the cluster's ``ca.crt`` and the pod's
+``namespace``: what ``KUBERNETES_SERVICE_HOST``/``PORT`` and the official clients' in-cluster
+configuration expect.
+
+On the simulated node the pod's processes are processes of this host, so each container is
+started through ``unshare --mount --uts --propagation private`` (util-linux): in a mount
+namespace of its own, the pod's files are bind-mounted at the fixed paths and the hostname is
+set, then the container's program is executed in place (its pid stays the container's).  The
+host keeps its own files; only the mount point of the service-account directory is created on
+it when missing (an empty directory).  That needs root; elsewhere pods run as before, without
+these files (the node agent says so once).
+The pod worker (``fakes.node.podworker``) calls :meth:`PodSandbox.prepare` before a pod's first
+container starts and :meth:`PodSandbox.command` for each container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from fakes.node.context import API_TIMEOUT, NodeContext
+from gateway.cluster.interface import ClusterError, Obj
+
+log = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+TOKEN_SECONDS = 3607
+"""The lifetime the kubelet asks for a projected token (an hour, plus a little that marks it as kubelet-issued)."""
+RENEW_AT = 0.8
+"""A token is renewed once this share of its lifetime has passed (the kubelet's token manager)."""
+
+# $1 hostname ("" keeps the host's), $2 hosts file ("" keeps the host's), $3 service account directory ("" none),
+# $4 "1" when the container's own environment sets PWD (the shell would otherwise leave one behind), then argv.
+# Tools are named by their host paths: the container's PATH is not the node's.
+_SETUP = """set -e
+if [ -n "$1" ]; then printf %s "$1" > /proc/sys/kernel/hostname; fi
+if [ -n "$2" ]; then {mount} --bind "$2" /etc/hosts; fi
+if [ -n "$3" ]; then {mkdir} -p {path}; {mount} --bind -o ro "$3" {path}; fi
+if [ "$4" != 1 ]; then unset PWD; fi
+shift 4
+exec "$@"
+"""
+
+
+class SandboxError(Exception):
+    """The pod's volume could not be set up (the kubelet's ``FailedMount``)."""
+
+
+@functools.cache
+def _tools() -> dict[str, str] | None:
+    """Host paths of the programs that set a pod's namespaces up, or ``None`` when one is missing."""
+    found = {tool: shutil.which(tool) for tool in ("unshare", "mount", "mkdir", "sh")}
+    return {tool: path for tool, path in found.items() if path} if all(found.values()) else None
+
+
+def namespaces_available() -> bool:
+    """Whether this host can give pods their own mount and UTS namespaces (root, with util-linux)."""
+    return os.geteuid() == 0 and _tools() is not None
+
+
+def hosts_file(pod: Obj, pod_ip: str, hostname: str) -> str:
+    """The kubelet-managed ``/etc/hosts`` of a pod (pkg/kubelet/kubelet_pods.go ``managedHostsFileContent``)."""
+    lines = [
+        "# Kubernetes-managed hosts file.",
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        "fe00::0\tip6-localnet",
+        "fe00::0\tip6-mcastprefix",
+        "fe00::1\tip6-allnodes",
+        "fe00::2\tip6-allrouters",
+    ]
+    spec = pod.get("spec") or {}
+    subdomain = spec.get("subdomain")
+    if subdomain:
+        namespace = pod["metadata"]["namespace"]
+        lines.append(f"{pod_ip}\t{hostname}.{subdomain}.{namespace}.svc.cluster.local\t{hostname}")
+    else:
+        lines.append(f"{pod_ip}\t{hostname}")
+    aliases = spec.get("hostAliases") or []
+    if aliases:
+        lines.append("")
+        lines.append("# Entries added by HostAliases.")
+        lines.extend(f"{a.get('ip', '')}\t{chr(9).join(a.get('hostnames') or [])}" for a in aliases)
+    return "\n".join(lines) + "\n"
+
+
+class PodSandbox:
+    """The namespaces and files of one pod; ``isolated`` says whether its containers get them."""
+
+    def __init__(self, ctx: NodeContext, pod: Obj, pod_ip: str | None, hostname: str, root: Path) -> None:
+        self.ctx = ctx
+        self.pod = pod
+        self.pod_ip = pod_ip
+        self.hostname = hostname
+        self.root = root
+        spec = pod.get("spec") or {}
+        self.isolated = ctx.isolate_pods and pod_ip is not None
+        self.host_network = bool(spec.get("hostNetwork"))
+        self.account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        self.mounts_account = (self.isolated and ctx.api_ca_pem is not None
+                               and spec.get("automountServiceAccountToken") is not False)
+        self._token_expires = 0.0
+
+    @property
+    def account_dir(self) -> Path:
+        return self.root / "volumes" / "kube-api-access"
+
+    @property
+    def hosts_path(self) -> Path:
+        return self.root / "etc-hosts"
+
+    async def prepare(self) -> None:
+        """Write the pod's hosts file and service-account files (a token requested now).
+
+        Raises :class:`SandboxError` when the token cannot be had (no such service account...).
+        """
+        if not self.isolated:
+            return
+        if not self.host_network:
+            assert self.pod_ip is not None
+            await asyncio.to_thread(_write, self.hosts_path, hosts_file(self.pod, self.pod_ip, self.hostname))
+        if self.mounts_account:
+            assert self.ctx.api_ca_pem is not None
+            await asyncio.to_thread(_write, self.account_dir / "ca.crt", self.ctx.api_ca_pem.decode())
+            await asyncio.to_thread(_write, self.account_dir / "namespace", self.pod["metadata"]["namespace"])
+            await self.renew_token()
+
+    async def renew_token(self) -> None:
+        """Ask the TokenRequest API for a fresh token of the pod's service account and write it."""
+        namespace = self.pod["metadata"]["namespace"]
+        loop = asyncio.get_running_loop()
+        try:
+            token = await asyncio.wait_for(
+                self.ctx.cluster.create_token(self.account, namespace, expiration_seconds=TOKEN_SECONDS), API_TIMEOUT)
+        except (ClusterError, asyncio.TimeoutError) as err:
+            raise SandboxError(f'MountVolume.SetUp failed for volume "kube-api-access" : failed to fetch token: '
+                               f"{err}") from err
+        self._token_expires = loop.time() + TOKEN_SECONDS
+        await asyncio.to_thread(_write, self.account_dir / "token", token)
+
+    async def keep_token_fresh(self) -> None:
+        """Renew the token when most of its lifetime has passed, for as long as the pod runs (a task of its worker)."""
+        if not self.mounts_account:
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(1.0, (self._token_expires - loop.time()) - (1 - RENEW_AT) * TOKEN_SECONDS))
+            try:
+                await self.renew_token()
+            except SandboxError as err:
+                log.warning("pod %s/%s: %s", self.pod["metadata"]["namespace"], self.pod["metadata"]["name"], err)
+                await asyncio.sleep(self.ctx.backoff.initial)
+
+    def command(self, argv: list[str], env: dict[str, str]) -> list[str]:
+        """The argv that runs ``argv`` inside the pod's namespaces (``argv`` itself when not isolated)."""
+        if not self.isolated:
+            return argv
+        own_uts = not self.host_network
+        tools = _tools()
+        assert tools is not None  # isolation is only on where they are
+        script = _SETUP.format(mount=tools["mount"], mkdir=tools["mkdir"], path=SERVICE_ACCOUNT_PATH)
+        return [
+            tools["unshare"], "--mount", *(["--uts"] if own_uts else []), "--propagation", "private", "--",
+            tools["sh"], "-c", script, "sh",
+            self.hostname if own_uts else "",
+            str(self.hosts_path) if own_uts else "",
+            str(self.account_dir) if self.mounts_account else "",
+            "1" if "PWD" in env else "0",
+            *argv,
+        ]
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a reader of the mounted directory never sees half a token)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)

@@ -1,0 +1,111 @@
+"""What a pod sees of the simulated node that the host does not: its hostname, its ``/etc/hosts``, and its
+service account's token, ``ca.crt`` and ``namespace`` at the path in-cluster clients read.
+
+Real processes (``slow``) under a node agent that knows its API server's CA; the pods print what
+they see and the test reads their logs.  Needs root (a mount namespace per pod), as the node does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from fakes.memory import MemoryCluster
+from fakes.node.kubelet import NodeAgent
+from fakes.node.sandbox import SERVICE_ACCOUNT_PATH, namespaces_available
+from fakes.state.store import Store
+from gateway.cluster.interface import Cluster
+from tests.node import node_agent
+from tests.podwait import phase_is, wait_for_pod
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not namespaces_available(), reason="a mount namespace per pod needs root and util-linux"),
+]
+
+NS = "default"
+CA = b"-----BEGIN CERTIFICATE-----\nnot a real one\n-----END CERTIFICATE-----\n"
+
+
+@pytest.fixture
+def store() -> Store:
+    return Store()
+
+
+@pytest.fixture
+def admin(store: Store) -> Cluster:
+    return MemoryCluster(store)
+
+
+@pytest.fixture
+async def agent(store: Store, tmp_path: Path) -> AsyncIterator[NodeAgent]:
+    node = node_agent(store, tmp_path / "node", api_server_url="https://127.0.0.1:6443", api_ca_pem=CA)
+    await node.start()
+    yield node
+    await node.stop()
+
+
+def pod(name: str, command: list[str], **spec: object) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox", "command": command}],
+                 **spec},
+    }
+
+
+def host_view(path: Path) -> str:
+    """What the host (not a pod) reads at ``path``."""
+    return path.read_text() if path.exists() else ""
+
+
+async def run(admin: Cluster, spec: dict) -> str:
+    await admin.create("pods", spec, namespace=NS)
+    done = await wait_for_pod(admin, NS, spec["metadata"]["name"], phase_is("Succeeded", "Failed"), timeout=20)
+    log = await admin.read_pod_log(spec["metadata"]["name"], NS)
+    assert done["status"]["phase"] == "Succeeded", log
+    return log
+
+
+async def test_a_pod_sees_its_hostname_hosts_and_service_account_files(admin, store, agent):
+    host_name = socket.gethostname()
+    script = (f"hostname; grep \"$(hostname)\" /etc/hosts; head -1 /etc/hosts; "
+              f"cd {SERVICE_ACCOUNT_PATH}; cat namespace; echo; cat ca.crt; cat token; echo; "
+              "touch written 2>/dev/null || echo read-only")
+    lines = (await run(admin, pod("looker", ["sh", "-c", script]))).splitlines()
+    pod_ip = (await admin.get("pods", "looker", namespace=NS))["status"]["podIP"]
+    assert lines[0] == "looker"
+    assert lines[1].split() == [pod_ip, "looker"]
+    assert lines[2] == "# Kubernetes-managed hosts file."
+    assert lines[3] == NS
+    assert "\n".join(lines[4:7]) + "\n" == CA.decode()
+    user = store.tokens.authenticate(lines[7], store.service_account_exists)
+    assert user is not None and user.name == "system:serviceaccount:default:default"
+    assert lines[8] == "read-only"
+    # The host kept its own.
+    assert socket.gethostname() == host_name
+    assert lines[7] not in await asyncio.to_thread(host_view, Path(SERVICE_ACCOUNT_PATH, "token"))
+
+
+async def test_a_pod_without_an_automounted_token_gets_no_service_account_files(admin, agent):
+    log = await run(admin, pod("bare", ["sh", "-c", f"ls {SERVICE_ACCOUNT_PATH} | wc -l"],
+                               automountServiceAccountToken=False))
+    assert log.strip() == "0"
+
+
+async def test_the_container_environment_is_exactly_the_pods(admin, agent):
+    """The sandbox's shell leaves nothing of its own (``PWD``) in the program's environment."""
+    log = await run(admin, pod("env", ["env"]))
+    names = {line.split("=", 1)[0] for line in log.splitlines()}
+    assert "PWD" not in names and "HOSTNAME" in names and "KUBERNETES_SERVICE_HOST" in names
+
+
+async def test_a_missing_program_is_still_a_start_error(admin, agent):
+    await admin.create("pods", pod("missing", ["no-such-program"]), namespace=NS)
+    failed = await wait_for_pod(admin, NS, "missing", phase_is("Failed"), timeout=20)
+    terminated = failed["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["reason"] == "StartError"
+    assert 'exec: "no-such-program": executable file not found in $PATH' in terminated["message"]
