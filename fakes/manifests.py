@@ -1,7 +1,8 @@
 """The objects of ``manifests/enterprise-gateway.yaml``, read for the simulated cluster and the tests.
 
 The gateway's permissions are written once, in the manifests operators apply:
-the ``enterprise-gateway-controller`` and ``kernel-controller`` ClusterRoles.
+the ``enterprise-gateway-controller`` and ``kernel-controller`` ClusterRoles, and the
+``enterprise-gateway`` Role in the gateway's own namespace.
 The embedded simulated cluster (``fakes.gateway_rbac``) and the tests that run
 the gateway as its service account take their rules from here, so what is
 tested is what is deployed.
@@ -24,6 +25,8 @@ MANIFEST = _IN_CHECKOUT if _IN_CHECKOUT.exists() or not _INSTALLED.exists() else
 """The single-file deployment: this checkout's, else the installed copy."""
 GATEWAY_CLUSTER_ROLE = "enterprise-gateway-controller"
 KERNEL_CLUSTER_ROLE = "kernel-controller"
+GATEWAY_ROLE = "enterprise-gateway"
+"""The Role the gateway holds in its own namespace (kernel records, the duties lease, the admissions ledger)."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -58,3 +61,8 @@ def gateway_rules(path: Path = MANIFEST) -> list[dict[str, Any]]:
 def kernel_rules(path: Path = MANIFEST) -> list[dict[str, Any]]:
     """What a kernel's service account may do in its namespace: ``kernel-controller``."""
     return cluster_role_rules(KERNEL_CLUSTER_ROLE, path)
+
+
+def namespace_rules(path: Path = MANIFEST) -> list[dict[str, Any]]:
+    """What the gateway's service account may do in the gateway's own namespace: the ``enterprise-gateway`` Role."""
+    return list(manifest_object("Role", GATEWAY_ROLE, path).get("rules") or [])

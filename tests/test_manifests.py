@@ -102,7 +102,8 @@ def the(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 def test_single_file_validates_strictly_against_current_schemas():
     objects = manifest_objects()
     assert [o["kind"] for o in objects] == [
-        "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRole", "Service", "Deployment"
+        "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRole", "Role", "RoleBinding",
+        "Service", "Deployment", "PodDisruptionBudget",
     ]
     validate_all(objects)
 
@@ -160,6 +161,8 @@ def test_current_api_versions():
     assert versions == {
         "Namespace": "v1", "ServiceAccount": "v1", "Service": "v1", "Deployment": "apps/v1",
         "ClusterRole": "rbac.authorization.k8s.io/v1", "ClusterRoleBinding": "rbac.authorization.k8s.io/v1",
+        "Role": "rbac.authorization.k8s.io/v1", "RoleBinding": "rbac.authorization.k8s.io/v1",
+        "PodDisruptionBudget": "policy/v1",
     }
 
 
@@ -198,12 +201,13 @@ def test_kernel_cluster_role_grants_what_the_seed_does_and_spark_drivers_need():
     assert granted == seed | spark
 
 
-def test_service_is_a_client_ip_sticky_node_port_on_8888_selecting_the_gateway_pods():
+def test_service_is_a_node_port_on_8888_spreading_clients_over_every_gateway_pod():
     objects = manifest_objects()
     service = the(objects, "Service", "enterprise-gateway")
     spec = service["spec"]
     assert service["metadata"]["namespace"] == NAMESPACE
-    assert spec["type"] == "NodePort" and spec["sessionAffinity"] == "ClientIP"
+    # Any replica serves any kernel: no affinity (the default, None, spreads connections).
+    assert spec["type"] == "NodePort" and spec.get("sessionAffinity", "None") == "None"
     assert [(p["name"], p["port"], p["targetPort"]) for p in spec["ports"]] == [("http", 8888, "http")]
     pod_labels = the(objects, "Deployment", "enterprise-gateway")["spec"]["template"]["metadata"]["labels"]
     assert spec["selector"] == {"gateway-selector": "enterprise-gateway"}
@@ -218,6 +222,8 @@ def test_deployment_runs_two_gateways_with_the_seeds_settings():
     assert deployment["metadata"]["namespace"] == NAMESPACE
     assert spec["replicas"] == 2
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    # A rolling update never takes the last ready gateway away.
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
     container = spec["template"]["spec"]["containers"][0]
     assert container["name"] == "enterprise-gateway"
     assert container["image"].startswith("kernelgate/") and not container["image"].startswith("elyra/")
@@ -227,6 +233,31 @@ def test_deployment_runs_two_gateways_with_the_seeds_settings():
     assert env["EG_RESPONSE_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert env["EG_RESPONSE_PORT"] == "8877"
     assert {(p["name"], p["containerPort"]) for p in container["ports"]} == {("http", 8888), ("response", 8877)}
+
+
+def test_a_disruption_budget_keeps_one_gateway_serving():
+    objects = manifest_objects()
+    budget = the(objects, "PodDisruptionBudget", "enterprise-gateway")
+    pod_labels = the(objects, "Deployment", "enterprise-gateway")["spec"]["template"]["metadata"]["labels"]
+    assert budget["metadata"]["namespace"] == NAMESPACE
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_the_gateway_namespace_role_grants_records_lease_and_ledger_there_only():
+    objects = manifest_objects()
+    role = the(objects, "Role", "enterprise-gateway")
+    binding = the(objects, "RoleBinding", "enterprise-gateway")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == NAMESPACE
+    granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    assert granted == {
+        *(("", "secrets", v) for v in ("create", "delete", "get", "list", "update", "watch")),
+        *(("coordination.k8s.io", "leases", v) for v in ("create", "get", "update")),
+        *(("", "configmaps", v) for v in ("create", "get", "update")),
+    }
+    assert binding["roleRef"] == {"kind": "Role", "name": "enterprise-gateway", "apiGroup": "rbac.authorization.k8s.io"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "enterprise-gateway-sa", "namespace": NAMESPACE}]
 
 
 def test_deployment_is_probed_bounded_and_unprivileged():

@@ -87,6 +87,8 @@ RESOURCES: dict[str, ResourceType] = {
         ResourceType("persistentvolumes", "PersistentVolume", "", "v1", False, short_names=("pv",), subresources=("status",)),
         ResourceType("nodes", "Node", "", "v1", False, short_names=("no",), subresources=("status",)),
         ResourceType("leases", "Lease", "coordination.k8s.io", "v1", True),
+        ResourceType("poddisruptionbudgets", "PodDisruptionBudget", "policy", "v1", True, short_names=("pdb",),
+                     subresources=("status",)),
         ResourceType(
             "deployments", "Deployment", "apps", "v1", True, short_names=("deploy",),
             categories=(_ALL,), subresources=("status", "scale"),
