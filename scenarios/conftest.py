@@ -23,7 +23,7 @@ import pytest
 import pytest_asyncio
 
 from .client import GatewayClient
-from .observe import every_kernel_object
+from .observe import every_kernel_object, only_these_left
 from .targets import ApiServerTarget, Endpoint, KindTarget, MemoryTarget, work_dir
 from .variants import CULLING, DEFAULT, SHARED, Variant
 
@@ -74,8 +74,9 @@ async def _gateway(target: object, variant: Variant) -> AsyncIterator[Endpoint]:
     async with target.gateway(variant) as endpoint:  # type: ignore[attr-defined]
         before = await every_kernel_object(endpoint.observer)
         yield endpoint
-        # Every scenario shuts down what it started: nothing new labelled for a kernel stays behind.
-        left = await every_kernel_object(endpoint.observer) - before
+        # Every scenario shuts down what it started: nothing new labelled for a kernel stays behind
+        # (an object being deleted is not gone yet: it is awaited, within the target's wait).
+        left = await only_these_left(endpoint.observer, before, timeout=endpoint.wait)
         assert not left, f"kernel objects left behind by the scenarios of this module: {sorted(left)}"
 
 

@@ -72,25 +72,49 @@ async def _follow(observer: Cluster, resource: str, predicate: Callable[[Objects
             continue  # too far behind: relist
 
 
+def _name_of(resource: str, obj: Obj) -> str:
+    return f"{resource}/{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+
+
 async def kernel_objects(observer: Cluster, kernel_id: str) -> set[str]:
-    """``kind/namespace/name`` of every object labelled for the kernel that is not being deleted."""
-    found: set[str] = set()
-    for resource in KERNEL_KINDS:
-        listing = await observer.list(resource, label_selector=f"kernel_id={kernel_id}")
-        for obj in listing["items"]:
-            if not obj["metadata"].get("deletionTimestamp"):
-                found.add(f"{resource}/{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}")
-    return found
+    """``kind/namespace/name`` of every object labelled for the kernel.
+
+    Objects being deleted count: a namespace that is still terminating, with the pods in it, is not gone.
+    """
+    return await _labelled(observer, f"kernel_id={kernel_id}")
 
 
 async def every_kernel_object(observer: Cluster) -> set[str]:
-    """``kind/namespace/name`` of every object labelled for any kernel, and not being deleted."""
+    """``kind/namespace/name`` of every object labelled for any kernel, those being deleted included."""
+    return await _labelled(observer, "kernel_id")
+
+
+async def _labelled(observer: Cluster, selector: str) -> set[str]:
     found: set[str] = set()
     for resource in KERNEL_KINDS:
-        listing = await observer.list(resource, label_selector="kernel_id")
-        found.update(f"{resource}/{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
-                     for obj in listing["items"] if not obj["metadata"].get("deletionTimestamp"))
+        listing = await observer.list(resource, label_selector=selector)
+        found.update(_name_of(resource, obj) for obj in listing["items"])
     return found
+
+
+async def only_these_left(observer: Cluster, allowed: set[str], *, timeout: float) -> set[str]:
+    """Wait until no kernel object but ``allowed`` exists (deleted, not just being deleted); what else is left then.
+
+    Each kind is followed by its watch; objects still there when ``timeout`` runs out are returned
+    (an empty set: nothing else is left).
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    for resource in KERNEL_KINDS:
+        def settled(objects: Objects, resource: str = resource) -> bool:
+            return {_name_of(resource, obj) for obj in objects.values()} <= allowed
+
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        try:
+            await wait_until(observer, resource, settled, label_selector="kernel_id", timeout=remaining,
+                             what=f"{resource} of kernels gone")
+        except AssertionError:
+            break
+    return await every_kernel_object(observer) - allowed
 
 
 async def namespace_names(observer: Cluster) -> set[str]:
@@ -114,8 +138,8 @@ def _is_running(pod: Obj) -> bool:
 
 
 async def gone(observer: Cluster, kernel_id: str, *, timeout: float) -> None:
-    """Wait until the kernel's pods and namespaces have disappeared (deleted, not just being deleted)."""
-    for resource in ("pods", "namespaces"):
+    """Wait until every object of the kernel has disappeared (deleted, not just being deleted)."""
+    for resource in KERNEL_KINDS:
         await wait_until(observer, resource, lambda objects: not objects, label_selector=f"kernel_id={kernel_id}",
                          timeout=timeout, what=f"{resource} of kernel {kernel_id} gone")
 

@@ -198,12 +198,11 @@ async def test_launch_execute_interrupt_and_shutdown(listener, launches, tmp_pat
 
     # stop_on_error=False: otherwise ipykernel aborts requests arriving right after the interrupted one
     msg_id = await start_sleeping(client)
-    started = time.monotonic()
     assert await comm.send_signal(launch.conn, signal.SIGINT) is True
+    # The cell sleeps far longer than WAIT: a KeyboardInterrupt reply within WAIT is the interrupt's doing.
     reply = await client.get_shell_msg(timeout=WAIT)
     assert reply["parent_header"]["msg_id"] == msg_id
     assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
-    assert time.monotonic() - started < 60
 
     content, results = await run_code(client, "2+2")
     assert content["status"] == "ok" and results == ["4"]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fakes.state.selectors import parse_field_selector, parse_label_selector
+from fakes.state.selectors import label_key_errors, label_value_errors, parse_field_selector, parse_label_selector
 from gateway.cluster.interface import BadRequest
 
 KEYS = st.sampled_from(["app", "tier", "kernelgate.io/kernel-id", "example.com/x_y", "a.b-c"])
@@ -61,9 +61,18 @@ def test_parsed_selectors_match_as_documented(reqs: list[tuple[str, str, tuple[s
 @given(st.text(alphabet="abc=!(), in/._-", max_size=20))
 def test_any_text_parses_or_is_a_bad_request(text: str) -> None:
     try:
-        parse_label_selector(text)
+        selector = parse_label_selector(text)
     except BadRequest:
-        pass
+        return
+    # What parsed is a selector of valid keys and values, and means what it says: written back in
+    # the documented syntax it parses to the same requirements.
+    for req in selector.requirements:
+        assert not label_key_errors(req.key), req
+        assert all(not label_value_errors(value) for value in req.values), req
+        assert req.op in ("=", "!=", "in", "notin", "exists", "!"), req
+        assert (len(req.values) == 0) == (req.op in ("exists", "!")), req
+    rendered = ",".join(render((r.key, r.op, r.values)) for r in selector.requirements)
+    assert parse_label_selector(rendered) == selector
 
 
 @pytest.mark.parametrize("bad", ["app=", "app in (a", "app in a", "=x", "app=x,", "app==x==y", "a b", "-bad=x",

@@ -112,6 +112,7 @@ def test_a_legacy_message_without_channel_is_for_shell() -> None:
 
 @pytest.mark.parametrize("frame", [
     "not json", "[]", json.dumps({"header": {}}), json.dumps({"header": {"msg_type": 3}}),
+    json.dumps({"header": {"msg_type": ""}, "channel": "shell"}),
     json.dumps({"header": {"msg_type": "x"}, "channel": "heartbeat"}), b"", b"\x00\x00\x00\x05short",
     b"\x00\x00\x00\x01\x00\x00\x00\x09{}",  # offset past the header
     '{"header": {"msg_type": "x"}, "content": {"a": NaN}}', '{"header": {"msg_type": "x"}, "content": ' + "[" * 100000,
@@ -121,14 +122,41 @@ def test_malformed_legacy_frames_are_frame_errors(frame: str | bytes) -> None:
         LegacyCodec().decode(frame)
 
 
-@settings(max_examples=100)
-@given(frame=st.binary(max_size=200))
-def test_any_bytes_decode_or_are_refused(frame: bytes) -> None:
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                           max_leaves=6)
+CHANNEL_NAMES = st.sampled_from(["shell", "control", "stdin", "iopub", "hb", "nowhere", ""])
+
+
+@st.composite
+def near_frames(draw: st.DrawFn) -> str | bytes:
+    """Frames close to valid ones (a JSON message or a v1 binary frame with fuzzed fields), so decoding often succeeds."""
+    header = draw(st.dictionaries(st.sampled_from(["msg_type", "msg_id", "session", "username"]),
+                                  st.text(max_size=8) | JSON_VALUES, max_size=4))
+    message = {"header": header, "parent_header": draw(JSON_VALUES), "metadata": draw(JSON_VALUES),
+               "content": draw(JSON_VALUES), "channel": draw(CHANNEL_NAMES)}
+    if draw(st.booleans()):
+        return json.dumps(message)
+    parts = [json.dumps(message[name]).encode() for name in ("header", "parent_header", "metadata", "content")]
+    parts = parts[:draw(st.integers(min_value=0, max_value=4))] + draw(st.lists(st.binary(max_size=8), max_size=2))
+    return pack_v1(draw(CHANNEL_NAMES) or "shell", parts)
+
+
+@settings(max_examples=200)
+@given(frame=st.binary(max_size=200) | near_frames())
+def test_any_bytes_decode_or_are_refused(frame: str | bytes) -> None:
     for codec in (LegacyCodec(), V1Codec()):
         try:
-            codec.decode(frame)
+            incoming = codec.decode(frame)
         except FrameError:
-            pass
+            continue
+        # What decoded is a message for the kernel: a known channel, a typed header, and at least
+        # the four JSON parts (header, parent header, metadata, content) ZMQ will carry.
+        assert incoming.channel in ("shell", "control", "stdin"), incoming
+        assert len(incoming.parts) >= 4
+        header = json.loads(incoming.parts[0])
+        assert isinstance(header, dict) and header.get("msg_type") == incoming.msg_type
+        assert isinstance(incoming.msg_type, str) and incoming.msg_type
 
 
 def test_v1_needs_binary_frames_and_four_parts() -> None:

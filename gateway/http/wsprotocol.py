@@ -97,7 +97,7 @@ def _loads(part: bytes, what: str) -> Any:
 
 
 def _msg_type(header: Any) -> str:
-    if not isinstance(header, dict) or not isinstance(header.get("msg_type"), str):
+    if not isinstance(header, dict) or not isinstance(header.get("msg_type"), str) or not header["msg_type"]:
         raise FrameError("a message header without a msg_type")
     return header["msg_type"]
 
