@@ -9,7 +9,6 @@ store operation.
 
 from __future__ import annotations
 
-import asyncio
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -42,11 +41,7 @@ class MemoryCluster:
                      subresource: str = "") -> None:
         """Faults, then authorization; raises what the API server would answer."""
         resource = rt.plural + (f"/{subresource}" if subresource else "")
-        latency, error = self.store.faults.take(verb, resource, namespace)
-        if latency:
-            await asyncio.sleep(latency)
-        if error is not None:
-            raise error
+        await self.store.faults.take(verb, resource, namespace).apply()
         request = rbac.server_view(rbac.Request(verb=verb, resource=rt.plural, api_group=rt.group,
                                                 namespace=(namespace or "") if rt.namespaced else "", name=name,
                                                 subresource=subresource))
@@ -155,11 +150,7 @@ class MemoryCluster:
                     subresource: str = "", name: str = "") -> bool:
         """SelfSubjectAccessReview: any authenticated caller may ask about itself."""
         rt = resource_type("selfsubjectaccessreviews")
-        latency, error = self.store.faults.take("create", rt.plural, None)
-        if latency:
-            await asyncio.sleep(latency)
-        if error is not None:
-            raise error
+        await self.store.faults.take("create", rt.plural, None).apply()
         request = rbac.Request(verb=verb, resource=resource, api_group=group, namespace=namespace or "",
                                name=name, subresource=subresource)
         return rbac.authorize(self.user, request, self.store).allowed

@@ -342,8 +342,11 @@ async def test_close_leaves_no_thread_behind(sim: SimulatedCluster) -> None:
 
 
 async def test_the_loop_runs_other_work_while_a_request_waits(sim: SimulatedCluster, k8s: KubernetesCluster) -> None:
+    # The slow request is held at the server until the other one has been answered: if waiting for
+    # it blocked the loop (or the adapter's pool), the other request could never be answered.
     order: list[str] = []
-    sim.store.faults.inject("get", "pods", latency=0.5, times=1)
+    release = asyncio.Event()
+    sim.store.faults.inject("get", "pods", hold=release, times=1)
 
     async def slow() -> None:
         with pytest.raises(i.NotFound):
@@ -353,10 +356,9 @@ async def test_the_loop_runs_other_work_while_a_request_waits(sim: SimulatedClus
     async def meanwhile() -> None:
         await k8s.create("configmaps", {"metadata": {"name": "fast"}}, namespace=NS)
         order.append("other request answered")
+        release.set()
 
-    slow_task = asyncio.create_task(slow())
-    await asyncio.sleep(0)  # the slow request is on its way
-    await asyncio.gather(slow_task, meanwhile())
+    await asyncio.wait_for(asyncio.gather(slow(), meanwhile()), TIMEOUT)
     assert order == ["other request answered", "slow request answered"]
 
 
