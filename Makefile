@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint gateway cluster bench clean
+.PHONY: test test-deep lint gateway cluster bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,13 @@ $(STAMP): pyproject.toml
 ## Run the whole test suite (unit, property, contract, kubectl, state machines).
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+## The state machines and model-checked properties searched deeply (hypothesis profile "deep",
+## nightly-style: tens of minutes), the example database kept in .hypothesis/ between runs.
+DEEP_TESTS := tests/test_store_machines.py tests/test_kernel_machine.py tests/test_rbac_model.py \
+	tests/test_selectors.py tests/test_websocket_protocol.py
+test-deep: $(STAMP)
+	HYPOTHESIS_PROFILE=deep $(BIN)/pytest -q $(DEEP_TESTS) --hypothesis-show-statistics
 
 ## Static checks: ruff, mypy and the import-layer contracts.
 lint: $(STAMP)

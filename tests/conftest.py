@@ -4,6 +4,10 @@ The gateway owns its background tasks and ends them when it stops; a task
 still running once a test and its fixtures are done is one the code under
 test (or the test) forgot.  A test that must leave tasks behind says why with
 ``@pytest.mark.leaves_tasks("why")``.
+
+Importing :mod:`tests.depth` loads the hypothesis profile (``ci``, or ``deep`` for
+``make test-deep``) before any test is collected; the end of the run reports how many
+steps the state machines ran and which faults they drew.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Generator, Iterator
 import pytest
 from pytest_asyncio import is_async_test
 
+from tests import depth
 from tests.loop_tasks import GRACE, describe, still_running_after
 
 _CALL_PASSED = pytest.StashKey[bool]()
@@ -65,3 +70,15 @@ def no_task_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
     if left:
         pytest.fail(f"tasks left running {GRACE}s after the test and its fixtures ended:\n{describe(left)}",
                     pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Called by pytest at the end of the run: the state machines' steps and faults, under the active profile."""
+    if not depth.STEPS:
+        return
+    terminalreporter.write_sep("-", f"hypothesis profile {depth.PROFILE}: state machine steps and faults")
+    for machine, count in sorted(depth.STEPS.items()):
+        terminalreporter.write_line(f"{machine}: {count} steps")
+    terminalreporter.write_line(f"all machines: {sum(depth.STEPS.values())} steps")
+    for kind, count in sorted(depth.FAULTS.items()):
+        terminalreporter.write_line(f"fault {kind}: drawn {count} times")

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from fakes.auth.identity import ADMIN, UserInfo, node_user, service_account_user
 from fakes.auth.rbac import Request, StaticRuleSource, authorize, rules_for
+from tests import depth
 
 RBAC = "rbac.authorization.k8s.io"
 NAMESPACES = ["ns1", "ns2"]
@@ -241,7 +242,7 @@ def reference_granting_bindings(user, request, objects):
 def test_decisions_match_the_reference_model():
     seen = Counter()
 
-    @settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=depth.examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.data(), USERS_AND_ADMIN)
     def check(data, user):
         objects = data.draw(rbac_objects(user))

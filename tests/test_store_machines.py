@@ -33,6 +33,7 @@ from gateway.cluster.interface import (
     WatchEvent,
 )
 from gateway.cluster.resources import RESOURCES
+from tests import depth
 
 NAMESPACES = ("alpha", "beta", "gamma")
 NAMESPACED = ("configmaps", "secrets", "pods", "serviceaccounts")
@@ -40,7 +41,7 @@ OBJECT_NAMES = ("a", "b", "c", "d")
 FINALIZER = "example.com/hold"
 NODE = "machine-node"
 
-MACHINE_SETTINGS = settings(max_examples=50, stateful_step_count=30, deadline=None)
+MACHINE_SETTINGS = settings(max_examples=depth.examples(50), stateful_step_count=depth.steps(30), deadline=None)
 
 
 def _body(resource: str, name: str) -> dict[str, Any]:
@@ -51,6 +52,10 @@ def _body(resource: str, name: str) -> dict[str, Any]:
 
 class NamespaceCascade(RuleBasedStateMachine):
     """Deletes of namespaces and owners settle into a state with nothing orphaned."""
+
+    @invariant()
+    def counted(self) -> None:
+        depth.count_step(type(self).__name__)
 
     def __init__(self) -> None:
         super().__init__()
@@ -238,6 +243,10 @@ def _labels_match(selector: str | None, labels: dict[str, str]) -> bool:
 
 class WatchReplay(RuleBasedStateMachine):
     """Every watch sees exactly the changes after its version, as a model of the writes predicts."""
+
+    @invariant()
+    def counted(self) -> None:
+        depth.count_step(type(self).__name__)
 
     def __init__(self) -> None:
         super().__init__()
