@@ -1,7 +1,8 @@
 """The provisioner's pure parts and its files: kernelspec reading, placement choice, pod state reading,
 the kernel image's bootstrap script and the kernelspec's launch_kubernetes.py.
 
-No cluster here: the launches themselves are in tests/test_provisioner.py.
+No cluster here: the launches themselves are in tests/test_provisioner_lifecycle.py,
+tests/test_provisioner_failures.py and tests/test_provisioner_unreliable_cluster.py.
 """
 
 from __future__ import annotations
