@@ -23,6 +23,7 @@ from fakes.memory import MemoryCluster
 from fakes.state.store import Store
 from gateway.aio import OwnedTasks
 from gateway.cluster.interface import Cluster, Obj
+from tests.kubeletharness import admin_fixture, store_fixture  # noqa: F401  (fixtures: admin, store)
 from tests.objectwait import wait_for_items, wait_for_object
 
 NS = "default"
@@ -68,16 +69,6 @@ class PodStatuses:
         if ip:
             status["podIP"] = ip
         await self.cluster.patch("pods", name, {"status": status}, namespace=NS, subresource="status")
-
-
-@pytest.fixture
-def store() -> Store:
-    return Store()
-
-
-@pytest.fixture
-def admin(store: Store) -> Cluster:
-    return MemoryCluster(store)
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from fakes.memory import MemoryCluster
 from fakes.node.kubelet import NodeAgent
 from fakes.node.sandbox import SERVICE_ACCOUNT_PATH, namespaces_available
 from fakes.state.store import Store
 from gateway.cluster.interface import Cluster
+from tests.kubeletharness import admin_fixture, store_fixture  # noqa: F401  (fixtures: admin, store)
 from tests.node import node_agent
 from tests.podwait import phase_is, wait_for_pod
 
@@ -29,16 +29,6 @@ pytestmark = [
 
 NS = "default"
 CA = b"-----BEGIN CERTIFICATE-----\nnot a real one\n-----END CERTIFICATE-----\n"
-
-
-@pytest.fixture
-def store() -> Store:
-    return Store()
-
-
-@pytest.fixture
-def admin(store: Store) -> Cluster:
-    return MemoryCluster(store)
 
 
 @pytest.fixture

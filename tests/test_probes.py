@@ -13,26 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from fakes.memory import MemoryCluster
 from fakes.node.kubelet import NodeAgent
 from fakes.state.store import Store
-from gateway.cluster.interface import Cluster
+from tests.kubeletharness import admin_fixture, store_fixture  # noqa: F401  (fixtures: admin, store)
 from tests.node import node_agent
 from tests.podwait import condition_is, container_running, container_status, wait_for_pod
 
 pytestmark = pytest.mark.slow
 
 NS = "default"
-
-
-@pytest.fixture
-def store() -> Store:
-    return Store()
-
-
-@pytest.fixture
-def admin(store: Store) -> Cluster:
-    return MemoryCluster(store)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from fakes.node.addresses import POD_IPS
 from fakes.node.proxy import ServiceProxy
 from fakes.state.store import Store
 from gateway.cluster.interface import Cluster, Obj
+from tests.kubeletharness import admin_fixture, store_fixture  # noqa: F401  (fixtures: admin, store)
 
 NS = "default"
 
@@ -52,16 +53,6 @@ class Backend:
                 writer.write(data)
                 await writer.drain()
         writer.close()
-
-
-@pytest.fixture
-def store() -> Store:
-    return Store()
-
-
-@pytest.fixture
-def admin(store: Store) -> Cluster:
-    return MemoryCluster(store)
 
 
 @pytest.fixture
