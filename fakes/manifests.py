@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import copy
 import functools
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-_IN_CHECKOUT = Path(__file__).resolve().parent.parent / "manifests" / "enterprise-gateway.yaml"
-_INSTALLED = Path(sys.prefix) / "share" / "kernelgate" / "manifests" / "enterprise-gateway.yaml"
-"""Where an installed (not editable) kernelgate keeps it (``tool.setuptools.data-files`` in pyproject.toml)."""
-MANIFEST = _IN_CHECKOUT if _IN_CHECKOUT.exists() or not _INSTALLED.exists() else _INSTALLED
-"""The single-file deployment: this checkout's, else the installed copy."""
+from gateway.shipped import shipped_root
+
+MANIFEST = shipped_root() / "manifests" / "enterprise-gateway.yaml"
+"""The single-file deployment: this checkout's, else the installed copy (``gateway.shipped``)."""
 GATEWAY_CLUSTER_ROLE = "enterprise-gateway-controller"
 KERNEL_CLUSTER_ROLE = "kernel-controller"
 GATEWAY_ROLE = "enterprise-gateway"

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from fakes.node.images import STANDARD_PATH, ImageMap, ImageSpec
+from gateway.shipped import shipped_root
 
 KERNEL_IMAGE_REPOSITORIES = ("elyra/kernel-py", "kernelgate/kernel-py")
 """Every tag and digest of these repositories is a Python kernel image."""
@@ -29,8 +30,9 @@ SHARED_BOOTSTRAP = Path("images") / "kernel-common" / "bootstrap-kernel.sh"
 
 
 def repository_root() -> Path:
-    """The checkout this module belongs to (``fakes/`` sits at its top, this module in ``fakes/node/``)."""
-    return Path(__file__).resolve().parents[2]
+    """The folder holding ``kernelspecs/``, ``images/`` and ``manifests/``: this checkout, or an installed copy
+    of those files (``gateway.shipped``)."""
+    return shipped_root()
 
 
 def kernel_image_spec(repo_root: Path | None = None, bootstrap: Path = BOOTSTRAP) -> ImageSpec:

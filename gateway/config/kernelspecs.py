@@ -17,11 +17,12 @@ from jupyter_core.paths import jupyter_path
 from traitlets import HasTraits, List, Unicode, default
 
 from gateway.provisioner.spec import DEFAULT_KERNEL_IMAGE
+from gateway.shipped import shipped_root
 
 from .values import env, parse_list
 
-PACKAGED_KERNELSPECS = Path(__file__).resolve().parents[2] / "kernelspecs"
-"""The kernelspecs shipped with kernelgate (``kernelspecs/`` of the source tree)."""
+PACKAGED_KERNELSPECS = shipped_root() / "kernelspecs"
+"""The kernelspecs shipped with kernelgate (``kernelspecs/`` of the source tree, or its installed copy)."""
 
 
 class KernelSpecConfig(HasTraits):
