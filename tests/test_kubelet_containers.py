@@ -8,8 +8,10 @@ tests/kubeletharness.py's node.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from fakes.node.kubelet import NodeAgent
 from fakes.node.podenv import expand
 from gateway.cluster.interface import Cluster
 from tests.kubeletharness import NS, admin_fixture, agent_fixture, pod, store_fixture  # noqa: F401 (fixtures)
-from tests.podwait import container_state, phase_is, wait_for_pod, waiting_reason
+from tests.podwait import container_state, phase_is, wait_for_pod, wait_for_pod_deleted, waiting_reason
 
 # --------------------------------------------------------------------------- images
 
@@ -139,3 +141,19 @@ async def test_logs_are_readable_with_tail_lines(agent: NodeAgent, admin: Cluste
 
     assert await admin.read_pod_log("talker", NS) == "line 1\nline 2\nline 3\nline 4\nline 5\noops\n"
     assert await admin.read_pod_log("talker", NS, tail_lines=2) == "line 5\noops\n"
+
+
+async def test_a_pods_temporary_files_are_its_own_and_go_with_it(store, admin, agent, tmp_path):
+    """A kernel's connection file (its signing key) must not outlive its pod in the node's /tmp."""
+    script = ("import tempfile, os; fd, path = tempfile.mkstemp(suffix='.json'); os.write(fd, b'key'); "
+              "print(path, flush=True)")
+    await admin.create("pods", pod("tmpfiles", ["python3", "-c", script], image="python:3.11"), namespace=NS)
+    await wait_for_pod(admin, NS, "tmpfiles", phase_is("Succeeded"))
+    written = (await admin.read_pod_log("tmpfiles", NS)).strip()
+    path = Path(written)
+    assert written and await asyncio.to_thread(path.exists), "the file is there while the pod is"
+    assert path.parent != Path(tempfile.gettempdir()), "the pod wrote into the node's own /tmp"
+    await admin.delete("pods", "tmpfiles", namespace=NS)
+    await wait_for_pod_deleted(admin, NS, "tmpfiles")
+    await agent.stop()  # every worker has ended, its clean-up done
+    assert not await asyncio.to_thread(path.exists) and not await asyncio.to_thread(path.parent.exists)

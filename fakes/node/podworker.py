@@ -205,6 +205,7 @@ class PodWorker:
                 await self._kill_all()
             if self._token_task is not None:
                 await cancel_and_wait(self._token_task)
+            await self.sandbox.remove()
             self.finished.set()
 
     async def _mount_volumes(self) -> bool:
@@ -293,7 +294,7 @@ class PodWorker:
         command = expand_argv(container.get("command") or [], kubelet_env) or None
         args = expand_argv(container.get("args") or [], kubelet_env) or None
         argv = spec.argv(command, args)
-        env = process_env(spec.env, pod_hostname(self.pod), kubelet_env)
+        env = self.sandbox.with_temp_dir(process_env(spec.env, pod_hostname(self.pod), kubelet_env))
         cwd = Path(container.get("workingDir") or spec.working_dir or self.pod_dir / "root")
         cid = ps.container_id(self.uid, rec.name, rec.restart_count)
         if self.terminating.is_set():

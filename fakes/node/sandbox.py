@@ -115,14 +115,32 @@ class PodSandbox:
         return self.root / "volumes" / "kube-api-access"
 
     @property
+    def temp_dir(self) -> Path:
+        """The pod's own temporary files (a container's ``/tmp`` is its own on a real node): ``TMPDIR``."""
+        return self.root / "tmp"
+
+    def with_temp_dir(self, env: dict[str, str]) -> dict[str, str]:
+        """``env`` with ``TMPDIR`` naming :attr:`temp_dir`, unless the pod spec sets ``TMPDIR`` itself.
+
+        Called by the pod worker for every container it starts: what a container writes to its temporary
+        directory (a kernel's connection file, holding its signing key) goes with the pod (:meth:`remove`).
+        """
+        return env if "TMPDIR" in env else {**env, "TMPDIR": str(self.temp_dir)}
+
+    async def remove(self) -> None:
+        """Delete the pod's temporary files: called by the pod worker once every container has ended for good."""
+        await asyncio.to_thread(shutil.rmtree, self.temp_dir, True)
+
+    @property
     def hosts_path(self) -> Path:
         return self.root / "etc-hosts"
 
     async def prepare(self) -> None:
-        """Write the pod's hosts file and service-account files (a token requested now).
+        """Make the pod's temporary directory; write its hosts file and service-account files (a token requested now).
 
         Raises :class:`SandboxError` when the token cannot be had (no such service account...).
         """
+        await asyncio.to_thread(functools.partial(self.temp_dir.mkdir, mode=0o700, parents=True, exist_ok=True))
         if not self.isolated:
             return
         if not self.host_network:
