@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 from tornado import web
@@ -16,6 +18,9 @@ from .sessions import SessionHandler, SessionsHandler
 from .websocket import KernelChannelsHandler
 
 KERNEL = r"(?P<kernel_id>[^/]+)"
+
+access_log = logging.getLogger("tornado.access")
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&#]*", re.IGNORECASE)
 
 
 def routes(base_url: str) -> list[tuple[str, type[web.RequestHandler]]]:
@@ -38,6 +43,22 @@ def routes(base_url: str) -> list[tuple[str, type[web.RequestHandler]]]:
     return [(base + pattern, handler) for pattern, handler in table]
 
 
+def log_request(handler: web.RequestHandler) -> None:
+    """One access-log line per request, as tornado writes it, but with any ``?token=`` value hidden.
+
+    Clients (the websocket above all) may pass ``EG_AUTH_TOKEN`` in the query string; no token is
+    written to any log, at any level.  Called by tornado when a request finishes.
+    """
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    if not access_log.isEnabledFor(level):
+        return
+    request = handler.request
+    uri = _TOKEN_IN_QUERY.sub(r"\1[hidden]", request.uri or "")
+    access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, uri, request.remote_ip,
+                   1000.0 * request.request_time())
+
+
 def make_application(context: HttpContext, **settings: Any) -> web.Application:
     """The tornado application serving ``context`` (``settings`` pass on to tornado)."""
     ping = context.settings.ws_ping_interval
@@ -48,5 +69,6 @@ def make_application(context: HttpContext, **settings: Any) -> web.Application:
         default_handler_args={"context": context},
         websocket_ping_interval=ping if ping > 0 else None,
         websocket_ping_timeout=ping if ping > 0 else None,
+        log_function=log_request,
         **settings,
     )
