@@ -252,9 +252,9 @@ def test_the_gateway_namespace_role_grants_records_lease_and_ledger_there_only()
     granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
                for resource in rule["resources"] for verb in rule["verbs"]}
     assert granted == {
-        *(("", "secrets", v) for v in ("create", "delete", "get", "list", "update", "watch")),
+        *(("", "secrets", v) for v in ("list", "update", "watch")),
         *(("coordination.k8s.io", "leases", v) for v in ("create", "get", "update")),
-        *(("", "configmaps", v) for v in ("create", "get", "update")),
+        ("", "configmaps", "update"),
     }
     assert binding["roleRef"] == {"kind": "Role", "name": "enterprise-gateway", "apiGroup": "rbac.authorization.k8s.io"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "enterprise-gateway-sa", "namespace": NAMESPACE}]
