@@ -1,4 +1,4 @@
-"""Targets of the scenarios: ``--cluster=memory,apiserver`` (the default) or ``--cluster=kind``.
+"""Targets of the scenarios: ``--cluster=memory,apiserver`` (the default), ``--cluster=replicas`` or ``--cluster=kind``.
 
 Every scenario runs once per target named by ``--cluster`` (comma-separated).
 Fixtures give a scenario an :class:`~scenarios.targets.Endpoint`:
@@ -24,10 +24,10 @@ import pytest_asyncio
 
 from .client import GatewayClient
 from .observe import every_kernel_object, only_these_left
-from .targets import ApiServerTarget, Endpoint, KindTarget, MemoryTarget, work_dir
+from .targets import ApiServerTarget, Endpoint, KindTarget, MemoryTarget, ReplicasTarget, work_dir
 from .variants import CULLING, DEFAULT, SHARED, Variant
 
-TARGETS = ("memory", "apiserver", "kind")
+TARGETS = ("memory", "apiserver", "replicas", "kind")
 DEFAULT_TARGETS = "memory,apiserver"
 
 
@@ -35,7 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--cluster", default=DEFAULT_TARGETS, dest="scenario_clusters",
         help="where the scenarios run, comma-separated: memory (embedded in-memory cluster), apiserver "
-        "(the simulated API server, real adapter, manifests' RBAC), kind (deployed by e2e/; default: %(default)s)")
+        "(the simulated API server, real adapter, manifests' RBAC), replicas (two kernelgate serve processes on the "
+        "simulated API server behind a round-robin front), kind (deployed by e2e/; default: %(default)s)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -50,13 +51,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def target(request: pytest.FixtureRequest) -> AsyncIterator[object]:
     name = request.param
-    if name == "apiserver" and shutil.which("kubectl") is None:
-        pytest.skip("the apiserver target applies the manifests with kubectl, which is not installed")
+    if name in ("apiserver", "replicas") and shutil.which("kubectl") is None:
+        pytest.skip(f"the {name} target applies the manifests with kubectl, which is not installed")
     directory = work_dir()
     if name == "memory":
         found: object = MemoryTarget(directory)
     elif name == "apiserver":
         found = ApiServerTarget(directory)
+    elif name == "replicas":
+        found = ReplicasTarget(directory)
     else:
         found = KindTarget()
     start = getattr(found, "start", None)

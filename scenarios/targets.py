@@ -13,6 +13,13 @@ A target is a cluster plus a way to get a gateway of a given
   asks the TokenRequest API for a token of ``enterprise-gateway-sa`` and
   starts the gateway in-process with the real adapter authenticated by it;
   the observer is the real adapter as the administrator.
+* ``replicas``: :class:`ReplicasTarget` is the ``apiserver`` cluster with each
+  gateway run as operators run several: two ``kernelgate serve --kubeconfig``
+  processes holding only the service account's token, behind a round-robin
+  front that sends each connection to the next replica
+  (``tests/replicaharness.py``, ``tests/front.py``); the scenarios' client
+  talks to the front, so successive requests and websockets of one scenario
+  reach different replicas.
 * ``kind``: :class:`KindTarget` reads the gateways ``e2e/`` deployed on a kind
   cluster (their port-forwarded URLs and token) from the JSON file named by
   ``KERNELGATE_KIND_TARGET``; the observer is the real adapter with the kind
@@ -149,14 +156,47 @@ class ApiServerTarget:
             await gateway.stop()
 
 
+class ReplicasTarget(ApiServerTarget):
+    """The ``apiserver`` cluster; each gateway two ``kernelgate serve`` processes behind a round-robin front."""
+
+    name = "replicas"
+    REPLICAS = 2
+
+    def __init__(self, work_dir: Path) -> None:
+        super().__init__(work_dir)
+        self._gateway_kubeconfig = work_dir / "gateway.kubeconfig"
+
+    async def start(self) -> None:
+        from tests.replicaharness import gateway_kubeconfig
+
+        await super().start()
+        assert self._kubeconfig is not None
+        await asyncio.to_thread(gateway_kubeconfig, self._kubeconfig, self._context, self._gateway_kubeconfig)
+
+    @contextlib.asynccontextmanager
+    async def gateway(self, variant: Variant) -> AsyncIterator[Endpoint]:
+        from tests.replicaharness import replica_group
+
+        assert self.observer is not None, "start() the target first"
+        directory = self.work_dir / f"replicas-{variant.name}-{uuid.uuid4().hex[:8]}"
+        await asyncio.to_thread(directory.mkdir)
+        async with replica_group(self._gateway_kubeconfig, directory, count=self.REPLICAS,
+                                 env={**variant.env, "EG_KERNEL_LAUNCH_TIMEOUT": str(SIMULATED_WAIT)}) as group:
+            yield Endpoint(self.name, variant.name, group.url, group.token, self.observer, GATEWAY_NAMESPACE,
+                           SIMULATED_WAIT)
+
+
 class AdapterConnection:
     """The gateway's cluster connection for the ``apiserver`` target: the real adapter, as its service account.
 
     Kernel pods run on this machine (the simulated node agent), so they reach
     the gateway's response listener on 127.0.0.1, as on the embedded cluster.
+    The cluster outlives each gateway of the session, as a real one does: a
+    stopping gateway leaves its kernels to it.
     """
 
     local = True
+    ephemeral = False
 
     def __init__(self, kubeconfig: Path, context: str) -> None:
         self.kubeconfig = kubeconfig
