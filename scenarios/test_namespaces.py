@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from gateway.objects.record import record_name
+
 from .client import KERNEL_NAME, GatewayClient
 from .observe import kernel_objects, kernel_pod, may, service_account_identity, wait_until
 from .targets import Endpoint
@@ -63,8 +65,10 @@ async def test_a_prepared_namespace_and_service_account_are_used_and_left_as_the
             pod = await kernel_pod(gateway.observer, kernel_id, timeout=gateway.wait)
             assert pod["metadata"]["namespace"] == namespace
             assert pod["spec"]["serviceAccountName"] == account
-            # Only the pod is the gateway's: no namespace, no role binding of the kernel's own.
-            assert await kernel_objects(gateway.observer, kernel_id) == {f"pods/{namespace}/{pod['metadata']['name']}"}
+            # Only the pod is the gateway's there: no namespace, no role binding of the kernel's own; its record
+            # lives in the gateway's namespace.
+            assert await kernel_objects(gateway.observer, kernel_id) == {
+                f"pods/{namespace}/{pod['metadata']['name']}", _record(gateway, kernel_id)}
             async with client.channels(kernel_id) as channels:
                 reply = await channels.execute("1+1")
                 assert (reply.status, reply.results) == ("ok", ["2"])
@@ -89,7 +93,7 @@ async def test_a_shared_namespace_gateway_runs_kernels_in_its_own_namespace(
         pod = await kernel_pod(gateway.observer, kernel_id, timeout=gateway.wait)
         assert pod["metadata"]["namespace"] == gateway.gateway_namespace
         assert await kernel_objects(gateway.observer, kernel_id) == {
-            f"pods/{gateway.gateway_namespace}/{pod['metadata']['name']}"}
+            f"pods/{gateway.gateway_namespace}/{pod['metadata']['name']}", _record(gateway, kernel_id)}
         async with client.channels(kernel_id) as channels:
             reply = await channels.execute("1+1")
             assert (reply.status, reply.results) == ("ok", ["2"])
@@ -132,3 +136,9 @@ async def test_users_kernels_are_isolated_from_each_other(gateway: Endpoint, cli
         await wait_until(gateway.observer, "namespaces", lambda found: not found,
                          label_selector=f"kernel_id={kernel_id}", timeout=gateway.wait,
                          what=f"the namespace of kernel {kernel_id} gone")
+
+
+def _record(gateway: Endpoint, kernel_id: str) -> str:
+    """The kernel's record, as ``kernel_objects`` names it: a Secret in the gateway's namespace."""
+    return f"secrets/{gateway.gateway_namespace}/{record_name(kernel_id)}"
+

@@ -43,7 +43,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                capture_output=True, text=True, check=True).stdout.strip())
     # The dependencies come from the test environment; kernelgate itself only from the wheel.
     (site / "borrowed-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--prefix", str(venv), str(wheel)],
+    # --ignore-installed: pip would otherwise uninstall the running environment's own kernelgate first.
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-installed", "--prefix",
+                    str(venv), str(wheel)],
                    check=True, timeout=300)
     return python
 
