@@ -6,7 +6,7 @@ start in-process)::
     gateway = Gateway(GatewayConfig(), kubeconfig=None)
     await gateway.start()      # gateway.url
     ...
-    await gateway.stop()       # every kernel shut down, nothing left running
+    await gateway.stop()       # nothing of the gateway left running
 
 This is the only module that picks a cluster implementation
 (:func:`choose_cluster`):
@@ -21,17 +21,28 @@ This is the only module that picks a cluster implementation
   IPython kernel, so that a laptop gets working Python kernels.
 
 Over the cluster: the response listener, the informer of kernel pods (all
-namespaces, selector ``app=enterprise-gateway,component=kernel``), the
-provisioner, the kernel service, and the tornado application.  :class:`Gateway`
-owns every one of them: it creates and starts them in that order and stops them
-in reverse.  The provisioner has nothing to start; it is handed the started
-listener and informer, and closed once the kernel service has stopped (waiting
-for the clean-ups of the launches the service's stop cancelled).
+namespaces, selector ``app=enterprise-gateway,component=kernel``), the informer
+of kernel records (Secrets of ``EG_NAMESPACE`` labelled
+``component=kernel-record``: every replica serves every kernel from them), the
+provisioner, the duties' lease elector, the kernel service, and the tornado
+application.  :class:`Gateway` owns every one of them: it creates and starts
+them in that order and stops them in reverse.  The provisioner has nothing to
+start; it is handed the started listener and informer, and closed once the
+kernel service has stopped (waiting for the clean-ups of the launches the
+service's stop cancelled).
+
+What a stop does to kernels depends on the cluster.  The embedded cluster ends
+with the gateway's process, so there every kernel is shut down.  On a real
+cluster kernels belong to the cluster: a stopping gateway (SIGTERM) finishes
+what it was doing within its grace, releases the duties' Lease, and leaves its
+kernels to the other replicas and to its successor, who serve them from their
+records.  An operator who wants kernels gone deletes them through the API.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import getpass
 import logging
 import os
@@ -44,12 +55,16 @@ from tornado.netutil import bind_sockets
 
 from gateway.cluster.informer import Informer
 from gateway.cluster.interface import Cluster
+from gateway.cluster.lease import LeaseElector
 from gateway.config import GatewayConfig
 from gateway.http.context import HttpContext, HttpSettings
 from gateway.http.routes import make_application
-from gateway.kernels.service import KernelService
+from gateway.kernels.admissions import Admissions
+from gateway.kernels.records import RecordStore
+from gateway.kernels.service import KernelService, Replica
 from gateway.kernels.specs import KernelSpecs
 from gateway.objects import kernel_selector
+from gateway.objects.record import RECORD_SELECTOR
 from gateway.provisioner import PodProvisioner, ResponseListener
 
 log = logging.getLogger("gateway.app")
@@ -66,6 +81,8 @@ class ClusterConnection(Protocol):
     cluster: Cluster
     local: bool
     """Kernel pods reach the gateway on 127.0.0.1 (the embedded cluster) rather than over the pod network."""
+    ephemeral: bool
+    """The cluster ends with this process (the embedded cluster): a stopping gateway shuts its kernels down."""
 
     async def start(self) -> None: ...
 
@@ -82,6 +99,7 @@ class EmbeddedCluster:
 
     description = "the embedded simulated cluster"
     local = True
+    ephemeral = True
 
     def __init__(self, namespace: str, *, kernel_cluster_role: str = "kernel-controller",
                  work_dir: Path | None = None, agent_options: dict[str, Any] | None = None) -> None:
@@ -124,6 +142,7 @@ class RealCluster:
     """A Kubernetes cluster reached through the official client (kubeconfig or in-cluster config)."""
 
     local = False
+    ephemeral = False
 
     def __init__(self, kubeconfig: str | None) -> None:
         self.kubeconfig = kubeconfig
@@ -167,8 +186,10 @@ class Gateway:
     """The whole gateway, started and stopped as one (see the module docstring).
 
     ``cluster`` defaults to :func:`choose_cluster`; ``response_port`` overrides
-    ``EG_RESPONSE_PORT`` (0: any free port; the embedded cluster uses any
-    free port unless ``EG_RESPONSE_PORT`` is set).
+    ``EG_RESPONSE_PORT`` (0: any free port).  Unless ``EG_RESPONSE_PORT`` is
+    set, a gateway outside a pod listens on any free port (so that several
+    gateways on one machine do not fight over 8877) and tells its launchers
+    that port; inside a pod it listens on ``EG_RESPONSE_PORT``'s default, 8877.
     """
 
     def __init__(self, config: GatewayConfig, *, kubeconfig: str | None = None,
@@ -177,12 +198,16 @@ class Gateway:
         self.connection = cluster or choose_cluster(config, kubeconfig)
         self._response_port = response_port
         self.pods: Informer | None = None
+        self.records: Informer | None = None
+        self.lease: LeaseElector | None = None
         self.listener: ResponseListener | None = None
         self.provisioner: PodProvisioner | None = None
         self.service: KernelService | None = None
         self.context: HttpContext | None = None
         self._server: HTTPServer | None = None
         self.port = 0
+        self.response_address = ""
+        """``host:port`` kernel launchers call back (the response listener's, as launchers reach it)."""
         self._started: list[Any] = []  # what to undo, in start order
 
     @property
@@ -212,12 +237,24 @@ class Gateway:
         self.pods = Informer(cluster, "pods", label_selector=kernel_selector())
         await self.pods.start()
         self._started.append(self.pods)
+        self.records = Informer(cluster, "secrets", namespace=config.namespace, label_selector=RECORD_SELECTOR)
+        await self.records.start()
+        self._started.append(self.records)
 
-        address = await self._response_address(self.listener)
+        address = self.response_address = await self._response_address(self.listener)
         self.provisioner = PodProvisioner(cluster, self.pods, self.listener,
                                           config.provisioner_settings(response_address=address))
         specs = KernelSpecs(**config.kernel_specs_arguments())
-        self.service = KernelService(self.provisioner, specs, config.kernel_settings())
+        records = RecordStore(cluster, self.records, config.namespace)
+        admissions = Admissions(cluster, config.namespace, lambda kernel_id: records.get(kernel_id) is not None,
+                                orphan_grace=config.leftover_grace)
+        self.lease = LeaseElector(cluster, config.lease_settings(config.namespace))
+        await self.lease.start()
+        self._started.append(self.lease)
+        settings = dataclasses.replace(config.kernel_settings(),
+                                       shut_down_kernels_at_stop=bool(getattr(self.connection, "ephemeral", False)))
+        self.service = KernelService(self.provisioner, specs, settings,
+                                     Replica(config.replica_id, records, admissions, self.lease))
         await self.service.start()
         self._started.append(self.service)
 
@@ -237,13 +274,10 @@ class Gateway:
 
     async def _start_listener(self) -> ResponseListener:
         config = self.config
-        if self.connection.local:
-            port = self._response_port if self._response_port is not None else (
-                config.response_port if os.environ.get("EG_RESPONSE_PORT") else 0)
-            listener = ResponseListener(host="127.0.0.1", port=port)
-        else:
-            port = self._response_port if self._response_port is not None else config.response_port
-            listener = ResponseListener(host="0.0.0.0", port=port)
+        fixed = bool(os.environ.get("EG_RESPONSE_PORT")) or (
+            not self.connection.local and bool(os.environ.get("KUBERNETES_SERVICE_HOST")))
+        port = self._response_port if self._response_port is not None else (config.response_port if fixed else 0)
+        listener = ResponseListener(host="127.0.0.1" if self.connection.local else "0.0.0.0", port=port)
         await listener.start()
         self._started.append(listener)
         return listener
@@ -256,14 +290,16 @@ class Gateway:
         return f"{ip}:{listener.port}"
 
     def readiness(self) -> dict[str, bool]:
-        """``/readyz``: the pod informer has synced and the response listener accepts connections."""
+        """``/readyz``: both informers have synced and the response listener accepts connections."""
         return {
             "informer": bool(self.pods is not None and self.pods.has_synced and self.pods in self._started),
+            "records": bool(self.records is not None and self.records.has_synced and self.service in self._started),
             "response_listener": bool(self.listener is not None and self.listener.serving),
         }
 
     async def stop(self) -> None:
-        """Stop accepting, close websockets, shut down every kernel, stop the rest (bounded; idempotent)."""
+        """Stop accepting, close websockets, stop the kernel service (see the module docstring for what becomes of
+        kernels), release the duties' Lease, stop the rest (bounded; idempotent)."""
         if self._server is not None:
             self._server.stop()
         if self.context is not None:

@@ -110,7 +110,11 @@ async def _serve_gateway(config: object, kubeconfig: str | None) -> int:
         print(f"kernelgate serving at {gateway.url} on {gateway.connection.description}", flush=True)
         print(f"Point Jupyter at it with: jupyter lab --gateway-url={gateway.url}", flush=True)
         await stop.wait()
-        print("Stopping: shutting down kernels", file=sys.stderr, flush=True)
+        if getattr(gateway.connection, "ephemeral", False):
+            print("Stopping: shutting down kernels", file=sys.stderr, flush=True)
+        else:
+            print("Stopping: kernels stay in the cluster, served by the other replicas and the next gateway",
+                  file=sys.stderr, flush=True)
     finally:
         await gateway.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):

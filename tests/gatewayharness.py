@@ -28,7 +28,7 @@ import shutil
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,17 @@ from fakes.node.kernel_images import kernel_image_map, repository_root
 from fakes.node.kubelet import NodeAgent
 from fakes.state.store import Store
 from gateway.cluster.informer import Informer
-from gateway.cluster.interface import Cluster
+from gateway.cluster.interface import Cluster, NotFound, ServiceUnavailable, WatchEvent
+from gateway.cluster.lease import LeaseElector, LeaseSettings
+from gateway.kernels.admissions import ADMISSIONS_NAME, Admissions
 from gateway.kernels.channels import KernelChannels
 from gateway.kernels.kernel import Kernel
-from gateway.kernels.service import KernelService
+from gateway.kernels.records import RecordStore
+from gateway.kernels.service import KernelService, Replica
 from gateway.kernels.settings import KernelSettings
 from gateway.kernels.specs import KernelSpecs
 from gateway.objects import kernel_selector
+from gateway.objects.record import RECORD_SELECTOR
 from gateway.provisioner import PodProvisioner, ProvisionerSettings, ResponseListener
 from tests.counting import CountingCluster
 from tests.node import node_agent, script_image
@@ -91,28 +95,144 @@ def kernelspec_variant(base: Path, name: str, **changes: Any) -> Path:
 
 
 @dataclass
-class Harness:
+class Stack:
+    """One gateway's kernel side over a shared simulated cluster, as ``gateway.app`` composes it."""
+
+    identity: str
+    severable: SeverableCluster
+    counting: CountingCluster
+    pods: Informer
+    records: Informer
+    listener: ResponseListener
+    provisioner: PodProvisioner
+    lease: LeaseElector
+    service: KernelService
+    stopped: bool = False
+
+    @property
+    def api_calls(self) -> Counter[tuple[str, str]]:
+        """Requests this gateway made to the cluster, by ``(verb, resource)`` (a watch counts when opened)."""
+        return self.counting.calls
+
+    def kernel_calls(self) -> dict[tuple[str, str], int]:
+        """:attr:`api_calls` but the duties' Lease renewals, which are per gateway, not per kernel."""
+        return {call: n for call, n in self.api_calls.items() if call[1] != "leases"}
+
+    async def stop(self) -> None:
+        """Stop as ``Gateway.stop`` does: the service, the provisioner, the Lease (released), informers, listener."""
+        if self.stopped:
+            return
+        self.stopped = True
+        await self.service.stop()
+        await self.provisioner.close()
+        await self.lease.stop()
+        await self.records.stop()
+        await self.pods.stop()
+        await self.listener.stop()
+        await self.counting.close()
+
+    async def crash(self) -> None:
+        """Die as at SIGKILL: from now on no request of this gateway reaches the cluster.
+
+        The Lease is neither renewed nor released, no kernel is shut down, nothing is deleted:
+        whatever the gateway's tasks still attempt is refused.  They are stopped for good when the
+        shared cluster's block ends.
+        """
+        self.severable.sever()
+        await self.lease.stop(release=False)
+        self.service.settings = dataclasses.replace(self.service.settings, stop_timeout=0)
+
+
+class SeverableCluster:
+    """A cluster connection that :meth:`sever` cuts: every request then fails (a process killed mid-flight)."""
+
+    def __init__(self, inner: Cluster) -> None:
+        self.inner = inner
+        self.severed = False
+
+    def sever(self) -> None:
+        self.severed = True
+
+    def __getattr__(self, verb: str) -> Any:
+        attribute = getattr(self.inner, verb)
+        if verb.startswith("_") or verb == "close" or not callable(attribute):
+            return attribute
+
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            self._check()
+            return await attribute(*args, **kwargs)
+
+        return guarded
+
+    def watch(self, resource: str, **options: Any) -> AsyncIterator[WatchEvent]:
+        return self._watch(resource, options)
+
+    async def _watch(self, resource: str, options: dict[str, Any]) -> AsyncIterator[WatchEvent]:
+        self._check()
+        stream = self.inner.watch(resource, **options)
+        try:
+            async for event in stream:
+                self._check()
+                yield event
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _check(self) -> None:
+        if self.severed:
+            raise ServiceUnavailable("this gateway was killed")
+
+
+@dataclass
+class SharedCluster:
+    """One simulated cluster (store, node agent) that several gateway stacks share."""
+
     mode: str
+    tmp_path: Path
     store: Store
     admin: Cluster
     agent: NodeAgent
-    pods: Informer
-    provisioner: PodProvisioner
-    specs: KernelSpecs
-    service: KernelService
-    api_calls: Counter[tuple[str, str]]
-    """Requests the gateway made to the cluster, by ``(verb, resource)`` (a watch counts when opened)."""
+    images: Any
+    spec_paths: tuple[Path, ...] = ()
+    stacks: list[Stack] = field(default_factory=list)
 
-    def env(self, **extra: str) -> dict[str, str]:
-        """A client's env for this mode (``KERNEL_NAMESPACE`` + account in ``user`` mode)."""
-        env = {"KERNEL_USERNAME": "alice"}
-        if self.mode == "user":
-            env.update(KERNEL_NAMESPACE=USER_NAMESPACE, KERNEL_SERVICE_ACCOUNT_NAME=USER_ACCOUNT)
-        env.update(extra)
-        return env
+    async def gateway(self, identity: str | None = None, *, ephemeral: bool = False, lease: dict[str, float] | None = None,
+                      **settings: Any) -> Stack:
+        """A started gateway stack named ``identity`` (a kernel service and what it runs on).
 
-    async def start(self, **extra: str) -> Kernel:
-        return await self.service.start_kernel(name=None, env=self.env(**extra), username_fallback="gateway")
+        ``ephemeral``: its stop shuts its kernels down (the embedded cluster's behaviour); otherwise
+        they stay for the other gateways.  ``lease`` overrides :data:`FAST_LEASE`'s durations;
+        ``settings`` override :class:`KernelSettings` fields.
+        """
+        identity = identity or f"gateway-{uuid.uuid4().hex[:6]}"
+        severable = SeverableCluster(MemoryCluster(self.store, service_account_user(GATEWAY_NAMESPACE, GATEWAY_ACCOUNT)))
+        counting = CountingCluster(severable)
+        pods = Informer(counting, "pods", label_selector=kernel_selector())
+        records = Informer(counting, "secrets", namespace=GATEWAY_NAMESPACE, label_selector=RECORD_SELECTOR)
+        listener = ResponseListener(host="127.0.0.1", port=0)
+        await listener.start()
+        await pods.start()
+        await records.start()
+        provisioner = PodProvisioner(counting, pods, listener, ProvisionerSettings(
+            gateway_namespace=GATEWAY_NAMESPACE, kernel_cluster_role=KERNEL_CLUSTER_ROLE,
+            shared_namespace=(self.mode == "shared"), response_address=f"127.0.0.1:{listener.port}"))
+        specs = KernelSpecs([*self.spec_paths, repository_root() / "kernelspecs"], allowed=None, default_name=None,
+                            authorized_users=frozenset(), unauthorized_users=frozenset({"root"}))
+        kernel_settings = dataclasses.replace(
+            KernelSettings(launch_timeout=WAIT, shutdown_wait_time=2.0, shut_down_kernels_at_stop=ephemeral),
+            **settings)
+        store = RecordStore(counting, records, GATEWAY_NAMESPACE)
+        admissions = Admissions(counting, GATEWAY_NAMESPACE, lambda kernel_id: store.get(kernel_id) is not None,
+                                orphan_grace=kernel_settings.leftover_grace)
+        elector = LeaseElector(counting, LeaseSettings(namespace=GATEWAY_NAMESPACE, identity=identity,
+                                                       **{**FAST_LEASE, **(lease or {})}))
+        await elector.start()
+        service = KernelService(provisioner, specs, kernel_settings, Replica(identity, store, admissions, elector))
+        await service.start()
+        stack = Stack(identity, severable, counting, pods, records, listener, provisioner, elector, service)
+        self.stacks.append(stack)
+        return stack
 
     async def labelled(self, resource: str, kernel_id: str) -> list[str]:
         """``namespace/name`` of every ``resource`` labelled with ``kernel_id``, as the admin sees them."""
@@ -127,14 +247,97 @@ class Harness:
         listing = await self.admin.list("namespaces", field_selector=f"metadata.name={name}")
         return bool(listing["items"])
 
+    async def admitted(self) -> dict[str, str]:
+        """The admissions ConfigMap's data: admitted kernel id -> username."""
+        try:
+            found = await self.admin.get("configmaps", ADMISSIONS_NAME, namespace=GATEWAY_NAMESPACE)
+        except NotFound:
+            return {}
+        return dict(found.get("data") or {})
+
     async def assert_nothing_left(self, kernel_id: str) -> None:
-        """No pod, namespace, role binding or companion of ``kernel_id`` remains; the user's namespace does."""
-        for resource in ("pods", "namespaces", "rolebindings", "services", "configmaps"):
+        """No pod, namespace, role binding, companion, record or admission of ``kernel_id`` remains; the user's
+        namespace does."""
+        for resource in ("pods", "namespaces", "rolebindings", "services", "configmaps", "secrets"):
             assert await self.labelled(resource, kernel_id) == [], f"{resource} of {kernel_id} left behind"
+        assert kernel_id not in await self.admitted(), f"the admission of {kernel_id} left behind"
         assert await self.namespace_exists(USER_NAMESPACE)
         account = await self.admin.list("serviceaccounts", namespace=USER_NAMESPACE,
                                         field_selector=f"metadata.name={USER_ACCOUNT}")
         assert account["items"], "the user's service account was deleted"
+
+
+FAST_LEASE = {"duration": 3.0, "renew_deadline": 2.0, "retry_period": 0.5}
+"""The duties' Lease timing of the tests' gateways (client-go's 15/10/2 s would outlast a test)."""
+
+
+@contextlib.asynccontextmanager
+async def shared_cluster(tmp_path: Path, *, mode: str = "own", spec_paths: tuple[Path, ...] = ()
+                         ) -> AsyncIterator[SharedCluster]:
+    """A fresh simulated cluster with the gateway's RBAC and a node agent; gateways are added with
+    :meth:`SharedCluster.gateway` and all stopped when the block ends."""
+    assert mode in MODES
+    store = Store()
+    admin = MemoryCluster(store)
+    await install_gateway(admin)
+    images = kernel_image_map()
+    images.add(FAILING_IMAGE, script_image(tmp_path / f"failing-{uuid.uuid4().hex[:6]}.sh",
+                                           'echo "no kernel today" >&2; exit 1'))
+    images.add(SILENT_IMAGE, script_image(tmp_path / f"silent-{uuid.uuid4().hex[:6]}.sh", "exec sleep 300"))
+    agent = node_agent(store, tmp_path / f"node-{uuid.uuid4().hex[:6]}", images=images)
+    await agent.start()
+    cluster = SharedCluster(mode, tmp_path, store, admin, agent, images, spec_paths)
+    try:
+        yield cluster
+    finally:
+        for stack in reversed(cluster.stacks):
+            await stack.stop()
+        await agent.stop()
+        await admin.close()
+
+
+@dataclass
+class Harness:
+    mode: str
+    store: Store
+    admin: Cluster
+    agent: NodeAgent
+    pods: Informer
+    provisioner: PodProvisioner
+    specs: KernelSpecs
+    service: KernelService
+    api_calls: Counter[tuple[str, str]]
+    """Requests the gateway made to the cluster, by ``(verb, resource)`` (a watch counts when opened)."""
+    cluster: SharedCluster
+    stack: Stack
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """A client's env for this mode (``KERNEL_NAMESPACE`` + account in ``user`` mode)."""
+        return client_env(self.mode, **extra)
+
+    async def start(self, **extra: str) -> Kernel:
+        return await self.service.start_kernel(name=None, env=self.env(**extra), username_fallback="gateway")
+
+    async def labelled(self, resource: str, kernel_id: str) -> list[str]:
+        return await self.cluster.labelled(resource, kernel_id)
+
+    async def pods_of(self, kernel_id: str) -> list[dict[str, Any]]:
+        return await self.cluster.pods_of(kernel_id)
+
+    async def namespace_exists(self, name: str) -> bool:
+        return await self.cluster.namespace_exists(name)
+
+    async def assert_nothing_left(self, kernel_id: str) -> None:
+        await self.cluster.assert_nothing_left(kernel_id)
+
+
+def client_env(mode: str, **extra: str) -> dict[str, str]:
+    """A client's env for ``mode`` (``KERNEL_NAMESPACE`` + account in ``user`` mode)."""
+    env = {"KERNEL_USERNAME": "alice"}
+    if mode == "user":
+        env.update(KERNEL_NAMESPACE=USER_NAMESPACE, KERNEL_SERVICE_ACCOUNT_NAME=USER_ACCOUNT)
+    env.update(extra)
+    return env
 
 
 @contextlib.asynccontextmanager
@@ -142,41 +345,13 @@ async def gateway_harness(tmp_path: Path, *, mode: str = "own", spec_paths: tupl
                           **settings: Any) -> AsyncIterator[Harness]:
     """The kernel service over a fresh simulated cluster; ``settings`` override :class:`KernelSettings` fields.
 
-    ``spec_paths`` are searched for kernelspecs before the shipped ones.
+    ``spec_paths`` are searched for kernelspecs before the shipped ones.  The gateway alone on its
+    cluster, it holds the duties' Lease; its stop shuts its kernels down, as on the embedded cluster.
     """
-    assert mode in MODES
-    store = Store()
-    admin = MemoryCluster(store)
-    await install_gateway(admin)
-    gateway = CountingCluster(MemoryCluster(store, service_account_user(GATEWAY_NAMESPACE, GATEWAY_ACCOUNT)))
-    images = kernel_image_map()
-    images.add(FAILING_IMAGE, script_image(tmp_path / f"failing-{uuid.uuid4().hex[:6]}.sh",
-                                           'echo "no kernel today" >&2; exit 1'))
-    images.add(SILENT_IMAGE, script_image(tmp_path / f"silent-{uuid.uuid4().hex[:6]}.sh", "exec sleep 300"))
-    agent = node_agent(store, tmp_path / f"node-{uuid.uuid4().hex[:6]}", images=images)
-    pods = Informer(gateway, "pods", label_selector=kernel_selector())
-    listener = ResponseListener(host="127.0.0.1", port=0)
-    await agent.start()
-    await listener.start()
-    await pods.start()
-    provisioner = PodProvisioner(gateway, pods, listener, ProvisionerSettings(
-        gateway_namespace=GATEWAY_NAMESPACE, kernel_cluster_role=KERNEL_CLUSTER_ROLE,
-        shared_namespace=(mode == "shared"), response_address=f"127.0.0.1:{listener.port}"))
-    specs = KernelSpecs([*spec_paths, repository_root() / "kernelspecs"], allowed=None, default_name=None,
-                        authorized_users=frozenset(), unauthorized_users=frozenset({"root"}))
-    kernel_settings = dataclasses.replace(KernelSettings(launch_timeout=WAIT, shutdown_wait_time=2.0), **settings)
-    service = KernelService(provisioner, specs, kernel_settings)
-    await service.start()
-    try:
-        yield Harness(mode, store, admin, agent, pods, provisioner, specs, service, gateway.calls)
-    finally:
-        await service.stop()
-        await provisioner.close()
-        await pods.stop()
-        await listener.stop()
-        await agent.stop()
-        await gateway.close()
-        await admin.close()
+    async with shared_cluster(tmp_path, mode=mode, spec_paths=spec_paths) as cluster:
+        stack = await cluster.gateway("gateway-0", ephemeral=True, **settings)
+        yield Harness(mode, cluster.store, cluster.admin, cluster.agent, stack.pods, stack.provisioner,
+                      stack.service.specs, stack.service, stack.api_calls, cluster, stack)
 
 
 EXECUTE_CONTENT = {"silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False,

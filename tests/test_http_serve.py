@@ -97,3 +97,29 @@ async def test_jupyter_kernelgate_serves_and_sigterm_leaves_no_process(tmp_path:
     for pid in orphans:
         os.kill(pid, signal.SIGKILL)
     assert orphans == []
+
+
+async def test_gateways_outside_a_pod_do_not_fight_over_the_response_port(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kernelgate serve --kubeconfig`` twice on one machine: without ``EG_RESPONSE_PORT`` each listens on a free port."""
+    from gateway.app import EmbeddedCluster, Gateway
+    from gateway.config import GatewayConfig
+
+    monkeypatch.delenv("EG_RESPONSE_PORT", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    gateways = []
+    try:
+        for n in range(2):
+            config = GatewayConfig(ip="127.0.0.1", port=0, response_ip="127.0.0.1")
+            connection = EmbeddedCluster(config.namespace, work_dir=tmp_path / f"node-{n}")
+            connection.local = False  # as a cluster named by a kubeconfig: launchers call back over the network
+            gateway = Gateway(config, cluster=connection)
+            gateways.append(gateway)
+            await gateway.start()
+        ports = [g.listener.port for g in gateways]
+        assert len(set(ports)) == 2 and 8877 not in ports
+        for g in gateways:
+            assert g.response_address == f"127.0.0.1:{g.listener.port}"
+    finally:
+        for g in gateways:
+            await g.stop()

@@ -16,7 +16,8 @@ One module per concern, each naming the variables it reads: ``server`` (where
 the gateway listens, HTTP and its response listener, logging), ``kernelspecs``
 (the kernelspecs offered and to whom), ``lifecycle`` (kernel env, launch
 timeouts, limits, culling), ``placement`` (namespaces, service accounts, ports
-and ids of kernel pods); ``values`` reads and checks one value;
+and ids of kernel pods), ``replicas`` (this replica's name, the duties' Lease
+timing); ``values`` reads and checks one value;
 ``gateway_config`` joins the groups into :class:`GatewayConfig`.
 """
 

@@ -1,6 +1,6 @@
 """:class:`GatewayConfig`: every settings group in one traitlets ``Configurable``, checked when it is built.
 
-The groups (``server``, ``kernelspecs``, ``lifecycle``, ``placement``) each
+The groups (``server``, ``kernelspecs``, ``lifecycle``, ``placement``, ``replicas``) each
 hold their traits, their ``EG_*`` defaults and their checks; this class joins
 them, so ``c.GatewayConfig.<trait>`` configures any of them, and reads every
 value in its constructor, so a bad variable stops the gateway at startup.
@@ -16,12 +16,14 @@ from traitlets.config import Configurable
 from .kernelspecs import KernelSpecConfig
 from .lifecycle import KernelLifecycleConfig
 from .placement import PlacementConfig
+from .replicas import ReplicaConfig
 from .server import ServerConfig
 
 log = logging.getLogger("gateway.config")
 
 
-class GatewayConfig(Configurable, ServerConfig, KernelSpecConfig, KernelLifecycleConfig, PlacementConfig):
+class GatewayConfig(Configurable, ServerConfig, KernelSpecConfig, KernelLifecycleConfig, PlacementConfig,
+                    ReplicaConfig):
     """Every gateway setting, defaulting to its ``EG_*`` environment variable.
 
     Built once by the composition root (``gateway.app``, via ``gateway.cli``),
@@ -35,5 +37,6 @@ class GatewayConfig(Configurable, ServerConfig, KernelSpecConfig, KernelLifecycl
         self._check_server()
         self._check_kernel_lifecycle()
         self._check_placement()
+        self._check_replicas()
         if self.tunneling_enabled:
             log.warning("EG_TUNNELING_ENABLED is set, but tunneling is not supported: kernels are reached directly")

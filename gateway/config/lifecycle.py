@@ -3,8 +3,8 @@
 Variables: ``EG_CLIENT_ENVS``, ``EG_INHERITED_ENVS``, ``EG_KERNEL_LAUNCH_TIMEOUT``,
 ``EG_MAX_KERNEL_LAUNCH_TIMEOUT``, ``EG_MAX_KERNELS``, ``EG_MAX_KERNELS_PER_USER``,
 ``EG_RESTART_LIMIT``, ``EG_SHUTDOWN_WAIT_TIME``, ``EG_CULL_IDLE_TIMEOUT``,
-``EG_CULL_INTERVAL``, ``EG_CULL_CONNECTED``, ``EG_CULL_BUSY`` and
-``EG_MIRROR_WORKING_DIRS``.  :meth:`KernelLifecycleConfig.kernel_settings` hands
+``EG_CULL_INTERVAL``, ``EG_CULL_CONNECTED``, ``EG_CULL_BUSY``,
+``EG_MIRROR_WORKING_DIRS``, ``EG_ACTIVITY_WRITE_INTERVAL`` and ``EG_LEFTOVER_GRACE``.  :meth:`KernelLifecycleConfig.kernel_settings` hands
 them to the kernel service as a frozen :class:`~gateway.kernels.settings.KernelSettings`.
 """
 
@@ -38,6 +38,14 @@ class KernelLifecycleConfig(HasTraits):
     cull_connected = Bool(help="Cull idle kernels with connected clients too (EG_CULL_CONNECTED).").tag(config=True)
     cull_busy = Bool(help="Cull kernels reported busy too (EG_CULL_BUSY).").tag(config=True)
     mirror_working_dirs = Bool(help="Pass a client's KERNEL_WORKING_DIR to kernels (EG_MIRROR_WORKING_DIRS).").tag(config=True)
+    activity_write_interval = Float(
+        help="Seconds by which a kernel's recorded last activity may lag what a replica saw before it writes it "
+        "back (EG_ACTIVITY_WRITE_INTERVAL); at most half the cull interval is used."
+    ).tag(config=True)
+    leftover_grace = Float(
+        help="Seconds a kernel pod of this gateway without a kernel record is left before the lease holder "
+        "deletes it (EG_LEFTOVER_GRACE)."
+    ).tag(config=True)
 
     def _check_kernel_lifecycle(self) -> None:
         """Called by :class:`~gateway.config.GatewayConfig` once every default is read."""
@@ -49,6 +57,10 @@ class KernelLifecycleConfig(HasTraits):
             raise ConfigError("EG_CULL_INTERVAL must be a positive number of seconds")
         if self.restart_limit < 0:
             raise ConfigError("EG_RESTART_LIMIT must not be negative")
+        if self.activity_write_interval <= 0:
+            raise ConfigError("EG_ACTIVITY_WRITE_INTERVAL must be a positive number of seconds")
+        if self.leftover_grace <= 0:
+            raise ConfigError("EG_LEFTOVER_GRACE must be a positive number of seconds")
 
     def kernel_settings(self, environ: Mapping[str, str] | None = None) -> KernelSettings:
         """The kernel service's settings; ``environ`` (default ``os.environ``) supplies EG_INHERITED_ENVS values."""
@@ -67,6 +79,8 @@ class KernelLifecycleConfig(HasTraits):
             cull_connected=self.cull_connected,
             cull_busy=self.cull_busy,
             mirror_working_dirs=self.mirror_working_dirs,
+            activity_write_interval=min(self.activity_write_interval, self.cull_interval / 2),
+            leftover_grace=self.leftover_grace,
         )
 
     @default("client_envs")
@@ -120,3 +134,11 @@ class KernelLifecycleConfig(HasTraits):
     @default("mirror_working_dirs")
     def _mirror_working_dirs(self) -> bool:
         return bool_env("EG_MIRROR_WORKING_DIRS", False)
+
+    @default("activity_write_interval")
+    def _activity_write_interval(self) -> float:
+        return seconds_env("EG_ACTIVITY_WRITE_INTERVAL", 30.0, positive=True)
+
+    @default("leftover_grace")
+    def _leftover_grace(self) -> float:
+        return seconds_env("EG_LEFTOVER_GRACE", 60.0, positive=True)

@@ -30,6 +30,12 @@ the gateway's stop cancels a restart or a shutdown half-way, the kernel is left 
 ``restarting``, ``autorestarting`` or ``terminating``, and the shutdown (or restart) that
 follows takes it from there.  ``dead`` is final.
 
+Every replica holds a :class:`Kernel` for every kernel of the cluster.  A replica that restarts,
+shuts down or relaunches a kernel moves it along these arrows itself; the others move their
+own :class:`Kernel` of it along the same arrows as its record changes
+(:mod:`gateway.kernels.follower`): ``restarting`` (or ``autorestarting``), then ``starting``
+and ``idle`` on the new pod; ``terminating``; ``dead`` when the record is gone.
+
 Listeners (the websocket bridge) hear every state set through :meth:`Kernel.set_state` so they
 can tell clients "restarting" or "dead", as Jupyter Server does, and hear ``idle`` when a
 (re)launch completed: the kernel's connection info has changed then.  ``idle``/``busy`` from
@@ -46,6 +52,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from gateway.objects.record import KernelRecord, Phase
 from gateway.provisioner.connection import ConnectionInfo
 from gateway.provisioner.model import LaunchRequest, Placement, RunningKernel
 
@@ -100,7 +107,11 @@ TRANSITIONS: Mapping[KernelState, frozenset[KernelState]] = {
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 """``last_activity`` as Jupyter Server's gateway client parses it."""
 
+LISTED_PHASES = frozenset({Phase.RUNNING, Phase.RESTARTING, Phase.TERMINATING})
+"""Record phases of the kernels every replica lists: launched, and not yet gone (a first launch is not listed)."""
+
 StateListener = Callable[["Kernel", KernelState], None]
+ActivityListener = Callable[["Kernel"], None]
 
 
 class IllegalTransition(RuntimeError):
@@ -117,7 +128,7 @@ def utcnow() -> datetime:
 
 
 class Kernel:
-    """A kernel started by this gateway; created and changed only by the kernel service."""
+    """A kernel as this replica serves it: launched here, or adopted from its record; changed only by the kernel service."""
 
     def __init__(self, request: LaunchRequest) -> None:
         self.request = request
@@ -134,7 +145,11 @@ class Kernel:
         """Automatic restarts in a row (:mod:`gateway.kernels.restarts`)."""
         self.launched_at = time.monotonic()
         self.lock = asyncio.Lock()
-        """Held by every operation that stops or launches this kernel's pod."""
+        """Held by every operation of this replica that stops or launches this kernel's pod."""
+        self.record: KernelRecord | None = None
+        """The freshest record of the kernel this replica knows (``None`` until its first launch wrote one)."""
+        self.on_activity: ActivityListener | None = None
+        """Called after each :meth:`touch` (the kernel service writes recorded activity back, rate-limited)."""
         self._listeners: list[StateListener] = []
         self._waiters: list[tuple[Callable[[Kernel], bool], asyncio.Future[None]]] = []
 
@@ -155,6 +170,11 @@ class Kernel:
     @property
     def is_dead(self) -> bool:
         return self.execution_state == DEAD
+
+    @property
+    def listed(self) -> bool:
+        """Whether the kernel is listed and served: recorded as launched, and not over here."""
+        return self.record is not None and self.record.phase in LISTED_PHASES and self.execution_state != DEAD
 
     def model(self) -> dict[str, Any]:
         """The kernel model of the REST API (Jupyter Server's fields, ``reason`` only when set)."""
@@ -255,3 +275,11 @@ class Kernel:
     def touch(self) -> None:
         self.last_activity = utcnow()
         self._changed()
+        if self.on_activity is not None:
+            self.on_activity(self)
+
+    def seen_active(self, moment: datetime) -> None:
+        """Activity another replica recorded: ``last_activity`` moves forward to ``moment``, never back."""
+        if moment > self.last_activity:
+            self.last_activity = moment
+            self._changed()

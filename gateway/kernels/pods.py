@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timezone
 
 import zmq
 
 from gateway.aio import OwnedTasks, shielded
 from gateway.provisioner.base import KernelProvisioner
 from gateway.provisioner.errors import LaunchError
-from gateway.provisioner.model import Placement
+from gateway.provisioner.model import Placement, RunningKernel
 
 from .activity import ActivityWatcher
 from .channels import ChannelTimeout, KernelChannels
@@ -38,6 +39,8 @@ ALIVE_PHASES = frozenset({"Pending", "Running"})
 """Pod phases in which the kernel may still answer a ``shutdown_request``."""
 READY_TIMEOUT_CAP = 60.0
 """At most this long to wait for a launched kernel's ``kernel_info_reply``."""
+READY_TIMEOUT_FLOOR = 1.0
+"""At least this long to wait for it, however close the launch's deadline."""
 
 
 class KernelPods:
@@ -51,34 +54,57 @@ class KernelPods:
         self._cleanups = OwnedTasks("kernel clean-ups")
         """Clean-ups in progress, owned here so they end even when their caller stopped waiting."""
 
-    async def launch(self, kernel: Kernel, placement: Placement | None) -> None:
+    async def launch(self, kernel: Kernel, placement: Placement, *, first: bool,
+                     answer_by: datetime | None = None) -> None:
         """Launch the kernel's pod and return once the kernel answers a ``kernel_info_request``.
 
-        Called for a first start (``placement`` ``None``: the provisioner chooses it), a restart
-        and an auto-restart (the kernel's placement).  Moves the kernel to ``starting``, then on
-        success to ``idle`` with its new pod and connection info.  On failure nothing of this
-        launch is left (and on a first start the placement is released); raises
-        :class:`KernelLaunchFailed` with the provisioner's status (504 for a kernel that does not
-        answer), or whatever else ended the wait (the caller's cancellation).
+        Called for a first start (``first``: the placement the provisioner planned, prepared
+        now), a restart and an auto-restart (the kernel's placement).  Moves the kernel to
+        ``starting``, then on success to ``idle`` with its new pod and connection info.  The
+        kernel must answer by ``answer_by`` (its record's deadline, less the time to record it)
+        at the latest.  On failure nothing of this launch is left (and on a first start the
+        placement is released); raises :class:`KernelLaunchFailed` with the provisioner's status
+        (504 for a kernel that does not answer), or whatever else ended the wait (the caller's
+        cancellation).
         """
         kernel.set_state(STARTING)
         try:
-            running = await self._provisioner.launch(kernel.request, placement)
+            running = await self._provisioner.launch(kernel.request, placement, prepare=first)
         except LaunchError as error:
             log.warning("kernel %s could not be launched: %s", kernel.id, error.message)
             raise KernelLaunchFailed(error.message, status=error.status) from error
         kernel.running = running
         kernel.placement = running.placement
         try:
-            await self._await_ready(kernel)
+            await self._await_ready(kernel, answer_by)
         except BaseException as error:
-            await self._clean_up(kernel, release=placement is None)
+            await self._clean_up(kernel, release=first)
             if isinstance(error, (ChannelTimeout, zmq.ZMQError)):
                 raise KernelLaunchFailed(f"Kernel {kernel.id} started but did not answer a kernel_info_request.",
                                          status=504) from None
             raise
         self._watch(kernel)
         kernel.launched(running)
+
+    async def adopt(self, kernel: Kernel, running: RunningKernel) -> None:
+        """Serve a kernel running on a pod another replica launched: follow the pod and the kernel's iopub.
+
+        Called by the record follower when a record shows the kernel running on a pod this
+        replica has not followed yet (adopted, or relaunched elsewhere).  Moves a kernel that is
+        ``starting`` (a first launch or a relaunch elsewhere) to ``idle``.
+        """
+        await self._unwatch(kernel.id)
+        self._provisioner.adopt(running)
+        kernel.running = running
+        kernel.placement = running.placement
+        self._watch(kernel)
+        kernel.launched(running)
+
+    async def let_go(self, kernel: Kernel) -> None:
+        """Another replica restarts or stops the kernel: stop following its pod and iopub here (nothing is deleted)."""
+        await self._unwatch(kernel.id)
+        self._provisioner.forget(kernel.id)
+        kernel.stopped()
 
     async def stop(self, kernel: Kernel, *, ask_kernel: bool, restart: bool) -> None:
         """Stop the kernel's pod, keeping its placement for a relaunch.
@@ -100,13 +126,22 @@ class KernelPods:
                 log.info("kernel %s did not answer shutdown_request (%s); deleting its pod", kernel.id, error)
         await self._stop_running(kernel)
 
-    async def release(self, kernel: Kernel) -> None:
+    async def release(self, kernel: Kernel, *, verify: bool = False) -> None:
         """Let go of everything the kernel holds: its watcher, its pod, its placement (namespace, role binding).
 
-        Called when a kernel is over (shut down, or given up after a failed restart).  The pod's
-        stop and the placement's release run to their end even if the caller is cancelled.
+        Called when a kernel is over (shut down, given up after a failed restart, or its launch
+        abandoned).  With ``verify`` (this replica did not stop the kernel's pod itself: it was
+        let go, or a launch may not have created its namespace) its objects are deleted by name,
+        each only if labelled for it.  The deletions run to their end even if the caller is
+        cancelled.
         """
         await self._unwatch(kernel.id)
+        if verify:
+            if kernel.placement is not None:
+                await shielded(self._cleanups.spawn(self._provisioner.collect(kernel.id, kernel.placement),
+                                                    f"collect {kernel.id}"))
+            kernel.stopped()
+            return
         await self._clean_up(kernel, release=True)
 
     async def close(self) -> None:
@@ -119,10 +154,12 @@ class KernelPods:
         if len(self._cleanups):
             await asyncio.wait(list(self._cleanups))
 
-    async def _await_ready(self, kernel: Kernel) -> None:
+    async def _await_ready(self, kernel: Kernel, answer_by: datetime | None) -> None:
         """Wait for the kernel's ``kernel_info_reply``: the launcher called back, the kernel must answer too."""
         assert kernel.connection is not None
         timeout = min(kernel.request.timeout, READY_TIMEOUT_CAP)
+        if answer_by is not None:
+            timeout = min(timeout, max(READY_TIMEOUT_FLOOR, (answer_by - datetime.now(timezone.utc)).total_seconds()))
         async with KernelChannels(kernel.connection, channels=("shell",)) as channels:
             await channels.request("shell", "kernel_info_request", timeout=timeout)
 

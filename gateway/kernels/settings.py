@@ -24,4 +24,13 @@ class KernelSettings:
     cull_busy: bool = False  # EG_CULL_BUSY
     mirror_working_dirs: bool = False  # EG_MIRROR_WORKING_DIRS: keep a client's KERNEL_WORKING_DIR
     stop_timeout: float = 30.0
-    """Bound on :meth:`KernelService.stop` shutting down every kernel (a gateway's SIGTERM grace period)."""
+    """Bound on :meth:`KernelService.stop`: shutting down every kernel, or finishing the operations in progress."""
+    shut_down_kernels_at_stop: bool = True
+    """Whether the service's stop shuts every kernel down: only on the embedded cluster, which ends with the
+    gateway's process.  On a real cluster the kernels are the cluster's: another replica or the gateway's
+    successor serves them."""
+    activity_write_interval: float = 30.0  # EG_ACTIVITY_WRITE_INTERVAL: recorded last_activity lags by at most this
+    leftover_grace: float = 60.0  # EG_LEFTOVER_GRACE: age of a kernel pod without a record before it is collected
+    deadline_grace: float = 10.0
+    """Added to a launch's, restart's or shutdown's own bound to make its record's deadline, past which the
+    lease holder takes it over."""

@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator
+from typing import Any
 
+from gateway.objects.record import RecordPlacement
+
+from .leftovers import PodLife
 from .model import LaunchRequest, Placement, RunningKernel
 
 
@@ -24,13 +28,28 @@ class KernelProvisioner(abc.ABC):
     """Launches kernels, follows them, signals and stops them, and releases where they ran."""
 
     @abc.abstractmethod
-    async def launch(self, request: LaunchRequest, placement: Placement | None = None) -> RunningKernel:
+    def plan(self, request: LaunchRequest) -> Placement:
+        """The placement of a kernel's first launch, chosen before anything is created (no I/O).
+
+        Called by the kernel service, which writes it into the kernel's record before it
+        launches.  Raises a :class:`~gateway.provisioner.errors.LaunchError` (4xx) for a
+        request that cannot be placed.
+        """
+
+    @abc.abstractmethod
+    def record_placement(self, request: LaunchRequest, placement: Placement) -> RecordPlacement:
+        """``placement`` as the kernel's record describes it (mode, and what a first launch creates)."""
+
+    @abc.abstractmethod
+    async def launch(self, request: LaunchRequest, placement: Placement | None = None, *,
+                     prepare: bool | None = None) -> RunningKernel:
         """Start kernel ``request.kernel_id`` and return it once its launcher has sent its connection info.
 
         Called by the kernel service for a kernel's first start (``placement`` ``None``: the
-        provisioner chooses the placement and prepares it, e.g. creates the kernel's namespace)
-        and for each restart, manual or automatic (the placement the first launch returned,
-        reused as is; a previous pod of the kernel still present is removed first).
+        provisioner chooses the placement; or the one :meth:`plan` chose, with ``prepare``; either
+        way it prepares it, e.g. creates the kernel's namespace) and for each restart, manual or
+        automatic, by any replica (the placement of the first launch, reused as is; a previous pod
+        of the kernel still present is removed first).
 
         Returns the :class:`RunningKernel`: its placement, connection info and pod.  Raises a
         :class:`~gateway.provisioner.errors.LaunchError` naming the cause, with the HTTP status
@@ -77,13 +96,37 @@ class KernelProvisioner(abc.ABC):
         """
 
     @abc.abstractmethod
+    def adopt(self, running: RunningKernel) -> None:
+        """Follow a kernel running on a pod another replica launched: its death is reported by :meth:`deaths`."""
+
+    @abc.abstractmethod
+    def forget(self, kernel_id: str) -> None:
+        """Stop reporting the kernel's current pod as a death (another replica restarts or stops it)."""
+
+    @abc.abstractmethod
+    def pod_life(self, placement: Placement, pod_uid: str) -> PodLife:
+        """How the pod ``pod_uid`` of ``placement`` stands, as the cache shows it (no cluster call)."""
+
+    @abc.abstractmethod
+    async def pod_exists(self, placement: Placement, pod_uid: str) -> bool:
+        """Whether pod ``pod_uid`` exists and runs, asked of the API (for a pod the cache does not show)."""
+
+    @abc.abstractmethod
+    def kernel_pods(self) -> list[dict[str, Any]]:
+        """The kernel pods launched by this gateway's replicas, from the cache (for the leftovers' collection)."""
+
+    @abc.abstractmethod
+    async def collect(self, kernel_id: str, placement: Placement) -> None:
+        """Delete what an abandoned kernel left (its pod, its owned namespace and role binding), if labelled for it."""
+
+    @abc.abstractmethod
     def deaths(self) -> AsyncIterator[str]:
         """The ids of kernels whose running pod died on its own, as they die.
 
-        Iterated by the kernel service's auto-restart (:mod:`gateway.kernels.restarts`) from
-        the service's start to its stop.  A death is a pod that failed, exited or was deleted
-        by someone else while it was the kernel's running pod: reported once per pod, and only
-        to a consumer iterating at the time.  Launch failures and the ends :meth:`stop` and
+        Iterated by the kernel service's auto-restart (:mod:`gateway.kernels.restarts`) while
+        this replica holds the duties.  A death is a pod that failed, exited or was deleted
+        by someone else while it was the kernel's running pod, launched here or adopted
+        (:meth:`adopt`): reported once per pod, and only to a consumer iterating at the time.  Launch failures and the ends :meth:`stop` and
         restarts bring about are not deaths.  Raises
         :class:`~gateway.cluster.informer.InformerStopped` once the provisioner can no longer
         follow pods; any other error may be retried by iterating again.

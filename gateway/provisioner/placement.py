@@ -30,6 +30,7 @@ from gateway.objects import (
     kernel_resource_name,
     kernel_role_binding,
 )
+from gateway.objects.record import NamespaceMode, RecordPlacement
 
 from .apicalls import api, delete_quietly, launch_error, remaining
 from .cleanup import Created
@@ -70,6 +71,27 @@ def plan_placement(request: LaunchRequest, settings: ProvisionerSettings) -> Pla
     check_requested_placement(placement, settings, named_namespace=bool(namespace),
                               named_account=bool(request.env.get("KERNEL_SERVICE_ACCOUNT_NAME")))
     return placement
+
+
+def recorded_placement(request: LaunchRequest, placement: Placement, settings: ProvisionerSettings) -> RecordPlacement:
+    """``placement`` as the kernel's record holds it: the mode, and what a first launch creates for it."""
+    if placement.owns_namespace:
+        mode = NamespaceMode.OWN
+    elif request.env.get("KERNEL_NAMESPACE"):
+        mode = NamespaceMode.NAMED
+    else:
+        mode = NamespaceMode.SHARED
+    return RecordPlacement(
+        namespace=placement.namespace, mode=mode, service_account=placement.service_account,
+        pod_name=placement.pod_name, created_namespace=placement.owns_namespace,
+        created_role_binding=settings.kernel_cluster_role if placement.owns_namespace else "",
+    )
+
+
+def placement_of(recorded: RecordPlacement) -> Placement:
+    """The placement a kernel's record describes (for a relaunch or release by any replica)."""
+    return Placement(recorded.namespace, recorded.service_account, owns_namespace=recorded.created_namespace,
+                     pod_name=recorded.pod_name)
 
 
 async def create_kernel_namespace(

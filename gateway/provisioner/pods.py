@@ -42,6 +42,7 @@ from gateway.objects import (
     parse_template,
 )
 from gateway.objects.labels import KERNEL_ID_LABEL
+from gateway.objects.record import RecordPlacement
 
 from . import comm
 from .apicalls import delete_quietly, launch_error, remaining
@@ -49,11 +50,13 @@ from .base import KernelProvisioner
 from .cleanup import Created
 from .errors import InvalidLaunch, LaunchConflict, LaunchError, LaunchForbidden, LaunchTimeout
 from .launchwait import LaunchWait
+from .leftovers import PodLife, collect_kernel_objects, pod_life, pod_still_exists
 from .model import LaunchRequest, Placement, ProvisionerSettings, RunningKernel
 from .placement import (
     check_existing_namespace,
     create_kernel_namespace,
     plan_placement,
+    recorded_placement,
     release_placement,
 )
 from .podstate import PodProgress, phase
@@ -67,6 +70,8 @@ POD_IP_ENV = "KERNEL_POD_IP"
 STOP_WAIT_SECONDS = 10.0
 """How long :meth:`PodProvisioner.stop` waits for the pod to go, beyond its grace period."""
 COMM_TIMEOUT = 5.0
+GATEWAY_NAMESPACE_ANNOTATION = "kernelgate.io/gateway-namespace"
+"""On every kernel pod: the namespace of the gateway that launched it, whose replicas may collect it as a leftover."""
 
 _COMPANION_RESOURCES = {"Service": "services", "ConfigMap": "configmaps", "Secret": "secrets",
                         "PersistentVolumeClaim": "persistentvolumeclaims"}
@@ -94,14 +99,28 @@ class PodProvisioner(KernelProvisioner):
 
     # ------------------------------------------------------------------ launch
 
-    async def launch(self, request: LaunchRequest, placement: Placement | None = None) -> RunningKernel:
+    def plan(self, request: LaunchRequest) -> Placement:
+        """The placement of a kernel's first launch, chosen before anything is created (no I/O).
+
+        Called by the kernel service, which records it before launching with ``prepare=True``.
+        Raises :class:`InvalidLaunch` or :class:`LaunchForbidden` for a request it cannot place.
+        """
+        return plan_placement(request, self._settings)
+
+    def record_placement(self, request: LaunchRequest, placement: Placement) -> RecordPlacement:
+        """How the kernel's record describes ``placement``: its namespace mode and what the first launch creates."""
+        return recorded_placement(request, placement, self._settings)
+
+    async def launch(self, request: LaunchRequest, placement: Placement | None = None, *,
+                     prepare: bool | None = None) -> RunningKernel:
         """Start kernel ``request.kernel_id`` and return it once its launcher has called back.
 
         Called by the kernel service to start a kernel (``placement`` ``None``:
-        the placement is chosen, and in the default mode its namespace and
-        role binding created) and to restart one (the placement of its first
-        launch: reused as is, never re-created or deleted here; a previous pod
-        of the kernel still present is deleted first).
+        the placement is chosen; or the placement :meth:`plan` chose, with
+        ``prepare``: in the default mode its namespace and role binding are
+        created) and to restart one (the placement of its first launch: reused
+        as is, never re-created or deleted here; a previous pod of the kernel
+        still present is deleted first).
 
         Raises a :class:`~gateway.provisioner.errors.LaunchError` naming the
         cause; by then everything this call created is gone again.
@@ -111,7 +130,7 @@ class PodProvisioner(KernelProvisioner):
         created = Created(kernel_id)
         pending: PendingResponse | None = None
         try:
-            first = placement is None
+            first = placement is None if prepare is None else prepare
             if placement is None:
                 placement = plan_placement(request, self._settings)
             objects = await self._build(request, placement)
@@ -179,7 +198,11 @@ class PodProvisioner(KernelProvisioner):
             raise LaunchError(f"kernelspec {spec.name}: {exc}") from exc
         except ValueError as exc:
             raise InvalidLaunch(str(exc)) from exc
-        return KernelObjects(pod=_with_pod_ip_env(objects.pod), companions=objects.companions)
+        pod = _with_pod_ip_env(objects.pod)
+        annotations = dict(pod["metadata"].get("annotations") or {})
+        annotations[GATEWAY_NAMESPACE_ANNOTATION] = self._settings.gateway_namespace
+        pod = {**pod, "metadata": {**pod["metadata"], "annotations": annotations}}
+        return KernelObjects(pod=pod, companions=objects.companions)
 
     def _launcher_env(self, request: LaunchRequest, image: str) -> dict[str, str]:
         """What the launcher in the pod needs, laid over the request's env (never the gateway's own)."""
@@ -315,12 +338,55 @@ class PodProvisioner(KernelProvisioner):
                 return phase(pod)
         return None
 
+    def adopt(self, running: RunningKernel) -> None:
+        """Follow a kernel another replica launched (or relaunched): its pod's death is reported by :meth:`deaths`.
+
+        Called by the kernel service when a kernel's record shows it running on a pod.
+        """
+        self._running[running.kernel_id] = running.pod_uid
+        self._located[running.kernel_id] = (running.placement.namespace, running.placement.pod_name)
+
+    def forget(self, kernel_id: str) -> None:
+        """Stop reporting the kernel's pod as a death (a restart or shutdown elsewhere ends it)."""
+        self._running.pop(kernel_id, None)
+
+    def pod_life(self, placement: Placement, pod_uid: str) -> PodLife:
+        """Whether pod ``pod_uid`` of the placement is alive, dead or unknown to the cache (no call)."""
+        return pod_life(self._pods.get(placement.namespace, placement.pod_name), pod_uid)
+
+    async def pod_exists(self, placement: Placement, pod_uid: str) -> bool:
+        """Whether pod ``pod_uid`` still exists and has not ended, asked of the API (one ``get``).
+
+        Called by the lease holder when its cache does not show a pod a record names, before
+        concluding that the pod died (the cache may lag the record).
+        """
+        return await pod_still_exists(self._cluster, placement, pod_uid)
+
+    def kernel_pods(self) -> list[dict[str, Any]]:
+        """Every kernel pod a replica of this gateway launched, as the informer shows them (no call)."""
+        namespace = self._settings.gateway_namespace
+        return [pod for pod in self._pods.items()
+                if ((pod.get("metadata") or {}).get("annotations") or {}).get(GATEWAY_NAMESPACE_ANNOTATION) == namespace]
+
+    async def collect(self, kernel_id: str, placement: Placement) -> None:
+        """Delete what a launch or a kernel left behind: its pod, and its namespace and role binding when owned.
+
+        Called by the lease holder for a kernel whose launch or shutdown was abandoned, and
+        for a pod with no record.  Only objects labelled with ``kernel_id`` are deleted, so a
+        namespace of that name someone else made is left alone.  Never raises a cluster error.
+        """
+        self._running.pop(kernel_id, None)
+        self._located.pop(kernel_id, None)
+        await collect_kernel_objects(self._cluster, self._pods, kernel_id, placement,
+                                     self._settings.kernel_cluster_role)
+
     async def deaths(self) -> AsyncIterator[str]:
         """Kernel ids whose running pod died on its own: Failed/Succeeded, or deleted by someone else.
 
-        Each consumer gets every death from the moment it starts iterating,
-        once per pod.  Launch failures and the ends :meth:`stop` and restarts
-        bring about are not deaths.
+        Pods launched here or adopted (:meth:`adopt`) and not stopped or
+        forgotten since.  Each consumer gets every death from the moment it
+        starts iterating, once per pod.  Launch failures and the ends
+        :meth:`stop` and restarts bring about are not deaths.
         """
         reported: set[str] = set()
         async with self._pods.subscribe() as changes:

@@ -1,0 +1,183 @@
+"""``EG_MAX_KERNELS`` and ``EG_MAX_KERNELS_PER_USER`` across every replica: admissions in one ConfigMap.
+
+Every kernel a replica starts is admitted once its record is written: its id and username are
+added to the ConfigMap ``kernelgate-admissions`` of the gateway's namespace (``data``: kernel
+id -> username), by replacing it under the ``resourceVersion`` read, after checking both limits
+against what it holds.  Two replicas admitting at once cannot both pass a limit: one replace
+wins, the other gets a 409, reads again and checks again (after a jittered back-off; a bounded
+number of times, then the start is refused with 503).  The id is removed just before the
+kernel's record is deleted, by whichever replica ends the kernel (the lease holder, for what a
+dead replica left), so an admission never outlives its record unless that removal failed.
+
+An id whose kernel has no record (that removal failed) is dropped by the next admission that
+still sees it without a record :data:`ORPHAN_GRACE` seconds after first seeing it so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from gateway.aio import Backoff
+from gateway.cluster.interface import (
+    AlreadyExists,
+    Cluster,
+    ClusterError,
+    Conflict,
+    NotFound,
+    Obj,
+    ServerError,
+    TooManyRequests,
+)
+from gateway.objects.labels import APP, APP_LABEL, COMPONENT_LABEL
+
+from .errors import KernelConflict, KernelError, KernelLimitReached, shown
+
+log = logging.getLogger("gateway.kernels.admissions")
+
+ADMISSIONS_NAME = "kernelgate-admissions"
+CALL_TIMEOUT = 10.0
+ATTEMPTS = 10
+"""Rounds of read, check, replace before a start is refused as too contended (503)."""
+ORPHAN_GRACE = 60.0
+
+
+class AdmissionsUnavailable(KernelError):
+    """The admissions could not be read or written in time (too many starts at once, or the API is away)."""
+
+    status = 503
+
+
+class Admissions:
+    """The cluster-wide admissions of one gateway namespace (see the module docstring).
+
+    Built by the composition root; :meth:`ensure` is called at start, :meth:`admit` by each
+    kernel start, :meth:`release` when a kernel's record is deleted.  ``recorded`` tells
+    whether a kernel id has a record (from the records cache).
+    """
+
+    def __init__(self, cluster: Cluster, namespace: str, recorded: Callable[[str], bool], *,
+                 orphan_grace: float = ORPHAN_GRACE) -> None:
+        self._cluster = cluster
+        self.namespace = namespace
+        self._recorded = recorded
+        self._orphan_grace = orphan_grace
+        self._suspects: dict[str, float] = {}
+        """Admitted ids seen without a record, and the ``loop.time()`` when first seen so."""
+
+    async def ensure(self) -> None:
+        """Create the (empty) ConfigMap if absent, so that it exists before the first start (one ``get``)."""
+        try:
+            await asyncio.wait_for(self._cluster.get("configmaps", ADMISSIONS_NAME, namespace=self.namespace),
+                                   CALL_TIMEOUT)
+        except NotFound:
+            try:
+                await asyncio.wait_for(self._cluster.create("configmaps", self._body({}, ""),
+                                                            namespace=self.namespace), CALL_TIMEOUT)
+            except AlreadyExists:
+                pass
+
+    async def admit(self, kernel_id: str, username: str, *, max_kernels: int | None,
+                    max_per_user: int | None) -> None:
+        """Admit the kernel, or raise :class:`KernelLimitReached` (403), :class:`KernelConflict` (409: the id
+        is taken) or :class:`AdmissionsUnavailable` (503)."""
+        backoff = Backoff(base=0.05, cap=1.0)
+        for _ in range(ATTEMPTS):
+            try:
+                current = await self._read()
+                data = dict(current.get("data") or {})
+                if kernel_id in data:
+                    raise KernelConflict(f"Kernel {kernel_id} already exists.")
+                for orphan in self._orphans(data):
+                    log.warning("kernel %s was admitted but has no record; dropping its admission", orphan)
+                    del data[orphan]
+                _check_limits(data, username, max_kernels, max_per_user)
+                data[kernel_id] = username
+                await self._write(current, data)
+                return
+            except (Conflict, AlreadyExists):
+                await asyncio.sleep(backoff.fail())
+            except (ServerError, TooManyRequests, asyncio.TimeoutError) as error:
+                log.warning("admitting kernel %s: %s", kernel_id, error or type(error).__name__)
+                await asyncio.sleep(backoff.fail())
+        raise AdmissionsUnavailable("Kernel start refused: too many kernels are being started at once; try again.")
+
+    async def release(self, kernel_id: str) -> None:
+        """Remove the kernel's admission (its record is gone).  Failures are logged: a later admission drops it."""
+        backoff = Backoff(base=0.05, cap=1.0)
+        for _ in range(ATTEMPTS):
+            try:
+                current = await self._read(create=False)
+                data = dict(current.get("data") or {})
+                if kernel_id not in data:
+                    return
+                del data[kernel_id]
+                await self._write(current, data)
+                self._suspects.pop(kernel_id, None)
+                return
+            except NotFound:
+                return
+            except (Conflict, ServerError, TooManyRequests, asyncio.TimeoutError):
+                await asyncio.sleep(backoff.fail())
+            except ClusterError as error:
+                log.error("could not release the admission of kernel %s: %s", kernel_id, error)
+                return
+        log.warning("could not release the admission of kernel %s; a later start drops it", kernel_id)
+
+    # ------------------------------------------------------------------ the ConfigMap
+
+    async def _read(self, *, create: bool = True) -> Obj:
+        try:
+            return await asyncio.wait_for(
+                self._cluster.get("configmaps", ADMISSIONS_NAME, namespace=self.namespace), CALL_TIMEOUT)
+        except NotFound:
+            if not create:
+                raise
+            return await asyncio.wait_for(
+                self._cluster.create("configmaps", self._body({}, ""), namespace=self.namespace), CALL_TIMEOUT)
+
+    async def _write(self, current: Obj, data: dict[str, str]) -> None:
+        version = str((current.get("metadata") or {}).get("resourceVersion") or "")
+        await asyncio.wait_for(self._cluster.replace("configmaps", ADMISSIONS_NAME, self._body(data, version),
+                                                     namespace=self.namespace), CALL_TIMEOUT)
+
+    def _body(self, data: dict[str, str], version: str) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"name": ADMISSIONS_NAME, "namespace": self.namespace,
+                                    "labels": {APP_LABEL: APP, COMPONENT_LABEL: "enterprise-gateway"}}
+        if version:
+            metadata["resourceVersion"] = version
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+
+    def _orphans(self, data: dict[str, str]) -> list[str]:
+        """Admitted ids without a record for longer than the grace (first seen so now: remembered)."""
+        now = asyncio.get_running_loop().time()
+        orphans = []
+        for kernel_id in data:
+            if self._recorded(kernel_id):
+                self._suspects.pop(kernel_id, None)
+                continue
+            first = self._suspects.setdefault(kernel_id, now)
+            if now - first >= self._orphan_grace:
+                orphans.append(kernel_id)
+        for kernel_id in list(self._suspects):
+            if kernel_id not in data:
+                del self._suspects[kernel_id]
+        return orphans
+
+
+def _check_limits(data: dict[str, str], username: str, max_kernels: int | None, max_per_user: int | None) -> None:
+    """Both limits, counting every admitted kernel (running or starting) on every replica (EG #855)."""
+    total = len(data)
+    if max_kernels is not None and total >= max_kernels:
+        raise KernelLimitReached(
+            f"Kernel start refused: the gateway runs at most {max_kernels} kernels and has {total} running or starting."
+        )
+    if max_per_user is not None:
+        mine = sum(1 for user in data.values() if user == username)
+        if mine >= max_per_user:
+            raise KernelLimitReached(
+                f"Kernel start refused: user {shown(username)} may run at most {max_per_user} kernels "
+                f"and has {mine} running or starting."
+            )

@@ -1,0 +1,136 @@
+"""Nothing left behind: what dead replicas left half-done, collected by the replica holding the duties' Lease.
+
+A replica that dies (SIGKILL, a node lost) may leave a kernel mid-launch, mid-restart or
+mid-shutdown.  Each of those phases is claimed in the kernel's record with a deadline
+(``launch_deadline``); once it has passed, the :class:`Collector` takes it over
+(:meth:`~gateway.kernels.operations.KernelOperations.take_over`):
+
+* a **launch** is undone: its pod, the namespace and role binding it may have created (each
+  deleted only if labelled for the kernel), its record and its admission.  A launch in flight
+  ends either recorded ``running`` (and served by every replica) or fully removed, never both
+  and never neither, since both ends claim the same record;
+* a **restart** is carried out again (an automatic restart, counted against the limit);
+* a **shutdown** is finished.
+
+It also deletes kernel pods of this gateway that have no record and are older than
+``leftover_grace`` (with their namespace and role binding when labelled for the kernel).  It
+runs when this replica takes the duties over, at the earliest deadline of the records in a
+phase, whenever a record changes, and at least every ``leftover_grace``; each run reads only
+the caches (records and pods), so it makes no API call unless there is something to delete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timezone
+
+from gateway.aio import OwnedTasks, cancel_and_wait
+from gateway.cluster.informer import Subscription
+from gateway.objects.labels import KERNEL_ID_LABEL
+from gateway.objects.record import Phase
+from gateway.provisioner.base import KernelProvisioner
+from gateway.provisioner.model import Placement
+
+from .kernel import Kernel
+from .operations import KernelOperations
+from .records import RecordStore
+from .settings import KernelSettings
+
+log = logging.getLogger("gateway.kernels.collect")
+
+MARGIN_SECONDS = 0.05
+
+
+class Collector:
+    """The lease holder's collection of leftovers (see the module docstring).
+
+    Made by the kernel service over its table of kernels (read only), the records, the
+    operations and its tasks (take-overs run as the service's operations).
+    """
+
+    def __init__(self, provisioner: KernelProvisioner, kernels: Mapping[str, Kernel], records: RecordStore,
+                 operations: KernelOperations, settings: KernelSettings, *, tasks: OwnedTasks) -> None:
+        self._provisioner = provisioner
+        self._kernels = kernels
+        self._records = records
+        self._operations = operations
+        self._settings = settings
+        self._tasks = tasks
+        self._taking_over: set[str] = set()
+
+    async def run(self) -> None:
+        """Collect now, then at each deadline, on each record change, and every ``leftover_grace`` (until cancelled)."""
+        woken = asyncio.Event()
+        subscription = self._records.subscribe(replay=False)
+        relay = asyncio.create_task(self._relay(subscription, woken), name="collector: record changes")
+        try:
+            while True:
+                woken.clear()
+                delay = await self.collect_once()
+                try:
+                    await asyncio.wait_for(woken.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            subscription.close()
+            await cancel_and_wait(relay)
+
+    @staticmethod
+    async def _relay(subscription: Subscription, woken: asyncio.Event) -> None:
+        """Wake the collection at every change of a record (a phase begun, ended, or handed back)."""
+        async with subscription as changes:
+            async for _ in changes:
+                woken.set()
+
+    async def collect_once(self) -> float:
+        """Take over what is past its deadline, delete old pods without a record; seconds until the next deadline."""
+        now = datetime.now(timezone.utc)
+        soonest = self._settings.leftover_grace
+        for record in self._records.all():
+            if record.phase is Phase.RUNNING:
+                continue
+            left = (record.launch_deadline - now).total_seconds()
+            if left > 0:
+                soonest = min(soonest, left + MARGIN_SECONDS)
+                continue
+            kernel = self._kernels.get(record.kernel_id)
+            if kernel is not None and record.kernel_id not in self._taking_over:
+                self._taking_over.add(record.kernel_id)
+                self._tasks.spawn(self._take_over(kernel), f"take over kernel {record.kernel_id}")
+        await self._collect_pods_without_record(now)
+        return soonest
+
+    async def _take_over(self, kernel: Kernel) -> None:
+        try:
+            await self._operations.take_over(kernel)
+        except Exception as error:
+            log.error("taking over kernel %s failed: %s", kernel.id, error)
+        finally:
+            self._taking_over.discard(kernel.id)
+
+    async def _collect_pods_without_record(self, now: datetime) -> None:
+        for pod in self._provisioner.kernel_pods():
+            meta = pod.get("metadata") or {}
+            kernel_id = (meta.get("labels") or {}).get(KERNEL_ID_LABEL)
+            if not isinstance(kernel_id, str) or self._records.get(kernel_id) is not None:
+                continue
+            if kernel_id in self._kernels or _age(meta.get("creationTimestamp"), now) < self._settings.leftover_grace:
+                continue
+            namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+            log.warning("kernel pod %s/%s has no kernel record; deleting it and what was created for it",
+                        namespace, name)
+            # In a namespace of its own (named like the pod) the namespace goes too, if labelled for the kernel.
+            placement = Placement(namespace, "default", owns_namespace=namespace == name, pod_name=name)
+            await self._provisioner.collect(kernel_id, placement)
+
+
+def _age(created: object, now: datetime) -> float:
+    if not isinstance(created, str):
+        return 0.0
+    try:
+        moment = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return 0.0
+    return (now - moment).total_seconds()
