@@ -42,6 +42,8 @@ from typing import Any
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 DELIMITER = b"<IDS|MSG>"
 CHANNELS = ("shell", "control", "stdin", "iopub")
+CLIENT_CHANNELS = ("shell", "control", "stdin")
+"""The channels a client may send on: iopub only broadcasts from the kernel."""
 MAX_PARTS = 4096
 """At most this many parts (JSON + buffers) in one websocket frame; more is refused as malformed."""
 
@@ -104,7 +106,7 @@ def _msg_type(header: Any) -> str:
 
 def _channel(value: Any) -> str:
     channel = "shell" if value is None else value
-    if channel not in CHANNELS:
+    if channel not in CLIENT_CHANNELS:
         raise FrameError(f"no channel {str(value)[:20]!r}")
     return channel
 
