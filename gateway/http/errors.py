@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from tornado import web
@@ -40,6 +41,14 @@ def error_body(status: int, exc: BaseException | None) -> tuple[int, dict[str, s
     return status, {"reason": reason, "message": reason}
 
 
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&#]*", re.IGNORECASE)
+
+
+def hide_tokens(uri: str) -> str:
+    """``uri`` with the value of every ``token`` query parameter replaced: no token goes into a log line."""
+    return _TOKEN_IN_QUERY.sub(r"\1[hidden]", uri)
+
+
 class JsonErrors(web.RequestHandler):
     """Mixin: JSON errors, token check in ``prepare``, quiet logs for expected refusals."""
 
@@ -60,6 +69,10 @@ class JsonErrors(web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
+
+    def _request_summary(self) -> str:
+        """What tornado's own log lines say of the request (its refusals among them), with query tokens hidden."""
+        return f"{self.request.method} {hide_tokens(self.request.uri or '')} ({self.request.remote_ip})"
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, GatewayError):

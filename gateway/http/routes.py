@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from tornado import web
 
 from .api import VersionHandler
 from .context import HttpContext
-from .errors import NotFoundHandler
+from .errors import NotFoundHandler, hide_tokens
 from .health import LivenessHandler, ReadinessHandler
 from .kernels import KernelActionHandler, KernelHandler, KernelsHandler
 from .kernelspecs import KernelSpecHandler, KernelSpecResourceHandler, KernelSpecsHandler
@@ -20,7 +19,6 @@ from .websocket import KernelChannelsHandler
 KERNEL = r"(?P<kernel_id>[^/]+)"
 
 access_log = logging.getLogger("tornado.access")
-_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&#]*", re.IGNORECASE)
 
 
 def routes(base_url: str) -> list[tuple[str, type[web.RequestHandler]]]:
@@ -54,7 +52,7 @@ def log_request(handler: web.RequestHandler) -> None:
     if not access_log.isEnabledFor(level):
         return
     request = handler.request
-    uri = _TOKEN_IN_QUERY.sub(r"\1[hidden]", request.uri or "")
+    uri = hide_tokens(request.uri or "")
     access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, uri, request.remote_ip,
                    1000.0 * request.request_time())
 
