@@ -9,6 +9,7 @@ kernels that fail at once or never call back.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +41,19 @@ def script_image(path: Path, body: str) -> ImageSpec:
     path.chmod(0o755)
     return ImageSpec(cmd=["/etc/bootstrap-kernel.sh"], env={"PATH": "/usr/bin:/bin"},
                      files={"/etc/bootstrap-kernel.sh": str(path)})
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids of live processes whose command line contains ``text`` (the kernel's connection file names it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if text.encode() in cmdline and "State:\tZ" not in status:
+            found.append(int(entry.name))
+    return found

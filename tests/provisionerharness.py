@@ -36,7 +36,7 @@ from gateway.provisioner import (
     ResponseListener,
     kernel_spec_info,
 )
-from tests.node import FAST, script_image
+from tests.node import FAST, processes_mentioning, script_image
 
 GATEWAY_NAMESPACE = "enterprise-gateway"
 GATEWAY_ACCOUNT = "enterprise-gateway-sa"
@@ -114,22 +114,6 @@ async def env_fixture(tmp_path: Path) -> AsyncIterator[Env]:
         await admin.close()
     for kernel_id in env.kernel_ids:
         assert not processes_mentioning(kernel_id), f"a process of kernel {kernel_id} outlived the node"
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line holds ``text`` (a kernel's connection file names its kernel id)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        if text.encode() in cmdline and "State:\tZ" not in status:
-            found.append(int(entry.name))
-    return found
 
 
 async def labelled(admin: Cluster, resource: str, kernel_id: str) -> list[str]:

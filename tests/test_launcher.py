@@ -28,6 +28,7 @@ from gateway.provisioner import comm
 from gateway.provisioner.connection import ConnectionInfo
 from gateway.provisioner.crypto import GatewayKeys
 from gateway.provisioner.response import ResponseListener
+from tests.node import processes_mentioning
 
 pytestmark = pytest.mark.slow
 
@@ -50,22 +51,6 @@ def keys() -> GatewayKeys:
 async def listener(keys):
     async with ResponseListener(host="127.0.0.1", port=0, keys=keys) as lst:
         yield lst
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Pids of live processes whose command line contains ``text`` (the kernel's connection file names it)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        if text.encode() in cmdline and "State:\tZ" not in status:
-            found.append(int(entry.name))
-    return found
 
 
 class Launch:
