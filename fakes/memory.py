@@ -146,6 +146,13 @@ class MemoryCluster:
         token, _expires = self.store.create_token(namespace, service_account, expiration_seconds)
         return token
 
+    async def authorize(self, verb: str, resource: str, name: str, *, namespace: str | None = None,
+                        subresource: str = "") -> None:
+        """Faults, then RBAC, for a request the store does not answer itself (``pods/exec``, ``pods/attach``,
+        ``pods/portforward``, which the API server streams to the pod's node); raises :class:`Forbidden`."""
+        rt = resource_type(resource)
+        await self._admit(verb, rt, self._namespace(rt, namespace), name, subresource)
+
     async def can_i(self, verb: str, resource: str, *, namespace: str | None = None, group: str = "",
                     subresource: str = "", name: str = "") -> bool:
         """SelfSubjectAccessReview: any authenticated caller may ask about itself."""

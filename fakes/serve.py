@@ -133,6 +133,8 @@ class SimulatedCluster:
                 images=images, api_server_url=self.url, api_ca_pem=self.ca_pem,
             )
             await self.node_agent.start()
+            # As a real API server dials the kubelet of a pod's node for exec, attach, port-forward and followed logs.
+            self.server.kubelets[self.node_name] = self.node_agent.streaming
         if self._want_proxy:
             self.service_proxy = ServiceProxy(self._as_user(KUBE_PROXY))
             await self.service_proxy.start()
@@ -153,6 +155,7 @@ class SimulatedCluster:
                 await self.controller_manager.stop()
                 self.controller_manager = None
             if self.node_agent is not None:
+                self.server.kubelets.pop(self.node_name, None)
                 await self.node_agent.stop()
                 self.node_agent = None
         finally:

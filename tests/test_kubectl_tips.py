@@ -7,10 +7,16 @@ namespace (``EG_SHARED_NAMESPACE``).  Then the tips: select everything of the
 gateway, one kernel, or kernels only, across namespaces; delete a kernel's
 namespace; delete the gateway's cluster-wide RBAC by label.  The real kubectl
 binary runs as a subprocess with the cluster's kubeconfig.
+
+On a cluster whose node runs the gateway's Deployment, the troubleshooting tips: enter a
+gateway pod (``kubectl exec -it <pod> -- /bin/bash``), reach the gateway through its Service
+(``kubectl port-forward svc/enterprise-gateway <local>:8888``), and follow a kernel's log
+(``kubectl logs -f po/<kernel pod>``) until the kernel is shut down.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import uuid
@@ -24,7 +30,8 @@ from fakes.serve import SimulatedCluster
 from gateway.objects import kernel_namespace, kernel_objects, kernel_resource_name, kernel_role_binding, parse_template
 from gateway.provisioner.spec import TEMPLATE_PATH
 from tests import kubectlclient
-from tests.kubectlclient import Kubectl
+from tests.kubectlclient import KUBECTL_TIMEOUT, Kubectl
+from tests.kubectlstreams import forwarding, http_request, in_terminal
 
 pytestmark = [
     pytest.mark.kubectl,
@@ -209,3 +216,57 @@ async def test_every_overlay_applies_over_the_base(kubectl):
     _, out, _ = await kubectl("get", "deployment", "enterprise-gateway", "-n", GATEWAY_NAMESPACE, "-o", "json")
     env = {e["name"]: e.get("value") for e in json.loads(out)["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["EG_SHARED_NAMESPACE"] == "False"
+
+
+@pytest.fixture
+async def running(tmp_path) -> Any:
+    """A cluster whose node runs pods, with the manifests applied and the gateway rolled out."""
+    async with SimulatedCluster(state_dir=tmp_path / "running") as c:
+        kubectl = Kubectl(c.kubeconfig_path, tmp_path / "running-cache")
+        await kubectl("apply", "-f", str(MANIFEST))
+        await kubectl("rollout", "status", "deployment/enterprise-gateway", "-n", GATEWAY_NAMESPACE, "--timeout=90s")
+        yield kubectl
+
+
+@pytest.mark.slow
+async def test_troubleshooting_tips_enter_a_gateway_pod_forward_its_service_and_follow_a_kernels_log(running):
+    kubectl = running
+    _, out, _ = await kubectl("get", "pods", "-l", "component=enterprise-gateway", "-n", GATEWAY_NAMESPACE, "-o", "json")
+    gateway_pod = json.loads(out)["items"][0]["metadata"]["name"]
+
+    # kubectl exec -it <gateway pod> -- /bin/bash
+    code, output = await asyncio.to_thread(
+        in_terminal, {**kubectl.env, "TERM": "dumb"},
+        ["exec", "-it", gateway_pod, "-n", GATEWAY_NAMESPACE, "--", "/bin/bash"],
+        b"echo \"in $(hostname) as $KERNEL_USERNAME\"; exit\n")
+    assert code == 0, output
+    assert f"in {gateway_pod} as " in output
+
+    # kubectl port-forward svc/enterprise-gateway <local port>:8888
+    async with forwarding(kubectl, {}, "svc/enterprise-gateway", "-n", GATEWAY_NAMESPACE, ":8888") as port:
+        status, body = await asyncio.to_thread(http_request, port, "/api/kernelspecs")
+        assert status == 200 and "python_kubernetes" in json.loads(body)["kernelspecs"]
+        status, body = await asyncio.to_thread(http_request, port, "/api/kernels", "POST",
+                                               {"name": "python_kubernetes", "env": {"KERNEL_USERNAME": "alice"}})
+        assert status == 201, body
+        kernel_id = json.loads(body)["id"]
+        kernel_pod = kernel_resource_name("alice", kernel_id)
+
+        # kubectl logs -f po/<kernel pod>: what the log holds, then what the kernel writes until it ends
+        _, logged, _ = await kubectl("logs", f"po/{kernel_pod}", "-n", kernel_pod)
+        follower = await asyncio.create_subprocess_exec(
+            "kubectl", "logs", "-f", f"po/{kernel_pod}", "-n", kernel_pod, env=kubectl.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            assert logged and follower.stdout is not None  # the launcher has said what it started
+            head = await asyncio.wait_for(follower.stdout.readexactly(len(logged.encode())), KUBECTL_TIMEOUT)
+            assert head.decode() == logged
+            status, _ = await asyncio.to_thread(http_request, port, f"/api/kernels/{kernel_id}", "DELETE")
+            assert status == 204
+            rest, err = await asyncio.wait_for(follower.communicate(), KUBECTL_TIMEOUT)
+        finally:
+            if follower.returncode is None:
+                follower.kill()
+                await follower.communicate()
+    assert follower.returncode == 0, err  # it ended by itself, with the kernel's container
+    assert rest, "what the kernel wrote while it shut down"

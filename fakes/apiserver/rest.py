@@ -122,7 +122,8 @@ async def _get(cluster: Cluster, call: Call) -> Reply:
     t = call.target
     assert t.name is not None
     if t.subresource == "log":
-        # `follow`, `previous`, `sinceSeconds`, `timestamps` are accepted; the log is what exists now.
+        # `previous`, `sinceSeconds`, `timestamps` are accepted; the log is what exists now (a followed log is
+        # streamed from the node by `fakes.apiserver.streaming`).
         tail = call.query.get("tailLines")
         text = await cluster.read_pod_log(
             t.name, t.namespace or "", container=call.query.get("container") or None,

@@ -22,10 +22,11 @@ from typing import Any
 
 from tornado import httpserver, netutil, web
 
-from fakes.apiserver import discovery, openapi, paths, rest, reviews, tls, watchstream
+from fakes.apiserver import decoding, discovery, openapi, paths, rest, reviews, streaming, tls, watchstream
 from fakes.auth.identity import ADMIN, UserInfo
 from fakes.auth.impersonation import impersonate
 from fakes.memory import MemoryCluster
+from gateway.aio import OwnedTasks
 from gateway.cluster.interface import ClusterError, NotFound, ServerError, Unauthorized
 from gateway.cluster.status import to_status
 
@@ -52,6 +53,9 @@ class ApiServer:
         self.certificate = tls.generate((host, "localhost") if host != "localhost" else (host,))
         self._http: httpserver.HTTPServer | None = None
         self.watches = watchstream.OpenWatches()
+        self.kubelets: dict[str, streaming.Kubelet] = {}
+        """Node name -> its streaming server (exec, attach, port-forward, followed logs); set by the composition."""
+        self.streams = OwnedTasks("api server streams")
 
     @property
     def ca_pem(self) -> bytes:
@@ -66,7 +70,8 @@ class ApiServer:
         """Listen; called once, on the loop that owns the store."""
         self.store.tokens.add_static(self.admin_token, ADMIN)
         app = web.Application(
-            [(r"/.*", _Handler, {"server": self})], compress_response=False, log_function=_log_request
+            [(streaming.PATH, streaming.StreamingHandler, {"server": self}), (r"/.*", _Handler, {"server": self})],
+            compress_response=False, log_function=_log_request, websocket_max_message_size=streaming.MAX_MESSAGE,
         )
         ssl_context = await asyncio.to_thread(self.certificate.server_context)  # loads the key from files
         self._http = httpserver.HTTPServer(app, ssl_options=ssl_context, idle_connection_timeout=300)
@@ -80,6 +85,7 @@ class ApiServer:
             return
         self._http.stop()
         await self.watches.close_all()
+        await self.streams.cancel_all()
         await self._http.close_all_connections()
         self._http = None
 
@@ -111,6 +117,7 @@ class _Handler(web.RequestHandler):
     def initialize(self, server: ApiServer) -> None:
         self.server = server
         self._stream: watchstream.Stream | None = None
+        self._follow: asyncio.Task[None] | None = None
 
     def compute_etag(self) -> None:
         return None
@@ -123,6 +130,8 @@ class _Handler(web.RequestHandler):
     def on_connection_close(self) -> None:
         if self._stream is not None:
             self._stream.cancel()
+        if self._follow is not None:
+            self._follow.cancel()
 
     # ---------------------------------------------------------------- dispatch
 
@@ -192,6 +201,10 @@ class _Handler(web.RequestHandler):
             if self.request.method == "GET" and target.is_collection and query.get("watch") in ("1", "true"):
                 await self._watch(cluster, target, query)
                 return
+            if (self.request.method == "GET" and target.subresource == "log" and target.name
+                    and query.get("follow") in ("1", "true")):
+                await self._follow_log(cluster, target, query)
+                return
             call = rest.Call(
                 method=self.request.method or "GET",
                 target=target,
@@ -223,6 +236,20 @@ class _Handler(web.RequestHandler):
     async def _watch(self, cluster: MemoryCluster, target: paths.ResourcePath, query: dict[str, str]) -> None:
         self._stream = watchstream.Stream(self, self.server.watches)
         await self._stream.run(cluster, target, query, self.request.headers.get("Accept", ""))
+
+    async def _follow_log(self, cluster: MemoryCluster, target: paths.ResourcePath, query: dict[str, str]) -> None:
+        tail = query.get("tailLines")
+        assert target.name is not None
+        self._follow = asyncio.ensure_future(streaming.follow_log(
+            self, self.server, cluster, target.namespace or "", target.name, query,
+            decoding.int_param(tail, "tailLines") if tail else None,
+        ))
+        try:
+            await self._follow
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
 
     # ---------------------------------------------------------------- responses
 

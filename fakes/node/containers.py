@@ -85,6 +85,10 @@ class ContainerProcess:
     def returncode(self) -> int | None:
         return self._proc.returncode
 
+    async def exited(self) -> None:
+        """Return once the main process has exited (for followers of its log; :meth:`wait` reaps its group)."""
+        await self._proc.wait()
+
     async def wait(self) -> int:
         """Wait for the container's main process to exit; return its exit code (128+N for signal N).
 

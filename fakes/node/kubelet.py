@@ -13,6 +13,12 @@ real cluster for a single node:
   the list's resourceVersion, relist on 410 Gone) and runs each pod bound to
   it through a :class:`~fakes.node.podworker.PodWorker`.
 
+Beside a real kube-scheduler (``schedule=False``) the agent is the kubelet alone:
+it lists and watches only the pods bound to it (``spec.nodeName=<node>``, the
+only pod listing the Node authorizer allows a node) and, with
+``lease_renew_seconds``, keeps its Lease in ``kube-node-lease`` fresh
+(:mod:`fakes.node.heartbeat`).
+
 Each pod gets its own loopback address (127.x.y.z, never 127.0.0.1) as its pod
 IP, so servers in different pods bind the same port as they would in a cluster.
 Given the API server's CA (``api_ca_pem``), the node also gives each pod its own
@@ -36,10 +42,12 @@ from fakes.node import podstatus as ps
 from fakes.node.addresses import POD_IPS
 from fakes.node.containers import read_log
 from fakes.node.context import API_TIMEOUT, NodeContext, RestartBackoff
+from fakes.node.heartbeat import NodeHeartbeat
 from fakes.node.images import ImageMap
 from fakes.node.podworker import PodWorker
 from fakes.node.sandbox import SERVICE_ACCOUNT_PATH, namespaces_available
 from fakes.node.scheduling import fits_node, unschedulable_message
+from fakes.node.streaming import NodeStreaming
 from gateway.aio import OwnedTasks
 from gateway.cluster.interface import AlreadyExists, BadRequest, Cluster, ClusterError, Conflict, Gone, NotFound, Obj
 from gateway.cluster.resources import TERMINAL_POD_PHASES
@@ -60,7 +68,8 @@ class NodeAgent:
     routed here (``store.register_node_logs``).  ``backoff`` sets the restart and
     image-pull back-off (tests shorten it); ``shutdown_grace_seconds`` bounds how
     long :meth:`stop` lets containers handle SIGTERM.  ``api_ca_pem`` (with
-    ``api_server_url``) is the CA pods' in-cluster clients trust.
+    ``api_server_url``) is the CA pods' in-cluster clients trust.  ``schedule=False``
+    leaves binding to a real scheduler; ``lease_renew_seconds`` turns on the Lease heartbeat.
     """
 
     def __init__(
@@ -76,6 +85,8 @@ class NodeAgent:
         backoff: RestartBackoff | None = None,
         shutdown_grace_seconds: float = 5.0,
         api_ca_pem: bytes | None = None,
+        schedule: bool = True,
+        lease_renew_seconds: float | None = None,
     ) -> None:
         self.cluster = cluster
         self.node_name = node_name
@@ -93,6 +104,10 @@ class NodeAgent:
             **(labels or {}),
         }
         self.shutdown_grace_seconds = shutdown_grace_seconds
+        self.schedule = schedule
+        self.lease_renew_seconds = lease_renew_seconds
+        # With a real scheduler, only this node's pods concern the agent (and only those may it list).
+        self._pod_selector = None if schedule else f"spec.nodeName={node_name}"
         self.ctx = NodeContext(
             cluster=cluster, node_name=node_name, images=self.images, work_dir=self.work_dir,
             record=self._record_kubelet_event, api_server_url=api_server_url, host_ip=HOST_IP,
@@ -106,6 +121,8 @@ class NodeAgent:
         self._by_name: dict[tuple[str, str], PodWorker] = {}
         self._scheduled: set[str] = set()  # uids of unbound pods already considered
         self._tasks = OwnedTasks(f"node {node_name}")
+        self.streaming = NodeStreaming(lambda namespace, name: self._by_name.get((namespace, name)))
+        """Exec, attach, port-forward and followed logs of this node's pods: what the API server proxies to."""
         self._stopping = False
         self._event_seq = 0
 
@@ -116,7 +133,10 @@ class NodeAgent:
 
         Returns once the initial list has been processed.
         """
-        await self._register_node()
+        node_uid = await self._register_node()
+        if self.lease_renew_seconds is not None:
+            heartbeat = NodeHeartbeat(self.cluster, self.node_name, node_uid, self.lease_renew_seconds)
+            self._tasks.spawn(heartbeat.run(), "node lease")
         if self.store is not None:
             self.store.register_node_logs(self.node_name, self.read_log)
         resource_version = await self._relist()
@@ -126,6 +146,7 @@ class NodeAgent:
         """Stop watching and terminate every container process (SIGTERM, then SIGKILL); await them all."""
         self._stopping = True
         await self._tasks.cancel_all()
+        await self.streaming.close_all()
         workers = list(self._workers.values())
         await asyncio.gather(*(w.shutdown(self.shutdown_grace_seconds) for w in workers), return_exceptions=True)
         if self._own_work_dir:
@@ -196,8 +217,9 @@ class NodeAgent:
             },
         }
 
-    async def _register_node(self) -> None:
-        """Create this node's Node object, or refresh labels and status of an existing one (kubelet registration)."""
+    async def _register_node(self) -> str:
+        """Create this node's Node object, or refresh labels and status of an existing one (kubelet registration);
+        return the Node's uid."""
         node = self._node_object()
         try:
             await asyncio.wait_for(self.cluster.create("nodes", node), timeout=API_TIMEOUT)
@@ -207,16 +229,18 @@ class NodeAgent:
                 timeout=API_TIMEOUT,
             )
         # The API server may drop status on create; write it through the status subresource as the kubelet does.
-        await asyncio.wait_for(
+        registered = await asyncio.wait_for(
             self.cluster.patch("nodes", self.node_name, {"status": node["status"]}, subresource="status"),
             timeout=API_TIMEOUT,
         )
+        return str(registered["metadata"].get("uid", ""))
 
     # ---------------------------------------------------------------- the pod watch
 
     async def _relist(self) -> str:
         """List every pod, reconcile with what runs here; return the list's resourceVersion."""
-        listing = await asyncio.wait_for(self.cluster.list("pods"), timeout=API_TIMEOUT)
+        listing = await asyncio.wait_for(self.cluster.list("pods", field_selector=self._pod_selector),
+                                         timeout=API_TIMEOUT)
         seen = set()
         for pod in listing.get("items") or []:
             seen.add(pod["metadata"].get("uid"))
@@ -231,8 +255,8 @@ class NodeAgent:
         while not self._stopping:
             try:
                 stream = self.cluster.watch(
-                    "pods", resource_version=resource_version, timeout_seconds=WATCH_TIMEOUT_SECONDS,
-                    allow_bookmarks=True,
+                    "pods", field_selector=self._pod_selector, resource_version=resource_version,
+                    timeout_seconds=WATCH_TIMEOUT_SECONDS, allow_bookmarks=True,
                 )
                 try:
                     async for event in stream:
@@ -270,7 +294,7 @@ class NodeAgent:
             return
         node = pod.get("spec", {}).get("nodeName")
         if not node:
-            if uid not in self._scheduled and not meta.get("deletionTimestamp"):
+            if self.schedule and uid not in self._scheduled and not meta.get("deletionTimestamp"):
                 self._scheduled.add(uid)
                 self._tasks.spawn(self._schedule(pod), "schedule")
             return

@@ -58,6 +58,8 @@ class PodWorker:
         self.pod_ip = pod_ip
         self.pod_dir = ctx.work_dir / "pods" / f"{self.namespace}_{self.name}_{self.uid}"
         self.processes: dict[str, ContainerProcess] = {}
+        self.exec_env: dict[str, tuple[dict[str, str], Path]] = {}
+        """Each started container's environment and working directory, which ``kubectl exec`` runs commands with."""
         self.terminating = asyncio.Event()  # deletion requested (or the node is stopping)
         self.hurry = asyncio.Event()  # kill now: grace period cut short, pod gone, or node stopping
         self.finished = asyncio.Event()  # every container is done and the final status written
@@ -294,7 +296,7 @@ class PodWorker:
         command = expand_argv(container.get("command") or [], kubelet_env) or None
         args = expand_argv(container.get("args") or [], kubelet_env) or None
         argv = spec.argv(command, args)
-        env = self.sandbox.with_temp_dir(process_env(spec.env, pod_hostname(self.pod), kubelet_env))
+        env = self.sandbox.container_env(process_env(spec.env, pod_hostname(self.pod), kubelet_env))
         cwd = Path(container.get("workingDir") or spec.working_dir or self.pod_dir / "root")
         cid = ps.container_id(self.uid, rec.name, rec.restart_count)
         if self.terminating.is_set():
@@ -310,6 +312,7 @@ class PodWorker:
             await self.ctx.record(self.pod, rec.field_path, "Warning", "Failed", f"Error: {err}")
             return START_ERROR_EXIT_CODE, 0.0
         self.processes[rec.name] = proc
+        self.exec_env[rec.name] = (env, cwd)
         started = loop.time()
         rec.set_running(ps.now(), cid)
         rec.probe_ready = False if container.get("readinessProbe") else None
