@@ -28,20 +28,11 @@ from .targets import ApiServerTarget, Endpoint, KindTarget, MemoryTarget, Replic
 from .variants import CULLING, DEFAULT, SHARED, Variant
 
 TARGETS = ("memory", "apiserver", "replicas", "kind")
-DEFAULT_TARGETS = "memory,apiserver"
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--cluster", default=DEFAULT_TARGETS, dest="scenario_clusters",
-        help="where the scenarios run, comma-separated: memory (embedded in-memory cluster), apiserver "
-        "(the simulated API server, real adapter, manifests' RBAC), replicas (two kernelgate serve processes on the "
-        "simulated API server behind a round-robin front), kind (deployed by e2e/; default: %(default)s)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "target" in metafunc.fixturenames:
-        names = [n.strip() for n in metafunc.config.getoption("scenario_clusters").split(",") if n.strip()]
+        names = [n.strip() for n in metafunc.config.getoption("clusters").split(",") if n.strip()]
         unknown = [n for n in names if n not in TARGETS]
         if unknown:
             raise pytest.UsageError(f"--cluster: unknown target(s) {unknown}; choose from {', '.join(TARGETS)}")

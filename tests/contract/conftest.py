@@ -8,16 +8,24 @@ target can do it, the fault controls of the simulated cluster behind it.
 
 To add a target (the simulated API server through the real adapter, a real
 cluster), write its factory and add one entry to :data:`TARGETS`.
+
+``--cluster`` (comma-separated; the option the scenarios take too, registered in
+the repository's root conftest.py) picks the targets: ``memory,apiserver`` by default, or ``kube``, the real control plane
+built from Kubernetes' Go modules with the node agent as its kubelet
+(:mod:`e2e.kube`; one per session, from the ``kube_cluster`` fixture).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
 
+from e2e.kube.fixture import kube_cluster  # noqa: F401 - the session fixture the kube target runs on
+from e2e.kube.launcher import ControlPlane
 from fakes.auth.identity import service_account_user
 from fakes.memory import MemoryCluster
 from fakes.state.faults import Faults
@@ -28,6 +36,8 @@ from gateway.cluster.resources import RESOURCES
 _SERVICE_ACCOUNTS = RESOURCES["serviceaccounts"]
 
 WATCH_WINDOW = 40
+SCENARIO_ONLY_TARGETS = ("replicas", "kind")
+"""Targets that ``--cluster`` may name for the scenarios (scenarios/conftest.py) but that the contract suite lacks."""
 """Events per resource the simulated targets keep for watches (small, so 410 Gone is cheap to reach)."""
 
 
@@ -99,15 +109,58 @@ async def apiserver_target() -> Target:
     return target
 
 
+async def kube_target(plane: ControlPlane) -> Target:
+    """The real control plane (a session's ``kube_cluster``), through the real adapter as its admin."""
+    from kubernetes.client import ApiClient, Configuration
+
+    from gateway.cluster.kubernetes import KubernetesCluster
+
+    admin = await asyncio.to_thread(KubernetesCluster.from_kubeconfig, str(plane.admin_kubeconfig))
+    target: Target
+
+    async def open_as(namespace: str, name: str) -> Cluster:
+        token = await admin.create_token(name, namespace)
+        config = Configuration()
+        config.host = plane.url
+        config.ssl_ca_cert = str(plane.ca_path)
+        config.api_key = {"authorization": token}
+        config.api_key_prefix = {"authorization": "Bearer"}
+        cluster = KubernetesCluster(ApiClient(config))
+        target._opened.append(cluster)
+        return cluster
+
+    target = Target(admin, open_as)
+    return target
+
+
 TARGETS: dict[str, Callable[[], Awaitable[Target]]] = {
     "memory": memory_target,
     "apiserver": apiserver_target,
 }
+SESSION_TARGETS: dict[str, tuple[str, Callable[[ControlPlane], Awaitable[Target]]]] = {
+    "kube": ("kube_cluster", kube_target),
+}
+"""Targets over a cluster that lives for the whole session: the fixture that gives it, and the factory."""
 
 
-@pytest.fixture(params=sorted(TARGETS))
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "target" not in metafunc.fixturenames:
+        return
+    names = [n.strip() for n in str(metafunc.config.getoption("clusters")).split(",") if n.strip()]
+    known = (*TARGETS, *SESSION_TARGETS)
+    unknown = [n for n in names if n not in known and n not in SCENARIO_ONLY_TARGETS]
+    if unknown:
+        raise pytest.UsageError(f"--cluster: unknown target(s) {unknown}; the contract suite runs on {', '.join(known)}")
+    metafunc.parametrize("target", [n for n in names if n in known], indirect=True)
+
+
+@pytest.fixture
 async def target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
-    made = await TARGETS[request.param]()
+    if request.param in SESSION_TARGETS:
+        fixture, factory = SESSION_TARGETS[request.param]
+        made = await factory(request.getfixturevalue(fixture))
+    else:
+        made = await TARGETS[request.param]()
     try:
         yield made
     finally:

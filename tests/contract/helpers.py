@@ -17,13 +17,19 @@ from gateway.cluster.interface import Cluster, WatchEvent
 WAIT_SECONDS = 10.0
 
 
+TEST_SCHEDULER = "contract-tests"
+"""The scheduler the suite's pods name: none runs, so on a real cluster no scheduler binds them and no kubelet
+runs them; the tests bind them themselves (the simulated targets have neither)."""
+
+
 def pod(name: str, *, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
-    """A minimal valid pod body."""
+    """A minimal valid pod body, left to the test to bind (:data:`TEST_SCHEDULER`)."""
     body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": labels or {}},
-        "spec": {"containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"]}]},
+        "spec": {"schedulerName": TEST_SCHEDULER,
+                 "containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"]}]},
     }
     body["spec"].update(spec)
     return body
