@@ -14,8 +14,12 @@ set, then the container's program is executed in place (its pid stays the contai
 host keeps its own files; only the mount point of the service-account directory is created on
 it when missing (an empty directory).  That needs root; elsewhere pods run as before, without
 these files (the node agent says so once).
+A pod with an address of its own also gets that address's network rules for its Python programs:
+``fakes/node/podnet`` goes first on each container's ``PYTHONPATH`` and ``SIMULATED_POD_IP`` names
+the address, so wildcard binds to a given port land on it and connections into the simulated cluster
+leave from it (see ``fakes/node/podnet/sitecustomize.py``, and there why no network namespace).
 The pod worker (``fakes.node.podworker``) calls :meth:`PodSandbox.prepare` before a pod's first
-container starts and :meth:`PodSandbox.command` for each container.
+container starts, :meth:`PodSandbox.container_env` and :meth:`PodSandbox.command` for each container.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ from gateway.cluster.interface import ClusterError, Obj
 log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+POD_NETWORK = Path(__file__).resolve().parent / "podnet"
+"""The ``sitecustomize`` that gives a pod's Python programs the pod's address (wildcard binds, outgoing connections)."""
+POD_ADDRESS_VARIABLE = "SIMULATED_POD_IP"
+"""Names the pod's address for that module (``fakes.node.podnet.sitecustomize.ADDRESS_VARIABLE``)."""
 TOKEN_SECONDS = 3607
 """The lifetime the kubelet asks for a projected token (an hour, plus a little that marks it as kubelet-issued)."""
 RENEW_AT = 0.8
@@ -122,10 +130,26 @@ class PodSandbox:
     def with_temp_dir(self, env: dict[str, str]) -> dict[str, str]:
         """``env`` with ``TMPDIR`` naming :attr:`temp_dir`, unless the pod spec sets ``TMPDIR`` itself.
 
-        Called by the pod worker for every container it starts: what a container writes to its temporary
-        directory (a kernel's connection file, holding its signing key) goes with the pod (:meth:`remove`).
+        Part of :meth:`container_env`: what a container writes to its temporary directory (a kernel's
+        connection file, holding its signing key) goes with the pod (:meth:`remove`).
         """
         return env if "TMPDIR" in env else {**env, "TMPDIR": str(self.temp_dir)}
+
+    def with_pod_network(self, env: dict[str, str]) -> dict[str, str]:
+        """``env`` with the pod's network rules for Python (``fakes/node/podnet``) when the pod has its own address.
+
+        A host-network pod shares the node's address: its ``env`` is left as it is.
+        """
+        if self.pod_ip is None or self.host_network:
+            return env
+        entries = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
+        path = os.pathsep.join([str(POD_NETWORK), *(entry for entry in entries if entry != str(POD_NETWORK))])
+        return {**env, "PYTHONPATH": path, POD_ADDRESS_VARIABLE: self.pod_ip}
+
+    def container_env(self, env: dict[str, str]) -> dict[str, str]:
+        """The environment a container of this pod runs with: ``env`` (the image's and the pod spec's), with
+        :meth:`with_temp_dir` and :meth:`with_pod_network`.  Called by the pod worker for every container."""
+        return self.with_pod_network(self.with_temp_dir(env))
 
     async def remove(self) -> None:
         """Delete the pod's temporary files: called by the pod worker once every container has ended for good."""
