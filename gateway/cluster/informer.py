@@ -14,7 +14,9 @@ seen; when the server answers 410 Gone (the version fell out of its window),
 list again and replace the cache, reporting what changed meanwhile.
 
 It works over any :class:`~gateway.cluster.interface.Cluster`.  Those who wait
-on the cache and subscribe to its changes are in :mod:`gateway.cluster.observers`.
+on the cache and subscribe to its changes are in :mod:`gateway.cluster.observers`;
+how its lists and watches fare (the gateway's readiness) is its ``health``, an
+:class:`~gateway.cluster.informerhealth.InformerHealth`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import asyncio
 import logging
 
 from gateway.aio import Backoff, OwnedTasks
-from gateway.cluster.interface import Cluster, ClusterError, Gone, Obj, WatchEvent
+from gateway.cluster.informerhealth import DEFAULT_GRACE, HealthState, InformerHealth
+from gateway.cluster.interface import Cluster, ClusterError, Gone, Obj, ServiceUnavailable, WatchEvent
 from gateway.cluster.observers import (
     CacheKey,
     InformerStopped,
@@ -36,7 +39,8 @@ from gateway.cluster.observers import (
 )
 from gateway.cluster.resources import resource_type
 
-__all__ = ["CacheKey", "Informer", "InformerStopped", "Predicate", "Subscription", "key_of"]
+__all__ = ["CacheKey", "HealthState", "Informer", "InformerHealth", "InformerStopped", "Predicate", "Subscription",
+           "key_of"]
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +50,12 @@ class Informer:
 
     The gateway's informer of kernel pods is created, started and stopped by the
     composition root (``gateway.app``), which hands it to the provisioner and
-    asks it whether it has synced (readiness).  ``resync_timeout`` is how long
-    one watch request stays open (the server's ``timeoutSeconds``) before the
-    informer renews it from the last version seen; renewals are the only calls
-    an idle informer makes.
+    asks it whether it is healthy (readiness: :attr:`health`).  ``resync_timeout``
+    is how long one watch request stays open (the server's ``timeoutSeconds``)
+    before the informer renews it from the last version seen; renewals are the
+    only calls an idle informer makes.  ``readiness_grace`` is how long failing
+    lists and watches leave it ready; at its end one list checks whether the
+    API answers, and the informer is unavailable until a list or watch works.
 
     Objects handed out (``get``, ``items``, ``wait_for``, events) are the cached
     objects themselves: treat them as read-only, as client-go asks of its
@@ -66,6 +72,7 @@ class Informer:
         field_selector: str | None = None,
         resync_timeout: float = 300.0,
         backoff: Backoff | None = None,
+        readiness_grace: float = DEFAULT_GRACE,
     ) -> None:
         self._cluster = cluster
         self._type = resource_type(resource)
@@ -84,6 +91,8 @@ class Informer:
         self._pause: asyncio.Future[None] | None = None  # a backoff in progress; stop() cuts it short
         self._waiters = Waiters()
         self._subscriptions: set[Subscription] = set()
+        self.health = InformerHealth(resource, readiness_grace)
+        self._grace_timer: asyncio.TimerHandle | None = None  # armed while failures are within the grace
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -106,7 +115,9 @@ class Informer:
         self._stopping = True
         if self._pause is not None and not self._pause.done():
             self._pause.set_result(None)
+        self._disarm_grace()
         await self._tasks.cancel_all()
+        self.health.stopped()
         self._waiters.stop(f"the {self.resource} informer stopped")
         for sub in list(self._subscriptions):
             sub.close()
@@ -122,7 +133,7 @@ class Informer:
 
     @property
     def has_synced(self) -> bool:
-        """True once the first list has filled the cache."""
+        """True once the first list has filled the cache (whatever happened since: see :attr:`health`)."""
         return self._synced
 
     @property
@@ -212,6 +223,11 @@ class Informer:
         self._resource_version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
         first = not self._synced
         self._synced = True
+        if first:
+            self.health.synced()
+        elif not self._stopping:
+            self.health.relisted()
+        self._disarm_grace()
         for key, obj in old.items():
             if key not in fresh:
                 self._changed(key, WatchEvent("DELETED", obj))
@@ -229,6 +245,7 @@ class Informer:
         """Apply one watch event to the cache."""
         if event.resource_version:
             self._resource_version = event.resource_version
+        self._working()
         if event.type == "BOOKMARK":
             return
         key = key_of(event.object)
@@ -252,11 +269,13 @@ class Informer:
             delay = 0.0
             fresh = False
             try:
-                if relist:
+                # Past the grace (or refused), only a list tells that the API answers again.
+                if relist or not self.health.ready:
                     await self._relist()
                     relist, fresh = False, True
                 if await self._watch_once():
                     self._backoff.reset()
+                    self._working()
                 else:  # ended early and empty: renewed at once the first time, then backing off
                     delay = self._backoff.fail()
                     if self._backoff.failures == 1:
@@ -269,17 +288,66 @@ class Informer:
                 if fresh:
                     delay = self._backoff.fail()
             except ClusterError as exc:
+                self._failed(exc)
                 delay = self._backoff.fail()
                 if exc.retry_after_seconds:
                     delay = max(delay, float(exc.retry_after_seconds))
                 log.warning("%s informer: %s; retrying in %.1fs", self.resource, exc, delay)
-            except Exception:
+            except Exception as exc:
                 # Not an API answer: the cache may have missed something, so rebuild it.
+                self._failed(exc)
                 relist = True
                 delay = self._backoff.fail()
                 log.exception("%s informer failed; relisting in %.1fs", self.resource, delay)
             if delay and not self._stopping:
                 await self._sleep(delay)
+
+    # ------------------------------------------------------------------ health
+
+    def _working(self) -> None:
+        """A watch delivered an event or ran its course: the API answers."""
+        if not self._stopping:
+            self.health.synced()
+            self._disarm_grace()
+
+    def _failed(self, error: BaseException) -> None:
+        """A list or watch failed: record it, and start the grace at the first failure of a run."""
+        if self._stopping:
+            return
+        self.health.failed(error)
+        if self.health.state is HealthState.DEGRADED and self._grace_timer is None and not self._stopping:
+            loop = asyncio.get_running_loop()
+            self._grace_timer = loop.call_later(self.health.grace, self._grace_ended)
+
+    def _disarm_grace(self) -> None:
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+
+    def _grace_ended(self) -> None:
+        """The grace timer's callback: unless something worked meanwhile, check with one list."""
+        self._grace_timer = None
+        if self.health.state is HealthState.DEGRADED and not self._stopping:
+            self._tasks.spawn(self._check_after_grace(), "check the API after the readiness grace")
+
+    async def _check_after_grace(self) -> None:
+        """One list, bounded by the grace: an answer means the watch being retried (or silently open) is
+        fine; a failure or silence makes the informer unavailable until a list or watch works."""
+        try:
+            await asyncio.wait_for(
+                self._cluster.list(self.resource, namespace=self.namespace, label_selector=self.label_selector,
+                                   field_selector=self.field_selector),
+                max(self.health.grace, 1.0),
+            )
+        except asyncio.TimeoutError:
+            self.health.grace_passed(ServiceUnavailable("the API server did not answer a list in time"))
+        except ClusterError as exc:
+            self.health.grace_passed(exc)
+        else:
+            if self.health.state is HealthState.DEGRADED:
+                self.health.synced()
+            return
+        log.warning("%s informer: not ready: %s", self.resource, self.health.reason)
 
     async def _sleep(self, delay: float) -> None:
         """Wait ``delay`` seconds before retrying, or until stop()."""

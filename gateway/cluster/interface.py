@@ -147,6 +147,11 @@ class ServiceUnavailable(ServerError):
     status, reason = 503, "ServiceUnavailable"
 
 
+class UntrustedServer(ServiceUnavailable):
+    """No answer: the TLS handshake with the API server failed (its certificate is not signed by the CA the
+    client trusts, after the cluster's CA changed, say).  Like a rejected token, waiting does not repair it."""
+
+
 class Timeout(ServerError):
     """504: the server or the client gave up waiting."""
 
@@ -162,6 +167,9 @@ class PatchType(str, enum.Enum):
     MERGE = "application/merge-patch+json"
     JSON = "application/json-patch+json"
     STRATEGIC = "application/strategic-merge-patch+json"
+    APPLY = "application/apply-patch+yaml"
+    """Server-side apply: the API server also needs a ``fieldManager`` for it, which this interface does
+    not carry; a real server refuses it without one (422)."""
 
 
 class Propagation(str, enum.Enum):

@@ -8,6 +8,7 @@ from typing import Any
 
 from gateway.kernels.service import KernelService
 from gateway.kernels.specs import KernelSpecs
+from gateway.observability.metrics import GatewayMetrics
 
 from .sessionstore import SessionStore
 
@@ -22,10 +23,12 @@ class HttpSettings:
     ws_ping_interval: float = 30.0  # EG_WS_PING_INTERVAL_SECS; 0: no pings
     gateway_user: str = "jovyan"  # KERNEL_USERNAME when a request names none (the gateway's OS user, as EG)
     nudge_timeout: float = 10.0  # bound on waiting for a new websocket's iopub subscription to take effect
+    metrics_auth: bool = True  # EG_METRICS_AUTH; False: /metrics answers without the token
 
 
-ReadinessCheck = Callable[[], Mapping[str, bool]]
-"""Named checks for ``/readyz`` (informer synced, response listener up...): all must hold."""
+ReadinessCheck = Callable[[], Mapping[str, Any]]
+"""Named checks for ``/readyz`` (informers healthy, response listener up...): all must hold.  Each is a bool,
+or a :class:`gateway.http.health.Check` saying why it fails."""
 
 
 @dataclass
@@ -39,3 +42,5 @@ class HttpContext:
     readiness: ReadinessCheck = lambda: {}
     websockets: set[Any] = field(default_factory=set)
     """Open websocket handlers, closed by the app when the gateway stops."""
+    metrics: GatewayMetrics | None = None
+    """The gateway's metrics: served at ``/metrics``, fed with each request's latency."""

@@ -14,7 +14,8 @@ status codes never leave here.
 
 * :mod:`.adapter`: :class:`KubernetesCluster`, the interface's calls and the worker pool;
 * :mod:`.transport`: one request, built, authenticated and sent, its failure turned into ours;
-* :mod:`.watch`: watch streams and their reader threads.
+* :mod:`.watch`: watch streams and their reader threads;
+* :mod:`.credentials`: where the credentials are read from, and reading them again as they rotate.
 """
 
 from .adapter import DEFAULT_TIMEOUT, DEFAULT_WORKERS, KubernetesCluster

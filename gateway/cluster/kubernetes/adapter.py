@@ -3,7 +3,9 @@
 :class:`KubernetesCluster` answers the interface: it builds each call's path (from
 :mod:`gateway.cluster.resources`), query and body, and runs the request in a bounded pool
 of worker threads (:mod:`.transport`), so the event loop only awaits; a watch is a
-:class:`~gateway.cluster.kubernetes.watch.WatchStream` with a reader thread of its own.
+:class:`~gateway.cluster.kubernetes.watch.WatchStream` with a reader thread of its own.  Both send
+with the current :class:`~gateway.cluster.kubernetes.credentials.Credentials`, re-read from disk
+as they rotate.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.rest import RESTClientObject
 
@@ -25,6 +26,7 @@ from gateway.cluster.interface import BadRequest, Obj, PatchType, Propagation, S
 from gateway.cluster.resources import resource_type
 
 from . import transport
+from .credentials import DEFAULT_REFRESH_INTERVAL, Credentials, CredentialSource, InClusterSource, KubeconfigSource
 from .transport import JSON, THREAD_PREFIX, pool_size, retries
 from .watch import UNBOUNDED_WATCH_SILENCE, WATCH_READ_GRACE, LiveWatches, WatchStream
 
@@ -40,10 +42,12 @@ class KubernetesCluster:
 
     Built by the composition root with :meth:`from_kubeconfig` (outside a pod,
     or against the simulated cluster) or :meth:`in_cluster` (the gateway's own
-    service account); ``KubernetesCluster(api_client)`` adopts a configured
-    client: it resizes the client's connection pool for ``max_workers``
-    concurrent requests plus watches, retries only failed connects (unless the
-    configuration sets ``retries``), and :meth:`close` closes it.
+    service account), whose credential files are re-read when they change
+    (every ``refresh_interval`` seconds, and at once after a 401 or a failed TLS
+    handshake); ``KubernetesCluster(api_client)`` adopts a configured client as
+    it is.  Either way the client's connection pool is sized for ``max_workers``
+    concurrent requests plus watches, only failed connects are retried (unless
+    the configuration sets ``retries``), and :meth:`close` closes it.
     """
 
     def __init__(
@@ -52,17 +56,9 @@ class KubernetesCluster:
         *,
         max_workers: int = DEFAULT_WORKERS,
         request_timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        credentials: Credentials | None = None,
     ) -> None:
-        configuration = api_client.configuration
-        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, pool_size(max_workers))
-        if configuration.retries is None:
-            configuration.retries = retries()
-        # Pin the proxy taken from the environment: otherwise the kubeconfig token refresh,
-        # which runs before every request, re-reads the whole environment each time.
-        configuration.proxy = configuration.proxy
-        api_client.rest_client.close()
-        api_client.rest_client = RESTClientObject(configuration)
-        self._api = api_client
+        self._credentials = credentials or Credentials(_tuned(api_client, max_workers))
         self._timeout = request_timeout
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix=THREAD_PREFIX)
         self._watches = LiveWatches()
@@ -74,25 +70,34 @@ class KubernetesCluster:
     ) -> KubernetesCluster:
         """Connect as a kubeconfig file says (``$KUBECONFIG``'s first file or ``~/.kube/config`` by default).
 
-        Reads the file: call it at startup, not on a hot path of the loop.
+        Reads the file: call it at startup, off the event loop.
         """
-        configuration = Configuration()
-        kube_config.load_kube_config(
-            config_file=path, context=context, client_configuration=configuration, persist_config=False
-        )
-        return cls(ApiClient(configuration), max_workers=max_workers, **kwargs)
+        return cls.from_source(KubeconfigSource(path, context), max_workers=max_workers, **kwargs)
 
     @classmethod
     def in_cluster(cls, *, max_workers: int = DEFAULT_WORKERS, **kwargs: Any) -> KubernetesCluster:
-        """Connect as the pod's service account (its projected token is re-read as it rotates)."""
-        configuration = Configuration()
-        kube_config.load_incluster_config(client_configuration=configuration)
-        return cls(ApiClient(configuration), max_workers=max_workers, **kwargs)
+        """Connect as the pod's service account (its projected token and CA are re-read as they rotate)."""
+        return cls.from_source(InClusterSource(), max_workers=max_workers, **kwargs)
+
+    @classmethod
+    def from_source(
+        cls, source: CredentialSource, *, max_workers: int = DEFAULT_WORKERS,
+        refresh_interval: float = DEFAULT_REFRESH_INTERVAL, **kwargs: Any
+    ) -> KubernetesCluster:
+        """Connect with the credentials ``source`` reads (blocking: call at startup, off the event loop)."""
+        credentials = Credentials.load(source, build=lambda configuration: _tuned(ApiClient(configuration), max_workers),
+                                       refresh_interval=refresh_interval)
+        return cls(credentials.api, max_workers=max_workers, credentials=credentials, **kwargs)
 
     @property
     def host(self) -> str:
         """The API server's URL."""
-        return str(self._api.configuration.host)
+        return str(self._credentials.api.configuration.host)
+
+    @property
+    def credentials(self) -> Credentials:
+        """The client requests are sent with, and where its credentials are re-read from."""
+        return self._credentials
 
     # ------------------------------------------------------------------ requests
 
@@ -110,7 +115,8 @@ class KubernetesCluster:
             raise ServiceUnavailable("the cluster connection is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._executor, transport.request, self._api, method, path, query, body, content_type, self._timeout
+            self._executor, transport.request, self._credentials, method, path, query, body, content_type,
+            self._timeout
         )
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
@@ -211,7 +217,7 @@ class KubernetesCluster:
         if timeout_seconds is not None:
             query["timeoutSeconds"] = max(1, math.ceil(timeout_seconds))
             silence = query["timeoutSeconds"] + WATCH_READ_GRACE
-        send = partial(transport.send, self._api, "GET", resource_type(resource).path(namespace), query=query,
+        send = partial(transport.send, self._credentials, "GET", resource_type(resource).path(namespace), query=query,
                        timeout=(self._timeout[0], silence))
         return WatchStream(send, self._watches, connect_timeout=self._timeout[0])
 
@@ -290,4 +296,18 @@ class KubernetesCluster:
         for thread in watch_threads:
             thread.join(self._timeout[0] + 1)
         self._executor.shutdown(wait=True, cancel_futures=True)
-        self._api.close()
+        self._credentials.close()
+
+
+def _tuned(api_client: ApiClient, max_workers: int) -> ApiClient:
+    """``api_client`` with a connection pool for ``max_workers`` requests plus watches, retrying failed connects."""
+    configuration: Configuration = api_client.configuration
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, pool_size(max_workers))
+    if configuration.retries is None:
+        configuration.retries = retries()
+    # Pin the proxy taken from the environment: otherwise the kubeconfig token refresh,
+    # which runs before every request, re-reads the whole environment each time.
+    configuration.proxy = configuration.proxy
+    api_client.rest_client.close()
+    api_client.rest_client = RESTClientObject(configuration)
+    return api_client
