@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cluster.interface import ServiceUnavailable
 from gateway.kernels.channels import KernelChannels
 from gateway.kernels.errors import (
     InvalidKernelRequest,
@@ -182,6 +183,18 @@ async def test_a_death_while_the_watch_is_down_is_still_seen(tmp_path: Path) -> 
         assert await execute(kernel, "1+1") == ("ok", ["2"])
 
 
+async def test_a_death_while_the_api_refuses_record_writes_is_restarted_once_it_takes_them(tmp_path: Path) -> None:
+    async with gateway_harness(tmp_path) as h:
+        kernel = await h.start()
+        [pod] = await h.pods_of(kernel.id)
+        states = StateLog(kernel)
+        # More refusals than one record write retries: the restart's first claim of the record fails.
+        h.store.faults.inject("update", "secrets", error=ServiceUnavailable("etcd is away"), times=5)
+        await h.admin.delete("pods", pod["metadata"]["name"], namespace=pod["metadata"]["namespace"])
+        await states.reach(AUTORESTARTING, IDLE)
+        assert await execute(kernel, "1+1") == ("ok", ["2"])
+
+
 async def test_auto_restart_after_the_kernel_process_dies(tmp_path: Path) -> None:
     async with gateway_harness(tmp_path) as h:
         kernel = await h.start()
@@ -210,7 +223,8 @@ async def test_a_failed_launch_leaves_nothing(tmp_path: Path, mode: str, image: 
         kernel_id = str(uuid.uuid4())
         with pytest.raises(KernelLaunchFailed) as caught:
             await h.start(KERNEL_IMAGE=image, KERNEL_ID=kernel_id)
-        assert caught.value.status == 500 and caught.value.message
+        # A client's image that cannot be pulled is the request's mistake; a kernel that exits is the gateway's.
+        assert caught.value.status == (400 if image == MISSING_IMAGE else 500) and caught.value.message
         assert h.service.list() == []
         await h.assert_nothing_left(kernel_id)
 

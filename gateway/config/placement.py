@@ -2,8 +2,8 @@
 
 Variables: ``EG_NAMESPACE``, ``EG_KERNEL_CLUSTER_ROLE``, ``EG_SHARED_NAMESPACE``,
 ``EG_DEFAULT_KERNEL_SERVICE_ACCOUNT_NAME``, ``EG_SERVICE_ACCOUNT_NAME``,
-``EG_KERNEL_NAMESPACE_SELECTOR``, ``EG_PORT_RANGE``, ``EG_PROHIBITED_UIDS`` and
-``EG_PROHIBITED_GIDS``.  :meth:`PlacementConfig.provisioner_settings` hands them
+``EG_KERNEL_NAMESPACE_SELECTOR``, ``EG_ALLOWED_KERNEL_IMAGES``, ``EG_PORT_RANGE``,
+``EG_PROHIBITED_UIDS`` and ``EG_PROHIBITED_GIDS``.  :meth:`PlacementConfig.provisioner_settings` hands them
 to the provisioner as a frozen :class:`~gateway.provisioner.model.ProvisionerSettings`,
 with the address of the started response listener (see ``server``).
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 from traitlets import Bool, HasTraits, Int, List, Unicode, default
 
 from gateway.provisioner.model import DEFAULT_KERNEL_NAMESPACE_SELECTOR, ProvisionerSettings
-from gateway.provisioner.policy import parse_selector
+from gateway.provisioner.policy import check_image_pattern, parse_selector
 
-from .values import ConfigError, bool_env, env, ids_env, shown
+from .values import ConfigError, bool_env, env, ids_env, parse_list, shown
 
 
 class PlacementConfig(HasTraits):
@@ -33,6 +33,10 @@ class PlacementConfig(HasTraits):
     kernel_namespace_selector = Unicode(
         help="Labels a KERNEL_NAMESPACE must carry, an equality-based label selector (EG_KERNEL_NAMESPACE_SELECTOR)."
     ).tag(config=True)
+    allowed_kernel_images = List(
+        Unicode(), help="Image patterns a client's KERNEL_IMAGE may name besides its kernelspec's image "
+        "(EG_ALLOWED_KERNEL_IMAGES, e.g. registry.example.com/team/*); empty: none; '*': any, as Enterprise Gateway."
+    ).tag(config=True)
     port_range = Unicode(help="Ports kernels may use, 'LOW..HIGH' (EG_PORT_RANGE); '0..0': any.").tag(config=True)
     prohibited_uids = List(Int(), help="KERNEL_UID values refused (EG_PROHIBITED_UIDS).").tag(config=True)
     prohibited_gids = List(Int(), help="KERNEL_GID values refused (EG_PROHIBITED_GIDS).").tag(config=True)
@@ -43,6 +47,11 @@ class PlacementConfig(HasTraits):
             parse_selector(self.kernel_namespace_selector)
         except ValueError as exc:
             raise ConfigError(f"EG_KERNEL_NAMESPACE_SELECTOR: {exc}") from None
+        for pattern in self.allowed_kernel_images:
+            try:
+                check_image_pattern(pattern)
+            except ValueError as exc:
+                raise ConfigError(f"EG_ALLOWED_KERNEL_IMAGES: {exc}") from None
         if self.port_range and self.port_range != "0..0":
             low, sep, high = self.port_range.partition("..")
             if not (sep and low.isdigit() and high.isdigit() and 0 < int(low) < int(high) < 65536):
@@ -57,6 +66,7 @@ class PlacementConfig(HasTraits):
             default_service_account=self.default_kernel_service_account_name,
             gateway_service_account=self.service_account_name,
             kernel_namespace_selector=self.kernel_namespace_selector,
+            allowed_kernel_images=tuple(self.allowed_kernel_images),
             port_range=None if self.port_range in ("", "0..0") else self.port_range,
             prohibited_uids=frozenset(self.prohibited_uids),
             prohibited_gids=frozenset(self.prohibited_gids),
@@ -87,6 +97,10 @@ class PlacementConfig(HasTraits):
     def _kernel_namespace_selector(self) -> str:
         value = env("EG_KERNEL_NAMESPACE_SELECTOR")
         return DEFAULT_KERNEL_NAMESPACE_SELECTOR if value is None else value.strip()
+
+    @default("allowed_kernel_images")
+    def _allowed_kernel_images(self) -> list[str]:
+        return parse_list("EG_ALLOWED_KERNEL_IMAGES", env("EG_ALLOWED_KERNEL_IMAGES") or "")
 
     @default("port_range")
     def _port_range(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -36,6 +37,11 @@ CLEANUP_CALL_TIMEOUT = 10.0
 CLEANUP_ATTEMPTS = 3
 CLEANUP_RETRY_SECONDS = 0.5
 
+_MISSING_ACCOUNT = re.compile(r'error looking up service account ([^/\s]+)/([^:\s]+): serviceaccount "[^"]*" not found')
+"""The ServiceAccount admission plugin's refusal of a pod whose account does not exist: a 403 Forbidden
+(kubernetes plugin/pkg/admission/serviceaccount/admission.go, ``Admit``: ``admission.NewForbidden(a,
+fmt.Errorf("error looking up service account %s/%s: %w", ...))`` around the lookup's NotFound)."""
+
 
 def remaining(deadline: float) -> float:
     """Seconds left until ``deadline`` (a ``loop.time()`` value); never negative."""
@@ -43,9 +49,17 @@ def remaining(deadline: float) -> float:
 
 
 def launch_error(exc: ClusterError, what: str) -> LaunchError:
-    """The launch error for an API error met while ``what`` (``creating namespace x``)."""
+    """The launch error for an API error met while ``what`` (``creating namespace x``).
+
+    A pod refused because its service account does not exist is the request's mistake: 400.
+    """
     detail = f"{what}: {exc.message}"
     if isinstance(exc, Forbidden):
+        missing = _MISSING_ACCOUNT.search(exc.message)
+        if missing is not None:  # the request named an account the namespace does not have: the client's to fix
+            namespace, account = missing.groups()
+            return InvalidLaunch(f"service account {account} does not exist in namespace {namespace} "
+                                 f"(KERNEL_SERVICE_ACCOUNT_NAME): {what} was refused")
         return LaunchForbidden(detail)
     if isinstance(exc, Invalid):
         return InvalidLaunch(detail)

@@ -11,6 +11,9 @@ which waits in two steps:
    deleted (the informer).  Each side is a task that ends with a named :class:`Outcome`, or with
    the connection info; whichever ends first decides the launch, and the other is cancelled.
 
+A pod whose image cannot be pulled fails the launch at once; when the client chose that image
+(``KERNEL_IMAGE``, not the kernelspec's), the failure is the request's: 400.
+
 Both steps end by the launch's deadline.  The informer shows the pod version after version;
 each one is recorded in the launch's :class:`~gateway.provisioner.podstate.PodProgress` in one
 place, :meth:`LaunchWait._recording`.  The conditions waited for (:func:`has_ip_or_failed`,
@@ -30,7 +33,7 @@ from gateway.cluster.interface import Cluster, ClusterError
 
 from .apicalls import remaining
 from .connection import ConnectionInfo
-from .errors import ClusterUnavailable, LaunchTimeout, PodFailed
+from .errors import ClusterUnavailable, ImagePullFailed, LaunchTimeout, PodFailed
 from .podstate import PodProgress
 from .response import PendingResponse, ResponseCancelled, ResponseTimeout
 
@@ -69,13 +72,16 @@ class LaunchWait:
 
     Built by :meth:`~gateway.provisioner.pods.PodProvisioner.launch` once the pod exists, with
     the informer of kernel pods, the cluster (to read a failed pod's log), the pod's
-    ``progress``, the launch's ``timeout`` (for messages) and its ``deadline`` (a ``loop.time()``).
+    ``progress``, the launch's ``timeout`` (for messages) and its ``deadline`` (a ``loop.time()``);
+    ``client_image`` is the image the client chose over its kernelspec's, if it did.
     """
 
     def __init__(
-        self, pods: Informer, cluster: Cluster, progress: PodProgress, *, timeout: float, deadline: float
+        self, pods: Informer, cluster: Cluster, progress: PodProgress, *, timeout: float, deadline: float,
+        client_image: str = "",
     ) -> None:
         self._pods = pods
+        self._client_image = client_image
         self._cluster = cluster
         self.progress = progress
         self._timeout = timeout
@@ -179,6 +185,8 @@ class LaunchWait:
         failure = progress.failure()
         if failure is None:
             return
+        if isinstance(failure, ImagePullFailed) and self._client_image:
+            raise ImagePullFailed(f"the image KERNEL_IMAGE names cannot be pulled: {failure.message}", status=400)
         if isinstance(failure, PodFailed) and not progress.gone:
             tail = await self._log_tail()
             if tail:

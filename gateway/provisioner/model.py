@@ -32,6 +32,10 @@ class ProvisionerSettings:
     gateway_service_account: str = "enterprise-gateway-sa"  # EG_SERVICE_ACCOUNT_NAME
     kernel_namespace_selector: str = DEFAULT_KERNEL_NAMESPACE_SELECTOR  # EG_KERNEL_NAMESPACE_SELECTOR
     """Labels a namespace named by ``KERNEL_NAMESPACE`` must carry (``gateway.provisioner.policy``)."""
+    allowed_kernel_images: tuple[str, ...] = ("*",)  # EG_ALLOWED_KERNEL_IMAGES
+    """Patterns of the images a client's ``KERNEL_IMAGE`` may name besides its kernelspec's own
+    (``gateway.provisioner.policy``); ``*`` allows any, as Enterprise Gateway does.  ``gateway.config``
+    defaults to none: only the kernelspec's image."""
     response_address: str = ""
     """``host:port`` the launchers call back; empty: the response listener's own address."""
 

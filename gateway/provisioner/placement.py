@@ -11,7 +11,8 @@ Three modes, as Enterprise Gateway has them (its "Namespaces" documentation):
 * otherwise the gateway creates a namespace per kernel, named like the pod
   and labelled for the kernel, plus a RoleBinding named after
   ``EG_KERNEL_CLUSTER_ROLE`` granting that ClusterRole to the namespace's
-  service account; it deletes both when the kernel is released.
+  service account; it deletes both when the kernel is released, and creates
+  again what someone else deleted meanwhile when the kernel is relaunched.
 
 Called by :class:`~gateway.provisioner.pods.PodProvisioner`.
 """
@@ -30,6 +31,7 @@ from gateway.objects import (
     kernel_resource_name,
     kernel_role_binding,
 )
+from gateway.objects.labels import KERNEL_ID_LABEL
 from gateway.objects.record import NamespaceMode, RecordPlacement
 
 from .apicalls import api, delete_quietly, launch_error, remaining
@@ -95,12 +97,16 @@ def placement_of(recorded: RecordPlacement) -> Placement:
 
 
 async def create_kernel_namespace(
-    cluster: Cluster, placement: Placement, kernel_id: str, cluster_role: str, created: Created, deadline: float
+    cluster: Cluster, placement: Placement, kernel_id: str, cluster_role: str, created: Created, deadline: float,
+    *, account_appears: bool = True,
 ) -> None:
     """First launch with an owned namespace: create it and its role binding, then await its service account.
 
     Each object is recorded in ``created`` as soon as it exists.  A namespace
     of that name that already exists is not ours: :class:`LaunchConflict`.
+    Only an account that ``account_appears`` in a new namespace (``default``, made by the cluster's
+    service-account controller, or the operator's EG_DEFAULT_KERNEL_SERVICE_ACCOUNT_NAME) is awaited;
+    any other cannot exist there, and the pod's admission refuses it at once.
     """
     namespace = placement.namespace
     try:
@@ -110,10 +116,41 @@ async def create_kernel_namespace(
         raise LaunchConflict(f"namespace {namespace} already exists: kernel {kernel_id} may be running already") from None
     binding = kernel_role_binding(namespace, cluster_role, placement.service_account, kernel_id)
     await created.create(cluster, "rolebindings", binding, namespace=namespace, deadline=deadline)
-    if not await _service_account_appears(cluster, namespace, placement.service_account, deadline):
+    if account_appears and not await _service_account_appears(cluster, namespace, placement.service_account, deadline):
         raise LaunchTimeout(
             f"service account {placement.service_account} did not appear in the new namespace {namespace} in time"
         )
+
+
+async def restore_kernel_namespace(
+    cluster: Cluster, placement: Placement, kernel_id: str, cluster_role: str, created: Created, deadline: float
+) -> None:
+    """A relaunch in the namespace the gateway created for the kernel: create again what was deleted meanwhile.
+
+    Called at every restart of a kernel whose namespace the gateway owns.  Someone may have deleted
+    the namespace while the kernel ran (and with it the role binding and the namespace's service
+    account), or the role binding alone: what is missing is created again as at the first launch
+    (and recorded in ``created``).  A namespace still being deleted can be neither used nor created
+    again yet: :class:`LaunchConflict`, which the auto-restart tries again after a pause.  A namespace
+    of that name that is not labelled for the kernel is another's: :class:`LaunchConflict` too.
+    """
+    namespace = placement.namespace
+    try:
+        found = await api(cluster.get("namespaces", namespace), what=f"reading namespace {namespace}", deadline=deadline)
+    except NotFound:
+        await create_kernel_namespace(cluster, placement, kernel_id, cluster_role, created, deadline)
+        return
+    meta = found.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        raise LaunchConflict(f"namespace {namespace} is being deleted")
+    if (meta.get("labels") or {}).get(KERNEL_ID_LABEL) != kernel_id:
+        raise LaunchConflict(f"namespace {namespace} belongs to another kernel")
+    try:
+        await api(cluster.get("rolebindings", cluster_role, namespace=namespace),
+                  what=f"reading role binding {cluster_role} in namespace {namespace}", deadline=deadline)
+    except NotFound:
+        binding = kernel_role_binding(namespace, cluster_role, placement.service_account, kernel_id)
+        await created.create(cluster, "rolebindings", binding, namespace=namespace, deadline=deadline)
 
 
 async def check_existing_namespace(

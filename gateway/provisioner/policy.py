@@ -1,4 +1,4 @@
-"""Which namespaces and service accounts a client may place a kernel in.
+"""Which namespaces, service accounts and images a client may give a kernel.
 
 Enterprise Gateway takes ``KERNEL_NAMESPACE`` and ``KERNEL_SERVICE_ACCOUNT_NAME``
 as given.  The gateway's own account is bound cluster-wide, and the namespaces
@@ -13,22 +13,32 @@ so a client naming either would gain rights that are not its own.  The rules:
   a ``kernel_id`` label), nor the gateway's own namespace (``EG_NAMESPACE``:
   ``EG_SHARED_NAMESPACE`` is the operator's switch for running kernels there);
 * in any mode, a kernel never runs as the gateway's own service account
-  (``EG_SERVICE_ACCOUNT_NAME``) in the gateway's namespace.
+  (``EG_SERVICE_ACCOUNT_NAME``) in the gateway's namespace;
+* a ``KERNEL_IMAGE`` other than the image its kernelspec names must match one
+  of the operator's ``EG_ALLOWED_KERNEL_IMAGES`` patterns (shell-style:
+  ``registry.example.com/team/*``; ``*`` allows any image, as Enterprise
+  Gateway does).  By default there are none: an image is code the kernel runs
+  with the kernel's rights, its service account's included, so which images
+  run is the operator's choice, made by installing kernelspecs.
 
 Each refusal is a :class:`~gateway.provisioner.errors.LaunchForbidden` raised
-before anything is created.  Called from :mod:`gateway.provisioner.placement`;
-:func:`parse_selector` also checks the setting at startup (``gateway.config``).
+before anything is created.  Called from :mod:`gateway.provisioner.placement`
+and (images) :meth:`~gateway.provisioner.pods.PodProvisioner.plan`;
+:func:`parse_selector` and :func:`check_image_pattern` also check the settings
+at startup (``gateway.config``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
+from gateway.errors import shown
 from gateway.objects.labels import KERNEL_ID_LABEL, is_label_key, is_label_value
 
 from .errors import LaunchForbidden
-from .model import Placement, ProvisionerSettings
+from .model import LaunchRequest, Placement, ProvisionerSettings
 
 
 @dataclass(frozen=True)
@@ -129,3 +139,27 @@ def check_named_namespace(namespace: str, labels: Mapping[str, str], settings: P
             f"KERNEL_NAMESPACE={namespace} is refused: it is not a prepared kernel namespace "
             f"(its labels do not match EG_KERNEL_NAMESPACE_SELECTOR {settings.kernel_namespace_selector!r})"
         )
+
+
+def check_requested_image(request: LaunchRequest, settings: ProvisionerSettings) -> None:
+    """Refuse a client's ``KERNEL_IMAGE`` that is not its kernelspec's image nor allowed by the operator (no I/O).
+
+    Called by :meth:`~gateway.provisioner.pods.PodProvisioner.plan` at a kernel's first launch,
+    before its record or anything else of it is created.
+    """
+    image = request.env.get("KERNEL_IMAGE") or ""
+    if not image or image == request.spec.image:
+        return
+    if any(fnmatchcase(image, pattern) for pattern in settings.allowed_kernel_images):
+        return
+    allowed = ", ".join(settings.allowed_kernel_images) or "none"
+    raise LaunchForbidden(
+        f"KERNEL_IMAGE={shown(image)} is refused: kernelspec {request.spec.name} runs {request.spec.image}, "
+        f"and the operator allows other images only when they match EG_ALLOWED_KERNEL_IMAGES (patterns: {allowed})"
+    )
+
+
+def check_image_pattern(pattern: str) -> None:
+    """Raise ``ValueError`` for an ``EG_ALLOWED_KERNEL_IMAGES`` entry that can match no image reference."""
+    if not pattern or any(c.isspace() or not c.isprintable() for c in pattern):
+        raise ValueError(f"{pattern!r} is not an image pattern (no spaces; e.g. registry.example.com/team/*)")
