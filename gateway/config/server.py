@@ -1,10 +1,11 @@
 """Where the gateway listens, how it serves HTTP and WebSocket clients, and how much it logs.
 
 Variables: ``EG_IP``, ``EG_PORT``, ``EG_BASE_URL``, ``EG_AUTH_TOKEN``,
-``EG_LIST_KERNELS``, ``EG_WS_PING_INTERVAL_SECS``, ``EG_LOG_LEVEL``,
-``EG_TUNNELING_ENABLED`` (accepted, not supported), and ``EG_RESPONSE_IP`` and
-``EG_RESPONSE_PORT`` for the listener kernel launchers send their connection
-info to.  ``gateway.app`` reads these traits to start the HTTP server and the
+``EG_LIST_KERNELS``, ``EG_WS_PING_INTERVAL_SECS``, ``EG_LOG_LEVEL``, ``EG_METRICS_AUTH``,
+``EG_TUNNELING_ENABLED`` (accepted, not supported), ``EG_READINESS_GRACE_SECS``
+(how long failing list and watch calls leave ``/readyz`` at 200), and
+``EG_RESPONSE_IP`` and ``EG_RESPONSE_PORT`` for the listener kernel launchers
+send their connection info to.  ``gateway.app`` reads these traits to start the HTTP server and the
 response listener, and to fill the HTTP layer's settings.
 """
 
@@ -30,11 +31,22 @@ class ServerConfig(HasTraits):
     ).tag(config=True)
     ws_ping_interval = Float(help="Seconds between websocket pings (EG_WS_PING_INTERVAL_SECS).").tag(config=True)
     log_level = Unicode(help="Logging level (EG_LOG_LEVEL): DEBUG, INFO, WARNING, ERROR or CRITICAL.").tag(config=True)
+    metrics_auth = Bool(
+        help="Whether /metrics asks for the token like the rest of the API (EG_METRICS_AUTH, default True); False "
+        "lets a Prometheus without the token scrape it."
+    ).tag(config=True)
     tunneling_enabled = Bool(
         help="EG_TUNNELING_ENABLED: accepted for compatibility; tunneling is not supported, kernels are reached directly."
     ).tag(config=True)
-    response_ip = Unicode(help="Address of the response listener (EG_RESPONSE_IP); empty: the gateway's own.").tag(config=True)
+    response_ip = Unicode(
+        help="Address of the response listener (EG_RESPONSE_IP): launchers call it, and the listener binds it; "
+        "empty: launchers call the gateway's own address and the listener binds 0.0.0.0."
+    ).tag(config=True)
     response_port = Int(help="Port of the response listener (EG_RESPONSE_PORT).").tag(config=True)
+    readiness_grace = Float(
+        help="Seconds the gateway stays ready while its list and watch calls to the Kubernetes API fail "
+        "(EG_READINESS_GRACE_SECS); rejected credentials make it unready at once."
+    ).tag(config=True)
 
     def _check_server(self) -> None:
         """Called by :class:`~gateway.config.GatewayConfig` once every default is read."""
@@ -44,6 +56,8 @@ class ServerConfig(HasTraits):
             raise ConfigError(f"EG_PORT must be a port number, not {self.port}")
         if not 0 <= self.response_port < 65536:
             raise ConfigError(f"EG_RESPONSE_PORT must be a port number, not {self.response_port}")
+        if not 0 <= self.readiness_grace < float("inf"):
+            raise ConfigError(f"EG_READINESS_GRACE_SECS must be a non-negative number of seconds, not {self.readiness_grace}")
 
     @default("ip")
     def _ip(self) -> str:
@@ -74,6 +88,10 @@ class ServerConfig(HasTraits):
     def _log_level(self) -> str:
         return (env("EG_LOG_LEVEL") or "INFO").strip().upper()
 
+    @default("metrics_auth")
+    def _metrics_auth(self) -> bool:
+        return bool_env("EG_METRICS_AUTH", True)
+
     @default("tunneling_enabled")
     def _tunneling_enabled(self) -> bool:
         return bool_env("EG_TUNNELING_ENABLED", False)
@@ -81,6 +99,10 @@ class ServerConfig(HasTraits):
     @default("response_ip")
     def _response_ip(self) -> str:
         return (env("EG_RESPONSE_IP") or "").strip()
+
+    @default("readiness_grace")
+    def _readiness_grace(self) -> float:
+        return seconds_env("EG_READINESS_GRACE_SECS", 5.0)
 
     @default("response_port")
     def _response_port(self) -> int:

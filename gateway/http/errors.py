@@ -21,6 +21,7 @@ from typing import Any
 from tornado import web
 
 from gateway.errors import GatewayError, phrase
+from gateway.observability.logs import tag_task
 
 from .auth import check_token
 from .context import HttpContext
@@ -60,6 +61,7 @@ class JsonErrors(web.RequestHandler):
         self.context = context
 
     def prepare(self) -> None:
+        tag_task(self.path_kwargs.get("kernel_id"))  # this request's log lines name the kernel it is about
         if not self.public:
             check_token(self, self.context.settings.auth_token)
 

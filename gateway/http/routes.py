@@ -13,6 +13,7 @@ from .errors import NotFoundHandler, hide_tokens
 from .health import LivenessHandler, ReadinessHandler
 from .kernels import KernelActionHandler, KernelHandler, KernelsHandler
 from .kernelspecs import KernelSpecHandler, KernelSpecResourceHandler, KernelSpecsHandler
+from .metrics import MetricsHandler, observe_request, route_templates
 from .sessions import SessionHandler, SessionsHandler
 from .websocket import KernelChannelsHandler
 
@@ -37,16 +38,23 @@ def routes(base_url: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (r"/api/sessions/(?P<session_id>[^/]+)/?", SessionHandler),
         (r"/healthz", LivenessHandler),
         (r"/readyz", ReadinessHandler),
+        (r"/metrics", MetricsHandler),
     ]
     return [(base + pattern, handler) for pattern, handler in table]
 
 
+ROUTE_TEMPLATES = route_templates(routes("/"))
+"""Each handler's route, as the metrics label requests (``/api/kernels/{kernel_id}``)."""
+
+
 def log_request(handler: web.RequestHandler) -> None:
-    """One access-log line per request, as tornado writes it, but with any ``?token=`` value hidden.
+    """One access-log line per request, as tornado writes it, but with any ``?token=`` value hidden; and the
+    request's latency in the gateway's metrics.
 
     Clients (the websocket above all) may pass ``EG_AUTH_TOKEN`` in the query string; no token is
     written to any log, at any level.  Called by tornado when a request finishes.
     """
+    observe_request(handler, ROUTE_TEMPLATES)
     status = handler.get_status()
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     if not access_log.isEnabledFor(level):

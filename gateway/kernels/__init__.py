@@ -13,6 +13,7 @@ auto-restart of kernels whose pod died), ``culling`` (the idle culler, with
 dead replicas left behind); ``specs`` the kernelspecs offered (allow-list,
 users); ``env`` a client's env checked and turned into a kernel's; ``channels``
 the ZMQ sockets to a kernel; ``activity`` the iopub watcher, ``activitywrite``
-its write-back into the record; ``settings`` and ``errors`` what configures it
-and what it raises.
+its write-back into the record; ``telemetry`` the metrics and Kubernetes Events
+of kernels' lives; ``settings`` and ``errors`` what configures it and what it
+raises.
 """

@@ -18,10 +18,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 
 from gateway.objects.record import KernelRecord
+from gateway.observability.logs import kernel_logs
 
 from .kernel import BUSY, IDLE, Kernel, utcnow
 from .presence import connected_elsewhere
 from .settings import KernelSettings
+from .telemetry import KernelTelemetry
 
 log = logging.getLogger("gateway.kernels.culling")
 
@@ -52,8 +54,10 @@ class Culler:
     """
 
     def __init__(self, settings: KernelSettings, kernels: Callable[[], Iterable[Kernel]],
-                 shutdown: Callable[[str], Awaitable[None]], record_of: Callable[[str], KernelRecord | None]) -> None:
+                 shutdown: Callable[[str], Awaitable[None]], record_of: Callable[[str], KernelRecord | None], *,
+                 telemetry: KernelTelemetry | None = None) -> None:
         self.settings = settings
+        self._telemetry = telemetry or KernelTelemetry()
         self._kernels = kernels
         self._shutdown = shutdown
         self._record_of = record_of
@@ -77,9 +81,11 @@ class Culler:
         now = utcnow()
         culled = [k for k in list(self._kernels()) if should_cull(k, self.settings, now, self._record_of(k.id))]
         for kernel in culled:
-            log.warning("culling %s kernel %s (%s) of %s with %d connections after %d s of inactivity",
-                        kernel.execution_state, kernel.name, kernel.id, kernel.username, kernel.connections,
-                        int((now - kernel.last_activity).total_seconds()))
+            idle = int((now - kernel.last_activity).total_seconds())
+            with kernel_logs(kernel.id):
+                log.warning("culling %s kernel %s (%s) of %s with %d connections after %d s of inactivity",
+                            kernel.execution_state, kernel.name, kernel.id, kernel.username, kernel.connections, idle)
+            self._telemetry.culled(kernel, idle)
         results = await asyncio.gather(*(self._shutdown(k.id) for k in culled), return_exceptions=True)
         for kernel, result in zip(culled, results, strict=True):
             if isinstance(result, Exception):

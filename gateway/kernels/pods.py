@@ -32,6 +32,7 @@ from .channels import ChannelTimeout, KernelChannels
 from .errors import KernelLaunchFailed
 from .kernel import STARTING, Kernel
 from .settings import KernelSettings
+from .telemetry import KernelTelemetry
 
 log = logging.getLogger("gateway.kernels")
 
@@ -46,9 +47,11 @@ READY_TIMEOUT_FLOOR = 1.0
 class KernelPods:
     """The pod steps of every kernel, and the activity watcher of each running one."""
 
-    def __init__(self, provisioner: KernelProvisioner, settings: KernelSettings) -> None:
+    def __init__(self, provisioner: KernelProvisioner, settings: KernelSettings,
+                 telemetry: KernelTelemetry | None = None) -> None:
         self._provisioner = provisioner
         self._settings = settings
+        self._telemetry = telemetry or KernelTelemetry()
         self._activity: dict[str, ActivityWatcher] = {}
         """Kernel id -> the iopub watcher of its running pod (from its launch until its pod is stopped)."""
         self._cleanups = OwnedTasks("kernel clean-ups")
@@ -72,6 +75,7 @@ class KernelPods:
             running = await self._provisioner.launch(kernel.request, placement, prepare=first)
         except LaunchError as error:
             log.warning("kernel %s could not be launched: %s", kernel.id, error.message)
+            self._telemetry.launch_failed(kernel, placement, error, first=first)
             raise KernelLaunchFailed(error.message, status=error.status) from error
         kernel.running = running
         kernel.placement = running.placement
@@ -80,8 +84,10 @@ class KernelPods:
         except BaseException as error:
             await self._clean_up(kernel, release=first)
             if isinstance(error, (ChannelTimeout, zmq.ZMQError)):
-                raise KernelLaunchFailed(f"Kernel {kernel.id} started but did not answer a kernel_info_request.",
-                                         status=504) from None
+                failed = KernelLaunchFailed(f"Kernel {kernel.id} started but did not answer a kernel_info_request.",
+                                            status=504)
+                self._telemetry.launch_failed(kernel, placement, failed, first=first)
+                raise failed from None
             raise
         self._watch(kernel)
         kernel.launched(running)
