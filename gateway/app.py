@@ -25,7 +25,10 @@ namespaces, selector ``app=enterprise-gateway,component=kernel``), the informer
 of kernel records (Secrets of ``EG_NAMESPACE`` labelled
 ``component=kernel-record``: every replica serves every kernel from them), the
 provisioner, the duties' lease elector, the kernel service, and the tornado
-application.  :class:`Gateway` owns every one of them: it creates and starts
+application.  Every cluster call goes through a
+:class:`~gateway.cluster.metered.MeteredCluster` (API errors counted), the
+kernel service reports into :attr:`Gateway.metrics` and writes Kubernetes
+Events through :attr:`Gateway.events` (:mod:`gateway.kernels.telemetry`).  :class:`Gateway` owns every one of them: it creates and starts
 them in that order and stops them in reverse.  The provisioner has nothing to
 start; it is handed the started listener and informer, and closed once the
 kernel service has stopped (waiting for the clean-ups of the launches the
@@ -53,19 +56,26 @@ from typing import Any, Protocol
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from gateway.cluster.events import EventRecorder
 from gateway.cluster.informer import Informer
-from gateway.cluster.interface import Cluster
+from gateway.cluster.interface import Cluster, ClusterError
 from gateway.cluster.lease import LeaseElector
+from gateway.cluster.metered import MeteredCluster
 from gateway.config import GatewayConfig
 from gateway.http.context import HttpContext, HttpSettings
+from gateway.http.health import Check
 from gateway.http.routes import make_application
 from gateway.kernels.admissions import Admissions
+from gateway.kernels.kernel import KernelState
 from gateway.kernels.records import RecordStore
 from gateway.kernels.service import KernelService, Replica
 from gateway.kernels.specs import KernelSpecs
+from gateway.kernels.telemetry import KernelTelemetry
 from gateway.objects import kernel_selector
 from gateway.objects.record import RECORD_SELECTOR
+from gateway.observability.metrics import GatewayMetrics
 from gateway.provisioner import PodProvisioner, ResponseListener
+from gateway.provisioner.response import listen_host
 
 log = logging.getLogger("gateway.app")
 
@@ -78,6 +88,8 @@ class ClusterConnection(Protocol):
     """The cluster the gateway runs against, as :func:`choose_cluster` opens it."""
 
     description: str
+    source: str
+    """Why the gateway uses this cluster (``kernelgate serve`` says it at start)."""
     cluster: Cluster
     local: bool
     """Kernel pods reach the gateway on 127.0.0.1 (the embedded cluster) rather than over the pod network."""
@@ -98,6 +110,7 @@ class EmbeddedCluster:
     """
 
     description = "the embedded simulated cluster"
+    source = "no --kubeconfig, no KUBECONFIG and not in a pod; kernels run as local processes"
     local = True
     ephemeral = True
 
@@ -106,6 +119,7 @@ class EmbeddedCluster:
         from fakes.auth.identity import service_account_user
         from fakes.gateway_rbac import GATEWAY_ACCOUNT
         from fakes.memory import MemoryCluster
+        from fakes.node.kernel_images import kernel_image_map
         from fakes.state.store import Store
 
         self.namespace = namespace
@@ -115,20 +129,27 @@ class EmbeddedCluster:
         self.cluster: Cluster = MemoryCluster(self.store, service_account_user(namespace, GATEWAY_ACCOUNT))
         self._work_dir = work_dir
         self._agent_options = agent_options or {}
+        self.images = kernel_image_map()
+        """The images the node agent runs: this repository's launcher, with the kernels this machine has."""
         self.agent: Any = None
 
     async def start(self) -> None:
         from fakes.auth.identity import node_user
         from fakes.gateway_rbac import install_gateway_rbac
         from fakes.memory import MemoryCluster
-        from fakes.node.kernel_images import kernel_image_map
         from fakes.node.kubelet import NodeAgent
 
         await install_gateway_rbac(self.admin, self.namespace, kernel_cluster_role=self.kernel_cluster_role)
         self.agent = NodeAgent(MemoryCluster(self.store, node_user(NODE_NAME)), node_name=NODE_NAME,
-                               images=kernel_image_map(), store=self.store, work_dir=self._work_dir,
+                               images=self.images, store=self.store, work_dir=self._work_dir,
                                **self._agent_options)
         await self.agent.start()
+
+    def why_not_runnable(self, image: str) -> str:
+        """Why a kernel pod of ``image`` can only fail here ("" when it runs): the kernelspecs offered leave those out."""
+        from fakes.node.kernel_images import why_not_runnable
+
+        return why_not_runnable(image, self.images)
 
     async def stop(self) -> None:
         """Stop the node agent (every pod process terminated) and close the connections."""
@@ -144,18 +165,24 @@ class RealCluster:
     local = False
     ephemeral = False
 
-    def __init__(self, kubeconfig: str | None) -> None:
+    def __init__(self, kubeconfig: str | None, source: str = "") -> None:
         self.kubeconfig = kubeconfig
         self.description = f"the cluster of {kubeconfig}" if kubeconfig else "this pod's cluster (in-cluster config)"
+        self.source = source
         self.cluster: Any = None
 
     async def start(self) -> None:
+        """Read the kubeconfig (or the pod's service account); :class:`ClusterUnusable` when it cannot be read."""
         from gateway.cluster.kubernetes import KubernetesCluster
 
-        if self.kubeconfig:
-            self.cluster = await asyncio.to_thread(KubernetesCluster.from_kubeconfig, self.kubeconfig)
-        else:
-            self.cluster = await asyncio.to_thread(KubernetesCluster.in_cluster)
+        try:
+            if self.kubeconfig:
+                self.cluster = await asyncio.to_thread(KubernetesCluster.from_kubeconfig, self.kubeconfig)
+            else:
+                self.cluster = await asyncio.to_thread(KubernetesCluster.in_cluster)
+        except Exception as error:  # the kubernetes client's ConfigException, a missing file, bad YAML...
+            raise ClusterUnusable(f"cannot read the configuration of {self.description}: {_one_line(error)}") from error
+        self.description += f" (API server {self.cluster.host})"
 
     async def stop(self) -> None:
         if self.cluster is not None:
@@ -166,12 +193,31 @@ def choose_cluster(config: GatewayConfig, kubeconfig: str | None = None,
                    environ: dict[str, str] | None = None) -> ClusterConnection:
     """``--kubeconfig`` / ``KUBECONFIG``, else in-cluster when in a pod, else the embedded simulated cluster."""
     environ = dict(os.environ) if environ is None else environ
-    path = kubeconfig or environ.get("KUBECONFIG")
-    if path:
-        return RealCluster(path)
+    if kubeconfig:
+        return RealCluster(kubeconfig, "named by --kubeconfig")
+    if environ.get("KUBECONFIG"):
+        return RealCluster(environ["KUBECONFIG"], "named by the KUBECONFIG environment variable; "
+                           "unset it for the embedded simulated cluster")
     if environ.get("KUBERNETES_SERVICE_HOST"):
-        return RealCluster(None)
+        return RealCluster(None, "KUBERNETES_SERVICE_HOST is set: running in a pod, as its service account")
     return EmbeddedCluster(config.namespace, kernel_cluster_role=config.kernel_cluster_role)
+
+
+class ClusterUnusable(Exception):
+    """The gateway cannot start on its cluster: its configuration cannot be read, or its API server cannot be
+    reached or refuses the gateway.  Raised by :meth:`Gateway.start`; the message is one line."""
+
+
+class CannotListen(Exception):
+    """A port the gateway must listen on cannot be bound (in use, say); the message names it, in one line."""
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def gateway_user() -> str:
@@ -204,6 +250,9 @@ class Gateway:
         self.provisioner: PodProvisioner | None = None
         self.service: KernelService | None = None
         self.context: HttpContext | None = None
+        self.metrics = GatewayMetrics()
+        """This gateway's metrics (a registry of its own), served at ``/metrics``."""
+        self.events: EventRecorder | None = None
         self._server: HTTPServer | None = None
         self.port = 0
         self.response_address = ""
@@ -231,20 +280,31 @@ class Gateway:
         log.info("starting the gateway on %s", self.connection.description)
         await self.connection.start()
         self._started.append(self.connection)
-        cluster = self.connection.cluster
+        cluster = MeteredCluster(self.connection.cluster, self.metrics.api_error)
+        self.events = EventRecorder(cluster, instance=config.replica_id, on_dropped=self.metrics.events_dropped.inc)
+        await self.events.start()
+        self._started.append(self.events)
 
         self.listener = await self._start_listener()
-        self.pods = Informer(cluster, "pods", label_selector=kernel_selector())
-        await self.pods.start()
+        self.pods = Informer(cluster, "pods", label_selector=kernel_selector(), readiness_grace=config.readiness_grace)
+        await self._sync(self.pods)
         self._started.append(self.pods)
-        self.records = Informer(cluster, "secrets", namespace=config.namespace, label_selector=RECORD_SELECTOR)
-        await self.records.start()
+        self.records = Informer(cluster, "secrets", namespace=config.namespace, label_selector=RECORD_SELECTOR,
+                                readiness_grace=config.readiness_grace)
+        await self._sync(self.records)
         self._started.append(self.records)
+        self.metrics.watch_informer("pods", self.pods)
+        self.metrics.watch_informer("records", self.records)
 
         address = self.response_address = await self._response_address(self.listener)
         self.provisioner = PodProvisioner(cluster, self.pods, self.listener,
                                           config.provisioner_settings(response_address=address))
-        specs = KernelSpecs(**config.kernel_specs_arguments())
+        specs = KernelSpecs(**config.kernel_specs_arguments(),
+                            unrunnable=getattr(self.connection, "why_not_runnable", None))
+        hidden = await asyncio.to_thread(specs.not_runnable)
+        if hidden:
+            log.info("kernelspecs not offered, as %s cannot run them: %s", self.connection.description,
+                     "; ".join(f"{name} ({why})" for name, why in hidden.items()))
         records = RecordStore(cluster, self.records, config.namespace)
         admissions = Admissions(cluster, config.namespace, lambda kernel_id: records.get(kernel_id) is not None,
                                 orphan_grace=config.leftover_grace)
@@ -254,7 +314,11 @@ class Gateway:
         settings = dataclasses.replace(config.kernel_settings(),
                                        shut_down_kernels_at_stop=bool(getattr(self.connection, "ephemeral", False)))
         self.service = KernelService(self.provisioner, specs, settings,
-                                     Replica(config.replica_id, records, admissions, self.lease))
+                                     Replica(config.replica_id, records, admissions, self.lease),
+                                     telemetry=KernelTelemetry(self.metrics, self.events,
+                                                               gateway_namespace=config.namespace))
+        service = self.service
+        self.metrics.watch_kernels(lambda: [str(kernel.state) for kernel in service.list()], [state.value for state in KernelState])
         await self.service.start()
         self._started.append(self.service)
 
@@ -262,23 +326,42 @@ class Gateway:
             service=self.service, specs=specs, readiness=self.readiness,
             settings=HttpSettings(base_url=config.base_url, auth_token=config.auth_token,
                                   list_kernels=config.list_kernels, ws_ping_interval=config.ws_ping_interval,
-                                  gateway_user=gateway_user()),
+                                  gateway_user=gateway_user(), metrics_auth=config.metrics_auth),
+            metrics=self.metrics,
         )
+        websockets = self.context.websockets
+        self.metrics.watch_websockets(lambda: len(websockets))
         self._server = HTTPServer(make_application(self.context))
-        sockets = bind_sockets(config.port, config.ip or None)
+        try:
+            sockets = bind_sockets(config.port, config.ip or None)
+        except OSError as error:
+            raise CannotListen(f"cannot listen on {_address(config.ip or '*', config.port)} (--ip and --port, or "
+                               f"EG_IP and EG_PORT): {error.strerror or error}") from error
         self.port = sockets[0].getsockname()[1]
         for sock in sockets:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._server.add_sockets(sockets)
         log.info("the gateway is serving at %s", self.url)
 
+    async def _sync(self, informer: Informer) -> None:
+        """Start ``informer``: its first list is among the gateway's first calls to the API server, so its failure
+        means the cluster cannot be used (:class:`ClusterUnusable`)."""
+        try:
+            await informer.start()
+        except ClusterError as error:
+            raise ClusterUnusable(f"cannot use {self.connection.description}: {_one_line(error)}") from error
+
     async def _start_listener(self) -> ResponseListener:
         config = self.config
         fixed = bool(os.environ.get("EG_RESPONSE_PORT")) or (
             not self.connection.local and bool(os.environ.get("KUBERNETES_SERVICE_HOST")))
         port = self._response_port if self._response_port is not None else (config.response_port if fixed else 0)
-        listener = ResponseListener(host="127.0.0.1" if self.connection.local else "0.0.0.0", port=port)
-        await listener.start()
+        listener = ResponseListener(host=listen_host(config.response_ip, local=self.connection.local), port=port)
+        try:
+            await listener.start()
+        except OSError as error:
+            raise CannotListen(f"cannot listen for kernel connection info on {_address(listener.host, port)} "
+                               f"(EG_RESPONSE_IP, EG_RESPONSE_PORT): {error.strerror or error}") from error
         self._started.append(listener)
         return listener
 
@@ -289,12 +372,14 @@ class Gateway:
         ip = self.config.response_ip or await asyncio.to_thread(_own_ip)
         return f"{ip}:{listener.port}"
 
-    def readiness(self) -> dict[str, bool]:
-        """``/readyz``: both informers have synced and the response listener accepts connections."""
+    def readiness(self) -> dict[str, Check]:
+        """``/readyz``: both informers trust their view of the cluster (``Informer.health``: synced, or failing for
+        less than ``EG_READINESS_GRACE_SECS``), and the response listener accepts connections."""
+        serving = bool(self.listener is not None and self.listener.serving)
         return {
-            "informer": bool(self.pods is not None and self.pods.has_synced and self.pods in self._started),
-            "records": bool(self.records is not None and self.records.has_synced and self.service in self._started),
-            "response_listener": bool(self.listener is not None and self.listener.serving),
+            "informer": _informer_check(self.pods, self.pods in self._started),
+            "records": _informer_check(self.records, self.service in self._started),
+            "response_listener": Check(serving, "" if serving else "the response listener does not accept connections"),
         }
 
     async def stop(self) -> None:
@@ -319,6 +404,12 @@ class Gateway:
                 await asyncio.wait_for(server.close_all_connections(), CLOSE_TIMEOUT)
             except asyncio.TimeoutError:
                 log.warning("HTTP connections still open at shutdown")
+
+
+def _informer_check(informer: Informer | None, started: bool) -> Check:
+    if informer is None or not started:
+        return Check(False, "the gateway is starting")
+    return Check(informer.health.ready, informer.health.reason)
 
 
 def _own_ip() -> str:

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.observability.logs import install as kernel_log_lines
+
 if TYPE_CHECKING:
     from fakes.node.images import ImageMap
 
@@ -90,22 +92,35 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     explicit = args.serve_log_level or (config.log_level if os.environ.get("EG_LOG_LEVEL") else None)
     logging.getLogger().setLevel((explicit or args.log_level).upper())
+    if logging.getLogger().level > logging.DEBUG:  # the gateway reports the API calls that failed; retries are noise
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     return asyncio.run(_serve_gateway(config, args.kubeconfig))
 
 
 async def _serve_gateway(config: object, kubeconfig: str | None) -> int:
-    from gateway.app import Gateway
+    """Say which cluster and why (one line on stderr), start the gateway, serve until SIGINT or SIGTERM.
+
+    1 when it cannot start: the cluster cannot be used (its kubeconfig unreadable, its API server
+    unreachable or refusing the gateway) or a port cannot be bound; one line says why, no traceback.
+    """
+    from gateway.app import CannotListen, ClusterUnusable, Gateway
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     gateway = Gateway(config, kubeconfig=kubeconfig)  # type: ignore[arg-type]
+    connection = gateway.connection
+    print(f"kernelgate: cluster: {connection.description} ({getattr(connection, 'source', '')})",
+          file=sys.stderr, flush=True)
     try:
         try:
             await gateway.start()
-        except OSError as error:  # the port is taken, the address is not ours...
-            print(f"kernelgate: cannot serve: {error}", file=sys.stderr)
+        except (ClusterUnusable, CannotListen) as error:
+            print(f"kernelgate: {error}", file=sys.stderr, flush=True)
+            return 1
+        except OSError as error:  # an address that is not this host's...
+            print(f"kernelgate: cannot serve: {error}", file=sys.stderr, flush=True)
             return 1
         print(f"kernelgate serving at {gateway.url} on {gateway.connection.description}", flush=True)
         print(f"Point Jupyter at it with: jupyter lab --gateway-url={gateway.url}", flush=True)
@@ -169,8 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kernelgate`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    kernel_log_lines(handler)  # every line about a kernel ends with kernel=<id>
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO), handlers=[handler])
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -11,10 +11,11 @@ installed here.  The images built on ``images/kernel-common`` (``kernelgate/kern
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
-from fakes.node.images import STANDARD_PATH, ImageMap, ImageSpec
+from fakes.node.images import STANDARD_PATH, ImageMap, ImageSpec, parse_image
 from gateway.shipped import shipped_root
 
 KERNEL_IMAGE_REPOSITORIES = ("elyra/kernel-py", "kernelgate/kernel-py")
@@ -46,6 +47,35 @@ def kernel_image_spec(repo_root: Path | None = None, bootstrap: Path = BOOTSTRAP
         "PYTHONUNBUFFERED": "1",
     }
     return ImageSpec(cmd=[BOOTSTRAP_IN_IMAGE], env=env, files={BOOTSTRAP_IN_IMAGE: str(script)})
+
+
+SPARK_REPOSITORIES = tuple(f"kernelgate/kernel-spark-{name}" for name in ("py", "r", "scala"))
+"""Spark's images: the simulated node has no Spark, and the launcher starts no Spark context."""
+RUNTIMES = {"kernelgate/kernel-r": ("R", "R"), "kernelgate/kernel-scala": ("almond", "/opt/almond/almond")}
+"""What each language's image runs its kernel with, and where (``images/kernel-common/bootstrap-kernel.sh``)."""
+
+
+def why_not_runnable(image: str, images: ImageMap) -> str:
+    """Why a kernel pod of ``image`` can only fail on a simulated node with ``images`` on this machine; "" if it runs.
+
+    Asked by the embedded cluster for the kernelspecs it offers (``gateway.app``): R and Scala kernels
+    need R or almond installed where the node runs them, and Spark's images have no Spark here.  An
+    image the node does not know is not judged: its launch fails as a pull of it would.
+    """
+    spec = images.resolve(image)
+    if spec is None:
+        return ""
+    try:
+        repository = parse_image(image).repository.removeprefix("docker.io/")
+    except ValueError:
+        return f"{image} is not an image reference"
+    if repository in SPARK_REPOSITORIES:
+        return "Spark does not run on the simulated node"
+    if repository in RUNTIMES:
+        name, program = RUNTIMES[repository]
+        if shutil.which(program, path=spec.env.get("PATH")) is None:
+            return f"{name} is not installed on this machine"
+    return ""
 
 
 def kernel_image_map(repo_root: Path | None = None) -> ImageMap:

@@ -11,10 +11,14 @@ iopub delivers, as Jupyter Server does, unless the kernel is busy and would
 not answer.
 
 Restarts keep the websocket open: when the kernel service starts restarting
-the kernel the bridge closes its sockets and tells the client ``restarting``
-(and ``starting``), as Jupyter Server does; client messages are held; when
-the new pod answers the bridge connects to it, sends what it held, and tells
-the client the kernel's state.  When the kernel dies for good the client
+the kernel the bridge closes its sockets; client messages are held; when the
+new pod answers the bridge connects to it, sends what it held, and tells the
+client the kernel's state.  What the client hears meanwhile is what Jupyter
+Server sends: ``restarting`` only when the kernel died and is being restarted
+automatically (Jupyter Server's auto-restarter callback; JupyterLab then tells
+its user the kernel "appears to have died"), nothing of the kind for a restart
+a client asked for (``POST /api/kernels/{id}/restart``), and ``starting`` as
+the new kernel starts, either way.  When the kernel dies for good the client
 hears ``dead`` and the websocket is closed.
 
 The bridge's states, and which event moves it from one to the next, are
@@ -142,7 +146,8 @@ class KernelBridge:
             return
         if state in (RESTARTING, AUTORESTARTING):
             self._move(BridgeState.RESTARTING)
-            self._send_status("restarting")
+            if state == AUTORESTARTING:  # a requested restart is no news to the client: it asked
+                self._send_status("restarting")
         elif state == STARTING and self._state is BridgeState.RESTARTING:
             self._send_status("starting")
         elif state == IDLE and self._state in (BridgeState.WAITING, BridgeState.RESTARTING):

@@ -20,8 +20,9 @@ the kernel service sets on the kernel (:meth:`~gateway.kernels.kernel.Kernel.set
     connecting (after idle) ─── the new pod's sockets cannot be made ───► closing
     new, waiting, connecting, restarting, relaying ─── close(): the websocket closed ───► closed
 
-What the client hears: ``restarting`` on each move into restarting (also from
-restarting itself, when a relaunch failed and the kernel restarts again),
+What the client hears: ``restarting`` on each move into restarting the kernel's
+``autorestarting`` causes (also from restarting itself, when a relaunch failed
+and the kernel restarts again; a restart the client asked for is not announced),
 ``starting`` when the kernel starts while the bridge is restarting, the
 kernel's state once relaying after restarting, and ``dead`` on the move to
 closing on the kernel's death.  Client messages are held while waiting,
@@ -48,7 +49,8 @@ class BridgeState(enum.Enum):
     WAITING = "waiting"
     """The client came while the kernel had no pod to connect to; its messages are held until the kernel is idle."""
     RESTARTING = "restarting"
-    """The kernel's pod is being replaced (the client was told ``restarting``); messages are held meanwhile."""
+    """The kernel's pod is being replaced (after an auto-restart, the client was told ``restarting``); messages are
+    held meanwhile."""
     CLOSING = "closing"
     """The gateway is closing the websocket (the kernel died, or its new pod could not be reached)."""
     CLOSED = "closed"

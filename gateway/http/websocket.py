@@ -24,6 +24,9 @@ from .wsprotocol import V1_PROTOCOL, codec_for
 
 log = logging.getLogger("gateway.http.websocket")
 
+CLOSE_REASON_BYTES = 123
+"""The longest reason a websocket close frame carries (its 125-byte payload less the status code)."""
+
 
 class KernelChannelsHandler(JsonErrors, WebSocketHandler):
     bridge: KernelBridge | None = None
@@ -70,7 +73,17 @@ class KernelChannelsHandler(JsonErrors, WebSocketHandler):
         future.add_done_callback(_ignore_closed)
 
     def _close(self) -> None:
-        self.close(1000, "kernel gone")
+        """The bridge ends the connection (the kernel died for good): the close frame says why, when the gateway knows."""
+        reason = (self.bridge.kernel.reason if self.bridge is not None else "") or "kernel gone"
+        self.close(1000, _fit_close_reason(reason))
+
+
+def _fit_close_reason(reason: str) -> str:
+    """``reason`` cut to the 123 bytes of UTF-8 a close frame carries (RFC 6455, 5.5)."""
+    encoded = reason.encode()
+    if len(encoded) <= CLOSE_REASON_BYTES:
+        return reason
+    return encoded[:CLOSE_REASON_BYTES - 3].decode(errors="ignore") + "..."
 
 
 def _ignore_closed(future: Any) -> None:

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from gateway.aio import OwnedTasks, cancel_and_wait
 from gateway.cluster.informer import Subscription
 from gateway.objects.record import KernelRecord, Phase, RestartKind
+from gateway.observability.logs import kernel_logs
 from gateway.provisioner.placement import placement_of
 
 from .errors import KernelError
@@ -87,10 +88,11 @@ class RecordFollower:
                 kernel_id = self._records.kernel_id_of(event.object)
                 if kernel_id is None:
                     continue
-                try:
-                    await self.apply(kernel_id)
-                except Exception:
-                    log.exception("applying the record of kernel %s failed", kernel_id)
+                with kernel_logs(kernel_id):  # what following the record logs names the kernel
+                    try:
+                        await self.apply(kernel_id)
+                    except Exception:
+                        log.exception("applying the record of kernel %s failed", kernel_id)
         log.info("kernel records are no longer followed: the records informer stopped")
 
     async def apply(self, kernel_id: str) -> None:
@@ -167,7 +169,7 @@ class RecordFollower:
                 return
             if state in _UP and kernel.running is not None:  # restarted elsewhere while we were not looking
                 await self._pods.let_go(kernel)
-                kernel.set_state(RESTARTING)
+                kernel.set_state(AUTORESTARTING if record.restart_count else RESTARTING)  # a client's resets the count
             if kernel.state in (RESTARTING, AUTORESTARTING):
                 kernel.set_state(STARTING)
             if kernel.state != STARTING:

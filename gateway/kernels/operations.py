@@ -26,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
-from gateway.aio import shielded
+from gateway.aio import Backoff, shielded
 from gateway.cluster.interface import ClusterError, Conflict, NotFound
 from gateway.objects.record import KernelRecord, Phase, RestartKind
 from gateway.provisioner.model import Placement
@@ -40,11 +41,18 @@ from .pods import KernelPods
 from .recorded import answer_by, claimed, launch_deadline, running
 from .records import RecordStore, RecordUnavailable
 from .settings import KernelSettings
+from .telemetry import KernelTelemetry
+
+if TYPE_CHECKING:
+    from .restarts import RestartPauses
 
 log = logging.getLogger("gateway.kernels")
 
 STABLE_START_SECONDS = 10.0
 """A kernel whose pod lived this long since its last launch starts counting restarts from zero again."""
+CLAIM_RETRY_SECONDS = 0.5
+CLAIM_RETRY_CAP_SECONDS = 10.0
+"""The back-off of an auto-restart whose record the API would not take."""
 STOP_BOUND_SECONDS = 10.0
 """What a shutdown may take beyond the kernel's ``shutdown_wait_time`` (the pod's deletion)."""
 _UP = frozenset({"starting", "idle", "busy"})
@@ -64,14 +72,17 @@ class KernelOperations:
     """The claimed operations on one kernel (see the module docstring)."""
 
     def __init__(self, *, identity: str, kernels: dict[str, Kernel], pods: KernelPods, records: RecordStore,
-                 admissions: Admissions, follower: RecordFollower, settings: KernelSettings) -> None:
+                 admissions: Admissions, follower: RecordFollower, settings: KernelSettings,
+                 pauses: RestartPauses, telemetry: KernelTelemetry | None = None) -> None:
         self.identity = identity
+        self._telemetry = telemetry or KernelTelemetry()
         self._kernels = kernels
         self._pods = pods
         self._records = records
         self._admissions = admissions
         self._follower = follower
         self._settings = settings
+        self._pauses = pauses
 
     # ------------------------------------------------------------------ restart
 
@@ -86,6 +97,7 @@ class KernelOperations:
                                          restart_count=0) is None:
                         continue
                     log.info("restarting kernel %s", kernel.id)
+                    self._telemetry.restarting(kernel)
                     kernel.set_state(RESTARTING)
                     kernel.restart_count = 0
                     await self._relaunch_or_give_up(kernel, 0, "The kernel could not be restarted.")
@@ -185,16 +197,27 @@ class KernelOperations:
 
         Called by the lease holder's auto-restart.  A record that no longer names that pod as
         running (restarted, shut down, or claimed by another replica meanwhile) is left alone.
+        While the API does not take the record's writes, this is tried again after a pause: no
+        other death will come to restart the kernel (once claimed, the lease holder's collection
+        finishes a restart that could not be recorded).
         """
-        async with kernel.lock:
-            record = self._records.get(kernel.id)
-            if (record is None or record.phase is not Phase.RUNNING or record.pod is None
-                    or record.pod.uid != dead_pod_uid):
-                return
-            count = record.restart_count
-            if (utcnow() - record.launched_at).total_seconds() > STABLE_START_SECONDS:
-                count = 0
-            await self._autorestart_from(kernel, record, count)
+        backoff = Backoff(base=CLAIM_RETRY_SECONDS, cap=CLAIM_RETRY_CAP_SECONDS)
+        while True:
+            try:
+                async with kernel.lock:
+                    record = self._records.get(kernel.id)
+                    if (record is None or record.phase is not Phase.RUNNING or record.pod is None
+                            or record.pod.uid != dead_pod_uid):
+                        break
+                    count = record.restart_count
+                    if (utcnow() - record.launched_at).total_seconds() > STABLE_START_SECONDS:
+                        count = 0
+                    await self._autorestart_from(kernel, record, count)
+                    break
+            except RecordUnavailable as error:
+                delay = backoff.fail()
+                log.warning("kernel %s: %s; trying its restart again in %.1fs", kernel.id, error.message, delay)
+                await asyncio.sleep(delay)  # a back-off before asking the API again, not a wait for a state
         await self._follower.apply(kernel.id)
 
     async def take_over(self, kernel: Kernel) -> None:
@@ -227,22 +250,35 @@ class KernelOperations:
             await self.bury(kernel, verify=True)
 
     async def _autorestart_from(self, kernel: Kernel, record: KernelRecord, count: int) -> None:
+        """Relaunch the kernel, counting from ``count`` restarts in a row; a failed relaunch is tried again after
+        a pause (:class:`~gateway.kernels.restarts.RestartPauses`) until the limit, then the kernel is given up
+        with the last failure as its reason."""
         limit = self._settings.restart_limit
+        backoff = self._pauses.backoff()
+        failure = ""
         while True:
             count += 1
             if count > limit:
-                log.error("kernel %s: its pod died and %d restarts did not keep it up; giving up", kernel.id, limit)
-                await self.give_up(kernel, f"The kernel died and was restarted {limit} times.")
+                log.error("kernel %s: its pod died and %d restarts did not keep it up; giving up%s", kernel.id, limit,
+                          f" ({failure})" if failure else "")
+                self._telemetry.given_up(kernel, f"its pod died and {limit} restarts did not keep it up")
+                await self.give_up(kernel, f"The kernel died and could not be restarted: {failure}" if failure
+                                   else f"The kernel died and was restarted {limit} times.")
                 return
-            deadline = self._launch_deadline(kernel, extra=STOP_BOUND_SECONDS)
+            pause = backoff.fail() if failure else 0.0
+            deadline = self._launch_deadline(kernel, extra=STOP_BOUND_SECONDS + pause)
             if await self._claim(kernel, record, Phase.RESTARTING, deadline, kind=RestartKind.AUTOMATIC,
                                  restart_count=count) is None:
                 return  # another replica acted first; what is left to do is derived again from the records
             log.warning("kernel %s: its pod died; restarting it (%d of %d)", kernel.id, count, limit)
+            self._telemetry.restarting(kernel, automatic=True, count=count, limit=limit)
             if kernel.state in _UP:
                 kernel.set_state(AUTORESTARTING)
             try:
                 await self._pods.stop(kernel, ask_kernel=False, restart=True)
+                if pause:
+                    log.info("kernel %s: relaunching it in %.1fs", kernel.id, pause)
+                    await self._pauses.sleep(pause)
                 await self._pods.launch(kernel, _placement(kernel), first=False,
                                     answer_by=answer_by(kernel.record, self._settings.deadline_grace))
                 await self.recorded_running(kernel, count)
@@ -253,6 +289,7 @@ class KernelOperations:
                 return
             except KernelLaunchFailed as error:
                 log.warning("kernel %s: relaunch failed: %s", kernel.id, error.message)
+                failure = error.message
             except asyncio.CancelledError:
                 await shielded(self._hand_back(kernel))
                 raise

@@ -22,17 +22,25 @@ exactly once even when the holder changes meanwhile.  How a death becomes a rest
    while the kernel's auto-restart is queued or running is left to that one.  The task waits
    for the kernel's lock; if the record no longer names the dead pod as running (a restart or
    shutdown came first, here or on another replica), there is nothing left to do.
+
+A relaunch that fails (the kernel's namespace is still being deleted, the API server is away)
+is tried again after a pause drawn by :class:`RestartPauses`: jittered and doubling with each
+failure in a row, so that the restarts are not all spent at once on a cause that takes seconds
+to pass, and kernels failing together do not retry in step.  The kernel's lock stays held
+meanwhile: a shutdown of the kernel asked for during a pause waits for the attempt under way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import random
+from collections.abc import Awaitable, Callable, Mapping
 
-from gateway.aio import OwnedTasks, cancel_and_wait
+from gateway.aio import Backoff, OwnedTasks, cancel_and_wait
 from gateway.cluster.informer import InformerStopped
 from gateway.objects.record import Phase
+from gateway.observability.logs import kernel_extra, kernel_logs
 from gateway.provisioner.base import KernelProvisioner
 from gateway.provisioner.leftovers import PodLife
 from gateway.provisioner.placement import placement_of
@@ -45,6 +53,28 @@ log = logging.getLogger("gateway.kernels")
 
 FOLLOW_RETRY_SECONDS = 1.0
 """How long to wait before following deaths again after an unexpected error."""
+
+
+class RestartPauses:
+    """The pauses between the failed relaunches of one auto-restart, and how they are waited.
+
+    Made once by the kernel service from ``restart_backoff`` (the first pause is between half of
+    it and all of it) and ``restart_backoff_cap`` (no pause is longer); the auto-restart
+    (:meth:`~gateway.kernels.operations.KernelOperations.autorestart`) takes a :meth:`backoff` per
+    kernel it restarts and awaits :meth:`sleep` with each delay it draws.  ``sleep`` may be
+    replaced (tests count the pauses without waiting them out).
+    """
+
+    def __init__(self, base: float, cap: float, *, rng: random.Random | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.base = base
+        self.cap = cap
+        self.sleep = sleep
+        self._rng = rng or random.Random()
+
+    def backoff(self) -> Backoff:
+        """A fresh back-off for one auto-restart: its n-th failed relaunch draws the n-th pause."""
+        return Backoff(self.base, self.cap, self._rng)
 
 
 class AutoRestarter:
@@ -100,7 +130,8 @@ class AutoRestarter:
                 continue
             if life is PodLife.UNSEEN and await self._provisioner.pod_exists(placement, record.pod.uid):
                 continue
-            log.warning("kernel %s: its pod %s/%s is gone", record.kernel_id, placement.namespace, placement.pod_name)
+            log.warning("kernel %s: its pod %s/%s is gone", record.kernel_id, placement.namespace, placement.pod_name,
+                        extra=kernel_extra(record.kernel_id))
             self._queue(record.kernel_id, record.pod.uid)
 
     def _on_death(self, kernel_id: str) -> None:
@@ -115,7 +146,8 @@ class AutoRestarter:
         if kernel is None or kernel_id in self._restarting:
             return
         self._restarting.add(kernel_id)
-        self._tasks.spawn(self._restart(kernel, dead_pod_uid), f"autorestart {kernel_id}")
+        with kernel_logs(kernel_id):  # the auto-restart's log lines name the kernel
+            self._tasks.spawn(self._restart(kernel, dead_pod_uid), f"autorestart {kernel_id}")
 
     async def _restart(self, kernel: Kernel, dead_pod_uid: str) -> None:
         try:

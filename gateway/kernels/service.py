@@ -48,6 +48,7 @@ from gateway.aio import OwnedTasks, cancel_and_wait, shielded
 from gateway.cluster.interface import AlreadyExists
 from gateway.cluster.lease import LeaseElector
 from gateway.objects.record import RecordPlacement
+from gateway.observability.logs import about_kernel, kernel_logs, tag_task
 from gateway.provisioner.base import KernelProvisioner
 from gateway.provisioner.comm import CommError
 from gateway.provisioner.errors import LaunchError
@@ -77,9 +78,10 @@ from .pods import KernelPods
 from .presence import Presence
 from .recorded import answer_by, launching
 from .records import RecordStore
-from .restarts import AutoRestarter
+from .restarts import AutoRestarter, RestartPauses
 from .settings import KernelSettings
 from .specs import KernelSpecs
+from .telemetry import KernelTelemetry
 
 log = logging.getLogger("gateway.kernels")
 T = TypeVar("T")
@@ -100,8 +102,10 @@ class KernelService:
     """Every kernel of the cluster as this replica serves it, and every operation on them (see the module docstring)."""
 
     def __init__(self, provisioner: KernelProvisioner, specs: KernelSpecs, settings: KernelSettings,
-                 replica: Replica) -> None:
+                 replica: Replica, *, telemetry: KernelTelemetry | None = None) -> None:
         self.provisioner = provisioner
+        self.telemetry = telemetry or KernelTelemetry()
+        """Metrics and events of the kernels' lives (:mod:`gateway.kernels.telemetry`)."""
         self.specs = specs
         self.settings = settings
         self.replica = replica
@@ -114,16 +118,19 @@ class KernelService:
         self._stopping = False
         """:meth:`stop` has begun: starts are refused with :class:`GatewayStopping` (503)."""
         self._records = replica.records
-        self._pods = KernelPods(provisioner, settings)
+        self._pods = KernelPods(provisioner, settings, self.telemetry)
         self._activity = ActivityWriter(replica.records, settings.activity_write_interval)
         self._presence = Presence(replica.records, replica.identity, settings)
         self._follower = RecordFollower(replica.records, self._kernels, self._pods, specs, on_adopted=self._hook)
+        self.restart_pauses = RestartPauses(settings.restart_backoff, settings.restart_backoff_cap)
+        """The pauses between an auto-restart's failed relaunches (its ``sleep`` may be replaced by tests)."""
         self._ops = KernelOperations(identity=replica.identity, kernels=self._kernels, pods=self._pods,
                                      records=replica.records, admissions=replica.admissions,
-                                     follower=self._follower, settings=settings)
-        self._culler = Culler(settings, self.list, self.shutdown, replica.records.get)
+                                     follower=self._follower, settings=settings, pauses=self.restart_pauses,
+                                     telemetry=self.telemetry)
+        self._culler = Culler(settings, self.list, self.shutdown, replica.records.get, telemetry=self.telemetry)
         restarter = AutoRestarter(provisioner, self._kernels, replica.records, self._ops, tasks=self._operations)
-        collector = Collector(provisioner, self._kernels, replica.records, self._ops, settings,
+        collector = Collector(provisioner, self._kernels, replica.records, replica.admissions, self._ops, settings,
                               tasks=self._operations)
         self.duties = Duties(replica.lease, {"auto-restart": restarter.run, "culling": self._culler.run,
                                              "collection": collector.run})
@@ -175,7 +182,8 @@ class KernelService:
         if not kernels:
             return
         log.info("shutting down %d kernels", len(kernels))
-        shutdowns = [self._operations.spawn(self._ops.shutdown(k), f"shutdown {k.id}") for k in kernels]
+        shutdowns = [self._operations.spawn(about_kernel(k.id, self._ops.shutdown(k)), f"shutdown {k.id}")
+                     for k in kernels]
         _, late = await asyncio.wait(shutdowns, timeout=self.settings.stop_timeout)
         if late:
             log.error("kernels %s were not shut down within %ss", sorted(k.id for k in self.list()),
@@ -215,7 +223,8 @@ class KernelService:
         provisioner's status, everything created removed.
         """
         self._refuse_if_stopping()
-        return await self._run_owned(self._start(name, env, username_fallback), "start a kernel")
+        return await self._run_owned(self.telemetry.timed_start(name, self._start(name, env, username_fallback)),
+                                     "start a kernel")
 
     def _refuse_if_stopping(self) -> None:
         if self._stopping:
@@ -230,6 +239,7 @@ class KernelService:
             spec.check_user(resolved.username)
             self._refuse_if_stopping()  # stop() may have begun while the kernelspec was read
             kernel_id = resolved.kernel_id
+            tag_task(kernel_id)  # this start's log lines, and those of the tasks it starts, name the kernel
             if kernel_id in self._kernels or self._records.get(kernel_id) is not None:
                 raise KernelConflict(f"Kernel {kernel_id} already exists.")
             request = LaunchRequest(kernel_id=kernel_id, username=resolved.username, spec=spec.info,
@@ -303,7 +313,8 @@ class KernelService:
         :class:`KernelLaunchFailed` raised.  Cancelling the caller does not cancel the restart.
         """
         kernel = self.get(kernel_id)
-        return await self._run_owned(self._applied(kernel, self._ops.restart(kernel)), f"restart {kernel_id}")
+        with kernel_logs(kernel_id):
+            return await self._run_owned(self._applied(kernel, self._ops.restart(kernel)), f"restart {kernel_id}")
 
     async def interrupt(self, kernel_id: str) -> None:
         """Interrupt what the kernel runs, for ``POST /api/kernels/{id}/interrupt``.
@@ -338,7 +349,8 @@ class KernelService:
         caller does not cancel the shutdown.
         """
         kernel = self.get(kernel_id)
-        await self._run_owned(self._applied(kernel, self._ops.shutdown(kernel)), f"shutdown {kernel_id}")
+        with kernel_logs(kernel_id):
+            await self._run_owned(self._applied(kernel, self._ops.shutdown(kernel)), f"shutdown {kernel_id}")
 
     async def cull_idle_kernels(self) -> builtins.list[str]:
         """Shut down the kernels idle past ``cull_idle_timeout`` now (the lease holder's timer does the same); their ids."""

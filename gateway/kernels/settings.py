@@ -17,6 +17,11 @@ class KernelSettings:
     max_kernels: int | None = None  # EG_MAX_KERNELS (pending starts count)
     max_kernels_per_user: int | None = None  # EG_MAX_KERNELS_PER_USER (pending starts count)
     restart_limit: int = 5  # EG_RESTART_LIMIT: automatic restarts after pod deaths before a kernel is given up
+    restart_backoff: float = 1.0
+    """Seconds: the pause after an auto-restart's first failed relaunch is drawn between half of this and all of
+    it, and doubles with each further failure in a row (``gateway.kernels.restarts.RestartPauses``)."""
+    restart_backoff_cap: float = 30.0
+    """Seconds: the longest of those pauses."""
     shutdown_wait_time: float = 5.0  # EG_SHUTDOWN_WAIT_TIME: wait for shutdown_reply / the pod to exit
     cull_idle_timeout: float = 0.0  # EG_CULL_IDLE_TIMEOUT; 0: no culling
     cull_interval: float = 300.0  # EG_CULL_INTERVAL

@@ -18,6 +18,10 @@ Filters, as Enterprise Gateway applies them:
   must be in that (403).  Lists in ``kernel.json`` may be JSON lists or
   comma-separated strings.
 
+On a cluster that cannot run some kernelspecs' images (the embedded simulated
+cluster without R, almond or Spark on this machine), those are not listed, and a
+start of one is refused with the reason (404), rather than failing in its pod.
+
 Kernelspec files are read on every call (a few small files): an operator's
 change shows up without a restart.  Called by the HTTP layer (listing, logos)
 and by the kernel service, which reads the kernelspec of each start once and
@@ -31,7 +35,7 @@ import dataclasses
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +85,11 @@ class KernelSpecs:
         authorized_users: frozenset[str],
         unauthorized_users: frozenset[str],
         default_image: str = DEFAULT_KERNEL_IMAGE,
+        unrunnable: Callable[[str], str] | None = None,
     ) -> None:
         self.paths = [Path(p) for p in paths]
+        self.unrunnable = unrunnable
+        """Why the cluster cannot run a kernel image ("" when it can); ``None``: it runs every image."""
         self.allowed = allowed
         self._default_name = default_name
         self.authorized_users = authorized_users
@@ -107,14 +114,28 @@ class KernelSpecs:
                 continue
             if user is not None and not self._user_allowed(kernel_json, user):
                 continue
+            if self._why_not_runnable(kernel_json):
+                continue
             models[name] = self._model(name, folder, kernel_json, base_url)
         return models
+
+    def not_runnable(self) -> dict[str, str]:
+        """The kernelspecs left out of :meth:`all` because the cluster cannot run their image, with why (read from
+        disk: the composition root asks once, off the event loop, to log them)."""
+        hidden = {}
+        for name, folder in sorted(self._folders().items()):
+            kernel_json = self._kernel_json(name, folder)
+            why = self._why_not_runnable(kernel_json) if kernel_json is not None else ""
+            if why:
+                hidden[name] = why
+        return hidden
 
     def get(self, name: str, user: str | None = None, *, base_url: str = "/") -> dict[str, Any]:
         """One kernelspec's model: :class:`UnknownKernelSpec` (404), or :class:`UserNotAuthorized` (403) for ``user``."""
         folder, kernel_json = self._find(name)
         if user is not None and not self._user_allowed(kernel_json, user):
             raise _not_authorized(name, user)
+        self._check_runnable(name, kernel_json)
         return self._model(name, folder, kernel_json, base_url)
 
     async def choose(self, name: str | None) -> ChosenSpec:
@@ -131,6 +152,7 @@ class KernelSpecs:
         if not name:
             raise UnknownKernelSpec("No kernelspec is available.")
         folder, kernel_json = self._find(name)
+        self._check_runnable(name, kernel_json)
         try:
             info = kernel_spec_info(name, folder, kernel_json)
         except ValueError as error:
@@ -203,6 +225,16 @@ class KernelSpecs:
             elif path.name in RESOURCE_FILES:
                 resources[path.name] = f"{prefix}/{path.name}"
         return {"name": name, "spec": kernel_json, "resources": resources}
+
+    def _why_not_runnable(self, kernel_json: Mapping[str, Any]) -> str:
+        if self.unrunnable is None:
+            return ""
+        return self.unrunnable(str(_proxy_config(kernel_json).get("image_name") or self.default_image))
+
+    def _check_runnable(self, name: str, kernel_json: Mapping[str, Any]) -> None:
+        why = self._why_not_runnable(kernel_json)
+        if why:
+            raise UnknownKernelSpec(f"Kernelspec {shown(name)} cannot run on this cluster: {why}.")
 
     def _user_allowed(self, kernel_json: Mapping[str, Any], user: str) -> bool:
         return _allows(*self._users(_proxy_config(kernel_json)), user)

@@ -28,6 +28,7 @@ from collections.abc import Generator
 from typing import Any
 
 from gateway.launcher.protocol import LEGACY_PAYLOAD_VERSION, PayloadError, parse_envelope
+from gateway.observability.logs import kernel_logs
 
 from .connection import ConnectionInfo
 from .crypto import GatewayKeys
@@ -40,6 +41,19 @@ MAX_HELD_PAYLOADS = 16
 """Payloads held per kernel while its pod IP is not known yet: the first from each of this many peers.
 
 Keyed by peer so that one peer sending many payloads cannot crowd out the pod's own."""
+
+
+def listen_host(response_ip: str, *, local: bool) -> str:
+    """The address the response listener binds, chosen by the composition root (``gateway.app``).
+
+    On the embedded cluster (``local``) launchers are local processes: ``127.0.0.1``.  Otherwise
+    ``EG_RESPONSE_IP`` when it is set (the address launchers are told to call, e.g. the pod IP, or
+    ``127.0.0.1`` to keep the port off the network), else every address (``0.0.0.0``), as Enterprise
+    Gateway does.
+    """
+    if local:
+        return "127.0.0.1"
+    return response_ip or "0.0.0.0"
 
 
 class _SourceIpLater:
@@ -373,4 +387,5 @@ class ResponseListener:
         if expectation is None or expectation.future.done():
             log.warning("dropped a payload from %s for kernel %s: not expected", peer_ip, info.kernel_id)
             return
-        expectation.offer(peer_ip, info, opened.version)
+        with kernel_logs(info.kernel_id):
+            expectation.offer(peer_ip, info, opened.version)
