@@ -21,6 +21,7 @@ from gateway.objects.record import (
     RecordError,
     RecordPlacement,
     RecordPod,
+    RecordSession,
     RestartKind,
     parse_record,
     record_name,
@@ -51,6 +52,8 @@ records = st.builds(
     last_activity=moments, restart_count=st.integers(0, 1000), restart_kind=st.none() | st.sampled_from(RestartKind),
     pod=st.none() | st.builds(RecordPod, name=dns_labels, uid=texts), connection=st.none() | connections,
     connected=st.dictionaries(texts, moments, max_size=3),
+    sessions=st.dictionaries(texts, st.builds(RecordSession, path=texts, name=st.none() | texts, type=texts),
+                             max_size=3),
     resource_version=st.sampled_from(["", "1", "12345"]),
 )
 
@@ -58,6 +61,15 @@ records = st.builds(
 @given(records)
 def test_any_record_round_trips_through_its_secret(record: KernelRecord) -> None:
     assert parse_record(record_secret(record, NAMESPACE)) == record
+
+
+@given(records)
+def test_a_record_written_before_sessions_were_recorded_reads_with_none(record: KernelRecord) -> None:
+    secret = record_secret(record, NAMESPACE)
+    document = json.loads(base64.b64decode(secret["data"]["record"]))
+    del document["sessions"]
+    secret["data"]["record"] = base64.b64encode(json.dumps(document).encode()).decode()
+    assert parse_record(secret).sessions == {}
 
 
 @given(records)

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from gateway.cluster.informer import Informer
+from gateway.http.sessionstore import SessionStore
 from gateway.kernels.errors import KernelLimitReached, KernelNotFound
 from gateway.kernels.kernel import AUTORESTARTING, DEAD, IDLE, RESTARTING, STARTING, TERMINATING, Kernel, utcnow
 from tests.gatewayharness import (
@@ -324,3 +325,37 @@ async def test_a_launch_under_way_when_its_gateway_is_stopped_is_completed_for_t
         assert (await launch).id == kernel_id
         on_b = await served(b, kernel_id)
         assert await execute(on_b, "1+1") == ("ok", ["2"])
+
+
+async def test_a_session_created_through_one_gateway_is_served_by_the_other_and_ends_with_its_kernel(
+        tmp_path: Path) -> None:
+    async with shared_cluster(tmp_path) as cluster:
+        a, b = await cluster.gateway("gateway-a"), await cluster.gateway("gateway-b")
+        kernel = await start(a)
+        await served(b, kernel.id)
+        sessions = SessionStore()
+        on_a, on_b = a.service.replica.records, b.service.replica.records
+
+        def served_by(stack: Stack) -> Callable[[str], bool]:
+            return lambda kernel_id: kernel_id in stack.service
+
+        def recorded(path: str) -> Callable[[Any], bool]:
+            return lambda secret: secret is not None and [s["path"] for s in kernel_record(secret)["sessions"].values()] \
+                == [path]
+
+        session = await sessions.add(on_a, path="work/a.ipynb", name="a.ipynb", type="notebook", kernel_id=kernel.id)
+        await b.records.wait_for(recorded("work/a.ipynb"), namespace=GATEWAY_NAMESPACE, name=f"kernel-{kernel.id}",
+                                 timeout=WAIT)
+        assert sessions.find(on_b, path="work/a.ipynb", alive=served_by(b)) == session
+        assert sessions.all(on_b, served_by(b)) == [session]
+
+        renamed = await sessions.update(on_b, session, path="work/b.ipynb")  # changed through the other one
+        await a.records.wait_for(recorded("work/b.ipynb"), namespace=GATEWAY_NAMESPACE, name=f"kernel-{kernel.id}",
+                                 timeout=WAIT)
+        assert sessions.find(on_a, session_id=session.id, alive=served_by(a)) == renamed
+        assert sessions.find(on_a, path="work/a.ipynb", alive=served_by(a)) is None
+
+        await b.service.shutdown(kernel.id)
+        await eventually(lambda: kernel.id not in a.service)
+        assert sessions.all(on_a, served_by(a)) == [] == sessions.all(on_b, served_by(b))
+        await cluster.assert_nothing_left(kernel.id)

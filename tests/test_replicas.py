@@ -9,7 +9,9 @@ cluster is observed as its administrator (``tests/replicawatch.py``).  What an o
   other replica (their variables kept), its clients' next connections reach the other one, a
   replica started in its place serves the same kernels, and deleting them leaves nothing;
 * a launch cut short by SIGKILL ends adopted (listed and usable) or removed with everything it
-  created, within the launch timeout plus the lease duration: never both, never neither;
+  created, by the moment the gateway promises (``abandoned_launch_taken_over_by``: its launch
+  timeout and deadline grace after it began, or the lease duration and a retry period after the
+  death, whichever is later) plus the time deleting takes: never both, never neither;
 * the lease holder's death hands the duties that must happen once to the other replica within
   the lease duration: a kernel whose pod is deleted meanwhile is restarted once, not twice;
 * Jupyter Server pointed at the front keeps running cells when its replica is killed;
@@ -38,12 +40,16 @@ from tornado.websocket import websocket_connect
 
 from gateway.aio import cancel_and_wait
 from gateway.cluster.interface import Cluster
+from gateway.cluster.lease import LeaseSettings
+from gateway.kernels.collect import abandoned_launch_taken_over_by
+from gateway.kernels.settings import KernelSettings
 from scenarios.client import KERNEL_NAME, GatewayClient
 from scenarios.observe import Objects, kernel_objects, kernel_pod, wait_until
 from tests.httpharness import execute
 from tests.replicaharness import (
     GATEWAY_NAMESPACE,
     LEASE_DURATION,
+    RENEW_DEADLINE,
     RETRY_PERIOD,
     WAIT,
     ReplicaGroup,
@@ -76,7 +82,11 @@ TAKEOVER = LEASE_DURATION + RETRY_PERIOD + SCHEDULING_SLACK
 LAUNCH_TIMEOUT = 30.0
 """KERNEL_LAUNCH_TIMEOUT of the launches cut short."""
 SETTLE = 15.0
-"""Bound on deleting what a launch created once the decision is taken (pods stop, namespaces finalize)."""
+"""Bound on deleting what a launch created once the lease holder took it over (pods stop, namespaces finalize,
+a loaded machine's timers fire late)."""
+REPLICA_LEASE = LeaseSettings(namespace=GATEWAY_NAMESPACE, identity="any replica", duration=LEASE_DURATION,
+                              renew_deadline=RENEW_DEADLINE, retry_period=RETRY_PERIOD)
+"""The duties' Lease as the replicas hold it (``tests/replicaharness.py``)."""
 
 
 @pytest.fixture
@@ -204,6 +214,8 @@ async def test_a_launch_cut_short_by_sigkill_ends_adopted_or_removed_never_both_
         deployment: SimulatedDeployment, group: ReplicaGroup, moment: str) -> None:
     admin, front, client = deployment.admin, group.front, client_of(group)
     assert front is not None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     post = asyncio.create_task(client.call("POST", "/api/kernels", {"name": KERNEL_NAME, "env": {
         "KERNEL_USERNAME": "alice", "KERNEL_LAUNCH_TIMEOUT": str(int(LAUNCH_TIMEOUT))}}))
     try:
@@ -212,13 +224,16 @@ async def test_a_launch_cut_short_by_sigkill_ends_adopted_or_removed_never_both_
         assert len(launches) == 1, launches
         victim = launches[0].backend
         await group.kill(victim)
+        died = loop.time()
     finally:
         answer = (await asyncio.wait_for(asyncio.gather(post, return_exceptions=True), WAIT))[0]
     namespaces = {ns["metadata"]["name"] for ns in
                   (await admin.list("namespaces", label_selector=f"kernel_id={kernel_id}"))["items"]}
 
+    taken_over = abandoned_launch_taken_over_by(started, died, launch_timeout=LAUNCH_TIMEOUT,
+                                                deadline_grace=KernelSettings().deadline_grace, lease=REPLICA_LEASE)
     outcome = await first_of(
-        LAUNCH_TIMEOUT + LEASE_DURATION + SETTLE,
+        taken_over + SETTLE - loop.time(),
         adopted=wait_record(admin, kernel_id, lambda r: r.get("phase") == "running", timeout=10 * WAIT,
                             what=f"kernel {kernel_id} adopted"),
         removed=nothing_left(admin, [kernel_id], namespaces, timeout=10 * WAIT))

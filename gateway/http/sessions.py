@@ -7,6 +7,9 @@ kernel (``id``, which must exist) is used or a new one started
 ``Location``.  ``PATCH`` renames, or moves the session to another kernel
 (``kernel.id``) or a new one (``kernel.name``), shutting the previous kernel
 down.  ``DELETE`` shuts the session's kernel down (204).
+
+Sessions live in the kernel records (:mod:`gateway.http.sessionstore`): any replica serves a
+session created through another, and a session ends with its kernel.
 """
 
 from __future__ import annotations
@@ -16,12 +19,20 @@ from typing import Any
 from tornado import web
 
 from gateway.kernels.errors import KernelNotFound
+from gateway.kernels.records import RecordStore
 
 from .errors import ApiHandler
 from .sessionstore import Session, session_model
 
+MAX_FIELD_LENGTH = 4096
+"""Longest ``path``, ``name`` or ``type`` accepted: a session is kept in its kernel's record."""
+
 
 class SessionsBase(ApiHandler):
+    @property
+    def records(self) -> RecordStore:
+        return self.context.service.replica.records
+
     def alive(self, kernel_id: str) -> bool:
         return kernel_id in self.context.service
 
@@ -29,7 +40,7 @@ class SessionsBase(ApiHandler):
         return session_model(session, self.context.service.get(session.kernel_id).model())
 
     def session(self, session_id: str) -> Session:
-        session = self.context.sessions.find(session_id=session_id, alive=self.alive)
+        session = self.context.sessions.find(self.records, session_id=session_id, alive=self.alive)
         if session is None:
             raise web.HTTPError(404, f"Session not found: {session_id[:100]}")
         return session
@@ -47,6 +58,8 @@ class SessionsBase(ApiHandler):
         for field in ("path", "type", "name"):
             if body.get(field) is not None and not isinstance(body[field], str):
                 raise web.HTTPError(400, f"The session's {field} must be a string.")
+            if len(body.get(field) or "") > MAX_FIELD_LENGTH:
+                raise web.HTTPError(400, f"The session's {field} is longer than {MAX_FIELD_LENGTH} characters.")
         return body
 
     async def kernel_for(self, kernel: dict[str, Any] | None) -> str:
@@ -67,7 +80,7 @@ class SessionsBase(ApiHandler):
 
 class SessionsHandler(SessionsBase):
     def get(self) -> None:
-        sessions = self.context.sessions.all(self.alive)
+        sessions = self.context.sessions.all(self.records, self.alive)
         self.write_json([self.model(s) for s in sessions])
 
     async def post(self) -> None:
@@ -76,10 +89,11 @@ class SessionsHandler(SessionsBase):
             if body.get(field) is None:
                 raise web.HTTPError(400, f"Missing field in JSON data: {field}")
         sessions = self.context.sessions
-        session = sessions.find(path=body["path"], alive=self.alive)
+        session = sessions.find(self.records, path=body["path"], alive=self.alive)
         if session is None:
             kernel_id = await self.kernel_for(body.get("kernel"))
-            session = sessions.add(path=body["path"], name=body.get("name"), type=body["type"], kernel_id=kernel_id)
+            session = await sessions.add(self.records, path=body["path"], name=body.get("name"), type=body["type"],
+                                         kernel_id=kernel_id)
         self.set_header("Location", self.url("api", "sessions", session.id))
         self.write_json(self.model(session), 201)
 
@@ -92,18 +106,17 @@ class SessionHandler(SessionsBase):
         session = self.session(session_id)
         body = self.body()
         previous = session.kernel_id
+        changes: dict[str, Any] = {field: body[field] for field in ("path", "name", "type") if body.get(field) is not None}
         if body.get("kernel") is not None:
-            session.kernel_id = await self.kernel_for(body["kernel"])
-        for field in ("path", "name", "type"):
-            if body.get(field) is not None:
-                setattr(session, field, body[field])
+            changes["kernel_id"] = await self.kernel_for(body["kernel"])
+        session = await self.context.sessions.update(self.records, session, **changes)
         if session.kernel_id != previous and previous in self.context.service:
             await self.context.service.shutdown(previous)
         self.write_json(self.model(session))
 
     async def delete(self, session_id: str) -> None:
         session = self.session(session_id)
-        self.context.sessions.remove(session.id)
+        await self.context.sessions.remove(self.records, session)
         try:
             await self.context.service.shutdown(session.kernel_id)
         except KernelNotFound:

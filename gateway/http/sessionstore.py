@@ -1,20 +1,36 @@
 """The sessions Jupyter Server's ``/api/sessions`` serves: a path (notebook, console) mapped to a kernel.
 
-In memory, one per gateway: sessions are a convenience for clients that
-talk to the gateway directly (Jupyter Server's gateway client keeps its own).
-A session whose kernel is gone is dropped when next read, as Jupyter
-Server's ``SessionManager`` culls rows whose kernel vanished.
+A session lives in its kernel's record (:class:`~gateway.objects.record.RecordSession`), so every
+replica serves every session, whichever replica created it, and a session ends with its kernel
+(its record is deleted), as Jupyter Server's ``SessionManager`` drops rows whose kernel vanished.
+Reads come from the records cache (no API call); creating, changing or deleting a session is one
+write of the kernel's record under its ``resourceVersion`` (moving a session to another kernel:
+two, the new kernel's first).  Another replica sees the change once its records watch delivers
+it, normally within a fraction of a second.
+
+Paths are unique per replica's view: two clients creating a session for the same path at the
+same moment through two replicas may each get one (Jupyter Server's gateway client keeps its
+own sessions and does not rely on this API).
+
+The HTTP session handlers call the :class:`SessionStore` with the kernel service's records.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
+from gateway.kernels.errors import KernelNotFound
+from gateway.kernels.records import RecordStore
+from gateway.objects.record import KernelRecord, RecordSession
 
-@dataclass
+Alive = Callable[[str], bool]
+"""Whether a kernel id is served now (listed): sessions of other kernels are not shown."""
+
+
+@dataclass(frozen=True)
 class Session:
     id: str
     path: str
@@ -24,35 +40,63 @@ class Session:
 
 
 class SessionStore:
-    """Sessions by id (the HTTP session handlers create, read, update and delete them)."""
+    """Sessions read from and written to the kernel records (see the module docstring); holds no state itself."""
 
-    def __init__(self) -> None:
-        self._sessions: dict[str, Session] = {}
+    def all(self, records: RecordStore, alive: Alive) -> list[Session]:
+        """Every session of a kernel served now."""
+        return list(self._sessions(records, alive))
 
-    def add(self, *, path: str, name: str | None, type: str, kernel_id: str) -> Session:
+    def find(self, records: RecordStore, *, session_id: str | None = None, path: str | None = None,
+             alive: Alive) -> Session | None:
+        """The session with this id (or, without one, this path) on a kernel served now."""
+        for session in self._sessions(records, alive):
+            if (session.id == session_id) if session_id is not None else (session.path == path):
+                return session
+        return None
+
+    async def add(self, records: RecordStore, *, path: str, name: str | None, type: str, kernel_id: str) -> Session:
+        """A new session on kernel ``kernel_id`` (:class:`KernelNotFound` when its record is gone)."""
         session = Session(str(uuid.uuid4()), path, name, type, kernel_id)
-        self._sessions[session.id] = session
+        await self._write(records, kernel_id, session.id, RecordSession(path, name, type))
         return session
 
-    def find(self, *, session_id: str | None = None, path: str | None = None,
-             alive: Callable[[str], bool] = lambda _: True) -> Session | None:
-        """The session with this id (or path) whose kernel is ``alive``; dead ones are dropped."""
-        self.prune(alive)
-        if session_id is not None:
-            return self._sessions.get(session_id)
-        return next((s for s in self._sessions.values() if s.path == path), None)
+    async def update(self, records: RecordStore, session: Session, **changes: Any) -> Session:
+        """``session`` with ``changes`` (``path``, ``name``, ``type``, ``kernel_id``) written to the records."""
+        changed = replace(session, **changes)
+        kept = RecordSession(changed.path, changed.name, changed.type)
+        await self._write(records, changed.kernel_id, session.id, kept)
+        if changed.kernel_id != session.kernel_id:
+            await self._write(records, session.kernel_id, session.id, None, missing_ok=True)
+        return changed
 
-    def all(self, alive: Callable[[str], bool]) -> list[Session]:
-        self.prune(alive)
-        return list(self._sessions.values())
+    async def remove(self, records: RecordStore, session: Session) -> None:
+        """Delete the session (done when its kernel's record is gone already)."""
+        await self._write(records, session.kernel_id, session.id, None, missing_ok=True)
 
-    def remove(self, session_id: str) -> Session | None:
-        return self._sessions.pop(session_id, None)
+    @staticmethod
+    def _sessions(records: RecordStore, alive: Alive) -> Iterator[Session]:
+        for record in records.all():
+            if record.sessions and alive(record.kernel_id):
+                for session_id, s in record.sessions.items():
+                    yield Session(session_id, s.path, s.name, s.type, record.kernel_id)
 
-    def prune(self, alive: Callable[[str], bool]) -> None:
-        for session in list(self._sessions.values()):
-            if not alive(session.kernel_id):
-                del self._sessions[session.id]
+    @staticmethod
+    async def _write(records: RecordStore, kernel_id: str, session_id: str, session: RecordSession | None, *,
+                     missing_ok: bool = False) -> None:
+        """Set (``None``: delete) one session in the kernel's record."""
+        def change(record: KernelRecord) -> KernelRecord | None:
+            sessions = dict(record.sessions)
+            if session is None:
+                if sessions.pop(session_id, None) is None:
+                    return None
+            elif sessions.get(session_id) == session:
+                return None
+            else:
+                sessions[session_id] = session
+            return replace(record, sessions=sessions)
+
+        if await records.modify(kernel_id, change) is None and not missing_ok:
+            raise KernelNotFound(f"Kernel does not exist: {kernel_id}")
 
 
 def session_model(session: Session, kernel_model: dict[str, Any]) -> dict[str, Any]:

@@ -13,10 +13,19 @@ mid-shutdown.  Each of those phases is claimed in the kernel's record with a dea
 * a **shutdown** is finished.
 
 It also deletes kernel pods of this gateway that have no record and are older than
-``leftover_grace`` (with their namespace and role binding when labelled for the kernel).  It
-runs when this replica takes the duties over, at the earliest deadline of the records in a
-phase, whenever a record changes, and at least every ``leftover_grace``; each run reads only
-the caches (records and pods), so it makes no API call unless there is something to delete.
+``leftover_grace``, with their namespace when the gateway created it (labelled for the kernel:
+the RoleBinding and the ServiceAccount in it go with it) and their admission.  Pods of another
+gateway (another ``EG_NAMESPACE``, named in the pod's annotation) and namespaces not labelled for
+the kernel are left alone.  It runs when this replica takes the duties over, at the earliest
+deadline of the records in a phase, whenever a record changes, and at least every
+``leftover_grace``; each run reads only the caches (records and pods), so it makes no API call
+unless there is something to delete.
+
+What a launch cut short by its gateway's death leaves always includes its record (written
+before anything else, deleted last), so the first rule removes all of it: pod, namespace,
+RoleBinding, ServiceAccount, record and admission.  The second rule covers kernels whose record
+went first (deleted by hand).  :func:`abandoned_launch_taken_over_by` says by when the first
+rule acts.
 """
 
 from __future__ import annotations
@@ -28,33 +37,58 @@ from datetime import datetime, timezone
 
 from gateway.aio import OwnedTasks, cancel_and_wait
 from gateway.cluster.informer import Subscription
+from gateway.cluster.lease import LeaseSettings
 from gateway.objects.labels import KERNEL_ID_LABEL
 from gateway.objects.record import Phase
+from gateway.observability.logs import kernel_logs
 from gateway.provisioner.base import KernelProvisioner
 from gateway.provisioner.model import Placement
 
+from .admissions import Admissions
 from .kernel import Kernel
 from .operations import KernelOperations
+from .recorded import launch_deadline
 from .records import RecordStore
 from .settings import KernelSettings
 
 log = logging.getLogger("gateway.kernels.collect")
 
 MARGIN_SECONDS = 0.05
+"""How long after a deadline the collection wakes (so that the deadline has passed by then)."""
+
+
+def abandoned_launch_taken_over_by(started: float, died: float, *, launch_timeout: float, deadline_grace: float,
+                                   lease: LeaseSettings) -> float:
+    """When, at the latest, the lease holder takes over a launch begun at ``started`` whose gateway died at ``died``.
+
+    Both moments are seconds on one clock; so is the answer.  The launch's record carries its
+    deadline, ``launch_timeout`` plus ``deadline_grace`` after it began (:func:`launch_deadline`),
+    at which the holder undoes it (unless the launch was recorded ``running`` first: then it is
+    adopted).  If the gateway that died held the duties' Lease, another replica holds it within
+    the lease duration of its last renewal plus one retry period, and collects at once.  The
+    later of the two, and the collection's wake-up margin, bound it.  Used by the README's
+    promise and by the tests that hold the gateway to it; deleting what the launch created
+    (a namespace finalizing) takes a little longer.
+    """
+    deadline = launch_deadline(datetime.fromtimestamp(started, timezone.utc), launch_timeout, deadline_grace)
+    takeover = died + lease.duration + lease.retry_period
+    return max(deadline.timestamp(), takeover) + MARGIN_SECONDS
 
 
 class Collector:
     """The lease holder's collection of leftovers (see the module docstring).
 
     Made by the kernel service over its table of kernels (read only), the records, the
-    operations and its tasks (take-overs run as the service's operations).
+    admissions, the operations and its tasks (take-overs run as the service's operations).
     """
 
     def __init__(self, provisioner: KernelProvisioner, kernels: Mapping[str, Kernel], records: RecordStore,
-                 operations: KernelOperations, settings: KernelSettings, *, tasks: OwnedTasks) -> None:
+                 admissions: Admissions, operations: KernelOperations, settings: KernelSettings, *,
+                 tasks: OwnedTasks) -> None:
         self._provisioner = provisioner
         self._kernels = kernels
         self._records = records
+        self._admissions = admissions
         self._operations = operations
         self._settings = settings
         self._tasks = tasks
@@ -98,7 +132,8 @@ class Collector:
             kernel = self._kernels.get(record.kernel_id)
             if kernel is not None and record.kernel_id not in self._taking_over:
                 self._taking_over.add(record.kernel_id)
-                self._tasks.spawn(self._take_over(kernel), f"take over kernel {record.kernel_id}")
+                with kernel_logs(record.kernel_id):  # the take-over's log lines name the kernel
+                    self._tasks.spawn(self._take_over(kernel), f"take over kernel {record.kernel_id}")
         await self._collect_pods_without_record(now)
         return soonest
 
@@ -119,11 +154,13 @@ class Collector:
             if kernel_id in self._kernels or _age(meta.get("creationTimestamp"), now) < self._settings.leftover_grace:
                 continue
             namespace, name = str(meta.get("namespace")), str(meta.get("name"))
-            log.warning("kernel pod %s/%s has no kernel record; deleting it and what was created for it",
-                        namespace, name)
-            # In a namespace of its own (named like the pod) the namespace goes too, if labelled for the kernel.
-            placement = Placement(namespace, "default", owns_namespace=namespace == name, pod_name=name)
-            await self._provisioner.collect(kernel_id, placement)
+            with kernel_logs(kernel_id):  # the collection's log lines name the kernel
+                log.warning("kernel pod %s/%s has no kernel record; deleting it and what was created for it",
+                            namespace, name)
+                # In a namespace of its own (named like the pod) the namespace goes too, if labelled for the kernel.
+                placement = Placement(namespace, "default", owns_namespace=namespace == name, pod_name=name)
+                await self._provisioner.collect(kernel_id, placement)
+            await self._admissions.release(kernel_id)
 
 
 def _age(created: object, now: datetime) -> float:

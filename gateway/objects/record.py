@@ -120,6 +120,18 @@ class RecordPod:
 
 
 @dataclass(frozen=True)
+class RecordSession:
+    """A Jupyter session on the kernel (``/api/sessions``): the notebook or console path it serves.
+
+    Kept in the kernel's record so that every replica serves it, and gone with the kernel.
+    """
+
+    path: str
+    name: str | None
+    type: str
+
+
+@dataclass(frozen=True)
 class KernelRecord:
     """Everything a replica needs to serve a kernel it did not launch (see the module docstring)."""
 
@@ -143,6 +155,8 @@ class KernelRecord:
     connection: RecordConnection | None = None
     connected: Mapping[str, datetime] = field(default_factory=dict)
     """Replica -> when it last reported clients connected to the kernel (for culling; see ``gateway.kernels.presence``)."""
+    sessions: Mapping[str, RecordSession] = field(default_factory=dict)
+    """Session id -> the session on this kernel (see ``gateway.http.sessionstore``)."""
     resource_version: str = ""
     """The Secret's ``metadata.resourceVersion`` (not part of ``data``): what a replace must quote."""
 
@@ -215,6 +229,7 @@ def _to_json(record: KernelRecord) -> dict[str, Any]:
         "pod": {"name": record.pod.name, "uid": record.pod.uid} if record.pod else None,
         "connection": None,
         "connected": {who: timestamp(when) for who, when in record.connected.items()},
+        "sessions": {sid: {"path": s.path, "name": s.name, "type": s.type} for sid, s in record.sessions.items()},
     }
     if record.connection is not None:
         c = record.connection
@@ -301,6 +316,7 @@ def _from_json(doc: _Fields) -> KernelRecord:
         pod = RecordPod(pod_fields.get("name", str), pod_fields.get("uid", str))
     connection_doc = doc.get("connection", (dict, type(None)))
     connected = doc.get("connected", dict, {})
+    sessions = doc.get("sessions", dict, {})
     kind = doc.get("restart_kind", (str, type(None)), None)
     try:
         restart_kind = RestartKind(kind) if kind is not None else None
@@ -325,7 +341,13 @@ def _from_json(doc: _Fields) -> KernelRecord:
         connection=_connection(_Fields(connection_doc, "connection")) if connection_doc is not None else None,
         connected={_checked(who, isinstance(who, str), "connected"): parse_timestamp(when, "connected")
                    for who, when in connected.items()},
+        sessions={_checked(sid, isinstance(sid, str), "sessions"): _session(_Fields(s, "sessions"))
+                  for sid, s in sessions.items()},
     )
+
+
+def _session(doc: _Fields) -> RecordSession:
+    return RecordSession(path=doc.get("path", str), name=doc.get("name", (str, type(None))), type=doc.get("type", str))
 
 
 def _placement(doc: _Fields) -> RecordPlacement:
