@@ -14,6 +14,10 @@
 * the environment is built from the gateway's ``EG_INHERITED_ENVS``, then the
   kernelspec's ``env``, then the client's values (the client wins), then
   ``KERNEL_GATEWAY=1``; ``EG_AUTH_TOKEN`` and ``KG_AUTH_TOKEN`` never pass;
+* ``KERNEL_VOLUMES`` and ``KERNEL_VOLUME_MOUNTS`` must be what Enterprise
+  Gateway's pod template takes, a YAML list of mappings, and name only the
+  volume kinds and mount fields ``gateway.objects.egtemplate`` allows (never a
+  ``hostPath`` or a Secret);
 * ``KERNEL_USERNAME`` defaults to the caller's fallback (the gateway's user);
 * ``KERNEL_WORKING_DIR`` (Jupyter Server sends its own working directory) is
   dropped unless ``EG_MIRROR_WORKING_DIRS`` is set;
@@ -37,6 +41,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from gateway.objects.egtemplate import VOLUME_VARIABLES, parse_volume_list
 
 from .errors import InvalidKernelRequest
 from .settings import KernelSettings
@@ -117,6 +123,8 @@ def _client_values(client_env: Any, client_envs: frozenset[str]) -> dict[str, st
         if not ENV_NAME.match(name):
             raise InvalidKernelRequest(f"{_shown_name(name)} is not a valid environment variable name.")
         passed[name] = _checked_value(name, value)
+        if name in VOLUME_VARIABLES:
+            parse_volume_list(name, passed[name])
     return passed
 
 

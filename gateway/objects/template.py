@@ -26,7 +26,9 @@ Substitution rules, those of :meth:`string.Template.safe_substitute`:
 
 The provisioner reads the file and calls :func:`parse_template` once per
 launch (the file may change on a shared volume), then ``gateway.objects.pod``
-renders and completes the objects.
+renders and completes the objects.  A kernelspec may hold Enterprise Gateway
+3.x's Jinja2 ``kernel-pod.yaml.j2`` instead: ``gateway.objects.jinja`` renders
+it, and :func:`literal_objects` hands its Pod to the same completion.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def parse_template(text: str, *, source: str = "kernel-pod.yaml") -> tuple[dict[
         if not isinstance(doc, dict):
             raise TemplateError(f"{where}: expected a Kubernetes object, found {type(doc).__name__}")
         try:
-            _check_json_compatible(doc, where)
+            check_json_compatible(doc, where)
         except RecursionError as err:
             raise TemplateError(f"{where}: nested too deeply (or refers to itself)") from err
         kind = doc.get("kind")
@@ -115,6 +117,17 @@ def render(objects: Sequence[Mapping[str, Any]], variables: Mapping[str, str]) -
     return [_substitute(obj, variables) for obj in objects]
 
 
+def literal_objects(objects: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """Objects already rendered (a ``kernel-pod.yaml.j2``'s Pod) in the form :func:`parse_template` returns.
+
+    Every ``$`` of every string is doubled, so :func:`render` gives each string
+    back exactly as it is, whatever variables it is called with: the
+    provisioner passes a Jinja2-rendered Pod through here to
+    ``gateway.objects.pod.kernel_objects``.  ``objects`` are not modified.
+    """
+    return tuple(_escaped(obj) for obj in objects)
+
+
 def substitute(text: str, variables: Mapping[str, str]) -> str:
     """``text`` with ``$name``/``${name}`` replaced once, ``$$`` unescaped, unknown names kept."""
     return string.Template(text).safe_substitute(variables)
@@ -130,15 +143,29 @@ def _substitute(node: Any, variables: Mapping[str, str]) -> Any:
     return node  # int, float, bool, None: immutable
 
 
-def _check_json_compatible(node: Any, where: str) -> None:
+def _escaped(node: Any) -> Any:
+    if isinstance(node, str):
+        return node.replace("$", "$$")
+    if isinstance(node, dict):
+        return {key: _escaped(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_escaped(item) for item in node]
+    return node
+
+
+def check_json_compatible(node: Any, where: str) -> None:
+    """Raise :class:`TemplateError` (naming ``where``) unless ``node`` is data the API server can be sent.
+
+    Used for every parsed template, here and by ``gateway.objects.jinja``.
+    """
     if isinstance(node, dict):
         for key, value in node.items():
             if not isinstance(key, str):
                 raise TemplateError(f"{where}: key {key!r} is not a string (quote it)")
-            _check_json_compatible(value, where)
+            check_json_compatible(value, where)
     elif isinstance(node, list):
         for item in node:
-            _check_json_compatible(item, where)
+            check_json_compatible(item, where)
     elif isinstance(node, float):
         if not math.isfinite(node):
             raise TemplateError(f"{where}: {node!r} cannot be sent to the API server")

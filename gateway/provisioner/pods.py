@@ -39,10 +39,11 @@ from gateway.objects import (
     TemplateError,
     kernel_objects,
     owned_by,
-    parse_template,
 )
+from gateway.objects.egtemplate import eg_pod_env
 from gateway.objects.labels import KERNEL_ID_LABEL
 from gateway.objects.record import RecordPlacement
+from gateway.observability.logs import kernel_extra
 
 from . import comm
 from .apicalls import delete_quietly, launch_error, remaining
@@ -58,10 +59,13 @@ from .placement import (
     plan_placement,
     recorded_placement,
     release_placement,
+    restore_kernel_namespace,
 )
 from .podstate import PodProgress, phase
+from .podtemplate import template_objects
+from .policy import check_requested_image
 from .response import SOURCE_IP_LATER, PendingResponse, ResponseListener
-from .spec import TEMPLATE_PATH
+from .spec import JINJA_TEMPLATE_PATH, TEMPLATE_PATH, read_pod_template
 
 log = logging.getLogger("gateway.provisioner")
 
@@ -103,8 +107,10 @@ class PodProvisioner(KernelProvisioner):
         """The placement of a kernel's first launch, chosen before anything is created (no I/O).
 
         Called by the kernel service, which records it before launching with ``prepare=True``.
-        Raises :class:`InvalidLaunch` or :class:`LaunchForbidden` for a request it cannot place.
+        Raises :class:`InvalidLaunch` or :class:`LaunchForbidden` for a request it cannot place,
+        or whose ``KERNEL_IMAGE`` the operator does not allow.
         """
+        check_requested_image(request, self._settings)
         return plan_placement(request, self._settings)
 
     def record_placement(self, request: LaunchRequest, placement: Placement) -> RecordPlacement:
@@ -118,9 +124,10 @@ class PodProvisioner(KernelProvisioner):
         Called by the kernel service to start a kernel (``placement`` ``None``:
         the placement is chosen; or the placement :meth:`plan` chose, with
         ``prepare``: in the default mode its namespace and role binding are
-        created) and to restart one (the placement of its first launch: reused
-        as is, never re-created or deleted here; a previous pod of the kernel
-        still present is deleted first).
+        created) and to restart one (the placement of its first launch, reused;
+        of a namespace the gateway owns, what someone else deleted meanwhile is
+        created again; a previous pod of the kernel still present is deleted
+        first).
 
         Raises a :class:`~gateway.provisioner.errors.LaunchError` naming the
         cause; by then everything this call created is gone again.
@@ -132,16 +139,21 @@ class PodProvisioner(KernelProvisioner):
         try:
             first = placement is None if prepare is None else prepare
             if placement is None:
-                placement = plan_placement(request, self._settings)
+                placement = self.plan(request)
             objects = await self._build(request, placement)
             self._located[kernel_id] = (placement.namespace, placement.pod_name)
             if not first:
                 await self._remove_previous_pod(kernel_id, placement, deadline)
             if first and placement.owns_namespace:
                 await create_kernel_namespace(
+                    self._cluster, placement, kernel_id, self._settings.kernel_cluster_role, created, deadline,
+                    account_appears=placement.service_account in ("default", self._settings.default_service_account),
+                )
+            elif placement.owns_namespace:
+                await restore_kernel_namespace(
                     self._cluster, placement, kernel_id, self._settings.kernel_cluster_role, created, deadline
                 )
-            elif not placement.owns_namespace:
+            else:
                 await check_existing_namespace(self._cluster, placement, self._settings, deadline)
             try:
                 pending = self._responses.expect(kernel_id, source_ip=SOURCE_IP_LATER, timeout=remaining(deadline))
@@ -149,7 +161,9 @@ class PodProvisioner(KernelProvisioner):
                 raise LaunchConflict(f"kernel {kernel_id} is being launched already") from None
             pod = await self._create_objects(objects, placement, created, deadline)
             progress = PodProgress(placement.namespace, placement.pod_name, pod["metadata"]["uid"])
-            wait = LaunchWait(self._pods, self._cluster, progress, timeout=request.timeout, deadline=deadline)
+            chosen = request.env.get("KERNEL_IMAGE") or ""
+            wait = LaunchWait(self._pods, self._cluster, progress, timeout=request.timeout, deadline=deadline,
+                              client_image=chosen if chosen != request.spec.image else "")
             connection = await wait.connection_info(pending)
         except BaseException as exc:
             if pending is not None:
@@ -167,12 +181,14 @@ class PodProvisioner(KernelProvisioner):
         """The pod (and companions) for this launch, from the kernelspec's template; nothing is created yet."""
         spec = request.spec
         try:
-            text = await asyncio.to_thread(spec.template_path.read_text, encoding="utf-8")
+            template_file = await asyncio.to_thread(read_pod_template, spec.resource_dir)
         except OSError as exc:
-            raise LaunchError(f"kernelspec {spec.name}: cannot read {TEMPLATE_PATH}: {exc.strerror or exc}") from exc
+            raise LaunchError(f"kernelspec {spec.name}: cannot read {TEMPLATE_PATH} (or {JINJA_TEMPLATE_PATH}): "
+                              f"{exc.strerror or exc}") from exc
         image = request.env.get("KERNEL_IMAGE") or spec.image  # a client's KERNEL_IMAGE wins, as in EG
         try:
-            template = parse_template(text, source=f"{spec.name}/{TEMPLATE_PATH}")
+            launcher_env = self._launcher_env(request, image, placement)
+            template = template_objects(template_file, request, placement, image=image, launcher_env=launcher_env)
             objects = kernel_objects(
                 template,
                 kernel_id=request.kernel_id,
@@ -181,7 +197,7 @@ class PodProvisioner(KernelProvisioner):
                 service_account=placement.service_account,
                 image=image,
                 env=request.env,
-                launcher_env=self._launcher_env(request, image),
+                launcher_env=launcher_env,
                 language=spec.language,
                 response_address=self._response_address(),
                 connection_filename=f"kernel-{request.kernel_id}.json",
@@ -204,8 +220,11 @@ class PodProvisioner(KernelProvisioner):
         pod = {**pod, "metadata": {**pod["metadata"], "annotations": annotations}}
         return KernelObjects(pod=pod, companions=objects.companions)
 
-    def _launcher_env(self, request: LaunchRequest, image: str) -> dict[str, str]:
-        """What the launcher in the pod needs, laid over the request's env (never the gateway's own)."""
+    def _launcher_env(self, request: LaunchRequest, image: str, placement: Placement) -> dict[str, str]:
+        """What the launcher in the pod needs, laid over the request's env (never the gateway's own).
+
+        Enterprise Gateway's images read some of it under EG's names: :func:`eg_pod_env`.
+        """
         address = self._response_address()
         env = {
             "EG_RESPONSE_ADDRESS": address,
@@ -219,8 +238,9 @@ class PodProvisioner(KernelProvisioner):
         legacy = self._responses.legacy_public_key
         if legacy is not None:
             env["PUBLIC_KEY"] = legacy
-        if self._settings.port_range:
-            env["PORT_RANGE"] = self._settings.port_range
+        env.update(eg_pod_env(kernel_name=request.spec.name, pod_name=placement.pod_name, image=image,
+                              spark_context_mode=request.spec.spark_context_mode, port_range=self._settings.port_range,
+                              kernel_class_name=request.spec.kernel_class_name))
         return env
 
     def _response_address(self) -> str:
@@ -403,7 +423,8 @@ class PodProvisioner(KernelProvisioner):
                 if event.type == "DELETED" or meta.get("deletionTimestamp") or phase(event.object) in TERMINAL_POD_PHASES:
                     if event.type != "DELETED":
                         reported.add(uid)
-                    log.warning("kernel %s: its pod %s/%s died", kernel_id, meta.get("namespace"), meta.get("name"))
+                    log.warning("kernel %s: its pod %s/%s died", kernel_id, meta.get("namespace"), meta.get("name"),
+                                extra=kernel_extra(kernel_id))
                     yield kernel_id
 
     async def close(self) -> None:
