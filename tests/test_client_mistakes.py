@@ -108,6 +108,20 @@ async def test_an_image_the_operator_does_not_allow_is_refused_before_anything_i
     provisioner.plan(env.request(KERNEL_IMAGE=env.request().spec.image))
 
 
+async def test_an_executor_image_the_operator_does_not_allow_is_refused_as_the_kernels_own_is(env: Env) -> None:
+    provisioner = env.provisioner_with(allowed_kernel_images=("registry.example.com/team/*",))
+    refused_request = env.request(KERNEL_EXECUTOR_IMAGE="docker.io/anyone/miner:1", timeout=LONG)
+
+    with pytest.raises(LaunchForbidden) as refused:
+        await provisioner.launch(refused_request)
+
+    assert refused.value.status == 403
+    assert "KERNEL_EXECUTOR_IMAGE='docker.io/anyone/miner:1' is refused" in refused.value.message
+    await assert_nothing_left(env.admin, refused_request.kernel_id)
+    provisioner.plan(env.request(KERNEL_EXECUTOR_IMAGE="registry.example.com/team/spark-py:3"))
+    provisioner.plan(env.request(KERNEL_EXECUTOR_IMAGE=env.request().spec.image))
+
+
 # ------------------------------------------------------------------ over the HTTP API, with the settings' defaults
 
 

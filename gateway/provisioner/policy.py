@@ -141,22 +141,30 @@ def check_named_namespace(namespace: str, labels: Mapping[str, str], settings: P
         )
 
 
+CLIENT_IMAGE_VARIABLES = ("KERNEL_IMAGE", "KERNEL_EXECUTOR_IMAGE")
+"""The variables through which a client names an image a pod runs (Spark's executors run the second)."""
+
+
 def check_requested_image(request: LaunchRequest, settings: ProvisionerSettings) -> None:
-    """Refuse a client's ``KERNEL_IMAGE`` that is not its kernelspec's image nor allowed by the operator (no I/O).
+    """Refuse a client-named image that is not its kernelspec's image nor allowed by the operator (no I/O).
 
     Called by :meth:`~gateway.provisioner.pods.PodProvisioner.plan` at a kernel's first launch,
-    before its record or anything else of it is created.
+    before its record or anything else of it is created.  Every variable of
+    :data:`CLIENT_IMAGE_VARIABLES` is checked: a Spark kernel's executors run the image its
+    ``KERNEL_EXECUTOR_IMAGE`` names, as much a client's choice as the kernel's own.
     """
-    image = request.env.get("KERNEL_IMAGE") or ""
-    if not image or image == request.spec.image:
-        return
-    if any(fnmatchcase(image, pattern) for pattern in settings.allowed_kernel_images):
-        return
-    allowed = ", ".join(settings.allowed_kernel_images) or "none"
-    raise LaunchForbidden(
-        f"KERNEL_IMAGE={shown(image)} is refused: kernelspec {request.spec.name} runs {request.spec.image}, "
-        f"and the operator allows other images only when they match EG_ALLOWED_KERNEL_IMAGES (patterns: {allowed})"
-    )
+    for variable in CLIENT_IMAGE_VARIABLES:
+        image = request.env.get(variable) or ""
+        if not image or image == request.spec.image:
+            continue
+        if any(fnmatchcase(image, pattern) for pattern in settings.allowed_kernel_images):
+            continue
+        allowed = ", ".join(settings.allowed_kernel_images) or "none"
+        raise LaunchForbidden(
+            f"{variable}={shown(image)} is refused: kernelspec {request.spec.name} runs {request.spec.image}, "
+            f"and the operator allows other images only when they match EG_ALLOWED_KERNEL_IMAGES "
+            f"(patterns: {allowed})"
+        )
 
 
 def check_image_pattern(pattern: str) -> None:
