@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fakes.state.selectors import label_key_errors, label_value_errors, parse_field_selector, parse_label_selector
@@ -57,13 +59,74 @@ def test_parsed_selectors_match_as_documented(reqs: list[tuple[str, str, tuple[s
     assert selector.matches(labels) == all(reference(r, labels) for r in reqs)
 
 
-@settings(max_examples=100)
-@given(st.text(alphabet="abc=!(), in/._-", max_size=20))
+_WORD = r"[^\s!=(),]+"
+_TERMS = (
+    (re.compile(rf"({_WORD})"), "exists"),
+    (re.compile(rf"!\s*({_WORD})"), "!"),
+    (re.compile(rf"({_WORD})\s*(==|=|!=)\s*({_WORD})?"), None),
+    (re.compile(rf"({_WORD})\s+(in|notin)\s*\(([^()]*)\)"), None),
+)
+
+
+def kubernetes_reading(text: str) -> set[tuple[str, str, frozenset[str]]] | None:
+    """The requirements Kubernetes reads in a label selector, or ``None`` where it refuses it.
+
+    An oracle written from the grammar of apimachinery's ``labels.Parse``, term by term, rather than
+    from our parser's tokens: terms are separated by commas outside parentheses; ``in`` and ``notin``
+    are keywords, never keys; a set's values are separated by commas, an empty one being the empty
+    value, and an empty set is refused.
+    """
+    terms, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth not in (0, 1):
+            return None
+        if char == "," and depth == 0:
+            terms.append(text[start:index])
+            start = index + 1
+    terms.append(text[start:])
+    read = set()
+    for term in (t.strip() for t in terms):
+        found = next(((m, kind) for pattern, kind in _TERMS if (m := pattern.fullmatch(term))), None)
+        if found is None:
+            return None
+        match, op = found
+        key = match.group(1)
+        if key in ("in", "notin") or label_key_errors(key):
+            return None
+        if op is not None:
+            values: frozenset[str] = frozenset()
+        elif match.group(2) in ("in", "notin"):
+            op = match.group(2)
+            if not match.group(3).strip():
+                return None
+            values = frozenset(v.strip() for v in match.group(3).split(","))
+        else:
+            op = "!=" if match.group(2) == "!=" else "="
+            values = frozenset({match.group(3) or ""})
+        if any(" " in v or label_value_errors(v) for v in values):
+            return None
+        read.add((key, op, values))
+    return read
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet="abc=!(), in/._-", max_size=20) | st.lists(requirements(), max_size=3).map(
+    lambda reqs: ",".join(render(r) for r in reqs)))
+@example("a in (b c)")  # values need their commas
+@example("a in (,b),c notin (d,,e)")  # an empty entry is the empty value
+@example("a notin ()")  # no empty set, for notin either
+@example("in=a")  # in and notin are keywords
+@example("a in (in), b=notin")  # except as values
 def test_any_text_parses_or_is_a_bad_request(text: str) -> None:
+    expected = kubernetes_reading(text) if text.strip() else set()
     try:
         selector = parse_label_selector(text)
     except BadRequest:
+        assert expected is None, f"{text!r} is a valid selector: {expected}"
         return
+    assert expected is not None, f"{text!r} was accepted, but Kubernetes refuses it"
+    assert {(r.key, r.op, frozenset(r.values)) for r in selector.requirements} == expected
     # What parsed is a selector of valid keys and values, and means what it says: written back in
     # the documented syntax it parses to the same requirements.
     for req in selector.requirements:

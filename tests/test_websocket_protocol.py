@@ -129,20 +129,28 @@ JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.text(m
                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
                            max_leaves=6)
 CHANNEL_NAMES = st.sampled_from(["shell", "control", "stdin", "iopub", "hb", "nowhere", ""])
+VALID_CHANNELS = st.sampled_from(["shell", "control", "stdin"])
 
 
 @st.composite
 def near_frames(draw: st.DrawFn) -> str | bytes:
-    """Frames close to valid ones (a JSON message or a v1 binary frame with fuzzed fields), so decoding often succeeds."""
+    """Frames close to valid ones (a legacy JSON or binary frame, or a v1 frame, with fuzzed fields), so that
+    decoding often succeeds."""
     header = draw(st.dictionaries(st.sampled_from(["msg_type", "msg_id", "session", "username"]),
                                   st.text(max_size=8) | JSON_VALUES, max_size=4))
-    message = {"header": header, "parent_header": draw(JSON_VALUES), "metadata": draw(JSON_VALUES),
-               "content": draw(JSON_VALUES), "channel": draw(CHANNEL_NAMES)}
     if draw(st.booleans()):
-        return json.dumps(message)
+        header["msg_type"] = draw(st.text(min_size=1, max_size=8))
+    message = {"header": header, "parent_header": draw(JSON_VALUES), "metadata": draw(JSON_VALUES),
+               "content": draw(JSON_VALUES), "channel": draw(VALID_CHANNELS | CHANNEL_NAMES | st.none())}
+    if draw(st.booleans()):
+        if draw(st.booleans()):
+            return json.dumps(message)
+        buffers = draw(st.lists(st.binary(max_size=8), min_size=1, max_size=2))
+        return pack_legacy_buffers(json.dumps(message).encode(), buffers)
     parts = [json.dumps(message[name]).encode() for name in ("header", "parent_header", "metadata", "content")]
-    parts = parts[:draw(st.integers(min_value=0, max_value=4))] + draw(st.lists(st.binary(max_size=8), max_size=2))
-    return pack_v1(draw(CHANNEL_NAMES) or "shell", parts)
+    parts = parts[:draw(st.just(4) | st.integers(min_value=0, max_value=4))]
+    parts += draw(st.lists(st.binary(max_size=8), max_size=2))
+    return pack_v1(draw(VALID_CHANNELS | CHANNEL_NAMES) or "shell", parts)
 
 
 @settings(max_examples=200)
@@ -160,6 +168,35 @@ def test_any_bytes_decode_or_are_refused(frame: str | bytes) -> None:
         header = json.loads(incoming.parts[0])
         assert isinstance(header, dict) and header.get("msg_type") == incoming.msg_type
         assert isinstance(incoming.msg_type, str) and incoming.msg_type
+        # And it is what Jupyter Server's own decoders read from the same frame.
+        assert read_back(codec, incoming) == reference_decode(codec, frame)
+
+
+def read_back(codec: LegacyCodec | V1Codec, incoming: Any) -> tuple[str, list[Any]]:
+    """An ``Incoming`` as :func:`reference_decode` gives it: legacy JSON parts as values, v1 parts as they are."""
+    if isinstance(codec, V1Codec):
+        return incoming.channel, list(incoming.parts)
+    return incoming.channel, [json.loads(part) for part in incoming.parts[:4]] + list(incoming.parts[4:])
+
+
+def reference_decode(codec: LegacyCodec | V1Codec, frame: str | bytes) -> tuple[str, list[Any]]:
+    """``(channel, parts)`` of a frame as Jupyter Server's own decoders (``services/kernels/connection/base.py``)
+    read it: v1 parts byte for byte (relayed as they are); legacy header, parent header, metadata and
+    content as JSON values (missing ones are empty objects, a missing channel is shell), then the buffers.
+    """
+    if isinstance(codec, V1Codec):
+        assert isinstance(frame, bytes)
+        channel, parts = deserialize_msg_from_ws_v1(frame)
+        return channel, [bytes(part) for part in parts]
+    if isinstance(frame, bytes):
+        msg = deserialize_binary_message(frame)
+        buffers = [bytes(b) for b in msg.get("buffers") or []]
+    else:
+        msg, buffers = json.loads(frame), []
+    channel = "shell" if msg.get("channel") is None else msg["channel"]
+    content = msg.get("content")
+    return channel, [msg["header"], msg.get("parent_header") or {}, msg.get("metadata") or {},
+                     {} if content is None else content, *buffers]
 
 
 def test_v1_needs_binary_frames_and_four_parts() -> None:
@@ -337,7 +374,7 @@ async def waiting_then_restarting_then_gone(moves: Moves, ports: list[int]) -> N
     bridge, client, _ = bridge_to(kernel)
     await bridge.open()
     kernel.set_state(RESTARTING)
-    assert bridge.state is BridgeState.RESTARTING and client.statuses == ["restarting"]
+    assert bridge.state is BridgeState.RESTARTING and client.statuses == []  # the client asked for this restart
     bridge.close()
 
 
@@ -421,8 +458,11 @@ def test_a_move_the_table_does_not_allow_is_refused() -> None:
     for state in BridgeState:
         for target in BridgeState:
             if target not in TRANSITIONS[state]:
-                with pytest.raises(IllegalTransition):
+                with pytest.raises(IllegalTransition) as refused:
                     check_transition(state, target)
+                # the log line a refused move leaves names both ends
+                assert str(refused.value) == f"a websocket bridge cannot go from {state.value} to {target.value}"
+                assert (refused.value.current, refused.value.target) == (state, target)
     bridge, _, _ = bridge_to(starting_kernel())
     with pytest.raises(IllegalTransition):
         bridge._move(BridgeState.RELAYING)

@@ -179,18 +179,21 @@ def parse_label_selector(text: str | None) -> LabelSelector:
                 elif op in ("in", "notin"):
                     if take() != "(":
                         raise BadRequest("unable to parse requirement: found '', expected: '('")
-                    values: list[str] = []
-                    while True:
-                        v = take()
-                        if v == ")":
-                            break
+                    # As apimachinery reads a set: values between commas, an empty entry the empty value.
+                    entries: list[list[str]] = [[]]
+                    while (v := take()) != ")":
                         if v == ",":
-                            continue
-                        _check_value(v)
-                        values.append(v)
-                    if op == "in" and not values:
+                            entries.append([])
+                        elif v in ("(", "=", "==", "!=", "!") or entries[-1]:
+                            raise BadRequest(f"unable to parse requirement: found '{v}', expected: ',' or ')'")
+                        else:
+                            entries[-1].append(v)
+                    if entries == [[]]:
                         raise BadRequest("unable to parse requirement: for 'in', 'notin' operators, values set can't be empty")
-                    reqs.append(Requirement(key, op, tuple(values)))
+                    values = tuple(dict.fromkeys(entry[0] if entry else "" for entry in entries))
+                    for value in values:
+                        _check_value(value)
+                    reqs.append(Requirement(key, op, values))
                 else:
                     raise BadRequest(f"unable to parse requirement: found '{op}', expected: in, notin, =, ==, !=, gt, lt")
         if i < len(toks):
@@ -203,6 +206,8 @@ def parse_label_selector(text: str | None) -> LabelSelector:
 
 
 def _check_key(key: str) -> None:
+    if key in ("in", "notin"):  # keywords where a key is expected
+        raise BadRequest(f"unable to parse requirement: found '{key}', expected: identifier")
     errs = label_key_errors(key)
     if errs:
         raise BadRequest(f"unable to parse requirement: values[0][{key}]: Invalid value: {key!r}: {errs[0]}")
