@@ -118,9 +118,9 @@ async def only_these_left(observer: Cluster, allowed: set[str], *, timeout: floa
 
 
 async def namespace_names(observer: Cluster) -> set[str]:
-    """Every namespace not being deleted."""
+    """Every namespace, those being deleted included: a namespace created then deleted still was created."""
     listing = await observer.list("namespaces")
-    return {ns["metadata"]["name"] for ns in listing["items"] if not ns["metadata"].get("deletionTimestamp")}
+    return {ns["metadata"]["name"] for ns in listing["items"]}
 
 
 async def kernel_pod(observer: Cluster, kernel_id: str, *, timeout: float, other_than: str = "") -> Obj:
