@@ -26,16 +26,24 @@ before anything else, deleted last), so the first rule removes all of it: pod, n
 RoleBinding, ServiceAccount, record and admission.  The second rule covers kernels whose record
 went first (deleted by hand).  :func:`abandoned_launch_taken_over_by` says by when the first
 rule acts.
+
+A deletion the API refuses leaves what leads back to the kernel in place: a shutdown whose
+namespace could not be deleted keeps the kernel's record ``terminating``
+(:meth:`~gateway.kernels.operations.KernelOperations.bury`), and a record or a pod is removed
+only after everything else of its kernel.  Each kernel whose collection failed is tried again
+on a later run, after a pause that doubles with each failure in a row (from ``deadline_grace``
+up to ``leftover_grace``, :class:`RetryPauses`), until nothing of it is left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
-from gateway.aio import OwnedTasks, cancel_and_wait
+from gateway.aio import Backoff, OwnedTasks, cancel_and_wait
 from gateway.cluster.informer import Subscription
 from gateway.cluster.lease import LeaseSettings
 from gateway.objects.labels import KERNEL_ID_LABEL
@@ -75,6 +83,36 @@ def abandoned_launch_taken_over_by(started: float, died: float, *, launch_timeou
     return max(deadline.timestamp(), takeover) + MARGIN_SECONDS
 
 
+class RetryPauses:
+    """The kernels whose collection failed, each paused before its next attempt (a jittered back-off per kernel).
+
+    Kept by the :class:`Collector` for as long as it collects; a lease holder that takes over
+    starts afresh, at once, as it would anyway.
+    """
+
+    def __init__(self, base: float, cap: float) -> None:
+        self._base = base
+        self._cap = cap
+        self._paused: dict[str, tuple[Backoff, float]] = {}
+        """Kernel id -> its back-off, and the ``time.monotonic()`` before which it is not tried again."""
+
+    def left(self, kernel_id: str) -> float:
+        """Seconds until the kernel may be tried again (0: now)."""
+        paused = self._paused.get(kernel_id)
+        return max(0.0, paused[1] - time.monotonic()) if paused else 0.0
+
+    def failed(self, kernel_id: str) -> float:
+        """The kernel's collection failed once more: pause it; how long (seconds)."""
+        backoff, _ = self._paused.get(kernel_id) or (Backoff(base=self._base, cap=self._cap), 0.0)
+        delay = backoff.fail()
+        self._paused[kernel_id] = (backoff, time.monotonic() + delay)
+        return delay
+
+    def done(self, kernel_id: str) -> None:
+        """Nothing of the kernel is left to collect."""
+        self._paused.pop(kernel_id, None)
+
+
 class Collector:
     """The lease holder's collection of leftovers (see the module docstring).
 
@@ -93,6 +131,7 @@ class Collector:
         self._settings = settings
         self._tasks = tasks
         self._taking_over: set[str] = set()
+        self._pauses = RetryPauses(settings.deadline_grace, max(settings.leftover_grace, settings.deadline_grace))
 
     async def run(self) -> None:
         """Collect now, then at each deadline, on each record change, and every ``leftover_grace`` (until cancelled)."""
@@ -125,7 +164,7 @@ class Collector:
         for record in self._records.all():
             if record.phase is Phase.RUNNING:
                 continue
-            left = (record.launch_deadline - now).total_seconds()
+            left = max((record.launch_deadline - now).total_seconds(), self._pauses.left(record.kernel_id))
             if left > 0:
                 soonest = min(soonest, left + MARGIN_SECONDS)
                 continue
@@ -138,12 +177,22 @@ class Collector:
         return soonest
 
     async def _take_over(self, kernel: Kernel) -> None:
+        """Take the kernel's phase over; if it failed, or left the record this replica's to finish, pause the kernel."""
+        failed = False
         try:
             await self._operations.take_over(kernel)
         except Exception as error:
             log.error("taking over kernel %s failed: %s", kernel.id, error)
+            failed = True
         finally:
             self._taking_over.discard(kernel.id)
+        record = self._records.get(kernel.id)
+        if record is None or record.phase is Phase.RUNNING or not (failed or record.actor == self._operations.identity):
+            self._pauses.done(kernel.id)
+            return
+        delay = self._pauses.failed(kernel.id)
+        log.warning("kernel %s: not everything of it could be deleted yet; trying again in %.1fs at the earliest",
+                    kernel.id, delay)
 
     async def _collect_pods_without_record(self, now: datetime) -> None:
         for pod in self._provisioner.kernel_pods():
@@ -153,13 +202,20 @@ class Collector:
                 continue
             if kernel_id in self._kernels or _age(meta.get("creationTimestamp"), now) < self._settings.leftover_grace:
                 continue
+            if self._pauses.left(kernel_id) > 0:
+                continue
             namespace, name = str(meta.get("namespace")), str(meta.get("name"))
             with kernel_logs(kernel_id):  # the collection's log lines name the kernel
                 log.warning("kernel pod %s/%s has no kernel record; deleting it and what was created for it",
                             namespace, name)
                 # In a namespace of its own (named like the pod) the namespace goes too, if labelled for the kernel.
                 placement = Placement(namespace, "default", owns_namespace=namespace == name, pod_name=name)
-                await self._provisioner.collect(kernel_id, placement)
+                if await self._provisioner.collect(kernel_id, placement):
+                    self._pauses.done(kernel_id)
+                else:  # the pod stays, and leads a later run back to what is left
+                    delay = self._pauses.failed(kernel_id)
+                    log.warning("kernel pod %s/%s: not everything could be deleted; trying again in %.1fs at the "
+                                "earliest", namespace, name, delay)
             await self._admissions.release(kernel_id)
 
 

@@ -163,15 +163,40 @@ class KernelOperations:
 
         Called with the kernel's lock held and its record claimed (``terminating``) by this replica.
         The record goes last: while it exists, the lease holder can finish what a replica dying
-        meanwhile left (a record that cannot be deleted now stays ``terminating`` for it).
+        meanwhile left (a record that cannot be deleted now stays ``terminating`` for it).  So it
+        goes only once nothing else of the kernel is left: when a deletion failed (the API refused
+        it every time), the record stays ``terminating``, its deadline moved to ``deadline_grace``
+        from now, past which the lease holder's collection (:mod:`gateway.kernels.collect`)
+        deletes the rest, then the record.  Either way the kernel is over for its clients.
         """
-        await self._pods.release(kernel, verify=verify)
+        released = await self._pods.release(kernel, verify=verify)
         await self._admissions.release(kernel.id)
-        try:
-            await self._records.delete(kernel.id)
-        except (RecordUnavailable, ClusterError) as error:
-            log.error("kernel %s: its record could not be deleted (%s); the lease holder will", kernel.id, error)
+        if released:
+            try:
+                await self._records.delete(kernel.id)
+            except (RecordUnavailable, ClusterError) as error:
+                log.error("kernel %s: its record could not be deleted (%s); the lease holder will", kernel.id, error)
+        else:
+            await self._leave_to_lease_holder(kernel)
         await self._follower.gone(kernel, reason)
+
+    async def _leave_to_lease_holder(self, kernel: Kernel) -> None:
+        """Keep the buried kernel's record ``terminating``, due for the lease holder ``deadline_grace`` from now."""
+        deadline = utcnow() + timedelta(seconds=self._settings.deadline_grace)
+
+        def due(record: KernelRecord) -> KernelRecord | None:
+            if not self._mine(record) or record.phase is not Phase.TERMINATING:
+                return None
+            return claimed(record, Phase.TERMINATING, actor=self.identity, now=utcnow(), deadline=deadline)
+
+        try:
+            await asyncio.wait_for(self._records.modify(kernel.id, due), STOP_BOUND_SECONDS)
+        except (RecordUnavailable, ClusterError, asyncio.TimeoutError) as error:
+            deadline = kernel.record.launch_deadline if kernel.record else deadline
+            log.warning("kernel %s: its record's deadline could not be moved (%s)", kernel.id,
+                        error or type(error).__name__)
+        log.warning("kernel %s: not everything it held in the cluster could be deleted; its record stays terminating "
+                    "and the lease holder will finish after %s", kernel.id, deadline.isoformat(timespec="seconds"))
 
     async def give_up(self, kernel: Kernel, reason: str) -> None:
         """End a kernel that cannot be (re)launched: claim ``terminating`` and bury it with ``reason``.

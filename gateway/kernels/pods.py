@@ -132,23 +132,25 @@ class KernelPods:
                 log.info("kernel %s did not answer shutdown_request (%s); deleting its pod", kernel.id, error)
         await self._stop_running(kernel)
 
-    async def release(self, kernel: Kernel, *, verify: bool = False) -> None:
+    async def release(self, kernel: Kernel, *, verify: bool = False) -> bool:
         """Let go of everything the kernel holds: its watcher, its pod, its placement (namespace, role binding).
 
         Called when a kernel is over (shut down, given up after a failed restart, or its launch
         abandoned).  With ``verify`` (this replica did not stop the kernel's pod itself: it was
         let go, or a launch may not have created its namespace) its objects are deleted by name,
         each only if labelled for it.  The deletions run to their end even if the caller is
-        cancelled.
+        cancelled.  Returns whether nothing of the kernel is left in the cluster; ``False`` when
+        a deletion failed, and the caller keeps the kernel's record for the lease holder to finish.
         """
         await self._unwatch(kernel.id)
         if verify:
+            complete = True
             if kernel.placement is not None:
-                await shielded(self._cleanups.spawn(self._provisioner.collect(kernel.id, kernel.placement),
-                                                    f"collect {kernel.id}"))
+                complete = await shielded(self._cleanups.spawn(self._provisioner.collect(kernel.id, kernel.placement),
+                                                               f"collect {kernel.id}"))
             kernel.stopped()
-            return
-        await self._clean_up(kernel, release=True)
+            return complete
+        return await self._clean_up(kernel, release=True)
 
     async def close(self) -> None:
         """Close every activity watcher still open and wait for clean-ups still running.
@@ -169,18 +171,23 @@ class KernelPods:
         async with KernelChannels(kernel.connection, channels=("shell",)) as channels:
             await channels.request("shell", "kernel_info_request", timeout=timeout)
 
-    async def _clean_up(self, kernel: Kernel, *, release: bool) -> None:
-        """Stop the kernel's pod, then (with ``release``) release its placement: to the end, whatever the caller."""
-        placement = kernel.placement if release else None
-        await shielded(self._cleanups.spawn(self._stop_and_release(kernel, placement), f"clean up {kernel.id}"))
+    async def _clean_up(self, kernel: Kernel, *, release: bool) -> bool:
+        """Stop the kernel's pod, then (with ``release``) release its placement: to the end, whatever the caller.
 
-    async def _stop_and_release(self, kernel: Kernel, placement: Placement | None) -> None:
+        Returns whether the placement is released (see :meth:`KernelProvisioner.release`).
+        """
+        placement = kernel.placement if release else None
+        return await shielded(self._cleanups.spawn(self._stop_and_release(kernel, placement), f"clean up {kernel.id}"))
+
+    async def _stop_and_release(self, kernel: Kernel, placement: Placement | None) -> bool:
         await self._stop_running(kernel)
-        if placement is not None:
-            try:
-                await self._provisioner.release(placement)
-            except Exception:
-                log.exception("releasing namespace %s failed", placement.namespace)
+        if placement is None:
+            return True
+        try:
+            return await self._provisioner.release(placement)
+        except Exception:
+            log.exception("releasing namespace %s failed", placement.namespace)
+            return False
 
     async def _stop_running(self, kernel: Kernel) -> None:
         running = kernel.running

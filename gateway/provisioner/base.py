@@ -68,7 +68,7 @@ class KernelProvisioner(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def release(self, placement: Placement) -> None:
+    async def release(self, placement: Placement) -> bool:
         """Delete what the first launch prepared for the kernel (its namespace and role binding, if created).
 
         Called by the kernel service once, after the kernel's last stop: when it is shut down
@@ -76,6 +76,10 @@ class KernelProvisioner(abc.ABC):
         placement the gateway did not create is left alone.  A deletion that fails is logged,
         not raised, so one failure does not stop the rest; the kernel service logs anything
         raised all the same and goes on.
+
+        Returns whether nothing of it is left (deleted, being deleted, or never created);
+        ``False`` when a deletion failed.  The kernel service then keeps the kernel's record,
+        so that the lease holder deletes the rest (:meth:`collect`): nothing else could find it.
         """
 
     @abc.abstractmethod
@@ -116,8 +120,14 @@ class KernelProvisioner(abc.ABC):
         """The kernel pods launched by this gateway's replicas, from the cache (for the leftovers' collection)."""
 
     @abc.abstractmethod
-    async def collect(self, kernel_id: str, placement: Placement) -> None:
-        """Delete what an abandoned kernel left (its pod, its owned namespace and role binding), if labelled for it."""
+    async def collect(self, kernel_id: str, placement: Placement) -> bool:
+        """Delete what an abandoned kernel left (its pod, its owned namespace and role binding), if labelled for it.
+
+        Called by the kernel service for a kernel its replica did not stop itself, and by the
+        lease holder's collection.  Returns whether nothing of the kernel is left (deleted, being
+        deleted, or not the kernel's); ``False`` when a deletion or a read failed: the caller keeps
+        what leads back to the kernel (its record, its pod) and calls again later.
+        """
 
     @abc.abstractmethod
     def deaths(self) -> AsyncIterator[str]:

@@ -64,28 +64,38 @@ async def pod_still_exists(cluster: Cluster, placement: Placement, uid: str) -> 
 
 
 async def collect_kernel_objects(cluster: Cluster, pods: Informer, kernel_id: str, placement: Placement,
-                                 cluster_role: str) -> None:
-    """Delete the kernel's pod, then its role binding and namespace when the gateway owns them: each only if labelled
-    for ``kernel_id``.  Never raises a cluster error (each failure is logged)."""
+                                 cluster_role: str) -> bool:
+    """Delete the kernel's role binding and namespace when the gateway owns them, then its pod: each only if
+    labelled for ``kernel_id``.  Never raises a cluster error (each failure is logged).
+
+    Returns whether nothing of the kernel is left.  The pod goes last, and stays when its namespace
+    could not be deleted: while anything of the kernel is left, its pod (or its record) leads the
+    lease holder's collection back to it.
+    """
     namespace, name = placement.namespace, placement.pod_name
+    if placement.owns_namespace and not await _collect_namespace(cluster, kernel_id, namespace, cluster_role):
+        return False
     pod = pods.get(namespace, name)
     if pod is not None and _labelled(pod, kernel_id):
-        await delete_quietly(cluster, "pods", name, namespace=namespace, grace_period_seconds=0)
-    if not placement.owns_namespace:
-        return
+        return await delete_quietly(cluster, "pods", name, namespace=namespace, grace_period_seconds=0)
+    return True
+
+
+async def _collect_namespace(cluster: Cluster, kernel_id: str, namespace: str, cluster_role: str) -> bool:
+    """Delete the kernel's own namespace and role binding if labelled for it; whether none of it is the kernel's now."""
     try:
         found = await asyncio.wait_for(cluster.get("namespaces", namespace), CLEANUP_CALL_TIMEOUT)
     except NotFound:
-        return
+        return True
     except (ClusterError, asyncio.TimeoutError) as error:
-        log.error("cannot read namespace %s of kernel %s (%s); leaving it", namespace, kernel_id,
+        log.error("cannot read namespace %s of kernel %s (%s); trying again later", namespace, kernel_id,
                   error or type(error).__name__)
-        return
+        return False
     if not _labelled(found, kernel_id):
         log.warning("namespace %s is not labelled for kernel %s; leaving it", namespace, kernel_id)
-        return
+        return True
     await delete_quietly(cluster, "rolebindings", cluster_role, namespace=namespace)
-    await delete_quietly(cluster, "namespaces", namespace)
+    return await delete_quietly(cluster, "namespaces", namespace)
 
 
 def _labelled(obj: dict[str, Any], kernel_id: str) -> bool:

@@ -187,12 +187,16 @@ async def check_existing_namespace(
         raise InvalidLaunch(f"service account {account} does not exist in namespace {namespace}") from None
 
 
-async def release_placement(cluster: Cluster, placement: Placement, cluster_role: str) -> None:
-    """Delete the role binding and namespace of ``placement`` when the gateway created them; else nothing."""
+async def release_placement(cluster: Cluster, placement: Placement, cluster_role: str) -> bool:
+    """Delete the role binding and namespace of ``placement`` when the gateway created them; else nothing.
+
+    Returns whether nothing of them is left: ``False`` when the namespace could not be deleted
+    (the role binding goes with it, so it counts only through the namespace).
+    """
     if not placement.owns_namespace:
-        return
+        return True
     await delete_quietly(cluster, "rolebindings", cluster_role, namespace=placement.namespace)
-    await delete_quietly(cluster, "namespaces", placement.namespace)
+    return await delete_quietly(cluster, "namespaces", placement.namespace)
 
 
 async def _service_account_appears(cluster: Cluster, namespace: str, name: str, deadline: float) -> bool:

@@ -333,12 +333,12 @@ class PodProvisioner(KernelProvisioner):
         except InformerStopped:
             pass
 
-    async def release(self, placement: Placement) -> None:
-        """Delete the kernel's role binding and namespace if the gateway created them (after its last stop)."""
+    async def release(self, placement: Placement) -> bool:
+        """Delete the kernel's role binding and namespace if the gateway created them; whether nothing is left."""
         for kernel_id, located in list(self._located.items()):
             if located == (placement.namespace, placement.pod_name):
                 del self._located[kernel_id]
-        await release_placement(self._cluster, placement, self._settings.kernel_cluster_role)
+        return await release_placement(self._cluster, placement, self._settings.kernel_cluster_role)
 
     async def signal(self, running: RunningKernel, signum: int) -> bool:
         """Send ``signum`` to the kernel through its launcher's comm port (interrupts).
@@ -388,17 +388,18 @@ class PodProvisioner(KernelProvisioner):
         return [pod for pod in self._pods.items()
                 if ((pod.get("metadata") or {}).get("annotations") or {}).get(GATEWAY_NAMESPACE_ANNOTATION) == namespace]
 
-    async def collect(self, kernel_id: str, placement: Placement) -> None:
-        """Delete what a launch or a kernel left behind: its pod, and its namespace and role binding when owned.
+    async def collect(self, kernel_id: str, placement: Placement) -> bool:
+        """Delete what a launch or a kernel left behind: its namespace and role binding when owned, its pod.
 
         Called by the lease holder for a kernel whose launch or shutdown was abandoned, and
         for a pod with no record.  Only objects labelled with ``kernel_id`` are deleted, so a
-        namespace of that name someone else made is left alone.  Never raises a cluster error.
+        namespace of that name someone else made is left alone.  Never raises a cluster error;
+        returns whether nothing of the kernel is left (``False``: call again later).
         """
         self._running.pop(kernel_id, None)
         self._located.pop(kernel_id, None)
-        await collect_kernel_objects(self._cluster, self._pods, kernel_id, placement,
-                                     self._settings.kernel_cluster_role)
+        return await collect_kernel_objects(self._cluster, self._pods, kernel_id, placement,
+                                            self._settings.kernel_cluster_role)
 
     async def deaths(self) -> AsyncIterator[str]:
         """Kernel ids whose running pod died on its own: Failed/Succeeded, or deleted by someone else.
