@@ -27,10 +27,10 @@ RoleBinding, ServiceAccount, record and admission.  The second rule covers kerne
 went first (deleted by hand).  :func:`abandoned_launch_taken_over_by` says by when the first
 rule acts.
 
-A deletion the API refuses leaves what leads back to the kernel in place: a shutdown whose
-namespace could not be deleted keeps the kernel's record ``terminating``
-(:meth:`~gateway.kernels.operations.KernelOperations.bury`), and a record or a pod is removed
-only after everything else of its kernel.  Each kernel whose collection failed is tried again
+A deletion the API refuses leaves what leads back to the kernel in place: a shutdown, or a
+failed first start, whose namespace could not be deleted keeps the kernel's record
+``terminating`` (:meth:`~gateway.kernels.operations.KernelOperations.leave_to_lease_holder`),
+and a record or a pod is removed only after everything else of its kernel.  Each kernel whose collection failed is tried again
 on a later run, after a pause that doubles with each failure in a row (from ``deadline_grace``
 up to ``leftover_grace``, :class:`RetryPauses`), until nothing of it is left.
 """

@@ -177,15 +177,21 @@ class KernelOperations:
             except (RecordUnavailable, ClusterError) as error:
                 log.error("kernel %s: its record could not be deleted (%s); the lease holder will", kernel.id, error)
         else:
-            await self._leave_to_lease_holder(kernel)
+            await self.leave_to_lease_holder(kernel)
         await self._follower.gone(kernel, reason)
 
-    async def _leave_to_lease_holder(self, kernel: Kernel) -> None:
-        """Keep the buried kernel's record ``terminating``, due for the lease holder ``deadline_grace`` from now."""
+    async def leave_to_lease_holder(self, kernel: Kernel) -> None:
+        """Keep the kernel's record, claimed ``terminating``, due for the lease holder ``deadline_grace`` from now.
+
+        Called when deleting what the cluster holds for the kernel failed and its record is all that
+        leads back to it: by :meth:`bury` (the record is ``terminating`` already) and by the kernel
+        service when undoing a first start (the record is ``launching``).  A record another replica
+        claimed meanwhile is left as it is.
+        """
         deadline = utcnow() + timedelta(seconds=self._settings.deadline_grace)
 
         def due(record: KernelRecord) -> KernelRecord | None:
-            if not self._mine(record) or record.phase is not Phase.TERMINATING:
+            if not self._mine(record) or record.phase not in (Phase.LAUNCHING, Phase.TERMINATING):
                 return None
             return claimed(record, Phase.TERMINATING, actor=self.identity, now=utcnow(), deadline=deadline)
 

@@ -56,6 +56,8 @@ class KernelPods:
         """Kernel id -> the iopub watcher of its running pod (from its launch until its pod is stopped)."""
         self._cleanups = OwnedTasks("kernel clean-ups")
         """Clean-ups in progress, owned here so they end even when their caller stopped waiting."""
+        self._left_behind: set[str] = set()
+        """Kernels whose failed first launch could not delete everything it created (until :meth:`left_behind`)."""
 
     async def launch(self, kernel: Kernel, placement: Placement, *, first: bool,
                      answer_by: datetime | None = None) -> None:
@@ -68,12 +70,14 @@ class KernelPods:
         at the latest.  On failure nothing of this launch is left (and on a first start the
         placement is released); raises :class:`KernelLaunchFailed` with the provisioner's status
         (504 for a kernel that does not answer), or whatever else ended the wait (the caller's
-        cancellation).
+        cancellation).  Unless the API refused a deletion: then :meth:`left_behind` says so.
         """
         kernel.set_state(STARTING)
         try:
             running = await self._provisioner.launch(kernel.request, placement, prepare=first)
         except LaunchError as error:
+            if first and error.left_behind:
+                self._left_behind.add(kernel.id)
             log.warning("kernel %s could not be launched: %s", kernel.id, error.message)
             self._telemetry.launch_failed(kernel, placement, error, first=first)
             raise KernelLaunchFailed(error.message, status=error.status) from error
@@ -82,7 +86,8 @@ class KernelPods:
         try:
             await self._await_ready(kernel, answer_by)
         except BaseException as error:
-            await self._clean_up(kernel, release=first)
+            if not await self._clean_up(kernel, release=first):
+                self._left_behind.add(kernel.id)
             if isinstance(error, (ChannelTimeout, zmq.ZMQError)):
                 failed = KernelLaunchFailed(f"Kernel {kernel.id} started but did not answer a kernel_info_request.",
                                             status=504)
@@ -91,6 +96,17 @@ class KernelPods:
             raise
         self._watch(kernel)
         kernel.launched(running)
+
+    def left_behind(self, kernel_id: str) -> bool:
+        """Whether the kernel's failed first launch could not delete everything it created (the API refused).
+
+        Asked once, by the kernel service as it undoes the failed start: it then keeps the kernel's
+        record, which leads the lease holder to what is left.
+        """
+        if kernel_id in self._left_behind:
+            self._left_behind.discard(kernel_id)
+            return True
+        return False
 
     async def adopt(self, kernel: Kernel, running: RunningKernel) -> None:
         """Serve a kernel running on a pod another replica launched: follow the pod and the kernel's iopub.

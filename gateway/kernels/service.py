@@ -289,18 +289,27 @@ class KernelService:
 
     async def _undo_start(self, kernel: Kernel, *, admitted: bool = True) -> None:
         """A first start failed, was refused or cancelled: its pod and placement (if launched), its record, its
-        admission (when it may have been given)."""
+        admission (when it may have been given).
+
+        The record goes only once nothing else of the kernel is left: when the API refused a deletion, it stays,
+        claimed ``terminating`` for the lease holder to finish (:meth:`KernelOperations.leave_to_lease_holder`),
+        and this replica follows it as it would another replica's."""
+        released = not self._pods.left_behind(kernel.id)
         if kernel.running is not None:
-            await self._pods.release(kernel)
+            released = await self._pods.release(kernel) and released
         if admitted:
             await self.replica.admissions.release(kernel.id)
-        if kernel.record is not None:  # last: while it exists the lease holder can finish this undoing
+        if kernel.record is not None and not released:
+            await self._ops.leave_to_lease_holder(kernel)
+        elif kernel.record is not None:  # last: while it exists the lease holder can finish this undoing
             try:
                 await self._records.delete(kernel.id)
             except Exception as error:  # left launching: the lease holder collects it past its deadline
                 log.error("kernel %s: its record could not be deleted: %s", kernel.id, error)
         if self._kernels.get(kernel.id) is kernel:
             del self._kernels[kernel.id]
+        if not released and not self._stopping:
+            await self._follower.apply(kernel.id)  # a kernel of the kept record, for the lease holder's collection
 
     # ------------------------------------------------------------------ restart, interrupt, shutdown
 

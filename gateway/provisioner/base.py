@@ -54,7 +54,8 @@ class KernelProvisioner(abc.ABC):
         Returns the :class:`RunningKernel`: its placement, connection info and pod.  Raises a
         :class:`~gateway.provisioner.errors.LaunchError` naming the cause, with the HTTP status
         to answer; by then everything this call created is gone again, and so it is when the
-        call is cancelled.
+        call is cancelled.  Unless the API refused a deletion: the error's ``left_behind`` says so,
+        and the kernel service keeps the kernel's record for the lease holder to delete the rest.
         """
 
     @abc.abstractmethod

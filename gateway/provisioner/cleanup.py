@@ -5,7 +5,10 @@ which records it; when the launch fails, :meth:`Created.undo` deletes the
 records newest first.  A create whose outcome is unknown (the API timed out or
 failed midway) is recorded as uncertain: at clean-up such an object is deleted
 only if it exists and carries this kernel's ``kernel_id`` label, so a failed
-launch never deletes an object someone else made.
+launch never deletes an object someone else made.  When the API refuses a
+deletion, the launch's error says so (:attr:`LaunchError.left_behind
+<gateway.provisioner.errors.LaunchError.left_behind>`): the kernel service then
+keeps the kernel's record, through which the lease holder deletes the rest.
 """
 
 from __future__ import annotations
@@ -58,17 +61,30 @@ class Created:
         self.records.append(_Record(resource, namespace, name, certain=True))
         return obj
 
-    async def undo(self, cluster: Cluster) -> None:
-        """Delete everything recorded, newest first (pods at once, without a grace period)."""
+    async def undo(self, cluster: Cluster) -> bool:
+        """Delete everything recorded, newest first (pods at once, without a grace period).
+
+        Returns whether nothing recorded is left: ``False`` when a deletion failed, or when it could
+        not be told whether an uncertain object is this kernel's.  Each failure is logged; the rest
+        is deleted all the same.
+        """
+        complete = True
         for record in reversed(self.records):
-            if not record.certain and not await self._is_ours(cluster, record):
+            ours = record.certain or await self._is_ours(cluster, record)
+            if ours is False:
+                continue
+            if ours is None:
+                complete = False
                 continue
             grace = 0 if record.resource == "pods" else None
-            await delete_quietly(cluster, record.resource, record.name, namespace=record.namespace,
-                                 grace_period_seconds=grace)
+            deleted = await delete_quietly(cluster, record.resource, record.name, namespace=record.namespace,
+                                           grace_period_seconds=grace)
+            complete = complete and deleted
         self.records.clear()
+        return complete
 
-    async def _is_ours(self, cluster: Cluster, record: _Record) -> bool:
+    async def _is_ours(self, cluster: Cluster, record: _Record) -> bool | None:
+        """Whether the uncertain object exists labelled for this kernel; ``None`` when it cannot be read."""
         try:
             obj = await asyncio.wait_for(cluster.get(record.resource, record.name, namespace=record.namespace),
                                          CLEANUP_CALL_TIMEOUT)
@@ -77,5 +93,5 @@ class Created:
         except (ClusterError, asyncio.TimeoutError) as exc:
             log.error("cannot tell whether %s %s was created for kernel %s (%s); leaving it",
                       record.resource, record.name, self.kernel_id, exc or exc.__class__.__name__)
-            return False
+            return None
         return ((obj.get("metadata") or {}).get("labels") or {}).get(KERNEL_ID_LABEL) == self.kernel_id

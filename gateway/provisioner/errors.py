@@ -15,6 +15,10 @@ from gateway.errors import GatewayError
 class LaunchError(GatewayError):
     """A kernel could not be launched (500 unless a subclass says otherwise)."""
 
+    left_behind: bool = False
+    """Set by the provisioner when the failed launch could not delete everything it had created (the API
+    refused): the kernel service keeps the kernel's record for the lease holder to delete the rest."""
+
 
 class InvalidLaunch(LaunchError):
     """A request value cannot make a kernel: bad ``KERNEL_NAMESPACE``, quantity, uid, missing namespace..."""

@@ -168,10 +168,13 @@ class PodProvisioner(KernelProvisioner):
         except BaseException as exc:
             if pending is not None:
                 pending.cancel()
-            await self._undo(created)
-            if isinstance(exc, ClusterError):
-                raise launch_error(exc, f"launching kernel {kernel_id}") from exc
-            raise
+            undone = await self._undo(created)
+            failure = launch_error(exc, f"launching kernel {kernel_id}") if isinstance(exc, ClusterError) else exc
+            if isinstance(failure, LaunchError):
+                failure.left_behind = not undone  # the kernel service then keeps the record for the lease holder
+            if failure is exc:
+                raise
+            raise failure from exc
         ip = progress.pod_ip() or connection.ip
         self._running[kernel_id] = progress.uid
         log.info("kernel %s running in pod %s/%s at %s", kernel_id, placement.namespace, placement.pod_name, ip)
@@ -289,16 +292,16 @@ class PodProvisioner(KernelProvisioner):
                 f"the kernel's previous pod {name} in namespace {namespace} did not go in time"
             ) from None
 
-    async def _undo(self, created: Created) -> None:
+    async def _undo(self, created: Created) -> bool:
         """Delete what a failed launch created (called by :meth:`launch` before its error propagates).
 
-        The deletion is a task of the provisioner's own: a further cancellation of the
-        launch does not interrupt it, and :meth:`close` waits for it.
+        The deletion is a task of the provisioner's own: a further cancellation of the launch does
+        not interrupt it, and :meth:`close` waits for it.  Returns whether nothing of it is left.
         """
         if not created:
-            return
+            return True
         undo = self._cleanups.spawn(created.undo(self._cluster), f"undo the launch of kernel {created.kernel_id}")
-        await shielded(undo)
+        return await shielded(undo)
 
     # ------------------------------------------------------------------ after the launch
 
