@@ -13,6 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fakes.memory import MemoryCluster
+from fakes.state.store import Store
+from gateway.cluster.informer import Informer
+from gateway.kernels.records import RecordStore
 from gateway.objects.record import (
     RECORD_SELECTOR,
     KernelRecord,
@@ -176,3 +180,27 @@ def test_a_secret_that_is_not_this_kernels_record_is_refused(damage: Any) -> Non
 def test_a_kernel_id_that_cannot_name_a_record_is_refused(kernel_id: str) -> None:
     with pytest.raises(ValueError):
         record_name(kernel_id)
+
+
+# ---------------------------------------------------------------------- the store over a lagging cache
+
+
+async def test_the_store_reads_its_own_writes_while_its_cache_lags_behind_them() -> None:
+    """A real API server's watch may lag a create and the replaces right after it: the replica's
+    own writes must still be what it reads, and build on each other."""
+    admin = MemoryCluster(Store())
+    await admin.create("namespaces", {"metadata": {"name": NAMESPACE}})
+    never_synced = Informer(admin, "secrets", namespace=NAMESPACE, label_selector=RECORD_SELECTOR)
+    store = RecordStore(admin, never_synced, NAMESPACE)
+    try:
+        created = await store.create(replace(VALID, resource_version=""))
+        first = await store.modify(VALID.kernel_id, lambda r: replace(r, restart_count=1))
+        second = await store.modify(VALID.kernel_id, lambda r: replace(r, restart_count=r.restart_count + 1))
+
+        assert first is not None and second is not None, "the store lost its own write"
+        assert second.restart_count == 2 and store.get(VALID.kernel_id) == second
+        assert len({created.resource_version, first.resource_version, second.resource_version}) == 3
+        await store.delete(VALID.kernel_id)
+        assert store.get(VALID.kernel_id) is None
+    finally:
+        await admin.close()

@@ -52,9 +52,13 @@ class RecordUnavailable(KernelError):
 
 @dataclass(frozen=True)
 class _Written:
-    """A write of this replica not yet seen by the cache: the version it replaced, and the result (``None``: deleted)."""
+    """Writes of this replica not yet seen by the cache: the versions they replaced, and the last result.
 
-    replaced: str
+    ``replaced`` holds every version the chain of writes went through (``""``: no record yet), so a
+    cache still at any of them is behind the write; ``record`` is the result (``None``: deleted).
+    """
+
+    replaced: frozenset[str]
     record: KernelRecord | None
 
 
@@ -82,9 +86,9 @@ class RecordStore:
         cached = self.informer.get(self.namespace, name)
         written = self._written.get(name)
         if written is not None:
-            if _version(cached) == written.replaced:
+            if _version(cached) in written.replaced:
                 return written.record
-            del self._written[name]  # the cache moved past our write
+            del self._written[name]  # the cache moved past our writes
         return self._parse(cached) if cached is not None else None
 
     def all(self) -> list[KernelRecord]:
@@ -155,13 +159,14 @@ class RecordStore:
     async def delete(self, kernel_id: str) -> None:
         """Delete the kernel's record (done when gone already)."""
         name = record_name(kernel_id)
-        replaced = _version(self.informer.get(self.namespace, name))
+        known = self.get(kernel_id)
+        replaced = known.resource_version if known is not None else _version(self.informer.get(self.namespace, name))
         try:
             await self._call(lambda: self._cluster.delete("secrets", name, namespace=self.namespace),
                              f"deleting the record of kernel {kernel_id}")
         except NotFound:
             pass
-        self._written[name] = _Written(replaced, None)
+        self._written[name] = _Written(self._chain(name, replaced), None)
 
     async def modify(self, kernel_id: str, change: Callable[[KernelRecord], KernelRecord | None]) -> KernelRecord | None:
         """Read, change and replace the record until no other replica came between (a bounded number of times).
@@ -195,8 +200,20 @@ class RecordStore:
 
     def _wrote(self, kernel_id: str, replaced: str, obj: Obj) -> KernelRecord:
         record = parse_record(obj)
-        self._written[record_name(kernel_id)] = _Written(replaced, record)
+        name = record_name(kernel_id)
+        self._written[name] = _Written(self._chain(name, replaced), record)
         return record
+
+    def _chain(self, name: str, replaced: str) -> frozenset[str]:
+        """The versions a write replacing ``replaced`` stands in for: with the earlier writes it built on.
+
+        A real API server's watch may lag a create and a replace right after it (the cache
+        still has no record): the replace's result must still be what :meth:`get` returns.
+        """
+        earlier = self._written.get(name)
+        if earlier is not None and earlier.record is not None and earlier.record.resource_version == replaced:
+            return earlier.replaced | {replaced}
+        return frozenset({replaced})
 
     async def _call(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         """One write, bounded and retried while the API is unavailable; API refusals propagate as they are."""
