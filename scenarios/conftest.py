@@ -1,4 +1,4 @@
-"""Targets of the scenarios: ``--cluster=memory,apiserver`` (the default), ``--cluster=replicas`` or ``--cluster=kind``.
+"""Targets of the scenarios: ``--cluster=memory,apiserver`` (the default), ``replicas``, ``kube`` or ``kind``.
 
 Every scenario runs once per target named by ``--cluster`` (comma-separated).
 Fixtures give a scenario an :class:`~scenarios.targets.Endpoint`:
@@ -22,12 +22,14 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from e2e.kube.fixture import kube_cluster  # noqa: F401 - the session fixture of the kube target
+
 from .client import GatewayClient
 from .observe import every_kernel_object, only_these_left
-from .targets import ApiServerTarget, Endpoint, KindTarget, MemoryTarget, ReplicasTarget, work_dir
+from .targets import ApiServerTarget, Endpoint, KindTarget, KubeTarget, MemoryTarget, ReplicasTarget, work_dir
 from .variants import CULLING, DEFAULT, SHARED, Variant
 
-TARGETS = ("memory", "apiserver", "replicas", "kind")
+TARGETS = ("memory", "apiserver", "replicas", "kube", "kind")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -42,7 +44,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def target(request: pytest.FixtureRequest) -> AsyncIterator[object]:
     name = request.param
-    if name in ("apiserver", "replicas") and shutil.which("kubectl") is None:
+    if name in ("apiserver", "replicas", "kube") and shutil.which("kubectl") is None:
         pytest.skip(f"the {name} target applies the manifests with kubectl, which is not installed")
     directory = work_dir()
     if name == "memory":
@@ -51,6 +53,8 @@ async def target(request: pytest.FixtureRequest) -> AsyncIterator[object]:
         found = ApiServerTarget(directory)
     elif name == "replicas":
         found = ReplicasTarget(directory)
+    elif name == "kube":
+        found = KubeTarget(directory, request.getfixturevalue("kube_cluster"))
     else:
         found = KindTarget()
     start = getattr(found, "start", None)

@@ -20,6 +20,10 @@ A target is a cluster plus a way to get a gateway of a given
   (``tests/replicaharness.py``, ``tests/front.py``); the scenarios' client
   talks to the front, so successive requests and websockets of one scenario
   reach different replicas.
+* ``kube``: :class:`KubeTarget` is the real control plane built from Kubernetes' Go
+  modules (``e2e.kube``, the session's ``kube_cluster``; the node agent is its kubelet)
+  with the manifests applied by kubectl, and the gateway in-process as on ``apiserver``,
+  with a TokenRequest token of ``enterprise-gateway-sa``;
 * ``kind``: :class:`KindTarget` reads the gateways ``e2e/`` deployed on a kind
   cluster (their port-forwarded URLs and token) from the JSON file named by
   ``KERNELGATE_KIND_TARGET``; the observer is the real adapter with the kind
@@ -54,6 +58,8 @@ SIMULATED_WAIT = 60.0
 """Bound on one wait (a kernel start, a pod's deletion) on a simulated cluster, on a loaded machine."""
 KIND_WAIT = 180.0
 """The same on kind, where namespaces take a while to finalize."""
+KUBE_WAIT = 120.0
+"""The same on the real control plane: its namespace controller finalizes deleted namespaces in seconds."""
 _AGENT_OPTIONS: dict[str, Any] = {"shutdown_grace_seconds": 1}
 """The simulated node agent stops a deleted pod's processes after at most a second."""
 
@@ -186,6 +192,60 @@ class ReplicasTarget(ApiServerTarget):
                            SIMULATED_WAIT)
 
 
+class KubeTarget:
+    """The real control plane (``e2e.kube``) with the manifests applied by kubectl; gateways in-process as
+    ``enterprise-gateway-sa``.
+
+    ``plane`` is the session's ``kube_cluster``.  The manifests' Deployment is applied with no
+    replicas: on this cluster its pods would run (the node agent runs the gateway's image), and a
+    deployed gateway would share the scenarios' kernels with the gateway under test.
+    """
+
+    name = "kube"
+
+    def __init__(self, work_dir: Path, plane: Any) -> None:
+        self.work_dir = work_dir
+        self.plane = plane
+        self.observer: Cluster | None = None
+        self._kubeconfig: Path | None = None
+
+    async def start(self) -> None:
+        from e2e.deploy import Kubectl, apply, gateway_objects
+        from gateway.cluster.kubernetes import KubernetesCluster
+
+        from .variants import DEFAULT
+
+        kubectl = Kubectl(self.plane.admin_kubeconfig)
+        objects = gateway_objects([DEFAULT], auth_token=secrets.token_hex(8))
+        for obj in objects:
+            if obj["kind"] == "Deployment":
+                obj["spec"]["replicas"] = 0
+        await asyncio.to_thread(apply, kubectl, objects)
+        self.observer = await asyncio.to_thread(KubernetesCluster.from_kubeconfig, str(self.plane.admin_kubeconfig))
+        token = await self.observer.create_token(GATEWAY_ACCOUNT, GATEWAY_NAMESPACE, expiration_seconds=24 * 3600)
+        self._kubeconfig = await asyncio.to_thread(self.plane.token_kubeconfig, "scenario-gateway", token)
+
+    async def stop(self) -> None:
+        if self.observer is not None:
+            await self.observer.close()
+
+    @contextlib.asynccontextmanager
+    async def gateway(self, variant: Variant) -> AsyncIterator[Endpoint]:
+        from gateway.app import Gateway
+
+        assert self.observer is not None and self._kubeconfig is not None, "start() the target first"
+        config = _config(variant, KUBE_WAIT)
+        connection = AdapterConnection(self._kubeconfig, "kernelgate")
+        connection.description = f"the real control plane as {GATEWAY_ACCOUNT}"
+        gateway = Gateway(config, cluster=connection, response_port=0)
+        await gateway.start()
+        try:
+            yield Endpoint(self.name, variant.name, gateway.url, config.auth_token, self.observer,
+                           config.namespace, KUBE_WAIT)
+        finally:
+            await gateway.stop()
+
+
 class AdapterConnection:
     """The gateway's cluster connection for the ``apiserver`` target: the real adapter, as its service account.
 
@@ -202,6 +262,7 @@ class AdapterConnection:
         self.kubeconfig = kubeconfig
         self.context = context
         self.description = f"the simulated API server as {GATEWAY_ACCOUNT}"
+        self.source = f"the kubeconfig {kubeconfig}"
         self.cluster: Any = None
 
     async def start(self) -> None:
@@ -249,12 +310,12 @@ class KindTarget:
 
 
 
-def _config(variant: Variant) -> Any:
+def _config(variant: Variant, wait: float = SIMULATED_WAIT) -> Any:
     """The settings of an in-process gateway of ``variant``: the manifests' namespace, any free port, a token."""
     from gateway.config import GatewayConfig
 
     return GatewayConfig(ip="127.0.0.1", port=0, namespace=GATEWAY_NAMESPACE, auth_token=secrets.token_hex(16),
-                         kernel_launch_timeout=SIMULATED_WAIT, **variant.traits)
+                         kernel_launch_timeout=wait, **variant.traits)
 
 
 def work_dir() -> Path:

@@ -8,6 +8,11 @@ connects the real adapter (``gateway.cluster.kubernetes``) with it, so every
 call the gateway makes is authorized by the RBAC the manifests grant.  A node
 agent runs kernel images as this repository's launcher; ``FAILING_IMAGE``
 exits at once, for launches that only need to get as far as a running pod.
+
+With ``place="kube"`` the cluster is a new real control plane (``e2e.kube``) instead, its node
+agent (a process of its own) given ``FAILING_IMAGE`` too, and the administrator a service
+account bound to ``cluster-admin`` (:class:`KubeAccess`), so that kubectl's kubeconfig has the
+same contexts on both.
 """
 
 from __future__ import annotations
@@ -16,16 +21,22 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from e2e.kube.fixture import require_built
+from e2e.kube.launcher import ControlPlane
+from fakes.apiserver import kubeconfig as fake_kubeconfig
 from fakes.apiserver.kubeconfig import context_for
 from fakes.manifests import GATEWAY_CLUSTER_ROLE, MANIFEST, gateway_rules
 from fakes.memory import MemoryCluster
 from fakes.node.kernel_images import kernel_image_map, repository_root
 from fakes.serve import SimulatedCluster
+from gateway.aio import Backoff
 from gateway.cluster.informer import Informer
 from gateway.cluster.interface import Cluster
 from gateway.cluster.kubernetes import KubernetesCluster
@@ -42,6 +53,8 @@ KERNEL_NAMESPACE = "kernel-ns"
 """The pre-created kernel namespace of the ``kernel-namespace`` overlay, with its account ``kernel-sa``."""
 KERNEL_ACCOUNT = "kernel-sa"
 RBAC = "rbac.authorization.k8s.io"
+TESTS_ADMIN = "kernelgate-tests-admin"
+"""On a real control plane: the ``cluster-admin`` service account the tests' kubeconfig names as its admin."""
 KERNEL_NAMESPACE_OVERLAY = MANIFEST.parent / "overlays" / "kernel-namespace"
 KERNEL_NAMESPACE_OBJECTS = MANIFEST.parent / "components" / "kernel-namespace" / "kernel-namespace.yaml"
 """What the overlay adds to the base: applied as a file where kubectl's kustomize predates components."""
@@ -55,13 +68,48 @@ KERNEL_RESOURCES = ("pods", "namespaces", "rolebindings", "services", "configmap
 """Every kind the gateway creates for a kernel (all labelled with its ``kernel_id``)."""
 
 
+class KubeAccess:
+    """A real control plane as the tests reach it: what they use of a :class:`SimulatedCluster`.
+
+    ``admin_token`` is a token of a ``cluster-admin`` service account; :meth:`write_kubeconfig`
+    writes the same kubeconfig a simulated cluster does (an admin context, one per user).
+    """
+
+    store = None
+    """No store to inject faults into: the tests that need one skip here."""
+
+    def __init__(self, plane: ControlPlane, admin_token: str) -> None:
+        self.plane = plane
+        self.url = plane.url
+        self.ca_pem = plane.ca_path.read_bytes()
+        self.kubeconfig_path = plane.work_dir / "tests.kubeconfig"
+        self.admin_token = admin_token
+        self._users: dict[str, str] = {}
+
+    def write_kubeconfig(self, path: str | Path | None = None, **users: str) -> Path:
+        """(Re)write a kubeconfig for this cluster: the admin plus ``users`` (name -> token)."""
+        self._users.update(users)
+        return fake_kubeconfig.write(path or self.kubeconfig_path, self.url, self.ca_pem, self.admin_token,
+                                     users=self._users)
+
+
+PLACES = {"memory": "simulated", "apiserver": "simulated", "kube": "kube"}
+"""Where a deployment goes, by ``--cluster`` name: the simulated API server serves both simulated targets."""
+
+
+def places(config: Any) -> list[str]:
+    """The places ``--cluster`` names (``simulated``, ``kube``), each once, for the tests' ``place`` parameter."""
+    names = [n.strip() for n in str(config.getoption("clusters")).split(",")]
+    return list(dict.fromkeys(PLACES[n] for n in names if n in PLACES))
+
+
 @dataclass
 class Deployment:
     """One deployed gateway: ``gateway`` is the adapter authenticated as ``enterprise-gateway-sa``."""
 
-    cluster: SimulatedCluster
+    cluster: SimulatedCluster | KubeAccess
     kubectl: Kubectl
-    admin: MemoryCluster
+    admin: Cluster
     gateway: KubernetesCluster
     pods: Informer
     listener: ResponseListener
@@ -83,9 +131,56 @@ class Deployment:
 
 
 @contextlib.asynccontextmanager
-async def deployed(work_dir: Path) -> AsyncIterator[Deployment]:
-    """Cluster up, manifests applied, the gateway's parts running as its service account (see the module docstring)."""
+async def simulated_cluster(work_dir: Path) -> AsyncIterator[tuple[SimulatedCluster, Cluster]]:
+    """The simulated API server, its administrator, and a node agent running kernel images and ``FAILING_IMAGE``."""
     async with SimulatedCluster(state_dir=work_dir / "state", node_agent=False) as cluster:
+        admin = MemoryCluster(cluster.store)
+        images = kernel_image_map()
+        images.add(FAILING_IMAGE, script_image(work_dir / "failing.sh", f'echo "{FAILING_OUTPUT}" >&2; exit 1'))
+        agent = node_agent(cluster.store, work_dir / "node", images=images, api_server_url=cluster.url)
+        await agent.start()
+        try:
+            yield cluster, admin
+        finally:
+            await agent.stop()
+            await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def kube_cluster(work_dir: Path) -> AsyncIterator[tuple[KubeAccess, Cluster]]:
+    """A new real control plane whose node also runs ``FAILING_IMAGE``, and its administrator."""
+    require_built()
+    images = work_dir / "images.yaml"
+    images.write_text(yaml.safe_dump({"images": {FAILING_IMAGE: {
+        "cmd": ["sh", "-c", f'echo "{FAILING_OUTPUT}" >&2; exit 1'], "env": {"PATH": "/usr/bin:/bin"}}}}))
+    plane = ControlPlane(images=images)
+    await asyncio.to_thread(plane.start)
+    try:
+        admin = await asyncio.to_thread(KubernetesCluster.from_kubeconfig, str(plane.admin_kubeconfig))
+        try:
+            await admin.create("serviceaccounts", {"metadata": {"name": TESTS_ADMIN}}, namespace="kube-system")
+            await admin.create("clusterrolebindings", {
+                "metadata": {"name": TESTS_ADMIN},
+                "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"kind": "ServiceAccount", "name": TESTS_ADMIN, "namespace": "kube-system"}]})
+            token = await admin.create_token(TESTS_ADMIN, "kube-system", expiration_seconds=24 * 3600)
+            access = KubeAccess(plane, token)
+            await asyncio.to_thread(access.write_kubeconfig)
+            yield access, admin
+        finally:
+            await admin.close()
+    finally:
+        await asyncio.to_thread(plane.stop)
+
+
+@contextlib.asynccontextmanager
+async def deployed(work_dir: Path, place: str = "simulated") -> AsyncIterator[Deployment]:
+    """Cluster up, manifests applied, the gateway's parts running as its service account (see the module docstring).
+
+    ``place``: ``simulated``, or ``kube`` for a real control plane.
+    """
+    opened = kube_cluster(work_dir) if place == "kube" else simulated_cluster(work_dir)
+    async with opened as (cluster, admin):
         kubectl = Kubectl(cluster.kubeconfig_path, work_dir / "kubectl-cache")
         await kubectl("apply", "-f", str(MANIFEST))
         if kubectlclient.has(kubectlclient.KUSTOMIZE_COMPONENTS):
@@ -95,13 +190,8 @@ async def deployed(work_dir: Path) -> AsyncIterator[Deployment]:
         token = await kubectl.token(GATEWAY_ACCOUNT, GATEWAY_NAMESPACE)
         path = await asyncio.to_thread(cluster.write_kubeconfig, None, gateway=token)
         gateway = await asyncio.to_thread(KubernetesCluster.from_kubeconfig, str(path), context_for("gateway"))
-        admin = MemoryCluster(cluster.store)
-        images = kernel_image_map()
-        images.add(FAILING_IMAGE, script_image(work_dir / "failing.sh", f'echo "{FAILING_OUTPUT}" >&2; exit 1'))
-        agent = node_agent(cluster.store, work_dir / "node", images=images, api_server_url=cluster.url)
         pods = Informer(gateway, "pods", label_selector=kernel_selector())
         listener = ResponseListener(host="127.0.0.1", port=0)
-        await agent.start()
         try:
             await listener.start()
             await pods.start()
@@ -116,9 +206,7 @@ async def deployed(work_dir: Path) -> AsyncIterator[Deployment]:
         finally:
             await pods.stop()
             await listener.stop()
-            await agent.stop()
             await gateway.close()
-            await admin.close()
 
 
 # --------------------------------------------------------------------------- the gateway's role, edited
@@ -146,16 +234,35 @@ async def set_gateway_rules(admin: Cluster, rules: list[dict[str, Any]]) -> None
     await admin.replace("clusterroles", GATEWAY_CLUSTER_ROLE, role)
 
 
+async def in_effect(granted: Callable[[], Awaitable[bool]], expected: bool) -> None:
+    """Return once ``granted()`` answers ``expected``: a real API server's authorizer follows a role change
+    from its informer a moment after the write (nothing to watch for it: a bounded retry with back-off)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    backoff = Backoff(base=0.05, cap=0.5)
+    while await granted() != expected:
+        assert loop.time() < deadline, f"the role change was not in effect within {WAIT:.0f}s"
+        await asyncio.sleep(backoff.fail())
+
+
 @contextlib.asynccontextmanager
-async def gateway_role_without(admin: Cluster, resource: str, verb: str) -> AsyncIterator[None]:
-    """The manifests' gateway ClusterRole minus one verb on one resource, restored afterwards."""
+async def gateway_role_without(admin: Cluster, resource: str, verb: str,
+                               granted: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[None]:
+    """The manifests' gateway ClusterRole minus one verb on one resource, restored afterwards.
+
+    ``granted()`` (whether the gateway may, now) is awaited to say no, then yes again after the restore.
+    """
     reduced = rules_without(gateway_rules(), resource, verb)
     assert reduced != gateway_rules(), f"the role grants no {verb} on {resource}"
     await set_gateway_rules(admin, reduced)
     try:
+        if granted is not None:
+            await in_effect(granted, False)
         yield
     finally:
         await set_gateway_rules(admin, gateway_rules())
+        if granted is not None:
+            await in_effect(granted, True)
 
 
 # --------------------------------------------------------------------------- observing the cluster and the logs

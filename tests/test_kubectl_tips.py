@@ -12,24 +12,35 @@ On a cluster whose node runs the gateway's Deployment, the troubleshooting tips:
 gateway pod (``kubectl exec -it <pod> -- /bin/bash``), reach the gateway through its Service
 (``kubectl port-forward svc/enterprise-gateway <local>:8888``), and follow a kernel's log
 (``kubectl logs -f po/<kernel pod>``) until the kernel is shut down.
+
+Each test runs on a new cluster of each kind ``--cluster`` names: the simulated one (``memory``
+or ``apiserver``), and with ``kube`` the real control plane (``e2e.kube``), where its
+controllers run the gateway's Deployment, the tips show its ReplicaSet and pods too, and the
+troubleshooting tips reach the pods through the node agent's kubelet API.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from e2e.kube.fixture import require_built
+from e2e.kube.launcher import ControlPlane
 from fakes.manifests import MANIFEST, manifest_objects
 from fakes.serve import SimulatedCluster
 from gateway.objects import kernel_namespace, kernel_objects, kernel_resource_name, kernel_role_binding, parse_template
 from gateway.provisioner.spec import TEMPLATE_PATH
 from tests import kubectlclient
+from tests.deployedharness import places
 from tests.kubectlclient import KUBECTL_TIMEOUT, Kubectl
 from tests.kubectlstreams import forwarding, http_request, in_terminal
 
@@ -63,15 +74,44 @@ def kernel_manifest(username: str, *, shared: bool) -> tuple[Kernel, list[dict[s
     return Kernel(kernel_id, namespace, name), [*owned, objects.pod]
 
 
-@pytest.fixture
-async def cluster(tmp_path):
-    async with SimulatedCluster(state_dir=tmp_path / "state", node_agent=False) as c:
-        yield c
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "place" in metafunc.fixturenames:
+        metafunc.parametrize("place", places(metafunc.config))
+
+
+@contextlib.asynccontextmanager
+async def new_cluster(place: str, directory: Path, *, runs_pods: bool) -> AsyncIterator[Path]:
+    """A new cluster's admin kubeconfig: the simulated one (its node agent and controllers only when
+    ``runs_pods``), or a real control plane, which always runs them."""
+    if place == "kube":
+        require_built()
+        plane = ControlPlane()
+        await asyncio.to_thread(plane.start)
+        try:
+            yield plane.admin_kubeconfig
+        finally:
+            await asyncio.to_thread(plane.stop)
+        return
+    async with SimulatedCluster(state_dir=directory, node_agent=runs_pods) as c:
+        yield c.kubeconfig_path
 
 
 @pytest.fixture
-def kubectl(cluster, tmp_path):
-    return Kubectl(cluster.kubeconfig_path, tmp_path / "cache")
+async def kubectl(place, tmp_path):
+    async with new_cluster(place, tmp_path / "state", runs_pods=False) as kubeconfig:
+        yield Kubectl(kubeconfig, tmp_path / "cache")
+
+
+async def workload(kubectl) -> set[tuple[str, str]]:
+    """``(namespace, kind/name)`` of what controllers made of the gateway's Deployment, once it is rolled out
+    (its ReplicaSet and pods, which the tips list too); nothing where no controllers run."""
+    _, out, _ = await kubectl("get", "rs", "-l", "component=enterprise-gateway", "-n", GATEWAY_NAMESPACE, "-o", "name")
+    if not out.strip():
+        return set()
+    await kubectl("rollout", "status", "deployment/enterprise-gateway", "-n", GATEWAY_NAMESPACE, "--timeout=120s")
+    _, out, _ = await kubectl("get", "rs,pods", "-l", "component=enterprise-gateway", "-n", GATEWAY_NAMESPACE,
+                              "-o", "name")
+    return {(GATEWAY_NAMESPACE, name) for name in out.split()}
 
 
 @pytest.fixture
@@ -134,13 +174,14 @@ async def test_apply_creates_every_object_then_a_second_apply_changes_nothing(ku
 
 async def test_get_all_by_app_label_across_namespaces_shows_the_gateway_and_every_kernel(kubectl, deployed):
     own, shared = deployed
+    gateway_workload = await workload(kubectl)
     _, out, _ = await kubectl("get", "all", "-l", "app=enterprise-gateway", "--all-namespaces")
     assert rows(out) == {
         (GATEWAY_NAMESPACE, "service/enterprise-gateway"),
         (GATEWAY_NAMESPACE, "deployment.apps/enterprise-gateway"),
         (own.namespace, f"pod/{own.pod}"),
         (shared.namespace, f"pod/{shared.pod}"),
-    }
+    } | gateway_workload
     _, out, err = await kubectl("get", "all", "-l", "app=enterprise-gateway")  # the context's namespace only
     assert out == "" and "No resources found in default namespace" in err
 
@@ -160,9 +201,10 @@ async def test_component_label_tells_kernels_from_the_gateway(kubectl, deployed)
     own, shared = deployed
     _, out, _ = await kubectl("get", "all", "-l", "component=kernel", "--all-namespaces")
     assert rows(out) == {(own.namespace, f"pod/{own.pod}"), (shared.namespace, f"pod/{shared.pod}")}
+    gateway_workload = await workload(kubectl)
     _, out, _ = await kubectl("get", "all", "-l", "component=enterprise-gateway", "--all-namespaces")
     assert rows(out) == {(GATEWAY_NAMESPACE, "service/enterprise-gateway"),
-                         (GATEWAY_NAMESPACE, "deployment.apps/enterprise-gateway")}
+                         (GATEWAY_NAMESPACE, "deployment.apps/enterprise-gateway")} | gateway_workload
 
 
 async def test_deleting_a_kernel_namespace_removes_that_kernel_only(kubectl, deployed):
@@ -219,10 +261,10 @@ async def test_every_overlay_applies_over_the_base(kubectl):
 
 
 @pytest.fixture
-async def running(tmp_path) -> Any:
+async def running(place, tmp_path) -> Any:
     """A cluster whose node runs pods, with the manifests applied and the gateway rolled out."""
-    async with SimulatedCluster(state_dir=tmp_path / "running") as c:
-        kubectl = Kubectl(c.kubeconfig_path, tmp_path / "running-cache")
+    async with new_cluster(place, tmp_path / "running", runs_pods=True) as kubeconfig:
+        kubectl = Kubectl(kubeconfig, tmp_path / "running-cache")
         await kubectl("apply", "-f", str(MANIFEST))
         await kubectl("rollout", "status", "deployment/enterprise-gateway", "-n", GATEWAY_NAMESPACE, "--timeout=90s")
         yield kubectl

@@ -407,13 +407,6 @@ NAMESPACE_SCENARIOS: dict[str, Callable[..., Awaitable[Outcome]]] = {
     "ledger admission": ledger_admission,
 }
 """The gateway's calls in its own namespace, made as its account (:data:`NAMESPACE_PROOFS`)."""
-RACES_ON_A_REAL_SERVER = {
-    "record writes": "RecordStore.get drops this replica's own write when its cache has not yet seen the "
-                     "version that write replaced (a real server's watch lags a create and a replace in a "
-                     "row), so modify() finds no record: gateway/kernels/records.py",
-}
-"""Scenarios that find a gateway race on a real API server, whose watch events arrive a moment after
-the write (the simulated one delivers them at once); each an expected failure there until fixed."""
 
 
 # --------------------------------------------------------------------------- what must hold
@@ -584,9 +577,7 @@ async def test_without_one_grant_its_scenario_goes_wrong(deployment, companion_s
 
 @in_module_loop
 @pytest.mark.parametrize("name", sorted(NAMESPACE_SCENARIOS))
-async def test_with_the_full_namespace_role_every_scenario_goes_right(deployment, name, request):
-    if name in RACES_ON_A_REAL_SERVER and deployment.cluster.store is None:
-        request.applymarker(pytest.mark.xfail(reason=RACES_ON_A_REAL_SERVER[name], strict=False))
+async def test_with_the_full_namespace_role_every_scenario_goes_right(deployment, name):
     outcome = await NAMESPACE_SCENARIOS[name](deployment, None)
     for (resource, verb), (scenario, check) in NAMESPACE_PROOFS.items():
         if scenario == name:

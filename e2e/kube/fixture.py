@@ -22,13 +22,21 @@ from e2e.kube.launcher import ControlPlane
 REQUIRE_ENV = "KERNELGATE_REQUIRE_KUBE"
 
 
-@pytest.fixture(scope="session")
-def kube_cluster() -> Iterator[ControlPlane]:
+def require_built() -> None:
+    """Skip the calling test (fail it under ``KERNELGATE_REQUIRE_KUBE``) when the binary is not built.
+
+    Called by :func:`kube_cluster` and by tests that start a control plane of their own.
+    """
     if not build.binary_path().exists():
         why = f"the control plane is not built ({build.binary_path()}): run python -m e2e.kube build"
         if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
             pytest.fail(why)
         pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster() -> Iterator[ControlPlane]:
+    require_built()
     plane = ControlPlane()
     plane.start()
     try:

@@ -14,7 +14,9 @@ then starts, in order and each once the one before serves:
    slices, the root CA ConfigMap, ClusterRole aggregation, node lifecycle),
    each controller with its own service account's credentials, and the
    scheduler; each ready when its ``/healthz`` answers 200;
-4. the node agent as the kubelet (:mod:`e2e.kube.node`), ready when it prints ``node ready``.
+4. the node agent as the kubelet (:mod:`e2e.kube.node`), ready when it prints ``node ready``;
+   it serves the kubelet API (logs, exec, attach, port-forward) with a serving certificate of the
+   cluster CA, which the API server verifies, and takes the API server's ``--kubelet-client-certificate``.
 
 Waiting for ``/readyz`` and ``/healthz`` is a bounded retry with jittered back-off
 (a process starting up has nothing to watch).  ``stop()`` ends every process it
@@ -54,6 +56,7 @@ from e2e.kube.pki import (
     node_identity,
     write_kubeconfig,
     write_pki,
+    write_token_kubeconfig,
 )
 from gateway.aio import Backoff
 
@@ -171,14 +174,17 @@ class ControlPlane:
     """A real single-node Kubernetes cluster whose kubelet is the node agent.
 
     ``work_dir`` (default: a new temporary directory, removed by :meth:`stop`)
-    holds certificates, kubeconfigs, etcd's data and the logs.
+    holds certificates, kubeconfigs, etcd's data and the logs.  ``images`` names an image map
+    file (``fakes.node.images``) of images the node runs beside the repository's own.
     """
 
-    def __init__(self, *, work_dir: Path | None = None, node_name: str = "node-1", node_agent: bool = True) -> None:
+    def __init__(self, *, work_dir: Path | None = None, node_name: str = "node-1", node_agent: bool = True,
+                 images: Path | None = None) -> None:
         self._own_work_dir = work_dir is None
         self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="kernelgate-kube-"))
         self.node_name = node_name
         self.node_agent = node_agent
+        self.images = images
         self.pki = Pki(self.work_dir / "pki")
         self.port = free_port()
         self._processes: list[_Process] = []
@@ -202,6 +208,10 @@ class ControlPlane:
     def kubeconfig(self, name: str) -> Path:
         return self.work_dir / f"{name}.kubeconfig"
 
+    def token_kubeconfig(self, name: str, token: str) -> Path:
+        """Write ``<work dir>/<name>.kubeconfig``: this cluster as the bearer of ``token`` (a service account's)."""
+        return write_token_kubeconfig(self.kubeconfig(name), self.url, self.pki, name, token)
+
     def start(self) -> None:
         """Build or find the binary, write the PKI, start every component and wait for each (blocking)."""
         binary = build.binary()
@@ -215,7 +225,8 @@ class ControlPlane:
         for directory in (self.pki.directory, self.log_dir, self.work_dir / "etcd", self.work_dir / "node"):
             directory.mkdir(parents=True, exist_ok=True)
         node = node_identity(self.node_name)
-        write_pki(self.pki.directory, [ADMIN, CONTROLLER_MANAGER, SCHEDULER, APISERVER_KUBELET_CLIENT, FRONT_PROXY, node])
+        write_pki(self.pki.directory, [ADMIN, CONTROLLER_MANAGER, SCHEDULER, APISERVER_KUBELET_CLIENT, FRONT_PROXY, node],
+                  kubelets=(self.node_name,))
         write_kubeconfig(self.admin_kubeconfig, self.url, self.pki, ADMIN)
         for name, who in (("controller-manager", CONTROLLER_MANAGER), ("scheduler", SCHEDULER), ("node", node)):
             write_kubeconfig(self.kubeconfig(name), self.url, self.pki, who)
@@ -245,6 +256,9 @@ class ControlPlane:
                 sys.executable, "-m", "e2e.kube.node", "--kubeconfig", str(self.kubeconfig("node")),
                 "--node-name", self.node_name, "--server", self.url, "--ca", str(self.pki.ca_cert),
                 "--work-dir", str(self.work_dir / "node"),
+                "--serving-cert", str(self.pki.kubelet_cert(self.node_name)),
+                "--serving-key", str(self.pki.kubelet_key(self.node_name)),
+                *(["--images", str(self.images)] if self.images is not None else []),
             ], pipe_stdout=True, env={**os.environ, "PYTHONPATH": _python_path()})
             agent.await_line(NODE_READY, START_TIMEOUT)
 
@@ -271,6 +285,7 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki.service_account_key}",
             f"--kubelet-client-certificate={pki.client_cert(APISERVER_KUBELET_CLIENT)}",
             f"--kubelet-client-key={pki.client_key(APISERVER_KUBELET_CLIENT)}",
+            f"--kubelet-certificate-authority={pki.ca_cert}",  # the node agent's kubelet API is verified
             "--kubelet-preferred-address-types=InternalIP,Hostname",
             # Request-header authentication, which the controller manager and scheduler delegate to.
             f"--requestheader-client-ca-file={pki.ca_cert}",

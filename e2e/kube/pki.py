@@ -5,7 +5,8 @@ starts any process: a fresh CA signs the API server's serving certificate and a
 client certificate for each identity that talks to it (the admin in
 ``system:masters``, the controller manager, the scheduler, the node agent as
 ``system:node:<name>`` in ``system:nodes``, and the API server itself when it
-dials a kubelet or fronts an aggregated API); a separate key pair signs service-account tokens.  Keys are
+dials a kubelet or fronts an aggregated API), and the kubelet API's serving certificate of each node;
+a separate key pair signs service-account tokens.  Keys are
 ECDSA P-256, which every component accepts and which takes no noticeable time
 to generate.
 """
@@ -82,6 +83,13 @@ class Pki:
     def service_account_pub(self) -> Path:
         return self.directory / "sa.pub"
 
+    def kubelet_cert(self, node_name: str) -> Path:
+        """The serving certificate of node ``node_name``'s kubelet API."""
+        return self.directory / f"kubelet-{node_name}.crt"
+
+    def kubelet_key(self, node_name: str) -> Path:
+        return self.directory / f"kubelet-{node_name}.key"
+
     def client_cert(self, who: Identity) -> Path:
         return self.directory / f"{_file_name(who)}.crt"
 
@@ -151,8 +159,10 @@ def _subject(who: Identity) -> x509.Name:
     return x509.Name([*attributes, x509.NameAttribute(NameOID.COMMON_NAME, who.name)])
 
 
-def write_pki(directory: Path, identities: list[Identity]) -> Pki:
-    """Write a CA, the API server's serving pair, the service-account key pair and a client pair per identity.
+def write_pki(directory: Path, identities: list[Identity], kubelets: tuple[str, ...] = ()) -> Pki:
+    """Write a CA, the API server's serving pair, the service-account key pair, a client pair per identity,
+    and a serving pair for the kubelet API of each node in ``kubelets`` (for its name and 127.0.0.1, the
+    InternalIP the API server dials).
 
     Called by the launcher before the first process starts; ``directory`` must exist.
     """
@@ -166,6 +176,11 @@ def write_pki(directory: Path, identities: list[Identity]) -> Pki:
                          ExtendedKeyUsageOID.SERVER_AUTH, names)
     _write(pki.serving_cert, cert)
     _write(pki.serving_key, key, secret=True)
+    for node in kubelets:
+        cert, key = ca.issue(_subject(node_identity(node)), ExtendedKeyUsageOID.SERVER_AUTH,
+                             [x509.DNSName(node), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+        _write(pki.kubelet_cert(node), cert)
+        _write(pki.kubelet_key(node), key, secret=True)
     for who in identities:
         cert, key = ca.issue(_subject(who), ExtendedKeyUsageOID.CLIENT_AUTH)
         _write(pki.client_cert(who), cert)
@@ -177,20 +192,29 @@ def write_pki(directory: Path, identities: list[Identity]) -> Pki:
     return pki
 
 
-def write_kubeconfig(path: Path, server: str, pki: Pki, who: Identity) -> Path:
-    """A kubeconfig for ``server`` as ``who`` (its client certificate), the CA embedded."""
+def _data(file: Path) -> str:
+    return base64.b64encode(file.read_bytes()).decode()
 
-    def data(file: Path) -> str:
-        return base64.b64encode(file.read_bytes()).decode()
 
+def _write_config(path: Path, server: str, pki: Pki, user: str, credentials: dict[str, str]) -> Path:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "kernelgate", "cluster": {"server": server, "certificate-authority-data": data(pki.ca_cert)}}],
-        "users": [{"name": who.name, "user": {"client-certificate-data": data(pki.client_cert(who)),
-                                                "client-key-data": data(pki.client_key(who))}}],
-        "contexts": [{"name": "kernelgate", "context": {"cluster": "kernelgate", "user": who.name}}],
+        "clusters": [{"name": "kernelgate", "cluster": {"server": server, "certificate-authority-data": _data(pki.ca_cert)}}],
+        "users": [{"name": user, "user": credentials}],
+        "contexts": [{"name": "kernelgate", "context": {"cluster": "kernelgate", "user": user}}],
         "current-context": "kernelgate",
     }
     _write(path, yaml.safe_dump(config, sort_keys=False).encode(), secret=True)
     return path
+
+
+def write_kubeconfig(path: Path, server: str, pki: Pki, who: Identity) -> Path:
+    """A kubeconfig for ``server`` as ``who`` (its client certificate), the CA embedded."""
+    return _write_config(path, server, pki, who.name, {"client-certificate-data": _data(pki.client_cert(who)),
+                                                        "client-key-data": _data(pki.client_key(who))})
+
+
+def write_token_kubeconfig(path: Path, server: str, pki: Pki, user: str, token: str) -> Path:
+    """A kubeconfig for ``server`` as the bearer of ``token`` (named ``user`` in the file), the CA embedded."""
+    return _write_config(path, server, pki, user, {"token": token})

@@ -69,7 +69,8 @@ class NodeAgent:
     image-pull back-off (tests shorten it); ``shutdown_grace_seconds`` bounds how
     long :meth:`stop` lets containers handle SIGTERM.  ``api_ca_pem`` (with
     ``api_server_url``) is the CA pods' in-cluster clients trust.  ``schedule=False``
-    leaves binding to a real scheduler; ``lease_renew_seconds`` turns on the Lease heartbeat.
+    leaves binding to a real scheduler; ``lease_renew_seconds`` turns on the Lease heartbeat;
+    ``kubelet_port`` is where the Node says its kubelet API listens (``fakes.node.kubeletapi``).
     """
 
     def __init__(
@@ -87,6 +88,7 @@ class NodeAgent:
         api_ca_pem: bytes | None = None,
         schedule: bool = True,
         lease_renew_seconds: float | None = None,
+        kubelet_port: int = 10250,
     ) -> None:
         self.cluster = cluster
         self.node_name = node_name
@@ -106,6 +108,7 @@ class NodeAgent:
         self.shutdown_grace_seconds = shutdown_grace_seconds
         self.schedule = schedule
         self.lease_renew_seconds = lease_renew_seconds
+        self.kubelet_port = kubelet_port
         # With a real scheduler, only this node's pods concern the agent (and only those may it list).
         self._pod_selector = None if schedule else f"spec.nodeName={node_name}"
         self.ctx = NodeContext(
@@ -151,6 +154,10 @@ class NodeAgent:
         await asyncio.gather(*(w.shutdown(self.shutdown_grace_seconds) for w in workers), return_exceptions=True)
         if self._own_work_dir:
             await asyncio.to_thread(shutil.rmtree, self.work_dir, True)
+
+    def worker(self, namespace: str, name: str) -> PodWorker | None:
+        """The worker running pod ``namespace/name`` on this node, if any (the kubelet API's lookup)."""
+        return self._by_name.get((namespace, name))
 
     def pod_ip(self, namespace: str, name: str) -> str | None:
         """The loopback address given to pod ``namespace/name`` on this node, if it runs here."""
@@ -203,7 +210,7 @@ class NodeAgent:
                     for t, s, r, m in conditions
                 ],
                 "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": self.node_name}],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
                 "nodeInfo": {
                     "architecture": "amd64",
                     "operatingSystem": "linux",

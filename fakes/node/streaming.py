@@ -5,8 +5,8 @@ own API, and the API server proxies ``pods/exec``, ``pods/attach``, ``pods/portf
 ``pods/log?follow=true`` there (``pkg/kubelet/server/server.go``).  :class:`NodeStreaming` is that
 server's core, without a transport: each call returns an object the caller streams through
 whichever wire protocol its client speaks (``fakes.apiserver.streaming`` does so for the
-simulated API server, which reaches it through the node's entry in its ``kubelets``).  Serving
-the same objects over HTTPS as a kubelet API is a matter of putting those protocols in front.
+simulated API server, which reaches it through the node's entry in its ``kubelets``), and
+``fakes.node.kubeletapi`` does over HTTPS as the kubelet's API, for a real API server.
 
 Errors are :mod:`gateway.cluster.interface` errors whose messages are the kubelet's.
 """
@@ -37,6 +37,13 @@ CHUNK = 32 * 1024
 EXEC_FAILED = "Internal error occurred: error executing command in container: OCI runtime exec failed: exec failed: " \
     "unable to start container process: "
 """How the API server reports a command runc could not start in a running container."""
+
+
+class ExecFailed(ServerError):
+    """A command the runtime could not start in a running container (the message is :data:`EXEC_FAILED`'s).
+
+    The simulated API server answers it before upgrading; a kubelet's runtime starts the command
+    after the upgrade and says so on the error stream (``fakes.node.kubeletapi``)."""
 
 
 class Session:
@@ -236,7 +243,7 @@ class NodeStreaming:
         program = command[0]
         found = await asyncio.to_thread(_find_program, program, env.get("PATH"), cwd)
         if found is None:
-            raise ServerError(EXEC_FAILED + f'exec: "{program}": executable file not found in $PATH: unknown')
+            raise ExecFailed(EXEC_FAILED + f'exec: "{program}": executable file not found in $PATH: unknown')
         argv = worker.sandbox.command([found, *command[1:]], env)
         master: int | None = None
         try:
@@ -258,7 +265,7 @@ class NodeStreaming:
         except OSError as err:
             if master is not None:
                 os.close(master)
-            raise ServerError(EXEC_FAILED + f'exec: "{program}": {(err.strerror or str(err)).lower()}: unknown') from err
+            raise ExecFailed(EXEC_FAILED + f'exec: "{program}": {(err.strerror or str(err)).lower()}: unknown') from err
         return self._opened(ExecSession(self._sessions.discard, proc, master))
 
     def attach(self, namespace: str, pod: str, container: str) -> Session:

@@ -3,7 +3,7 @@
 :class:`RemoteCommand` holds what does not depend on the transport: stdin and resize events
 going to the node's session, its output coming back, and the message on the error stream once
 the command has ended (``pkg/kubelet/cri/streaming/remotecommand/{httpstream,websocket}.go``).
-The websocket transport (``fakes.apiserver.streaming``) feeds it from channel messages;
+The websocket transport (``fakes.streams.handler``) feeds it from channel messages;
 :func:`serve_spdy` feeds it from SPDY streams.
 
 The error stream carries, from protocol v4 on, a ``Status``: ``Success``, or ``Failure`` with
@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fakes.apiserver import spdy
+from fakes.streams import spdy
 from gateway.aio import OwnedTasks, shielded
 
 STREAM_CREATION_SECONDS = 30.0
@@ -43,6 +43,45 @@ class ContainerStream(Protocol):
     def resize(self, width: int, height: int) -> None: ...
     async def wait(self) -> int | None: ...
     async def close(self) -> None: ...
+
+
+class NotStarted:
+    """An exec whose command could not start: no output, and the error stream says why.
+
+    A kubelet's runtime starts the command once the client's streams are open and reports a
+    failure there as an ``InternalError`` (``remotecommand/exec.go`` ``ServeExec``); ``message``
+    is that error's message.
+    """
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    async def read(self) -> tuple[int, bytes] | None:
+        return None
+
+    async def write(self, data: bytes) -> None:
+        return None
+
+    def close_stdin(self) -> None:
+        return None
+
+    def resize(self, width: int, height: int) -> None:
+        return None
+
+    async def wait(self) -> int | None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def internal_error(message: str, *, as_status: bool) -> bytes:
+    """What the error stream says of a command that could not start (``message``: an InternalError's)."""
+    if not as_status:
+        return message.encode()
+    cause = message.removeprefix("Internal error occurred: ")
+    return json.dumps({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError",
+                       "details": {"causes": [{"message": cause}]}, "code": 500}).encode()
 
 
 @dataclass(frozen=True)
@@ -126,6 +165,8 @@ class RemoteCommand:
                 wanted = self._options.stdout if fd == 1 else self._options.stderr
                 if wanted and data:
                     await self._output(fd, data)
+            if isinstance(self._session, NotStarted):
+                return internal_error(self._session.message, as_status=self._as_status)
             code = await self._session.wait()
         finally:
             await self._tasks.cancel_all()

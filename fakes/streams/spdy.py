@@ -24,7 +24,7 @@ import struct
 import zlib
 from collections.abc import Awaitable, Callable
 
-from fakes.apiserver.spdy_dictionary import HEADER_DICTIONARY
+from fakes.streams.spdy_dictionary import HEADER_DICTIONARY
 from gateway.aio import OwnedTasks
 
 VERSION = 3

@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from fakes.apiserver import spdy
+from fakes.streams import spdy
 from gateway.aio import OwnedTasks, cancel_and_wait
 from gateway.cluster.interface import ClusterError
 
