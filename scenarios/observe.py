@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from gateway.aio import Backoff
 from gateway.cluster.interface import Cluster, Gone, NotFound, Obj
 
 WATCH_SECONDS = 30
@@ -51,10 +52,12 @@ async def _follow(observer: Cluster, resource: str, predicate: Callable[[Objects
         if predicate(seen):
             return dict(seen)
         version = listing["metadata"].get("resourceVersion")
+        backoff = Backoff(base=0.05, cap=1.0)
         try:
             while True:
                 stream = observer.watch(resource, namespace=namespace, label_selector=label_selector,
                                         resource_version=version, timeout_seconds=WATCH_SECONDS)
+                opened = asyncio.get_running_loop().time()
                 try:
                     async for event in stream:
                         if event.type == "BOOKMARK":
@@ -68,6 +71,12 @@ async def _follow(observer: Cluster, resource: str, predicate: Callable[[Objects
                             return dict(seen)
                 finally:
                     await stream.aclose()  # type: ignore[attr-defined]
+                if asyncio.get_running_loop().time() - opened < WATCH_SECONDS / 2:
+                    # The server ended the watch early (stopping, or refusing it): renewing it at once
+                    # would spin without ever yielding to the loop, so the wait's own timeout never fired.
+                    await asyncio.sleep(backoff.fail())
+                else:
+                    backoff.reset()
         except Gone:
             continue  # too far behind: relist
 

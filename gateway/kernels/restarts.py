@@ -152,5 +152,8 @@ class AutoRestarter:
     async def _restart(self, kernel: Kernel, dead_pod_uid: str) -> None:
         try:
             await self._operations.autorestart(kernel, dead_pod_uid)
+        except Exception:
+            # Never an unlogged death of the task: the lease holder's collection finishes what is left.
+            log.exception("the auto-restart of kernel %s failed", kernel.id)
         finally:
             self._restarting.discard(kernel.id)
