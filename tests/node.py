@@ -44,16 +44,21 @@ def script_image(path: Path, body: str) -> ImageSpec:
 
 
 def processes_mentioning(text: str) -> list[int]:
-    """Pids of live processes whose command line contains ``text`` (the kernel's connection file names it)."""
+    """Pids of live processes whose command line or environment contains ``text``.
+
+    A kernel pod's process has the kernel id in its environment (``KERNEL_ID``); a launcher started
+    by a test names it on its command line; a child kernel (``--kernel-cmd``) in its connection file's name.
+    """
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
             status = (entry / "status").read_text()
         except OSError:
             continue
-        if text.encode() in cmdline and "State:\tZ" not in status:
+        if (text.encode() in cmdline or text.encode() in environ) and "State:\tZ" not in status:
             found.append(int(entry.name))
     return found

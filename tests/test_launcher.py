@@ -241,30 +241,46 @@ async def test_kernel_exit_status_becomes_the_launchers(listener, launches):
     assert not processes_mentioning(launch.kernel_id)
 
 
-async def test_kernel_does_not_outlive_a_killed_launcher(listener, launches):
+async def test_a_kernel_pod_is_one_process(listener, launches):
     launch = await start_kernel(listener, launches, "127.0.0.67")
-    await launch.connect()
-    kernel_pids = [pid for pid in processes_mentioning(launch.kernel_id) if pid != launch.process.pid]
-    assert kernel_pids, "the kernel process names its connection file"
-    launch.process.kill()  # as a container is killed: no chance to stop the kernel
+    client = await launch.connect()
+    content, results = await run_code(client, "import os; os.getpid()")
+    assert results == [str(launch.process.pid)], "the kernel runs in the launcher's own process"
+    assert processes_mentioning(launch.kernel_id) == [launch.process.pid]
+    launch.process.kill()  # as a container is killed: nothing is left to outlive it
     assert await launch.exit_status() == -signal.SIGKILL
-    await asyncio.wait_for(asyncio.gather(*(process_exit(pid) for pid in kernel_pids)), WAIT)
 
 
-async def process_exit(pid: int) -> None:
-    """Wait (without polling) until a process that is not our child has exited."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    exited = loop.create_future()
-    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
-    try:
-        await exited
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
+async def test_sigterm_stops_a_busy_kernel_cleanly_while_the_comm_port_still_answers(listener, launches, tmp_path):
+    launch = await start_kernel(listener, launches, "127.0.0.68")
+    client = await launch.connect()
+    marker = tmp_path / "exit-handlers-ran"
+    await run_code(client, f"import atexit; atexit.register(lambda: open({str(marker)!r}, 'w').close())")
+    await start_sleeping(client)
+    probe = sign_comm_request(kernel_id=launch.conn.kernel_id, key=launch.conn.key, now=time.time(), signum=0)
+    assert await raw_comm_request(launch.conn, probe) == COMM_ACK  # served beside the busy kernel
+    launch.process.send_signal(signal.SIGTERM)  # as the kubelet stops a pod
+    assert await launch.exit_status() == 0
+    assert marker.exists()
+
+
+async def test_client_shutdown_ends_the_launcher_and_a_restart_is_a_new_launch(listener, launches):
+    first = await start_kernel(listener, launches, "127.0.0.69")
+    client = await first.connect()
+    await run_code(client, "x = 1")
+    client.shutdown()  # shutdown_request on the control channel, as jupyter_client sends it
+    assert await first.exit_status() == 0
+
+    # The gateway restarts a kernel as a new pod under the same kernel id: a fresh kernel.
+    pending = listener.expect(first.kernel_id, source_ip="127.0.0.69", timeout=WAIT)
+    second = await launches("--kernel-id", first.kernel_id, "--response-address", f"127.0.0.1:{listener.port}",
+                            "--public-key", listener.public_key, "--ip", "127.0.0.69", kernel_id=first.kernel_id)
+    second.conn = await pending
+    client = await second.connect()
+    content, results = await run_code(client, "'x' in dir()")
+    assert results == ["False"]
+    assert await comm.request_shutdown(second.conn) is True
+    assert await second.exit_status() == 0
 
 
 async def test_eg_environment_and_rsa_key_send_a_legacy_payload(listener, launches, caplog):

@@ -10,11 +10,14 @@ import time
 import uuid
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.launcher import protocol
+from gateway.launcher import protocol, purecrypto
 from gateway.launcher.options import UsageError, parse_options, parse_port_range
 from gateway.launcher.ports import reserve_ports, share_with_kernel
 from gateway.provisioner.crypto import GatewayKeys
@@ -68,18 +71,22 @@ def test_request_for_another_kernel_or_key_or_time_is_refused():
 # --------------------------------------------------------------------------- payloads
 
 
+def raw_public(key: x25519.X25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
 @settings(max_examples=50, deadline=None)
 @given(kernel_id=st.text(min_size=1, max_size=80), key=st.text(max_size=200))
 def test_v2_payload_round_trips_for_any_kernel_id(kernel_id, key):
     gateway = x25519.X25519PrivateKey.generate()
     info = {"kernel_id": kernel_id, "key": key, "shell_port": 1}
-    envelope = protocol.parse_envelope(protocol.seal_v2(info, kernel_id, gateway.public_key()))
+    envelope = protocol.parse_envelope(protocol.seal_v2(info, kernel_id, raw_public(gateway)))
     assert protocol.open_v2(envelope, gateway) == info
 
 
 def test_v2_payload_for_another_gateway_does_not_open():
     ours, theirs = x25519.X25519PrivateKey.generate(), x25519.X25519PrivateKey.generate()
-    envelope = protocol.parse_envelope(protocol.seal_v2({"kernel_id": KERNEL}, KERNEL, theirs.public_key()))
+    envelope = protocol.parse_envelope(protocol.seal_v2({"kernel_id": KERNEL}, KERNEL, raw_public(theirs)))
     with pytest.raises(protocol.PayloadError, match="authentication"):
         protocol.open_v2(envelope, ours)
 
@@ -106,6 +113,39 @@ def test_legacy_payload_from_our_launcher_opens_with_the_gateway_rsa_key():
     rsa_key = protocol.ResponseKey.parse(keys.legacy_public_key).rsa
     opened = keys.open(protocol.parse_envelope(protocol.seal_v1({"kernel_id": KERNEL, "key": "k"}, rsa_key)))
     assert (opened.version, opened.kernel_id, opened.info["key"]) == (1, KERNEL, "k")
+
+
+def test_launcher_crypto_matches_the_rfc_vectors():
+    alice = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+    bob_public = bytes.fromhex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+    assert purecrypto.x25519(alice, (9).to_bytes(32, "little")).hex() == (
+        "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+    )  # RFC 7748 section 6.1
+    assert purecrypto.x25519_exchange(alice, bob_public).hex() == (
+        "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
+    )
+    with pytest.raises(ValueError):
+        purecrypto.x25519_exchange(alice, bytes(32))  # a low-order point
+    sealed = purecrypto.chacha20_poly1305_encrypt(
+        bytes(range(0x80, 0xA0)),
+        bytes.fromhex("070000004041424344454647"),
+        b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, "
+        b"sunscreen would be it.",
+        bytes.fromhex("50515253c0c1c2c3c4c5c6c7"),
+    )
+    assert sealed[-16:].hex() == "1ae10b594f09e26a7e902ecbd0600691"  # RFC 8439 section 2.8.2
+    assert sealed[:8].hex() == "d31a8d34648e60db"
+
+
+@settings(max_examples=50, deadline=None)
+@given(key=st.binary(min_size=32, max_size=32), nonce=st.binary(min_size=12, max_size=12),
+       data=st.binary(max_size=300), aad=st.binary(max_size=40), secret=st.binary(min_size=32, max_size=32))
+def test_launcher_crypto_agrees_with_cryptography(key, nonce, data, aad, secret):
+    assert purecrypto.chacha20_poly1305_encrypt(key, nonce, data, aad) == ChaCha20Poly1305(key).encrypt(nonce, data, aad)
+    private = x25519.X25519PrivateKey.from_private_bytes(secret)
+    assert purecrypto.x25519(secret, (9).to_bytes(32, "little")) == raw_public(private)
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=aad)
+    assert purecrypto.hkdf_sha256(secret, info=aad) == hkdf.derive(secret)
 
 
 # --------------------------------------------------------------------------- options
@@ -207,3 +247,19 @@ def test_launcher_imports_neither_tornado_nor_the_kubernetes_client():
     loaded = ast.literal_eval(out)
     assert "gateway.launcher.main" in loaded
     assert not [m for m in loaded if not m.startswith("gateway.launcher") and m != "gateway"]
+
+
+def test_a_python_kernel_pod_loads_neither_asyncio_nor_cryptography_before_the_kernel():
+    """Both would cost every kernel start-up time, and ``cryptography`` the kernel's memory for its whole life."""
+    gateway_key = "3p7bfXt9wbTTW2HC7OQ1Nz+DQ8hbeGdNrfx+FG+IK08="  # RFC 7748's Bob, base64
+    legacy_key = GatewayKeys(legacy=True).legacy_public_key  # a pod gets both keys
+    code = (
+        "import sys\n"
+        f"legacy_key = {legacy_key!r}\n"
+        "from gateway.launcher import main, inprocess, protocol\n"
+        f"key = protocol.ResponseKey.choose([legacy_key, {gateway_key!r}])\n"
+        "protocol.seal_v2({'kernel_id': 'k'}, 'k', key.x25519)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('asyncio', 'cryptography')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert ast.literal_eval(out) == []

@@ -1,14 +1,11 @@
-"""The kernel as a child process of the launcher.
+"""A kernel that is not Python's as a child process of the launcher (:mod:`gateway.launcher.supervise`).
 
-The kernel runs as ``python -m ipykernel_launcher -f <connection file>``, or
-as the command given with ``--kernel-cmd`` (IRkernel, almond, Toree: any
-Jupyter kernel taking a connection file), in a session of its own, as jupyter_client starts local kernels: it leads its own
-process group, so an interrupt reaches the kernel *and* whatever it runs
-(``!sleep 60``), and the launcher stays out of the way of both.  A separate
-process (rather than the kernel inside the launcher) keeps the comm-port
-server answering while the kernel is busy or stuck, lets the launcher stop a
-kernel that ignores polite requests, and gives the pod the kernel's own exit
-code.  Should the launcher be killed outright (SIGKILL, as when a container
+The kernel runs as the command given with ``--kernel-cmd`` (IRkernel,
+almond, Toree: any Jupyter kernel taking a connection file), in a session of
+its own, as jupyter_client starts local kernels: it leads its own process
+group, so an interrupt reaches the kernel *and* whatever it runs, and the
+launcher stays out of the way of both.  The launcher stops a kernel that
+ignores polite requests, and gives the pod the kernel's own exit code.  Should the launcher be killed outright (SIGKILL, as when a container
 is killed), the kernel goes with it: on Linux it is asked to receive SIGKILL
 when its parent dies; elsewhere ``JPY_PARENT_PID`` makes ipykernel notice and
 exit within a second.
@@ -67,27 +64,15 @@ class KernelProcess:
         cls,
         connection_file: str,
         connection_info: Mapping[str, Any],
-        kernel_class_name: str,
         env: Mapping[str, str],
-        command: Sequence[str] | None = None,
+        command: Sequence[str],
     ) -> KernelProcess:
-        """Start the kernel on the ports and key in ``connection_file``.
+        """Start ``command`` (already naming ``connection_file``) on the ports and key in that file.
 
-        ``command`` (already naming ``connection_file``) runs another kernel;
-        by default an IPython kernel of ``kernel_class_name`` runs under this
-        interpreter.  Raises ``OSError`` when the command cannot be started.
+        Raises ``OSError`` when the command cannot be started.
         """
         child_env = dict(env)
         child_env["JPY_PARENT_PID"] = str(os.getpid())
-        if not command:
-            command = (
-                sys.executable,
-                "-m",
-                "ipykernel_launcher",
-                "-f",
-                connection_file,
-                f"--IPKernelApp.kernel_class={kernel_class_name}",
-            )
         process = await asyncio.create_subprocess_exec(
             *command,
             stdin=asyncio.subprocess.DEVNULL,

@@ -44,15 +44,16 @@ import os
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, padding, serialization
-from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
-from cryptography.hazmat.primitives.asymmetric import rsa, x25519
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from . import purecrypto
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa, x25519
+
+# ``cryptography`` is imported by the functions below that need it, never by importing this module:
+# a launcher sealing a version-2 payload (purecrypto) does not load it at all (start-up time and the
+# kernel's memory), and only the gateway and a launcher given an RSA key (EG's format) do.
 
 PAYLOAD_VERSION = 2
 LEGACY_PAYLOAD_VERSION = 1
@@ -95,19 +96,22 @@ def b64decode(text: str | bytes, what: str) -> bytes:
 class ResponseKey:
     """The gateway's public key as given to a launcher.
 
-    ``x25519`` is set for our key format (32 raw bytes, base64), ``rsa`` for
+    ``x25519`` is set for our key format (the raw 32 bytes; given as base64), ``rsa`` for
     Enterprise Gateway's (base64 DER SubjectPublicKeyInfo, no PEM armour).
     """
 
-    x25519: x25519.X25519PublicKey | None = None
+    x25519: bytes | None = None
     rsa: rsa.RSAPublicKey | None = None
 
     @classmethod
     def parse(cls, text: str) -> ResponseKey:
         """Called by the launcher on its ``--public-key`` / ``KERNEL_RESPONSE_KEY`` value."""
         raw = b64decode(text.strip(), "the response key")
-        if len(raw) == 32:
-            return cls(x25519=x25519.X25519PublicKey.from_public_bytes(raw))
+        if len(raw) == 32:  # every 32-byte string is an X25519 public key
+            return cls(x25519=raw)
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         try:
             key = serialization.load_der_public_key(raw)
         except ValueError as exc:
@@ -123,29 +127,35 @@ class ResponseKey:
         An X25519 key wins over an RSA one wherever it came from: an EG-style
         bootstrap passes ``--public-key $PUBLIC_KEY`` (the RSA key) while our
         gateway also sets ``KERNEL_RESPONSE_KEY``.  Unusable keys are skipped;
-        raises :class:`PayloadError` if none is usable.
+        raises :class:`PayloadError` if none is usable.  RSA keys are only
+        parsed when no X25519 key was given: parsing one loads ``cryptography``.
         """
-        parsed: list[ResponseKey] = []
         for text in texts:
             try:
-                parsed.append(cls.parse(text))
+                raw = b64decode(text.strip(), "the response key")
             except PayloadError:
                 continue
-        for key in parsed:
-            if key.x25519 is not None:
-                return key
-        if parsed:
-            return parsed[0]
+            if len(raw) == 32:
+                return cls(x25519=raw)
+        for text in texts:
+            try:
+                return cls.parse(text)
+            except PayloadError:
+                continue
         raise PayloadError("no usable response key (neither X25519 nor an RSA public key)")
 
 
 def x25519_public_text(key: x25519.X25519PrivateKey) -> str:
     """The base64 form of a private key's public half, as launchers expect it."""
+    from cryptography.hazmat.primitives import serialization
+
     return b64encode(key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
 
 def rsa_public_text(key: rsa.RSAPrivateKey) -> str:
     """EG's form of an RSA public key: base64 DER SubjectPublicKeyInfo (a PEM without armour)."""
+    from cryptography.hazmat.primitives import serialization
+
     der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return b64encode(der)
 
@@ -155,23 +165,27 @@ def rsa_public_text(key: rsa.RSAPrivateKey) -> str:
 
 def _v2_key(shared_secret: bytes, epk_raw: bytes, gateway_raw: bytes) -> bytes:
     # Both public keys go into the derivation so a key is bound to this exact exchange.
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO + epk_raw + gateway_raw)
-    return hkdf.derive(shared_secret)
+    return purecrypto.hkdf_sha256(shared_secret, info=_HKDF_INFO + epk_raw + gateway_raw)
 
 
 def _v2_associated_data(kernel_id: str) -> bytes:
     return _AAD_PREFIX + str(PAYLOAD_VERSION).encode() + b"\x00" + kernel_id.encode("utf-8")
 
 
-def seal_v2(connection_info: Mapping[str, Any], kernel_id: str, gateway_key: x25519.X25519PublicKey) -> bytes:
-    """Encrypt connection info for the gateway (called by the launcher, once per launch)."""
-    ephemeral = x25519.X25519PrivateKey.generate()
-    epk_raw = ephemeral.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    gateway_raw = gateway_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    key = _v2_key(ephemeral.exchange(gateway_key), epk_raw, gateway_raw)
+def seal_v2(connection_info: Mapping[str, Any], kernel_id: str, gateway_key: bytes) -> bytes:
+    """Encrypt connection info for the gateway's raw X25519 public key (called by the launcher, once per launch).
+
+    Raises :class:`PayloadError` for a gateway key of low order (no secret can be agreed with it).
+    """
+    ephemeral, epk_raw = purecrypto.x25519_keypair()
+    try:
+        shared = purecrypto.x25519_exchange(ephemeral, gateway_key)
+    except ValueError as exc:
+        raise PayloadError("the gateway's X25519 key is unusable") from exc
+    key = _v2_key(shared, epk_raw, gateway_key)
     nonce = os.urandom(_NONCE_BYTES)
     plaintext = json.dumps(dict(connection_info)).encode("utf-8")
-    ciphertext = ChaCha20Poly1305(key).encrypt(nonce, plaintext, _v2_associated_data(kernel_id))
+    ciphertext = purecrypto.chacha20_poly1305_encrypt(key, nonce, plaintext, _v2_associated_data(kernel_id))
     envelope = {
         "version": PAYLOAD_VERSION,
         "kernel_id": kernel_id,
@@ -188,6 +202,11 @@ def open_v2(envelope: Mapping[str, Any], gateway_key: x25519.X25519PrivateKey) -
     Returns the connection-info object; raises :class:`PayloadError` on any
     tampering, a kernel id that differs from the one sealed, or bad encoding.
     """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import x25519
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
     kernel_id = envelope.get("kernel_id")
     if not isinstance(kernel_id, str) or not kernel_id:
         raise PayloadError("the payload names no kernel id")
@@ -224,6 +243,10 @@ def seal_v1(connection_info: Mapping[str, Any], gateway_key: rsa.RSAPublicKey) -
     Weaker than version 2 (ECB, no authentication); the launcher uses it only
     when its response key is RSA, i.e. when started by an EG-style kernelspec.
     """
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     aes_key = os.urandom(16)
     padder = padding.PKCS7(128).padder()
     padded = padder.update(json.dumps(dict(connection_info)).encode("utf-8")) + padder.finalize()
@@ -236,6 +259,10 @@ def seal_v1(connection_info: Mapping[str, Any], gateway_key: rsa.RSAPublicKey) -
 
 def open_v1(envelope: Mapping[str, Any], gateway_key: rsa.RSAPrivateKey) -> dict[str, Any]:
     """Decrypt EG's version-1 envelope (called by the gateway when legacy payloads are allowed)."""
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     wrapped = envelope.get("key")
     body = envelope.get("conn_info")
     if not isinstance(wrapped, str) or not isinstance(body, str):

@@ -1,0 +1,70 @@
+"""``kernelgate`` as the benchmark runs it: the same command, counting the gateway's Kubernetes API requests.
+
+Every request the gateway sends goes through ``kubernetes.client.ApiClient.call_api``
+(:mod:`gateway.cluster.kubernetes.transport`); this counts them, times each informer's first
+list (``Informer.start`` returns once its cache is filled), and on SIGUSR1 prints
+``{"api_requests": n, "informer_sync_s": {resource: seconds}}`` as one line on stdout.  Used by
+:class:`bench.procs.GatewayProcess`.  With ``KERNELGATE_BENCH_PROFILE=<file>`` in its environment
+it also profiles the gateway's CPU time (``cProfile``) and writes the statistics there when it exits;
+with ``KERNELGATE_BENCH_ZMQ_MAX_SOCKETS=<n>`` it raises the gateway's ZeroMQ context's socket limit
+(1023 by default) to ``n``, to see what limits a gateway following more kernels than that.
+
+    python bench/gatewayproc.py [kernelgate arguments]
+"""
+
+from __future__ import annotations
+
+import atexit
+import cProfile
+import itertools
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import zmq  # noqa: E402
+import zmq.asyncio  # noqa: E402
+from kubernetes.client import ApiClient  # noqa: E402
+
+from gateway.cli import main  # noqa: E402
+from gateway.cluster.informer import Informer  # noqa: E402
+
+_counter = itertools.count()
+_sent = [0]
+_call_api = ApiClient.call_api
+_informer_start = Informer.start
+_synced: dict[str, float] = {}
+
+
+def _counted_call_api(self: ApiClient, *args: Any, **kwargs: Any) -> Any:
+    _sent[0] = next(_counter) + 1  # itertools.count is atomic under the GIL; threads send requests
+    return _call_api(self, *args, **kwargs)
+
+
+async def _timed_informer_start(self: Informer) -> None:
+    begin = time.perf_counter()
+    await _informer_start(self)
+    _synced[self.resource] = _synced.get(self.resource, 0.0) + time.perf_counter() - begin
+
+
+def _report(_signum: int, _frame: object) -> None:
+    print(json.dumps({"api_requests": _sent[0], "informer_sync_s": _synced}), flush=True)
+
+
+if __name__ == "__main__":
+    ApiClient.call_api = _counted_call_api  # type: ignore[method-assign]
+    Informer.start = _timed_informer_start  # type: ignore[method-assign]
+    if os.environ.get("KERNELGATE_BENCH_ZMQ_MAX_SOCKETS"):
+        zmq.asyncio.Context.instance().set(zmq.MAX_SOCKETS, int(os.environ["KERNELGATE_BENCH_ZMQ_MAX_SOCKETS"]))
+    if os.environ.get("KERNELGATE_BENCH_PROFILE"):
+        profiler = cProfile.Profile(time.process_time)
+        atexit.register(profiler.dump_stats, os.environ["KERNELGATE_BENCH_PROFILE"])
+        atexit.register(profiler.disable)  # exit handlers run last-registered first
+        profiler.enable()
+    signal.signal(signal.SIGUSR1, _report)
+    sys.exit(main(sys.argv[1:]))

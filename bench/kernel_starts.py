@@ -1,0 +1,250 @@
+"""Kernel starts through kernelgate against their floor, measured in the same run, as ratios.
+
+    python bench/kernel_starts.py [--quick]         # or: make bench
+
+The floor is ``jupyter_client`` starting the same ipykernel on this machine with no gateway
+and no cluster (:mod:`bench.starts`).  kernelgate runs as an operator runs it: ``kernelgate
+cluster`` (the simulated API server and a node agent running kernel pods as processes) and
+``kernelgate serve`` on it, each in a process of its own (:mod:`bench.procs`).  Figures:
+
+* a kernel pod's memory (the RSS of all its processes) / a bare ipykernel's;
+* start -> ready, one at a time (medians, floor and gateway starts interleaved), and 8 and 32
+  at once (the time until the last is ready; the median of a few such batches), with any failures;
+* the gateway's CPU time per start;
+* with many idle kernels: the gateway's Kubernetes API requests and CPU over an idle window
+  (against the same window with no kernel), and its RSS growth per kernel.
+
+Then the simulated scale (:mod:`bench.scale`).  Targets are printed beside each figure; nothing
+fails on them.  Results go to ``bench/results/kernel_starts.json`` with the last runs kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import scale  # noqa: E402
+from bench.history import change, record  # noqa: E402
+from bench.procs import ClusterProcess, GatewayProcess, cpu_seconds, rss_kib  # noqa: E402
+from bench.starts import Batch, GatewayClient, Started, bare_start, run_batch, stop_all  # noqa: E402
+
+SETTLE = 1.0
+"""Seconds after ready before a kernel's memory is read (the same for both paths)."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    sequential: int
+    idle_kernels: int
+    idle_window: float
+    rounds: tuple[tuple[int, int], ...] = ((8, 3), (32, 1))
+    """(starts at once, batches of them): the makespan reported is the median batch's."""
+
+
+FULL = Budget(sequential=6, idle_kernels=200, idle_window=30.0, rounds=((8, 3), (32, 2)))
+QUICK = Budget(sequential=3, idle_kernels=40, idle_window=10.0)
+
+
+def mib(kib: float) -> float:
+    return kib / 1024
+
+
+async def sequential(client: GatewayClient, gateway: GatewayProcess, n: int, figures: dict) -> None:
+    floor: list[Started] = []
+    ours: list[Started] = []
+    floor_rss: list[int] = []
+    pod_rss: list[int] = []
+    pod_processes: list[int] = []
+    cpu = 0.0
+    for _ in range(n):  # interleaved, so that the machine's load hits both alike
+        started = await bare_start()
+        await asyncio.sleep(SETTLE)
+        floor_rss.append(started.rss_kib())
+        floor.append(started)
+        await started.stop()
+        before = cpu_seconds(gateway.pid)
+        started = await client.start()
+        cpu += cpu_seconds(gateway.pid) - before
+        await asyncio.sleep(SETTLE)
+        pod_rss.append(started.rss_kib())
+        pod_processes.append(len(started.pids()))
+        ours.append(started)
+        await started.stop()
+    figures["floor_start_s"] = statistics.median(s.seconds for s in floor)
+    figures["start_s"] = statistics.median(s.seconds for s in ours)
+    figures["start_ratio"] = figures["start_s"] / figures["floor_start_s"]
+    figures["floor_rss_mib"] = mib(statistics.median(floor_rss))
+    figures["pod_rss_mib"] = mib(statistics.median(pod_rss))
+    figures["pod_processes"] = max(pod_processes)
+    figures["memory_ratio"] = figures["pod_rss_mib"] / figures["floor_rss_mib"]
+    figures["gateway_cpu_ms_per_start"] = 1000 * cpu / n
+    figures["floor_kernel_cpu_ms"] = 1000 * statistics.median(s.kernel_cpu_s for s in floor)
+    figures["pod_cpu_ms"] = 1000 * statistics.median(s.kernel_cpu_s for s in ours)
+
+
+async def concurrent(client: GatewayClient, gateway: GatewayProcess, cluster: ClusterProcess, n: int, rounds: int,
+                     figures: dict) -> None:
+    floors: list[Batch] = []
+    batches: list[Batch] = []
+    cpu = cluster_cpu = 0.0
+    for _ in range(rounds):  # interleaved, as the sequential starts
+        floors.append(await run_batch(bare_start, n))
+        await stop_all(floors[-1].started)
+        before, cluster_before = cpu_seconds(gateway.pid), cpu_seconds(cluster.proc.pid)
+        batches.append(await run_batch(client.start, n))
+        cpu += cpu_seconds(gateway.pid) - before
+        cluster_cpu += cpu_seconds(cluster.proc.pid) - cluster_before
+        await stop_all(batches[-1].started)
+    floor = Batch([s for b in floors for s in b.started], [f for b in floors for f in b.failures],
+                  statistics.median(b.makespan for b in floors))
+    ours = Batch([s for b in batches for s in b.started], [f for b in batches for f in b.failures],
+                 statistics.median(b.makespan for b in batches))
+    cpu, cluster_cpu = cpu / rounds, cluster_cpu / rounds
+    if ours.started and floor.started:
+        figures[f"concurrent{n}_pod_cpu_ms"] = 1000 * statistics.median(s.kernel_cpu_s for s in ours.started)
+        figures[f"floor_concurrent{n}_kernel_cpu_ms"] = 1000 * statistics.median(s.kernel_cpu_s for s in floor.started)
+    figures[f"concurrent{n}_cluster_cpu_ms_per_start"] = 1000 * cluster_cpu / n
+    figures[f"floor_concurrent{n}_s"] = floor.makespan
+    figures[f"concurrent{n}_s"] = ours.makespan
+    figures[f"concurrent{n}_ratio"] = ours.makespan / floor.makespan
+    figures[f"concurrent{n}_failures"] = len(ours.failures)
+    figures[f"floor_concurrent{n}_failures"] = len(floor.failures)
+    figures[f"concurrent{n}_gateway_cpu_ms_per_start"] = 1000 * cpu / n
+    for failure in ours.failures[:3]:
+        print(f"  kernelgate start failed: {failure}")
+    for failure in floor.failures[:3]:
+        print(f"  bare start failed: {failure}")
+
+
+async def idle_window(gateway: GatewayProcess, seconds: float) -> tuple[int, float]:
+    """API requests and CPU percent of the gateway over ``seconds`` with nothing asked of it."""
+    requests, cpu = await gateway.api_requests(), cpu_seconds(gateway.pid)
+    await asyncio.sleep(seconds)
+    return await gateway.api_requests() - requests, 100 * (cpu_seconds(gateway.pid) - cpu) / seconds
+
+
+async def idle(client: GatewayClient, gateway: GatewayProcess, budget: Budget, figures: dict) -> None:
+    figures["idle0_api_requests"], figures["idle0_cpu_percent"] = await idle_window(gateway, budget.idle_window)
+    rss_before = rss_kib(gateway.pid)
+    started: list[Started] = []
+    failures = 0
+    while len(started) + failures < budget.idle_kernels:
+        batch = await run_batch(client.start, min(8, budget.idle_kernels - len(started) - failures))
+        started += batch.started
+        failures += len(batch.failures)
+    await asyncio.sleep(5)  # let the starts' own work (records, events) finish before the window
+    requests, cpu = await idle_window(gateway, budget.idle_window)
+    figures["idle_kernels"] = len(started)
+    figures["idle_start_failures"] = failures
+    figures["idle_api_requests"] = requests
+    figures["idle_api_requests_for_kernels"] = requests - figures["idle0_api_requests"]
+    figures["idle_cpu_percent"] = cpu
+    figures["gateway_rss_mib_per_kernel"] = mib(rss_kib(gateway.pid) - rss_before) / max(len(started), 1)
+    for i in range(0, len(started), 16):
+        await stop_all(started[i:i + 16])
+
+
+TARGETS = [
+    # (figure, label, unit, target, how the target reads)
+    ("memory_ratio", "kernel pod memory / bare ipykernel", "x", 1.05, "<="),
+    ("start_ratio", "start -> ready, sequential / floor", "x", 1.10, "<="),
+    ("concurrent8_ratio", "8 concurrent / floor", "x", 1.15, "<="),
+    ("concurrent32_ratio", "32 concurrent / floor", "x", 1.20, "<="),
+    ("gateway_cpu_ms_per_start", "gateway CPU per start", "ms", 10.0, "<="),
+    ("idle_api_requests_for_kernels", "idle kernels: API requests in the window", "", 0, "<="),
+    ("gateway_rss_mib_per_kernel", "idle kernels: gateway RSS per kernel", "MiB", 0.2, "<="),
+    ("idle_cpu_percent", "idle kernels: gateway CPU", "%", 0.5, "<"),
+]
+
+
+def report(figures: dict, before: dict | None) -> None:
+    f = figures
+    print(f"floor: bare ipykernel {f['floor_rss_mib']:.1f} MiB, start -> ready {f['floor_start_s'] * 1000:.0f} ms; "
+          f"8 at once {f['floor_concurrent8_s']:.2f} s, 32 at once {f['floor_concurrent32_s']:.2f} s")
+    print(f"kernelgate: kernel pod {f['pod_rss_mib']:.1f} MiB in {f['pod_processes']} process(es), start -> ready "
+          f"{f['start_s'] * 1000:.0f} ms; 8 at once {f['concurrent8_s']:.2f} s "
+          f"({f['concurrent8_failures']} failed), 32 at once {f['concurrent32_s']:.2f} s "
+          f"({f['concurrent32_failures']} failed); CPU per start at 32 at once "
+          f"{f['concurrent32_gateway_cpu_ms_per_start']:.1f} ms")
+    print(f"CPU per start at 32 at once: gateway {f['concurrent32_gateway_cpu_ms_per_start']:.0f} ms, simulated "
+          f"cluster (API server, node agent) {f['concurrent32_cluster_cpu_ms_per_start']:.0f} ms, kernel pod "
+          f"{f.get('concurrent32_pod_cpu_ms', 0):.0f} ms against a bare kernel's "
+          f"{f.get('floor_concurrent32_kernel_cpu_ms', 0):.0f} ms")
+    if "idle_kernels" in f:
+        print(f"idle: {f['idle_kernels']} kernels ({f['idle_start_failures']} failed to start): "
+              f"{f['idle_api_requests']} API requests (none running: {f['idle0_api_requests']}), "
+              f"CPU {f['idle_cpu_percent']:.2f} % (none running: {f['idle0_cpu_percent']:.2f} %)")
+    print()
+    print(f"{'figure':<44} {'value':>10}   target")
+    for key, label, unit, target, how in TARGETS:
+        value = f.get(key)
+        if value is None:
+            continue
+        within = value <= target if how == "<=" else value < target
+        print(f"{label:<44} {value:>9.3g}{unit:<3} {how} {target:g}{unit}  {'within' if within else 'OVER'}"
+              f"  {change(value, before, key)}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    budget = QUICK if args.quick else FULL
+    figures: dict = {}
+    begin = time.monotonic()
+    if not args.skip_starts:
+        await starts(args, budget, figures, begin)
+    scaled = False
+    if not args.skip_scale:
+        try:
+            figures.update(await scale.run(quick=args.quick))
+            scaled = True
+        except Exception as exc:  # the figures measured so far are still reported and kept
+            print(f"simulated scale failed: {exc}")
+        print(f"[scale done at {time.monotonic() - begin:.0f}s]", flush=True)
+    figures = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}
+    before = record("kernel_starts", figures, quick=args.quick)
+    print()
+    if not args.skip_starts:
+        report(figures, before)
+    if scaled:
+        scale.report(figures, before)
+    print(f"\n{time.monotonic() - begin:.0f} s; results in bench/results/kernel_starts.json")
+
+
+async def starts(args: argparse.Namespace, budget: Budget, figures: dict, begin: float) -> None:
+    cluster = ClusterProcess()
+    try:
+        gateway = GatewayProcess(cluster.kubeconfig)
+        try:
+            client = GatewayClient(gateway.url)
+            warm = await client.start()  # the first start pays the gateway's and the node's lazy set-up
+            await warm.stop()
+            await (await bare_start()).stop()
+            await sequential(client, gateway, budget.sequential, figures)
+            print(f"[sequential done at {time.monotonic() - begin:.0f}s]", flush=True)
+            for n, rounds in budget.rounds:
+                await concurrent(client, gateway, cluster, n, rounds, figures)
+                print(f"[{n} concurrent done at {time.monotonic() - begin:.0f}s]", flush=True)
+            if not args.skip_idle:
+                await idle(client, gateway, budget, figures)
+                print(f"[idle done at {time.monotonic() - begin:.0f}s]", flush=True)
+        finally:
+            gateway.stop()
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer starts and idle kernels, a smaller scale")
+    parser.add_argument("--skip-idle", action="store_true", help="leave out the idle kernels")
+    parser.add_argument("--skip-scale", action="store_true", help="leave out the simulated scale")
+    parser.add_argument("--skip-starts", action="store_true", help="the simulated scale only")
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,143 @@
+"""The processes a kernel-start benchmark runs and reads: the simulated cluster, the gateway, kernel pods.
+
+* :class:`ClusterProcess`: ``kernelgate cluster`` (API server and, unless told otherwise, a node
+  agent running kernel pods as local processes) in a child process, as a cluster runs apart from
+  its gateway;
+* :class:`GatewayProcess`: ``kernelgate serve --kubeconfig`` on it, in a child process of its own
+  (``bench/gatewayproc.py``, which also counts the gateway's API requests), so that its CPU and
+  memory are its own;
+* ``/proc`` readings: a process's resident memory and CPU time, and the processes of one kernel pod
+  (those whose environment names the kernel's id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 60.0
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, in KiB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_with_env(name: str, value: str) -> list[int]:
+    """Live processes whose environment holds ``name=value`` (a kernel pod's: ``KERNEL_ID=<id>``)."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and wanted in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def _read_line_until(stream: IO[str], prefix: str, what: str, log: Path) -> str:
+    for line in stream:
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
+    tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+    raise RuntimeError(f"{what} did not start:\n" + "\n".join(tail))
+
+
+class ClusterProcess:
+    """``kernelgate cluster`` in a child process (stopped with :meth:`stop`)."""
+
+    def __init__(self, *, node_agent: bool = True) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="kernelgate-bench-cluster-")
+        argv = [sys.executable, "-m", "gateway.cli", "--log-level", "WARNING", "cluster", "--state-dir", self._dir.name]
+        if not node_agent:
+            argv.append("--no-node-agent")
+        log = Path(self._dir.name) / "cluster.log"
+        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=ROOT)
+        assert self.proc.stdout is not None
+        self.kubeconfig = _read_line_until(self.proc.stdout, "export KUBECONFIG=", "the simulated cluster", log)
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self._log.close()
+        self._dir.cleanup()
+
+
+class GatewayProcess:
+    """``kernelgate serve`` on ``kubeconfig`` in a child process (stopped with :meth:`stop`)."""
+
+    def __init__(self, kubeconfig: str, env: dict[str, str] | None = None) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="kernelgate-bench-gateway-")
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith(("EG_", "KERNEL_", "KUBECONFIG"))}
+        child_env.update({"EG_RESPONSE_IP": "127.0.0.1", "HOSTNAME": "bench-gateway", "PYTHONPATH": str(ROOT)})
+        child_env.update(env or {})
+        argv = [sys.executable, str(ROOT / "bench" / "gatewayproc.py"), "--log-level", "WARNING", "serve",
+                "--kubeconfig", kubeconfig, "--port", "0"]
+        log = Path(self._dir.name) / "gateway.log"
+        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=self._dir.name,
+                                     env=child_env)
+        assert self.proc.stdout is not None
+        self.url = _read_line_until(self.proc.stdout, "kernelgate serving at ", "the gateway", log).split()[0]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def api_requests(self) -> int:
+        """How many Kubernetes API requests the gateway has sent so far."""
+        return int((await self.counters())["api_requests"])
+
+    async def counters(self) -> dict:
+        """The gateway's API requests so far, and its informers' first-list times (it answers SIGUSR1 on stdout)."""
+        assert self.proc.stdout is not None
+        self.proc.send_signal(signal.SIGUSR1)
+        while True:  # skip what the gateway itself prints on stdout
+            line = await asyncio.to_thread(self.proc.stdout.readline)
+            if not line:
+                raise RuntimeError("the gateway exited")
+            if line.startswith('{"api_requests"'):
+                return dict(json.loads(line))
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self._log.close()
+        self._dir.cleanup()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

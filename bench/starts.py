@@ -1,0 +1,148 @@
+"""One kernel start -> ready, bare (the floor) or through the gateway, and the memory of what it started.
+
+*Ready* is the same on both paths: the kernel has answered a ``kernel_info_request`` sent by
+the client that started it.  The floor is ``jupyter_client``'s :class:`AsyncKernelManager`
+starting the same ``ipykernel`` on this machine (``python -m ipykernel_launcher -f ...``)
+and a client waiting for that answer; through the gateway it is ``POST /api/kernels``, then a
+websocket on the kernel's channels and the same request over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from jupyter_client.manager import AsyncKernelManager
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.websocket import websocket_connect
+
+from bench.procs import cpu_seconds, pids_with_env, rss_kib
+
+TIMEOUT = 180.0
+"""Bound on one start on a loaded two-core machine (32 at once take tens of seconds)."""
+
+
+@dataclass
+class Started:
+    """One started kernel: how long it took, and how to read its memory and stop it."""
+
+    seconds: float
+    kernel_id: str
+    pids: Callable[[], list[int]]
+    stop: Callable[[], Awaitable[None]]
+    kernel_cpu_s: float = 0.0
+    """CPU time of the kernel's processes when it was ready: what starting it cost inside the pod."""
+
+    def rss_kib(self) -> int:
+        return sum(rss_kib(pid) for pid in self.pids())
+
+
+@dataclass
+class Batch:
+    """Starts run together: each one's time, the batch's makespan, and the failures."""
+
+    started: list[Started] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    makespan: float = 0.0
+
+
+async def run_batch(start: Callable[[], Awaitable[Started]], concurrency: int) -> Batch:
+    """``concurrency`` starts at once; the makespan is the time until the last successful one was ready."""
+    begin = time.perf_counter()
+    batch = Batch()
+
+    async def one() -> None:
+        try:
+            started = await start()
+        except Exception as exc:  # counted and reported; a failure's time is not a start's
+            batch.failures.append(f"{type(exc).__name__}: {exc}")
+            return
+        batch.started.append(started)
+        batch.makespan = max(batch.makespan, time.perf_counter() - begin)
+
+    await asyncio.gather(*(one() for _ in range(concurrency)))
+    return batch
+
+
+async def stop_all(started: list[Started]) -> None:
+    await asyncio.gather(*(s.stop() for s in started), return_exceptions=True)
+
+
+# ---------------------------------------------------------------------------- the floor
+
+
+async def bare_start() -> Started:
+    """The floor: jupyter_client starts ipykernel and waits for its kernel_info reply."""
+    manager = AsyncKernelManager(kernel_name="python3")
+    begin = time.perf_counter()
+    await manager.start_kernel()
+    client = manager.client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=TIMEOUT)
+    finally:
+        client.stop_channels()
+    seconds = time.perf_counter() - begin
+    provisioner = manager.provisioner
+    pid = provisioner.process.pid if provisioner is not None and provisioner.process is not None else 0  # type: ignore[attr-defined]
+
+    async def stop() -> None:
+        await manager.shutdown_kernel(now=True)
+
+    return Started(seconds, manager.kernel_id or "", lambda: [pid] if pid else [], stop, cpu_seconds(pid))
+
+
+# ---------------------------------------------------------------------------- through the gateway
+
+
+class GatewayClient:
+    """Starts and stops kernels through one gateway's REST and websocket API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = AsyncHTTPClient(max_clients=128)
+
+    async def fetch(self, path: str, method: str = "GET", body: object = None) -> object:
+        request = HTTPRequest(self.url + path, method=method, body=None if body is None else json.dumps(body),
+                              request_timeout=TIMEOUT)
+        response = await self.http.fetch(request)
+        return json.loads(response.body) if response.body else None
+
+    async def start(self) -> Started:
+        begin = time.perf_counter()
+        kernel = await self.fetch("/api/kernels", "POST", {"env": {"KERNEL_USERNAME": "bench"}})
+        assert isinstance(kernel, dict)
+        kernel_id = kernel["id"]
+        await self.kernel_info(kernel_id)
+        seconds = time.perf_counter() - begin
+
+        async def stop() -> None:
+            await self.fetch(f"/api/kernels/{kernel_id}", "DELETE")
+
+        pids = pids_with_env("KERNEL_ID", kernel_id)
+        return Started(seconds, kernel_id, lambda: pids_with_env("KERNEL_ID", kernel_id), stop,
+                       sum(cpu_seconds(pid) for pid in pids))
+
+    async def kernel_info(self, kernel_id: str) -> None:
+        """A kernel_info_request over the kernel's websocket, until its reply."""
+        ws_url = self.url.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
+        ws = await asyncio.wait_for(websocket_connect(ws_url), TIMEOUT)
+        try:
+            msg_id = uuid.uuid4().hex
+            header = {"msg_id": msg_id, "msg_type": "kernel_info_request", "username": "bench", "session": "bench",
+                      "date": "2026-01-01T00:00:00Z", "version": "5.3"}
+            ws.write_message(json.dumps({"header": header, "parent_header": {}, "metadata": {}, "content": {},
+                                         "channel": "shell"}))
+            while True:
+                frame = await asyncio.wait_for(ws.read_message(), TIMEOUT)
+                if frame is None:
+                    raise ConnectionError("the gateway closed the websocket")
+                msg = json.loads(frame)
+                if msg.get("parent_header", {}).get("msg_id") == msg_id and msg["header"]["msg_type"] == "kernel_info_reply":
+                    return
+        finally:
+            ws.close()
