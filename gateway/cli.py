@@ -94,6 +94,9 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel((explicit or args.log_level).upper())
     if logging.getLogger().level > logging.DEBUG:  # the gateway reports the API calls that failed; retries are noise
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    from gateway.kernels.channels import allow_many_sockets
+
+    allow_many_sockets()
     return asyncio.run(_serve_gateway(config, args.kubeconfig))
 
 

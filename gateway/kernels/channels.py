@@ -17,6 +17,7 @@ for a bridge that relays without decoding.
 from __future__ import annotations
 
 import asyncio
+import resource
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -33,6 +34,34 @@ NUDGE_INTERVAL = 0.5
 """Longest wait between ``kernel_info_request`` nudges while waiting for iopub to deliver (Jupyter Server's)."""
 FIRST_NUDGE_WAIT = 0.02
 """The first nudge is answered within milliseconds once the SUB socket is connected: retry early, then back off."""
+
+
+FDS_PER_SOCKET = 2
+"""File descriptors a connected ZMQ socket holds (its TCP connection and its mailbox)."""
+MAX_OPEN_FILES = 1 << 20
+
+
+def allow_many_sockets() -> int:
+    """Let this process hold a socket per kernel for as many kernels as its open-file limit allows.
+
+    Called once by ``kernelgate serve`` before any channel opens (ZMQ reads the limit when the
+    shared context makes its first socket).  ZMQ's default of 1,023 sockets per context, and a
+    soft open-file limit of 1,024, stopped a gateway at about a thousand kernels: it follows every
+    running kernel's iopub, and each websocket client holds four more.  Raises the soft limit to
+    the hard one; returns the context's socket limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, MAX_OPEN_FILES)
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass  # the soft limit stands; so does the socket limit it allows
+    context = zmq.asyncio.Context.instance()
+    sockets = max(context.get(zmq.MAX_SOCKETS), soft // FDS_PER_SOCKET)
+    context.set(zmq.MAX_SOCKETS, sockets)
+    return int(context.get(zmq.MAX_SOCKETS))
 
 
 class ChannelTimeout(asyncio.TimeoutError):

@@ -49,7 +49,7 @@ import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.objects.errors import TemplateError
-from gateway.objects.template import POD_KIND, check_json_compatible
+from gateway.objects.template import POD_KIND, SAFE_LOADER, check_json_compatible
 
 MAX_OUTPUTS = 100_000
 """The most ``{{ ... }}`` outputs one rendering may produce (a loop gone wild fails instead of eating memory)."""
@@ -112,7 +112,7 @@ def render_jinja_template(text: str, values: Mapping[str, Any], *, source: str =
 
 def _one_pod(rendered: str, source: str) -> dict[str, Any]:
     try:
-        documents = [doc for doc in yaml.safe_load_all(rendered) if doc is not None]
+        documents = [doc for doc in yaml.load_all(rendered, Loader=SAFE_LOADER) if doc is not None]
     except yaml.YAMLError as err:
         raise TemplateError(f"{source}: the rendered template is not valid YAML: {err}") from err
     if len(documents) != 1:
