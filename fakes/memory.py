@@ -88,7 +88,9 @@ class MemoryCluster:
         ns = self._namespace(rt, namespace)
         await self._admit("update", rt, ns, name, subresource or "")
         if rt.group == "rbac.authorization.k8s.io" and not subresource:
-            check_rbac_write(self.user, rt.plural, body, ns, self.store, old=self.store.get(rt, ns, name))
+            stored = self.store.objects(rt, ns) if rt.namespaced else self.store.objects(rt)
+            old = next((o for o in stored if o["metadata"]["name"] == name), None)  # a PUT may create RBAC objects
+            check_rbac_write(self.user, rt.plural, body, ns, self.store, old=old)
         return self.store.replace(rt, ns, name, dict(body), subresource)
 
     async def patch(self, resource: str, name: str, patch: Any, *, namespace: str | None = None,

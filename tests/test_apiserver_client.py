@@ -133,6 +133,7 @@ def test_pod_binding_status_and_log(core):
         spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")]),
     )
     core.create_namespaced_pod("pods", pod)
+    core.create_node(client.V1Node(metadata=client.V1ObjectMeta(name="n1")))
     # The server answers a binding with a Status, which the client cannot read as a V1Binding.
     response = core.create_namespaced_pod_binding("p", "pods", client.V1Binding(
         metadata=client.V1ObjectMeta(name="p"), target=client.V1ObjectReference(kind="Node", name="n1")

@@ -77,10 +77,12 @@ async def test_mismatches_between_body_and_url_are_400(cluster, api):
     assert status["message"] == "the name of the object (z) does not match the name on the URL (y)"
 
 
-async def test_server_side_apply_and_unknown_verbs_are_refused(cluster, api):
+async def test_an_apply_without_manager_and_unknown_verbs_are_refused(cluster, api):
     await api.ok("POST", "/api/v1/namespaces/default/configmaps", configmap("y"))
     await _assert_refused(cluster, api, "PATCH", "/api/v1/namespaces/default/configmaps/y", b"data: {}",
-                          415, "UnsupportedMediaType", {"Content-Type": "application/apply-patch+yaml"})
+                          422, "Invalid", {"Content-Type": "application/apply-patch+yaml"})
+    await _assert_refused(cluster, api, "PATCH", "/api/v1/namespaces/default/configmaps/y?fieldManager=m", b"data: {}",
+                          415, "UnsupportedMediaType", {"Content-Type": "application/apply-patch+cbor"})
     await _assert_refused(cluster, api, "DELETE", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews/x", None,
                           405, "MethodNotAllowed")
     await _assert_refused(cluster, api, "POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Loose",

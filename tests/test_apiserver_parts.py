@@ -109,8 +109,9 @@ def test_malformed_bodies_fail_with_the_go_decoder_wording(body, message):
 def test_patch_content_types():
     assert decoding.patch_type("application/merge-patch+json") is PatchType.MERGE
     assert decoding.patch_type("application/strategic-merge-patch+json; charset=utf-8") is PatchType.STRATEGIC
+    assert decoding.patch_type(decoding.APPLY_PATCH) is PatchType.APPLY
     with pytest.raises(UnsupportedMediaType):
-        decoding.patch_type(decoding.APPLY_PATCH)
+        decoding.patch_type("application/apply-patch+cbor")
 
 
 def test_delete_options_from_query_and_body():

@@ -123,6 +123,7 @@ async def test_pod_subresources_status_binding_and_log(api):
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
     await api.ok("POST", "/api/v1/namespaces/default/pods", pod)
+    await api.ok("POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"}})
     code, bound = await api.call("POST", "/api/v1/namespaces/default/pods/p/binding", {
         "apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "node-a"},
     })

@@ -290,6 +290,9 @@ async def test_watch_streams_changes_as_they_happen(k8s: KubernetesCluster) -> N
             event = await asyncio.wait_for(stream.__anext__(), TIMEOUT)
             assert (event.type, event.object["metadata"]["name"]) == ("ADDED", f"w{n}")
         await k8s.delete("pods", "w0", namespace=NS, grace_period_seconds=0)
+        # The registry marks the pod for deletion (a write), then removes it.
+        marked = await asyncio.wait_for(stream.__anext__(), TIMEOUT)
+        assert (marked.type, marked.object["metadata"]["deletionGracePeriodSeconds"]) == ("MODIFIED", 0)
         event = await asyncio.wait_for(stream.__anext__(), TIMEOUT)
         assert (event.type, event.object["metadata"]["name"]) == ("DELETED", "w0")
 
@@ -303,12 +306,15 @@ async def test_watch_without_a_version_starts_with_what_exists(k8s: KubernetesCl
 
 async def test_watch_ends_at_its_timeout_with_a_bookmark(k8s: KubernetesCluster) -> None:
     start = (await k8s.list("pods", namespace=NS))["metadata"]["resourceVersion"]
-    events = [
-        event
-        async for event in k8s.watch("pods", namespace=NS, resource_version=start, timeout_seconds=1, allow_bookmarks=True)
-    ]
+    stream = k8s.watch("pods", namespace=NS, resource_version=start, label_selector="app=marker", timeout_seconds=3,
+                       allow_bookmarks=True)
+    first, _ = await asyncio.gather(stream.__anext__(), k8s.create("pods", pod("marker", app="marker"), namespace=NS))
+    assert first.type == "ADDED"
+    unseen = await k8s.create("pods", pod("unseen", app="other"), namespace=NS)
+    # The bookmark comes 2 s before the deadline, past the write the selector hid.
+    events = [event async for event in stream]
     assert events and {e.type for e in events} == {"BOOKMARK"}
-    assert int(events[-1].resource_version) >= int(start)
+    assert int(events[-1].resource_version) >= int(unseen["metadata"]["resourceVersion"])
 
 
 async def test_closing_a_waiting_watch_ends_its_thread(k8s: KubernetesCluster) -> None:

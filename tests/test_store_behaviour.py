@@ -111,13 +111,15 @@ async def test_watch_versions_too_old_too_new_and_malformed(store: Store) -> Non
     assert store.open_watches() == 0
 
 
-async def test_bookmarks_arrive_when_a_watch_is_quiet() -> None:
+async def test_bookmarks_arrive_when_the_resource_moves_past_a_quiet_watch() -> None:
     store = Store(bookmark_interval=0.01)
     watch = store.watch(CMS, "default", None, None, store.resource_version, allow_bookmarks=True)
+    store.create(CMS, {"metadata": {"name": "elsewhere"}}, "kube-system")  # not in the watched namespace
+    moved = store.resource_version
+    store.create(PODS, {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}, "default")
     event = await asyncio.wait_for(watch.__anext__(), 5)
     assert event.type == "BOOKMARK"
-    assert event.object == {"kind": "ConfigMap", "apiVersion": "v1",
-                            "metadata": {"resourceVersion": store.resource_version}}
+    assert event.object == {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"resourceVersion": moved}}
     await watch.aclose()
     with pytest.raises(StopAsyncIteration):
         await watch.__anext__()

@@ -87,8 +87,10 @@ def test_name_or_generate_name_is_required() -> None:
     assert err.value.message == 'ConfigMap "" is invalid: metadata.name: Required value: name or generateName is required'
 
 
-def test_services_need_a_leading_letter_and_rbac_names_may_hold_colons() -> None:
-    assert validation.name_errors("services", "1abc")
+def test_services_are_dns_labels_and_rbac_names_may_hold_colons() -> None:
+    # RelaxedServiceNameValidation is GA in 1.37: a leading digit is fine, a dot is not.
+    assert not validation.name_errors("services", "1abc")
+    assert validation.name_errors("services", "a.bc") == ["must not contain dots"]
     assert not validation.name_errors("services", "abc-1")
     assert not validation.name_errors("clusterroles", "system:controller:x")
     assert validation.name_errors("clusterroles", "a/b") == ["may not contain '/'"]
@@ -133,7 +135,7 @@ def test_binding_role_ref_is_immutable_and_required() -> None:
         validation.validate_update(rt, old, new)
     assert err.value.message == (
         'RoleBinding.rbac.authorization.k8s.io "b" is invalid: roleRef: Invalid value: '
-        'rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"Role", Name:"other"}: cannot change roleRef'
+        '{"APIGroup":"rbac.authorization.k8s.io","Kind":"Role","Name":"other"}: field is immutable'
     )
     with pytest.raises(Invalid) as err:
         validation.validate_create(rt, {"metadata": {"name": "b", "namespace": "ns"}, "roleRef": {}})

@@ -12,6 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import yaml
+
 from fakes.apiserver import protobuf
 from gateway.cluster.interface import BadRequest, PatchType, Propagation, UnsupportedMediaType
 
@@ -89,8 +91,11 @@ def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
 
 
 def decode_patch(body: bytes, patch_type: PatchType) -> Any:
-    """The patch document: a list of operations for JSON patch, an object otherwise."""
+    """The patch document: a list of operations for JSON patch, an object otherwise (an apply
+    configuration is YAML, of which JSON is a part)."""
     text = body.decode("utf-8", errors="replace")
+    if patch_type is PatchType.APPLY:
+        return _decode_apply(text)
     try:
         patch = json.loads(text)
     except json.JSONDecodeError as err:
@@ -102,13 +107,35 @@ def decode_patch(body: bytes, patch_type: PatchType) -> Any:
     return patch
 
 
-def patch_type(content_type: str) -> PatchType:
-    """The patch format a PATCH request's ``Content-Type`` names.
+def _decode_apply(text: str) -> dict[str, Any]:
+    """An apply configuration (``handlers/patch.go`` applyPatcher: YAML into a map)."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise BadRequest(f"error encoding patch: yaml: {where}{getattr(err, 'problem', None) or err}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise BadRequest("error decoding patch: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal "
+                         f"{_json_kind(document)} into Go value of type map[string]interface {{}}")
+    return document
 
-    Server-side apply (``application/apply-patch+yaml``) is not served: the
-    cluster interface has no field manager, and kubectl's client-side
-    ``apply`` (its default) does not need it.
-    """
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    return "number"
+
+
+def patch_type(content_type: str) -> PatchType:
+    """The patch format a PATCH request's ``Content-Type`` names (``application/apply-patch+yaml`` is
+    server-side apply; its CBOR form is not served)."""
     media = content_type.split(";", 1)[0].strip().lower()
     for pt in PatchType:
         if pt.value == media:

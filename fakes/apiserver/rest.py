@@ -17,7 +17,8 @@ from typing import Any
 
 from fakes.apiserver import decoding, tables
 from fakes.apiserver.paths import ResourcePath
-from gateway.cluster.interface import BadRequest, Cluster, MethodNotAllowed, Obj
+from fakes.state import managedfields
+from gateway.cluster.interface import BadRequest, Cause, Cluster, Invalid, MethodNotAllowed, Obj, PatchType
 
 API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 """The audience a kubeadm or kind API server issues service-account tokens for by default."""
@@ -42,6 +43,7 @@ class Call:
     body: bytes
     content_type: str
     accept: str
+    user_agent: str = ""
 
 
 def success_status(code: int = 200, details: Obj | None = None) -> Obj:
@@ -63,11 +65,43 @@ def _check_verb(call: Call, verb: str) -> None:
 
 
 async def handle(cluster: Cluster, call: Call) -> Reply:
-    """Answer ``call`` (anything but a watch) through ``cluster``."""
-    t = call.target
+    """Answer ``call`` (anything but a watch) through ``cluster``, as the request's field manager."""
     if call.query.get("dryRun") and call.method != "GET":
         # The cluster interface has no dry run; refusing beats writing what the caller meant to preview.
         raise BadRequest("dryRun is not supported by this server")
+    token = managedfields.WRITER.set(_writer(call))
+    try:
+        return await _handle(cluster, call)
+    finally:
+        managedfields.WRITER.reset(token)
+
+
+def _writer(call: Call) -> managedfields.Writer:
+    """The field manager of a write (``handlers/create.go`` ``managerOrUserAgent``), checked as
+    ``ValidatePatchOptions`` (and its create/update siblings) check it: at most 128 bytes, required for
+    an apply, ``force`` only with one."""
+    manager = call.query.get("fieldManager", "")
+    applying = call.method == "PATCH" and call.content_type.split(";", 1)[0].strip() == PatchType.APPLY.value
+    force = call.query.get("force")
+    errors: list[tuple[str, str, str]] = []
+    if len(manager.encode()) > 128:
+        errors.append(("FieldValueTooLong", "fieldManager", "Too long: may not be more than 128 bytes"))
+    if applying and not manager:
+        errors.append(("FieldValueRequired", "fieldManager", "Required value: is required for apply patch"))
+    if force is not None and call.method == "PATCH" and not applying:
+        errors.append(("FieldValueForbidden", "force", "Forbidden: may not be specified for non-apply patch"))
+    if errors and call.method in ("POST", "PUT", "PATCH"):
+        options = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}[call.method]
+        text = ", ".join(f"{field}: {message}" for _r, field, message in errors)
+        raise Invalid(f'{options}.meta.k8s.io "" is invalid: ' + (f"[{text}]" if len(errors) > 1 else text),
+                      kind=options, group="meta.k8s.io",
+                      causes=[Cause(reason=r, message=m, field=f) for r, f, m in errors])
+    return managedfields.Writer(manager or managedfields.manager_from_user_agent(call.user_agent),
+                                force=applying and force == "true")
+
+
+async def _handle(cluster: Cluster, call: Call) -> Reply:
+    t = call.target
     if call.method == "GET":
         if t.is_collection:
             _check_verb(call, "list")
@@ -129,6 +163,8 @@ async def _get(cluster: Cluster, call: Call) -> Reply:
             t.name, t.namespace or "", container=call.query.get("container") or None,
             tail_lines=decoding.int_param(tail, "tailLines") if tail else None,
         )
+        if not text and not (await cluster.get("pods", t.name, namespace=t.namespace)).get("spec", {}).get("nodeName"):
+            return Reply(204, "", "text/plain")  # LogLocation gives no location for an unscheduled pod: no content
         return Reply(200, text, "text/plain")
     if t.subresource not in (None, "status"):
         raise not_allowed()
@@ -212,7 +248,7 @@ async def _replace(cluster: Cluster, call: Call) -> Reply:
         raise BadRequest(f"the name of the object ({meta['name']}) does not match the name on the URL ({t.name})")
     meta["name"] = t.name
     replaced = await cluster.replace(t.resource.plural, t.name, body, namespace=t.namespace, subresource=t.subresource)
-    return Reply(200, replaced)
+    return Reply(201 if managedfields.writer().created else 200, replaced)
 
 
 async def _patch(cluster: Cluster, call: Call) -> Reply:
@@ -226,7 +262,7 @@ async def _patch(cluster: Cluster, call: Call) -> Reply:
     patched = await cluster.patch(
         t.resource.plural, t.name, patch, namespace=t.namespace, patch_type=patch_type, subresource=t.subresource
     )
-    return Reply(200, patched)
+    return Reply(201 if managedfields.writer().created else 200, patched)
 
 
 async def _delete(cluster: Cluster, call: Call) -> Reply:

@@ -212,6 +212,7 @@ class _Handler(web.RequestHandler):
                 body=self.request.body or b"",
                 content_type=self.request.headers.get("Content-Type", ""),
                 accept=self.request.headers.get("Accept", ""),
+                user_agent=self.request.headers.get("User-Agent", ""),
             )
             if self.request.method == "POST" and target.resource.plural.endswith("subjectaccessreviews"):
                 reply = await reviews.review(cluster, user, self.server.store, call)
@@ -255,6 +256,9 @@ class _Handler(web.RequestHandler):
 
     def _reply(self, code: int, body: Any, content_type: str = "application/json") -> None:
         self.set_status(code)
+        if code == 204:
+            self.finish()  # No Content: no body, no type
+            return
         self.set_header("Content-Type", content_type)
         self.finish(body if isinstance(body, str | bytes) else json.dumps(body, separators=(",", ":")))
 

@@ -55,7 +55,15 @@ def admit_namespace(rt: ResourceType, obj: dict[str, Any], namespace: str | None
 
 
 def admit_pod(pod: dict[str, Any], accounts: Container[tuple[str, str]]) -> None:
-    """ServiceAccount admission (plugin/pkg/admission/serviceaccount): the pod's account must exist."""
+    """ServiceAccount admission: the pod's account must exist, else the create is refused with 403 Forbidden.
+
+    As kubernetes plugin/pkg/admission/serviceaccount/admission.go does in ``Admit``: an empty
+    ``serviceAccountName`` becomes ``default``; ``getServiceAccount`` looks the account up (retrying
+    only for ``default``, which the service-account controller creates a moment after its namespace:
+    here it exists at once), and a NotFound becomes ``admission.NewForbidden(a, fmt.Errorf("error
+    looking up service account %s/%s: %w", ...))``, whose message reads
+    ``pods "<name>" is forbidden: error looking up service account <ns>/<sa>: serviceaccount "<sa>" not found``.
+    """
     meta, spec = pod["metadata"], pod.get("spec") or {}
     sa = spec.get("serviceAccountName") or "default"
     ns = meta["namespace"]
@@ -73,14 +81,7 @@ def scope_write(rt: ResourceType, old: dict[str, Any], new: dict[str, Any],
     if subresource and (subresource not in rt.subresources or subresource not in ("status", "finalize")):
         raise NotFound(f"the server could not find the requested resource ({rt.plural}/{subresource})")
     if subresource == "status":
-        # Status writes change only status (metav1.ResetObjectMetaForStatus; spec from the old object).
-        status = new.get("status")
-        new = clone(old)
-        if status is None:
-            new.pop("status", None)
-        else:
-            new["status"] = status
-        return new
+        return _status_write(rt, old, new)
     if subresource == "finalize":
         # namespaces/finalize changes only spec.finalizers (pkg/registry/core/namespace/storage FinalizeREST).
         finalizers = (new.get("spec") or {}).get("finalizers")
@@ -98,4 +99,24 @@ def scope_write(rt: ResourceType, old: dict[str, Any], new: dict[str, Any],
     if rt.plural == "namespaces":
         new["spec"] = clone(old.get("spec", {}))  # spec.finalizers change only via /finalize
     defaults.prepare_for_update(rt, new)
+    return new
+
+
+def _status_write(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A write to ``<resource>/status``: the request's object with the old spec, as the status strategies'
+    ``PrepareForUpdate`` make it (kubernetes pkg/registry/*/strategy.go): metadata changes (labels,
+    annotations, finalizers) are kept; pods keep their old ``ownerReferences`` (core/pod/strategy.go
+    ``podStatusStrategy``), deployments their old labels (apps/deployment/strategy.go)."""
+    new = clone(new)
+    if "spec" in old:
+        new["spec"] = clone(old["spec"])
+    else:
+        new.pop("spec", None)
+    meta, old_meta = new["metadata"], old["metadata"]
+    kept = {"pods": ("ownerReferences",), "deployments": ("labels",)}.get(rt.plural, ())
+    for field in kept:
+        if field in old_meta:
+            meta[field] = clone(old_meta[field])
+        else:
+            meta.pop(field, None)
     return new

@@ -166,15 +166,76 @@ _BY_RESOURCE: dict[str, Callable[[dict[str, Any], Context], None]] = {
 }
 
 
+_EMPTY_OMITTED = ("labels", "annotations", "finalizers", "ownerReferences")
+_EVENT_ZERO_FIELDS: dict[str, Any] = {"eventTime": None, "firstTimestamp": None, "lastTimestamp": None,
+                                      "reportingComponent": "", "reportingInstance": "", "source": {}}
+"""Fields of a core/v1 Event without ``omitempty``: a Go server writes them out even when empty."""
+
+
+def as_encoded(rt: ResourceType, obj: dict[str, Any]) -> None:
+    """Shape ``obj`` as the server's encoding of its typed object does: empty metadata maps and lists
+    (``omitempty``) go, an Event's fields without ``omitempty`` are there."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        for key in _EMPTY_OMITTED:
+            if key in meta and meta[key] in ({}, [], None):
+                del meta[key]
+    if rt.plural == "events":
+        for key, zero in _EVENT_ZERO_FIELDS.items():
+            obj.setdefault(key, zero)
+
+
+def decode_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
+    """Only the defaults a decoded request body carries (the scheme's ``SetDefaults_*`` in
+    ``pkg/apis/core/v1/defaults.go``, ``apps/v1/defaults.go``), without admission and strategy: what the
+    field manager sees of a write (``fakes.state.managedfields``)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        for key in _EMPTY_OMITTED:
+            if key in meta and meta[key] in ({}, [], None):
+                del meta[key]
+    spec = obj.get("spec")
+    if rt.plural == "pods" and isinstance(spec, dict):
+        default_pod_spec(spec)
+    elif rt.plural == "services" and isinstance(spec, dict):
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        for port in spec.get("ports") or []:
+            if isinstance(port, dict):
+                port.setdefault("protocol", "TCP")
+                if "port" in port:
+                    port.setdefault("targetPort", port["port"])
+    elif rt.plural == "secrets":
+        merge_string_data(obj)
+        obj.setdefault("type", "Opaque")
+    elif rt.plural == "namespaces" and isinstance(obj.get("metadata"), dict):
+        name = obj["metadata"].get("name")
+        if name:
+            obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+    elif rt.plural == "deployments" and isinstance(spec, dict):
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        spec.setdefault("strategy", {"type": "RollingUpdate",
+                                     "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+        template_spec = (spec.get("template") or {}).get("spec")
+        if isinstance(template_spec, dict):
+            default_pod_spec(template_spec)
+
+
 def prepare_for_create(rt: ResourceType, obj: dict[str, Any], ctx: Context) -> None:
     """Fill ``obj``'s defaults in place, as the server's defaulting and admission do."""
     fill = _BY_RESOURCE.get(rt.plural)
     if fill is not None:
         fill(obj, ctx)
+    as_encoded(rt, obj)
 
 
 def prepare_for_update(rt: ResourceType, obj: dict[str, Any]) -> None:
-    """Defaults that also apply on update (a replaced pod spec keeps its defaults)."""
+    """Defaults that also apply on update (a replaced pod spec keeps its defaults, a namespace its name label)."""
+    as_encoded(rt, obj)
+    if rt.plural == "namespaces":
+        decode_defaults(rt, obj)  # SetDefaults_Namespace runs on every decoded namespace
     if rt.plural == "secrets":
         merge_string_data(obj)
     elif rt.plural == "pods" and isinstance(obj.get("spec"), dict):

@@ -28,10 +28,13 @@ Sources followed:
 
 from __future__ import annotations
 
+import calendar
+import time
+from collections.abc import Callable
 from typing import Any
 
 from fakes.state.objects import Key, clone
-from gateway.cluster.interface import Conflict, Propagation
+from gateway.cluster.interface import Propagation
 from gateway.cluster.resources import RESOURCES, TERMINAL_POD_PHASES, ResourceType
 
 FOREGROUND = "foregroundDeletion"
@@ -59,6 +62,8 @@ class Lifecycle:
     def _remove(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
+    _clock: Callable[[], float]
+
     def _now(self) -> str:
         raise NotImplementedError
 
@@ -76,39 +81,47 @@ class Lifecycle:
         """Start deleting stored ``obj``; return its state afterwards and whether it is gone.
 
         Called by ``Store.delete`` and by the controllers below for dependents
-        and namespace contents.  Does not settle; the caller does.
+        and namespace contents.  Does not settle; the caller does.  As the
+        generic registry's ``Store.Delete``: ``BeforeDelete`` first (pods, the one
+        graceful kind here, are always written with their deletion mark, so
+        watchers see MODIFIED before DELETED even for a pod that goes at once),
+        then finalizers, then removal when nothing holds the object.
         """
         if rt.plural == "namespaces":
             return self._delete_namespace(obj), False
         meta = obj["metadata"]
         uid = meta["uid"]
         policy = policy or Propagation.BACKGROUND
+        new = clone(obj)
+        new_meta = new["metadata"]
+        graceful = False
+        if rt.plural == "pods":
+            marked = self._mark_pod_for_deletion(obj, new_meta, grace)
+            if marked is None:
+                return obj, False  # a deletion already pending with no shorter grace: answered as it stands
+            graceful = marked
         finalizers = list(meta.get("finalizers") or [])
         if policy is Propagation.ORPHAN:
             self._orphan_dependents(uid)
         elif policy is Propagation.FOREGROUND and self._dependents.get(uid):
             if FOREGROUND not in finalizers:
                 finalizers.append(FOREGROUND)
-        pending_grace = self._graceful_period(rt, obj, grace)
-        if pending_grace is None and not finalizers:
+        if not graceful and not finalizers:
             return self._remove(rt, obj), True
-        new = clone(obj)
-        new_meta = new["metadata"]
         new_meta["finalizers"] = finalizers
         if not finalizers:
             new_meta.pop("finalizers")
-        if pending_grace is not None:
-            current = new_meta.get("deletionGracePeriodSeconds")
-            if current is None or pending_grace < current:
-                # A later request may shorten the grace period, never lengthen it.
-                new_meta["deletionTimestamp"] = self._in_seconds(pending_grace)
-                new_meta["deletionGracePeriodSeconds"] = pending_grace
-        elif "deletionTimestamp" not in new_meta or new_meta.get("deletionGracePeriodSeconds"):
-            # Only finalizers hold the object (a grace period cut to 0 ends now): marked now, no grace left.
-            new_meta["deletionTimestamp"] = self._now()
+        if not graceful:
+            # store.go markAsDeleting: only finalizers hold the object; marked now, no grace left.
+            if "deletionTimestamp" not in new_meta and new_meta.get("generation", 0) > 0:
+                new_meta["generation"] += 1
+            if "deletionTimestamp" not in new_meta or new_meta["deletionTimestamp"] > self._now():
+                new_meta["deletionTimestamp"] = self._now()
             new_meta["deletionGracePeriodSeconds"] = 0
         if new != obj:
             obj = self._put(rt, new, obj)
+        if graceful and not finalizers and new_meta["deletionGracePeriodSeconds"] == 0:
+            return self._remove(rt, obj), True  # updateForGracefulDeletionAndFinalizers: deleteImmediately
         if FOREGROUND in finalizers and FOREGROUND not in (meta.get("finalizers") or []):
             # Only when the owner turns foreground: ownership cycles must not recurse forever.
             self._delete_dependents(uid)
@@ -120,36 +133,60 @@ class Lifecycle:
             return self._objects[key[0]][(key[1], key[2])], False
         return obj, False
 
-    def _graceful_period(self, rt: ResourceType, obj: dict[str, Any], grace: int | None) -> int | None:
-        """The grace period a deletion of ``obj`` waits for, or ``None`` when it needs none.
+    def _mark_pod_for_deletion(self, pod: dict[str, Any], new_meta: dict[str, Any], grace: int | None) -> bool | None:
+        """``rest.BeforeDelete`` for a pod: set its deletion mark in ``new_meta``.
 
-        Only pods bound to a node and not yet terminal wait (``CheckGracefulDelete``):
-        their kubelet stops the containers and then deletes them with grace 0.
+        Returns ``True`` when the mark was set or shortened (graceful), ``False`` when
+        the pod carries a mark of no grace already (only finalizers can hold it),
+        ``None`` when a deletion is pending and this request shortens nothing.
         """
-        if rt.plural != "pods":
-            return None
-        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp"):
+            current = meta.get("deletionGracePeriodSeconds")
+            if not current:
+                return False
+            if grace is None or grace >= current:
+                return None
+            # A later request may shorten the grace period, never lengthen it; the mark moves back by the
+            # difference, to now at the earliest (and then a grace left over is 1 second).
+            when = _epoch(meta["deletionTimestamp"]) - current + grace
+            period = grace
+            if when < self._clock():
+                when, period = self._clock(), (1 if grace else 0)
+            new_meta["deletionTimestamp"] = _timestamp(when)
+            new_meta["deletionGracePeriodSeconds"] = period
+            return True
+        period = self._pod_grace_period(pod, grace)
+        new_meta["deletionTimestamp"] = self._in_seconds(period)
+        new_meta["deletionGracePeriodSeconds"] = period
+        if new_meta.get("generation", 0) > 0:
+            new_meta["generation"] += 1
+        return True
+
+    @staticmethod
+    def _pod_grace_period(pod: dict[str, Any], grace: int | None) -> int:
+        """``CheckGracefulDelete`` of pkg/registry/core/pod/strategy.go: the grace period a pod deletion waits.
+
+        Unbound or terminal pods get 0 (they go at once); otherwise the request's
+        grace period, else ``spec.terminationGracePeriodSeconds``.  Pods bound to a
+        node wait for its kubelet, which stops the containers and deletes them with grace 0.
+        """
+        spec, status = pod.get("spec") or {}, pod.get("status") or {}
         if not spec.get("nodeName") or status.get("phase") in TERMINAL_POD_PHASES:
-            return None
+            return 0
         if grace is None:
-            grace = spec.get("terminationGracePeriodSeconds", 30)
-        if grace is None or grace <= 0:
-            return None
-        return int(grace)
+            grace = spec.get("terminationGracePeriodSeconds")
+        return max(int(grace or 0), 0)
 
     def _delete_namespace(self, ns: dict[str, Any]) -> dict[str, Any]:
         meta = ns["metadata"]
         if meta.get("deletionTimestamp"):
-            # pkg/registry/core/namespace/storage/storage.go, a second delete of a terminating namespace.
-            raise Conflict(
-                f'Operation cannot be fulfilled on namespaces "{meta["name"]}": The system is ensuring all content '
-                "is removed from this namespace.  Upon completion, this namespace will automatically be purged by "
-                "the system.",
-                kind="namespaces", name=meta["name"],
-            )
+            # pkg/registry/core/namespace/storage/storage.go REST.Delete: a namespace already terminating is
+            # answered as it stands (200) while spec.finalizers hold it; it goes once they are done, which
+            # here is when its last object is gone.
+            return ns
         new = clone(ns)
-        new["metadata"]["deletionTimestamp"] = self._now()
-        new["metadata"]["deletionGracePeriodSeconds"] = 0
+        new["metadata"]["deletionTimestamp"] = self._now()  # and no deletionGracePeriodSeconds, as REST.Delete
         new.setdefault("status", {})["phase"] = "Terminating"
         ns = self._put(RESOURCES["namespaces"], new, ns)
         self._pending_namespaces.add(meta["name"])
@@ -310,3 +347,11 @@ class Lifecycle:
                     break
         finally:
             self._settling = False
+
+
+def _epoch(timestamp: str) -> float:
+    return float(calendar.timegm(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ")))
+
+
+def _timestamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

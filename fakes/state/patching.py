@@ -38,6 +38,9 @@ def apply_patch(target: dict[str, Any], patch: Any, patch_type: PatchType | str)
     except ValueError:
         raise UnsupportedMediaType(f"the body of the request was in an unknown format - accepted media types "
                                    f"include: {', '.join(p.value for p in PatchType)}") from None
+    if patch_type is PatchType.APPLY:
+        # Server-side apply is no patch format of its own: the store applies it (fakes.state.managedfields).
+        raise UnsupportedMediaType(f"{patch_type.value} is applied by the store, not patched")
     if patch_type is PatchType.JSON:
         return json_patch(target, patch)
     if not isinstance(patch, dict):
@@ -86,9 +89,13 @@ def _resolve(doc: Any, parts: list[str], path: str) -> tuple[Any, str]:
     return cur, parts[-1]
 
 
+_REJECTED = "the server rejected our request due to an error in our request"
+
+
 def _missing(path: str) -> Invalid:
-    # The server answers a JSON patch that points nowhere with 422 (apiserver patch.go, jsonPatcher).
-    return Invalid(f"the server rejected our request due to an error in our request: doc is missing path: \"{path}\"")
+    # The server answers a JSON patch that points nowhere with 422 and no more than this (handlers/patch.go
+    # jsonPatcher: errors.NewGenericServerResponse(422, ..., err.Error(), 0, false) keeps no cause).
+    return Invalid(_REJECTED)
 
 
 def _get(doc: Any, path: str) -> Any:
@@ -159,8 +166,7 @@ def json_patch(target: Any, ops: Any) -> Any:
             doc = _add(doc, path, value)
         elif kind == "test":
             if _get(doc, path) != op["value"]:
-                raise Invalid(f"the server rejected our request due to an error in our request: testing value "
-                              f"{path} failed: test failed")
+                raise Invalid(_REJECTED)  # as _missing: the test's own text is not sent
         else:
             raise BadRequest(f"the server rejected our request due to an error in our request: "
                              f"Unexpected kind: {kind}")

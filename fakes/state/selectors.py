@@ -71,8 +71,8 @@ def label_key_errors(key: str) -> list[str]:
 def label_value_errors(value: str) -> list[str]:
     """Why ``value`` is not a valid label value; empty if valid (``IsValidLabelValue``)."""
     errs: list[str] = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
+    if len(value.encode()) > 63:
+        errs.append("must be no more than 63 bytes")  # content.IsLabelValue (apimachinery v0.37): MaxLenError
     if not _LABEL_VALUE.match(value):
         errs.append(
             "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and "
@@ -276,6 +276,11 @@ def field_value(obj: Mapping[str, Any], path: str) -> str:
     return str(cur)
 
 
+_CONVERTED_FIELDS = frozenset({"pods", "nodes", "replicationcontrollers", "events", "namespaces", "secrets",
+                               "services", "jobs", "certificatesigningrequests"})
+"""Kinds that register a field label conversion of their own (kubernetes pkg/apis/*/v1/conversion.go)."""
+
+
 def parse_field_selector(text: str | None, resource: str) -> FieldSelector:
     """Parse ``metadata.name=x,status.phase!=Failed`` for ``resource`` (a plural).
 
@@ -298,7 +303,10 @@ def parse_field_selector(text: str | None, resource: str) -> FieldSelector:
             raise BadRequest(f"invalid selector: '{text}'; can't understand '{clause}'")
         field = field.strip()
         if field not in supported:
-            raise BadRequest(f"field label not supported: {field}")
+            if resource in _CONVERTED_FIELDS:
+                raise BadRequest(f"field label not supported: {field}")
+            # runtime.DefaultMetaV1FieldSelectorConversion, for kinds with no conversion of their own.
+            raise BadRequest(f'"{field}" is not a known field selector: only "metadata.name", "metadata.namespace"')
         reqs.append(FieldRequirement(field, "!=" if op == "!=" else "=", _unescape(value.strip())))
     return FieldSelector(tuple(reqs))
 

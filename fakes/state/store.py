@@ -30,7 +30,8 @@ from typing import Any
 
 from fakes.auth import rbac
 from fakes.auth.identity import TokenRegistry
-from fakes.state import admission, defaults, validation
+from fakes.state import admission, defaults, managedfields, validation
+from fakes.state.applying import Applying
 from fakes.state.faults import Faults
 from fakes.state.lifecycle import Lifecycle
 from fakes.state.nodeports import NodePorts
@@ -56,14 +57,16 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apiserver/pkg/storage/names: no vowels, no look-alikes
 _SERVER_META = ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                 "generation", "selfLink", "managedFields")
-_WITH_GENERATION = frozenset({"deployments"})
+# Kinds whose registries set metadata.generation (1 at create, +1 on a spec change; pods since 1.35's
+# PodObservedGenerationTracking: pkg/registry/core/pod/strategy.go PrepareForCreate, updatePodGeneration).
+_WITH_GENERATION = frozenset({"deployments", "pods"})
 # Registries with ReturnDeletedObject (pkg/registry/core/*/storage/storage.go): DELETE answers with the object;
 # the others answer with a Status of success.
 _RETURN_DELETED = frozenset({"pods", "serviceaccounts", "services", "namespaces", "persistentvolumeclaims",
                              "persistentvolumes"})
 
 
-class Store(Lifecycle, Subresources):
+class Store(Lifecycle, Subresources, Applying):
     """In-memory Kubernetes objects with a real API server's behaviour (see the module docstring).
 
     ``clock`` gives epoch seconds for timestamps and token expiry;
@@ -193,6 +196,12 @@ class Store(Lifecycle, Subresources):
 
     def create(self, rt: ResourceType, obj: dict[str, Any], namespace: str | None) -> dict[str, Any]:
         """POST: store a new object and return it as stored (uid, resourceVersion, defaults filled)."""
+        return self._create(rt, obj, namespace, applied=None)
+
+    def _create(self, rt: ResourceType, obj: dict[str, Any], namespace: str | None,
+                applied: builtins.list[dict[str, Any]] | None) -> dict[str, Any]:
+        """Create ``obj``; ``applied`` is its managedFields when an apply creates it (else the writer's
+        ``Update`` entry is recorded)."""
         if not isinstance(obj, dict):
             raise BadRequest(f"the body of the request was in an unknown format: expected a {rt.kind} object")
         new = clone(obj)
@@ -202,11 +211,11 @@ class Store(Lifecycle, Subresources):
         if not isinstance(meta, dict):
             raise BadRequest("metadata must be an object")
         admission.check_kind(rt, new)
-        if meta.get("resourceVersion"):
-            # etcd3 store Create refuses it; the server answers 500 with this text.
-            raise ServerError("Internal error occurred: resourceVersion should not be set on objects to be created")
+        version = meta.get("resourceVersion") if applied is None else None
         for field in _SERVER_META:
             meta.pop(field, None)
+        seen = clone(new)
+        defaults.decode_defaults(rt, seen)
         if rt.namespaced:
             admission.admit_namespace(rt, new, namespace, self._objects["namespaces"])
         else:
@@ -217,6 +226,10 @@ class Store(Lifecycle, Subresources):
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = self._generate_name(rt, meta)
         validation.validate_create(rt, new)
+        if isinstance(version, str) and version.isdigit() and int(version):
+            # etcd3 store Create, after validation, refuses a version it can read (one it cannot is ignored);
+            # the server answers 500 with this text.
+            raise ServerError("resourceVersion should not be set on objects to be created")
         if (meta.get("namespace", ""), meta["name"]) in self._objects[rt.plural]:
             raise AlreadyExists(f'{rt.group_resource} "{meta["name"]}" already exists',
                                 kind=rt.plural, name=meta["name"], group=rt.group)
@@ -226,6 +239,10 @@ class Store(Lifecycle, Subresources):
         meta["creationTimestamp"] = self._now()
         if rt.plural in _WITH_GENERATION:
             meta["generation"] = 1
+        if applied is None:
+            managedfields.record_update(rt, None, seen, new, subresource=None, now=self._now())
+        elif applied:
+            meta["managedFields"] = applied
         stored = self._put(rt, new, None)
         if rt.plural == "namespaces":
             # The service-account controller gives every new namespace its "default" account.
@@ -292,8 +309,11 @@ class Store(Lifecycle, Subresources):
                 subresource: str | None = None) -> dict[str, Any]:
         """PUT: replace the object, or only its status with ``subresource="status"``.
 
-        A ``metadata.resourceVersion`` in ``obj`` must be the stored one, else :class:`Conflict`.
+        A ``metadata.resourceVersion`` in ``obj`` must be the stored one, else :class:`Conflict`.  Kinds
+        whose strategy allows it create a missing object (the writer's ``created`` tells).
         """
+        if subresource is None and self._creates_on_update(rt, namespace, name, obj):
+            return self._create_on_update(rt, namespace, name, obj)
         old = self._stored(rt, namespace, name)
         if not isinstance(obj, dict):
             raise BadRequest(f"the body of the request was in an unknown format: expected a {rt.kind} object")
@@ -314,7 +334,10 @@ class Store(Lifecycle, Subresources):
 
     def patch(self, rt: ResourceType, namespace: str | None, name: str, patch: Any, patch_type: PatchType,
               subresource: str | None = None) -> dict[str, Any]:
-        """PATCH: apply a merge, JSON or strategic merge patch to the object (or its status)."""
+        """PATCH: apply a merge, JSON or strategic merge patch to the object (or its status), or a
+        server-side apply configuration (:meth:`apply`)."""
+        if patch_type in (PatchType.APPLY, PatchType.APPLY.value):
+            return self.apply(rt, namespace, name, patch, subresource)
         old = self._stored(rt, namespace, name)
         new = apply_patch(old, patch, patch_type)
         if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
@@ -322,8 +345,9 @@ class Store(Lifecycle, Subresources):
         if new["metadata"].get("resourceVersion") != old["metadata"]["resourceVersion"]:
             raise self._conflict(rt, name)
         if new["metadata"].get("name") != name:
-            raise validation.invalid(rt, name, [validation.FieldError(
-                "FieldValueInvalid", "metadata.name", new["metadata"].get("name"), "field is immutable")])
+            # handlers/patch.go checkName, before the update is tried.
+            raise BadRequest(f"the name of the object ({new['metadata'].get('name')}) does not match the name on "
+                             f"the URL ({name})")
         admission.check_kind(rt, new)
         return self._update(rt, old, new, subresource)
 
@@ -336,8 +360,16 @@ class Store(Lifecycle, Subresources):
         )
 
     def _update(self, rt: ResourceType, old: dict[str, Any], new: dict[str, Any],
-                subresource: str | None) -> dict[str, Any]:
+                subresource: str | None, applied: bool = False) -> dict[str, Any]:
+        seen = clone(new)
+        defaults.decode_defaults(rt, seen)
         new = admission.scope_write(rt, old, new, subresource)
+        if applied:
+            new["metadata"]["managedFields"] = clone(seen["metadata"].get("managedFields") or [])
+        else:
+            managedfields.record_update(rt, old, seen, new, subresource=subresource, now=self._now())
+        if not new["metadata"].get("managedFields"):
+            new["metadata"].pop("managedFields", None)
         meta, old_meta = new["metadata"], old["metadata"]
         for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
                       "namespace", "name"):

@@ -15,7 +15,7 @@ from typing import Any
 
 from fakes.auth.identity import TokenRegistry
 from fakes.state.objects import clone
-from gateway.cluster.interface import BadRequest, Cause, Conflict, Invalid, ServerError
+from gateway.cluster.interface import BadRequest, Cause, Conflict, Invalid, NotFound, ServerError
 from gateway.cluster.resources import RESOURCES, ResourceType
 
 LogReader = Callable[[str, str, str, "int | None"], str]
@@ -28,6 +28,7 @@ class Subresources:
     # Provided by Store:
     tokens: TokenRegistry
     _node_logs: dict[str, LogReader]
+    _objects: dict[str, dict[tuple[str, str], dict[str, Any]]]
 
     def _stored(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
         raise NotImplementedError
@@ -66,7 +67,10 @@ class Subresources:
 
     def read_log(self, namespace: str, name: str, container: str | None = None,
                  tail_lines: int | None = None) -> str:
-        """``pods/log``: the container's log from the node that runs the pod."""
+        """``pods/log``: the container's log from the node that runs the pod.
+
+        A node counts as there when it has a Node object or a node agent registered its logs.
+        """
         pod = self._stored(RESOURCES["pods"], namespace, name)
         spec, status = pod.get("spec") or {}, pod.get("status") or {}
         names = [c.get("name") for c in spec.get("containers") or []]
@@ -81,6 +85,10 @@ class Subresources:
         node = spec.get("nodeName")
         if not node:
             return ""  # strategy.go LogLocation: no host yet, an empty log
+        if node not in self._node_logs and ("", node) not in self._objects["nodes"]:
+            # LogLocation asks the node's connection info (pkg/kubelet/client NodeConnectionInfoGetter) before
+            # anything reaches a kubelet; a v1.37.2 server answers a missing node so, under the pods resource.
+            raise NotFound(f'pods "{node}" not found', kind="pods", name=node)
         statuses = (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
         found: dict[str, Any] = next((s for s in statuses if s.get("name") == container), {})
         state = found.get("state") or {}

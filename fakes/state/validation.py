@@ -10,6 +10,7 @@ follow ``k8s.io/apimachinery/pkg/util/validation`` (name formats),
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -106,12 +107,16 @@ def invalid(rt: ResourceType, name: str, errors: list[FieldError]) -> Invalid:
 
 
 def dns1123_label_errors(value: str) -> list[str]:
-    """``IsDNS1123Label``: at most 63 characters of ``[a-z0-9-]``, alphanumeric at both ends."""
+    """``IsDNS1123Label``: at most 63 characters of ``[a-z0-9-]``, alphanumeric at both ends.
+
+    As apimachinery v0.37 ``pkg/util/validation/validation.go`` ``IsDNS1123Label``: a value that
+    would be a valid subdomain fails only for its dots, and says so.
+    """
     errs = []
     if len(value) > DNS1123_LABEL_MAX:
         errs.append(f"must be no more than {DNS1123_LABEL_MAX} characters")
     if not _LABEL.match(value):
-        errs.append(LABEL_MSG)
+        errs.append("must not contain dots" if _SUBDOMAIN.match(value) else LABEL_MSG)
     return errs
 
 
@@ -145,14 +150,19 @@ def path_segment_errors(value: str) -> list[str]:
     return []
 
 
-# Which name rule each resource uses (the ValidateXName passed to ValidateObjectMeta).
+# Which name rule each resource uses (the ValidateXName passed to ValidateObjectMeta).  Services: a
+# DNS-1123 label since RelaxedServiceNameValidation went GA in 1.37 (kubernetes pkg/features/kube_features.go;
+# pkg/apis/core/validation/validation.go ValidateService picks NameIsDNSLabel), so "1-abc" is a valid name.
 _NAME_RULES: dict[str, Callable[[str], list[str]]] = {
     "namespaces": dns1123_label_errors,
-    "services": dns1035_label_errors,
+    "services": dns1123_label_errors,
     "roles": path_segment_errors,
     "clusterroles": path_segment_errors,
     "rolebindings": path_segment_errors,
     "clusterrolebindings": path_segment_errors,
+    # core/v1 events pass only the legacy event checks, then the generic ones of rest.BeforeCreate
+    # (ValidateObjectMetaAccessor with path.ValidatePathSegmentName): pkg/apis/core/validation/events.go.
+    "events": path_segment_errors,
 }
 
 
@@ -336,7 +346,23 @@ def _kind_errors(rt: ResourceType, obj: Mapping[str, Any]) -> list[FieldError]:
         return _binding_errors(rt, obj)
     if rt.plural in ("configmaps", "secrets"):
         return _data_key_errors(obj)
+    if rt.plural == "leases":
+        return _lease_errors(obj)
     return []
+
+
+def _lease_errors(obj: Mapping[str, Any]) -> list[FieldError]:
+    """pkg/apis/coordination/validation ValidateLeaseSpec: durations and transitions must be positive."""
+    spec = obj.get("spec") or {}
+    errs = []
+    duration = spec.get("leaseDurationSeconds")
+    if isinstance(duration, int) and duration <= 0:
+        errs.append(FieldError("FieldValueInvalid", "spec.leaseDurationSeconds", duration, "must be greater than 0"))
+    transitions = spec.get("leaseTransitions")
+    if isinstance(transitions, int) and transitions < 0:
+        errs.append(FieldError("FieldValueInvalid", "spec.leaseTransitions", transitions,
+                               "must be greater than or equal to 0"))
+    return errs
 
 
 def validate_create(rt: ResourceType, obj: Mapping[str, Any]) -> None:
@@ -377,12 +403,19 @@ def validate_update(rt: ResourceType, old: Mapping[str, Any], new: Mapping[str, 
                                    "field is immutable"))
     if rt.plural == "pods":
         old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
-        if _pod_spec_without_mutable(old_spec) != _pod_spec_without_mutable(new_spec):
+        # ValidateContainerUpdates: a changed number of containers is said first, and alone.
+        resized = next((key for key in ("containers", "initContainers")
+                        if len(old_spec.get(key) or []) != len(new_spec.get(key) or [])), None)
+        if resized is not None:
+            errs.append(FieldError("FieldValueForbidden", f"spec.{resized}",
+                                   detail="pod updates may not add or remove containers"))
+        elif _pod_spec_without_mutable(old_spec) != _pod_spec_without_mutable(new_spec):
             errs.append(FieldError("FieldValueForbidden", "spec", detail=_POD_MUTABLE_MSG))
     elif rt.plural in ("rolebindings", "clusterrolebindings"):
         if old.get("roleRef") != new.get("roleRef"):
+            # pkg/apis/rbac/validation/validation.go ValidateRoleBindingUpdate: ValidateImmutableField.
             errs.append(FieldError("FieldValueInvalid", "roleRef", _go_struct(new.get("roleRef") or {}),
-                                   "cannot change roleRef"))
+                                   "field is immutable"))
     elif rt.plural in ("configmaps", "secrets") and old.get("immutable"):
         for key in ("data", "binaryData"):
             if old.get(key) != new.get(key):
@@ -392,6 +425,6 @@ def validate_update(rt: ResourceType, old: Mapping[str, Any], new: Mapping[str, 
 
 
 def _go_struct(ref: Mapping[str, Any]) -> Literal:
-    return Literal(
-        f'rbac.RoleRef{{APIGroup:"{ref.get("apiGroup", "")}", Kind:"{ref.get("kind", "")}", Name:"{ref.get("name", "")}"}}'
-    )
+    """An ``rbac.RoleRef`` as field errors render a struct value since 1.37: JSON of its Go field names."""
+    return Literal(json.dumps({"APIGroup": ref.get("apiGroup", ""), "Kind": ref.get("kind", ""),
+                               "Name": ref.get("name", "")}, separators=(",", ":")))

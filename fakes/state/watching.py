@@ -59,6 +59,8 @@ def _view(change: Change, matches: Predicate) -> WatchEvent | None:
 
 
 _END = object()
+PRE_TIMEOUT = 2.0
+"""Seconds before a watch's deadline when the watch cache sends its last bookmark (``nextBookmarkTime``)."""
 
 
 class Watch:
@@ -66,9 +68,15 @@ class Watch:
 
     Created by ``Store.watch``; ends when ``aclose()`` is called, when its
     timeout passes, or when the store drops it (a fault).  With bookmarks
-    asked for, a ``BOOKMARK`` carrying the current version is sent after
-    ``bookmark_interval`` seconds without events and once before a timeout
-    ends the stream (as ``cacher.go`` does shortly before the deadline).
+    asked for, the watch behaves as the API server's watch cache does
+    (k8s.io/apiserver pkg/storage/cacher ``cacheWatcher.nextBookmarkTime`` and
+    ``dispatchEvents``): a ``BOOKMARK`` is due every ``bookmark_interval``
+    seconds and :data:`PRE_TIMEOUT` seconds before the deadline (when that is
+    still ahead), and it is sent only when writes to the resource (matching or
+    not) have moved the resource's version past the one the watch started
+    from; it carries the resource's newest version.  A quiet resource gets no
+    bookmark at all.  (The real cache fires on one-second buckets, so it may send
+    a second bookmark of the same version just after the first.)
     """
 
     def __init__(
@@ -97,6 +105,9 @@ class Watch:
         # The timeout runs from the request, as the server's does (time.monotonic, like the loop's clock).
         self._deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
         self._on_close = on_close
+        self._start_rv = current_rv()  # the version the watch started from (set by ``start_at``)
+        self._resource_rv = self._start_rv  # the newest version written to the resource (matching or not)
+        self._next_bookmark = self._bookmark_due(time.monotonic()) if allow_bookmarks else None
 
     # ---------------------------------------------------------------- fed by the store
 
@@ -104,9 +115,16 @@ class Watch:
         """Queue what this watcher sees of ``change`` (nothing when it does not match)."""
         if self._closed:
             return
+        self._resource_rv = max(self._resource_rv, change.rv)
         event = _view(change, self._matches)
         if event is not None:
             self._queue.put_nowait(event)
+
+    def start_at(self, rv: int) -> None:
+        """The version the watch starts from: the request's (then each replayed change's), or the current
+        one for a watch without."""
+        self._start_rv = rv
+        self._resource_rv = max(self._resource_rv, rv)
 
     def offer_initial(self, objects: Iterable[dict[str, Any]]) -> None:
         """Queue synthetic ADDED events for the objects that exist now (a watch without version)."""
@@ -126,21 +144,33 @@ class Watch:
     def __aiter__(self) -> Watch:
         return self
 
-    def _bookmark(self) -> WatchEvent:
+    def _bookmark_due(self, now: float) -> float | None:
+        """When the next bookmark is due (``nextBookmarkTime``), or ``None`` when none is."""
+        due = now + self._bookmark_interval
+        if self._deadline is not None and self._deadline - PRE_TIMEOUT < due:
+            due = self._deadline - PRE_TIMEOUT
+        return due if due >= now else None
+
+    def _bookmark(self) -> WatchEvent | None:
+        """The bookmark due now, or ``None`` when the resource has not moved since the watch started
+        (``cacheWatcher`` passes on only events newer than its starting version)."""
+        self._next_bookmark = self._bookmark_due(time.monotonic())
+        if self._resource_rv <= self._start_rv:
+            return None
         return WatchEvent("BOOKMARK", {
             "kind": self._kind, "apiVersion": self._api_version,
-            "metadata": {"resourceVersion": str(self._current_rv())},
+            "metadata": {"resourceVersion": str(self._resource_rv)},
         })
 
     async def __anext__(self) -> WatchEvent:
         if self._finished:
             raise StopAsyncIteration
         while True:
-            wait = None
-            if self._deadline is not None:
-                wait = max(0.0, self._deadline - time.monotonic())
-            if self._allow_bookmarks:
-                wait = self._bookmark_interval if wait is None else min(wait, self._bookmark_interval)
+            now = time.monotonic()
+            wait = None if self._deadline is None else max(0.0, self._deadline - now)
+            if self._next_bookmark is not None:
+                until_bookmark = max(0.0, self._next_bookmark - now)
+                wait = until_bookmark if wait is None else min(wait, until_bookmark)
             try:
                 if wait is None:
                     item = await self._queue.get()
@@ -149,10 +179,11 @@ class Watch:
             except asyncio.TimeoutError:
                 if self._deadline is not None and time.monotonic() >= self._deadline:
                     self._finish()
-                    if self._allow_bookmarks:
-                        return self._bookmark()
                     raise StopAsyncIteration from None
-                return self._bookmark()
+                bookmark = self._bookmark()
+                if bookmark is not None:
+                    return bookmark
+                continue
             if item is _END:
                 self._finish()
                 raise StopAsyncIteration
@@ -241,12 +272,14 @@ class EventLog:
             timeout_seconds=timeout_seconds, allow_bookmarks=allow_bookmarks,
             bookmark_interval=self._bookmark_interval, on_close=self._forget,
         )
+        watch.start_at(current_rv() if since is None else since)
         if since is None:
             watch.offer_initial(current)
         else:
             for change in self._changes.get(resource, ()):
                 if change.rv > since:
                     watch.offer(change)
+                    watch.start_at(change.rv)  # processInterval: replayed events move the start, seen or not
         self._watches.add(watch)
         return watch
 

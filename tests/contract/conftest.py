@@ -21,6 +21,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +57,8 @@ class Target:
     """The store behind a simulated target, for checks the interface cannot make (leaked watches)."""
     in_process: bool = False
     """True when calls reach the store directly (a closed watch is gone at once, not when a connection drops)."""
+    kubeconfig: Path | None = None
+    """An admin kubeconfig for raw HTTP (server-side apply, which the interface cannot send); ``None``: no wire."""
     _opened: list[Cluster] = field(default_factory=list)
     _on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -105,7 +108,8 @@ async def apiserver_target() -> Target:
         target._opened.append(cluster)
         return cluster
 
-    target = Target(admin, open_as, store.faults, WATCH_WINDOW, store, _on_close=[server.stop])
+    target = Target(admin, open_as, store.faults, WATCH_WINDOW, store, kubeconfig=server.kubeconfig_path,
+                    _on_close=[server.stop])
     return target
 
 
@@ -129,7 +133,7 @@ async def kube_target(plane: ControlPlane) -> Target:
         target._opened.append(cluster)
         return cluster
 
-    target = Target(admin, open_as)
+    target = Target(admin, open_as, kubeconfig=plane.admin_kubeconfig)
     return target
 
 

@@ -111,6 +111,10 @@ async def test_namespace_names_are_labels_of_at_most_63_characters(cluster: Clus
                for c in err.value.causes)
     with pytest.raises(Invalid) as err:
         await cluster.create("namespaces", {"metadata": {"name": "dotted.name"}})
+    assert [(c.field, c.message) for c in err.value.causes] == [
+        ("metadata.name", 'Invalid value: "dotted.name": must not contain dots')]
+    with pytest.raises(Invalid) as err:
+        await cluster.create("namespaces", {"metadata": {"name": "Upper_case"}})
     assert "a lowercase RFC 1123 label must consist of" in err.value.message
 
 
@@ -203,12 +207,15 @@ async def test_pod_spec_is_immutable_except_images(cluster: Cluster, ns: str) ->
     assert [(c.reason, c.field) for c in err.value.causes] == [("FieldValueForbidden", "spec")]
 
 
-async def test_status_subresource_changes_only_status(cluster: Cluster, ns: str) -> None:
-    await cluster.create("pods", pod("st", labels={"a": "1"}), namespace=ns)
-    updated = await cluster.patch("pods", "st", {"metadata": {"labels": {"a": "2"}}, "status": {"phase": "Running"}},
+async def test_status_subresource_keeps_spec_and_main_writes_keep_status(cluster: Cluster, ns: str) -> None:
+    created = await cluster.create("pods", pod("st", labels={"a": "1"}), namespace=ns)
+    # pods/status takes the metadata it is given, but never the spec (podStatusStrategy.PrepareForUpdate).
+    updated = await cluster.patch("pods", "st", {"metadata": {"labels": {"a": "2"}}, "status": {"phase": "Running"},
+                                                 "spec": {"activeDeadlineSeconds": 5}},
                                   namespace=ns, subresource="status")
     assert updated["status"]["phase"] == "Running"
-    assert updated["metadata"]["labels"] == {"a": "1"}
+    assert updated["metadata"]["labels"] == {"a": "2"}
+    assert updated["spec"] == created["spec"]
     relabeled = await cluster.patch("pods", "st", {"metadata": {"labels": {"a": "3"}}, "status": {"phase": "Failed"}},
                                     namespace=ns)
     assert relabeled["metadata"]["labels"] == {"a": "3"}
@@ -227,8 +234,11 @@ async def test_services_get_a_cluster_ip(cluster: Cluster, ns: str) -> None:
     created = await cluster.create("services", svc, namespace=ns)
     assert created["spec"]["clusterIP"].count(".") == 3
     assert created["spec"]["ports"][0]["targetPort"] == 8888
-    with pytest.raises(Invalid):
-        await cluster.create("services", dict(svc, metadata={"name": "1-starts-with-digit"}), namespace=ns)
+    # Service names are DNS-1123 labels (RelaxedServiceNameValidation, GA in 1.37): a leading digit is fine.
+    await cluster.create("services", dict(svc, metadata={"name": "1-starts-with-digit"}), namespace=ns)
+    with pytest.raises(Invalid) as err:
+        await cluster.create("services", dict(svc, metadata={"name": "dotted.name"}), namespace=ns)
+    assert [c.field for c in err.value.causes] == ["metadata.name"]
 
 
 async def test_delete_answers_as_the_registry_does(cluster: Cluster, ns: str) -> None:
@@ -256,5 +266,6 @@ async def test_cluster_scoped_and_rbac_names(cluster: Cluster, ns: str) -> None:
     changed = dict(binding, roleRef=dict(binding["roleRef"], name="view"))
     with pytest.raises(Invalid) as err:
         await cluster.replace("rolebindings", "b", changed, namespace=ns)
-    assert "cannot change roleRef" in err.value.message
+    assert [(c.reason, c.field) for c in err.value.causes] == [("FieldValueInvalid", "roleRef")]
+    assert err.value.causes[0].message.endswith("field is immutable")
     await cluster.delete("clusterroles", "kernel:reader")

@@ -1,0 +1,137 @@
+"""Server-side apply over the wire: field managers, managedFields, conflicts and force.
+
+The cluster interface carries no field manager, so these tests speak HTTP to
+the target's API server (:class:`tests.differential.wire.Wire`); the
+in-memory target has no wire and skips them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.differential.wire import Answer, Wire
+
+from .conftest import Target
+
+APPLY = "application/apply-patch+yaml"
+
+
+class Client:
+    """The target's API server, over HTTP, off the event loop (the simulated server runs on it)."""
+
+    def __init__(self, wire: Wire, namespace: str) -> None:
+        self.wire = wire
+        self.namespace = namespace
+
+    async def send(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
+                   **params: str) -> Answer:
+        return await asyncio.to_thread(self.wire.send, method, path, body=body, content_type=content_type,
+                                       params=params or None)
+
+    def configmap_path(self, name: str) -> str:
+        return f"/api/v1/namespaces/{self.namespace}/configmaps/{name}"
+
+    async def apply(self, name: str, body: dict[str, Any], manager: str, **params: str) -> Answer:
+        config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, **body}
+        return await self.send("PATCH", self.configmap_path(name), config, content_type=APPLY, fieldManager=manager,
+                               **params)
+
+
+@pytest.fixture
+async def client(target: Target, ns: str) -> AsyncIterator[Client]:
+    if target.kubeconfig is None:
+        pytest.skip("this target has no wire to send an apply over")
+    wire = await asyncio.to_thread(Wire, target.kubeconfig)
+    try:
+        yield Client(wire, ns)
+    finally:
+        await asyncio.to_thread(wire.close)
+
+
+def owners(obj: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(manager, operation) -> fieldsV1 of an object's managedFields."""
+    return {(e["manager"], e["operation"]): e["fieldsV1"] for e in obj["metadata"].get("managedFields", [])}
+
+
+async def test_apply_needs_a_field_manager(client: Client) -> None:
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}
+    answer = await client.send("PATCH", client.configmap_path("x"), config, content_type=APPLY)
+    assert (answer.status, answer.body["reason"]) == (422, "Invalid")
+    assert answer.body["details"]["causes"] == [
+        {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch",
+         "field": "fieldManager"}]
+
+
+async def test_apply_creates_then_a_second_apply_changes_nothing(client: Client) -> None:
+    body = {"metadata": {"name": "cm", "labels": {"a": "1"}}, "data": {"k": "v"}}
+    created = await client.apply("cm", body, "alice")
+    assert created.status == 201
+    assert owners(created.body) == {("alice", "Apply"): {"f:data": {"f:k": {}}, "f:metadata": {"f:labels": {"f:a": {}}}}}
+    again = await client.apply("cm", body, "alice")
+    assert again.status == 200
+    assert again.body["metadata"]["resourceVersion"] == created.body["metadata"]["resourceVersion"]
+
+
+async def test_a_conflicting_apply_names_the_owner_and_force_takes_the_field(client: Client) -> None:
+    await client.apply("cm", {"data": {"k": "v", "mine": "a"}}, "alice")
+    refused = await client.apply("cm", {"data": {"k": "other"}}, "bob")
+    assert (refused.status, refused.body["reason"]) == (409, "Conflict")
+    assert refused.body["message"] == 'Apply failed with 1 conflict: conflict with "alice": .data.k'
+    assert refused.body["details"]["causes"] == [
+        {"reason": "FieldManagerConflict", "message": 'conflict with "alice"', "field": ".data.k"}]
+    # The same value is no conflict: both own it.
+    shared = await client.apply("cm", {"data": {"k": "v"}}, "carol")
+    assert shared.status == 200 and owners(shared.body)[("carol", "Apply")] == {"f:data": {"f:k": {}}}
+    forced = await client.apply("cm", {"data": {"k": "other"}}, "bob", force="true")
+    assert forced.status == 200 and forced.body["data"] == {"k": "other", "mine": "a"}
+    assert owners(forced.body) == {("alice", "Apply"): {"f:data": {"f:mine": {}}},
+                                   ("bob", "Apply"): {"f:data": {"f:k": {}}}}
+
+
+async def test_updates_are_owned_by_their_manager_and_conflict_with_an_apply(client: Client) -> None:
+    await client.apply("cm", {"data": {"k": "v"}}, "alice")
+    patched = await client.send("PATCH", client.configmap_path("cm"), {"data": {"k": "edited", "extra": "1"}},
+                                content_type="application/merge-patch+json", fieldManager="editor")
+    assert patched.status == 200
+    assert owners(patched.body) == {("editor", "Update"): {"f:data": {"f:extra": {}, "f:k": {}}}}
+    refused = await client.apply("cm", {"data": {"k": "v"}}, "alice")
+    assert refused.status == 409
+    [cause] = refused.body["details"]["causes"]
+    assert (cause["field"], cause["message"]) == (".data.k", 'conflict with "editor" using v1')
+
+
+async def test_an_apply_drops_what_its_manager_stops_applying_unless_another_owns_it(client: Client) -> None:
+    await client.apply("cm", {"data": {"a": "1", "b": "2", "c": "3"}}, "alice")
+    await client.apply("cm", {"data": {"c": "3"}}, "bob")
+    shrunk = await client.apply("cm", {"data": {"a": "1"}}, "alice")
+    assert shrunk.body["data"] == {"a": "1", "c": "3"}
+
+
+async def test_keyed_lists_conflict_item_by_item(client: Client) -> None:
+    path = f"/api/v1/namespaces/{client.namespace}/pods/applied"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "applied"},
+           "spec": {"schedulerName": "contract-tests",
+                    "containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"]}]}}
+    created = await client.send("PATCH", path, pod, content_type=APPLY, fieldManager="alice")
+    assert created.status == 201
+    spec_fields = owners(created.body)[("alice", "Apply")]["f:spec"]
+    assert spec_fields["f:containers"] == {'k:{"name":"main"}': {".": {}, "f:command": {}, "f:image": {}, "f:name": {}}}
+    other = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "applied"},
+             "spec": {"containers": [{"name": "main", "image": "busybox:1.37"}]}}
+    refused = await client.send("PATCH", path, other, content_type=APPLY, fieldManager="bob")
+    assert refused.status == 409
+    assert [c["field"] for c in refused.body["details"]["causes"]] == ['.spec.containers[name="main"].image']
+
+
+async def test_an_apply_must_name_its_kind_and_carry_no_managed_fields(client: Client) -> None:
+    answer = await client.send("PATCH", client.configmap_path("cm"), {"metadata": {"name": "cm"}}, content_type=APPLY,
+                               fieldManager="alice")
+    assert (answer.status, answer.body["message"]) == (400, "invalid object type: /, Kind=")
+    answer = await client.apply("cm", {"metadata": {"name": "cm", "managedFields": [{"manager": "x"}]}}, "alice")
+    assert (answer.status, answer.body["message"]) == (400, "metadata.managedFields must be nil")
+    answer = await client.apply("cm", {"metadata": {"name": "other"}}, "alice")
+    assert answer.status == 400

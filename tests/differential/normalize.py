@@ -1,0 +1,127 @@
+"""What of an answer the differential test compares: the parts no server chooses on its own.
+
+:func:`normalize` keeps status codes, reasons, ``details`` (causes sorted: the
+real server lists the conflicts of several managers in map order) and object
+shapes, and replaces what each server picks by itself: uids, resourceVersion
+values, timestamps (``managedFields`` times too, and the one in a conflict's
+message), the random suffixes of generated names and service-account volumes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+_UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ACCESS_VOLUME = re.compile(r"kube-api-access-[a-z0-9]{5}")
+_VERSION_TEXT = re.compile(r"(resource ?version:? ?|ResourceVersion[^:]*: ?|current: )\d+", re.IGNORECASE)
+_SERVER_FIELDS = ("uid", "resourceVersion")
+
+
+def normalize(status: int, body: Any) -> Any:
+    """The comparable form of one answer."""
+    return {"status": status, "body": _value(_without_access_volume(_shape(body)))}
+
+
+def _without_access_volume(body: Any) -> Any:
+    """A pod without the service-account token volume the real ServiceAccount admission adds (the simulated
+    cluster's node agent gives pods their token without it: docs/known-differences.md)."""
+    if not isinstance(body, dict):
+        return body
+    if isinstance(body.get("items"), list):
+        return {**body, "items": [_without_access_volume(i) for i in body["items"]]}
+    if isinstance(body.get("object"), dict):
+        return {**body, "object": _without_access_volume(body["object"])}
+    spec = body.get("spec")
+    if body.get("kind", "Pod") != "Pod" or not isinstance(spec, dict) or "containers" not in spec:
+        return body
+    spec = dict(spec)
+    volumes = [v for v in spec.get("volumes") or [] if not _ACCESS_VOLUME.fullmatch(str(v.get("name")))]
+    if volumes:
+        spec["volumes"] = volumes
+    else:
+        spec.pop("volumes", None)
+    for key in ("containers", "initContainers"):
+        if isinstance(spec.get(key), list):
+            spec[key] = [_without_access_mount(c) for c in spec[key]]
+    return {**body, "spec": spec}
+
+
+def _without_access_mount(container: Any) -> Any:
+    if not isinstance(container, dict) or "volumeMounts" not in container:
+        return container
+    mounts = [m for m in container["volumeMounts"] if not _ACCESS_VOLUME.fullmatch(str(m.get("name")))]
+    out = {k: v for k, v in container.items() if k != "volumeMounts"}
+    if mounts:
+        out["volumeMounts"] = mounts
+    return out
+
+
+def _shape(body: Any) -> Any:
+    if not isinstance(body, dict):
+        return body
+    out = dict(body)
+    if out.get("kind") == "WatchEvents":
+        # The service-account controller of a real cluster adds a namespace's "default" account a moment
+        # after the namespace; the simulated one at once. A watch sees it, or not, by timing.
+        out["items"] = [e for e in out["items"] if not _default_account(e.get("object"))]
+    if out.get("kind") == "Status":
+        if out.get("code") == 500:
+            out.pop("reason", None)  # a real 500 from storage has none; ours says InternalError
+        details = dict(out.get("details") or {})  # an empty details object is no details (the fake omits it)
+        if "causes" in details:
+            causes = [{**c, "message": _without_diff(c["message"])} if "message" in c else c for c in details["causes"]]
+            details["causes"] = sorted(causes, key=lambda c: (c.get("field", ""), c.get("message", "")))
+        if details:
+            out["details"] = details
+        else:
+            out.pop("details", None)
+        if isinstance(out.get("message"), str):
+            out["message"] = _VERSION_TEXT.sub(r"\1<rv>", _without_diff(out["message"]))
+            if len(details.get("causes") or ()) > 1 and ": [" in out["message"]:
+                # Several field errors: the message lists them in the order validation met them, which for
+                # a map (labels) is Go's random order; the sorted causes hold the same text.
+                out["message"] = out["message"].split(": [", 1)[0] + ": [<causes>]"
+        return out
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        meta = dict(meta)
+        for key in _SERVER_FIELDS:
+            if key in meta:
+                meta[key] = f"<{key}>"
+        if meta.get("generateName") and meta.get("name", "").startswith(meta["generateName"]):
+            meta["name"] = meta["generateName"] + "<random>"
+        if isinstance(meta.get("managedFields"), list):
+            # Times are set aside whole: the real server leaves out the time of an apply that changed no field.
+            entries = [{**e, "time": "<time>"} for e in meta["managedFields"] if isinstance(e, dict)]
+            meta["managedFields"] = sorted(entries, key=lambda e: (
+                e.get("manager", ""), e.get("operation", ""), e.get("subresource", "")))
+        out["metadata"] = meta
+    if isinstance(out.get("items"), list):
+        out["items"] = [_shape(i) for i in out["items"]]
+    if isinstance(out.get("object"), dict):
+        out["object"] = _shape(out["object"])
+    return out
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_value(v) for v in value]
+    if isinstance(value, str):
+        value = _TIMESTAMP.sub("<time>", value)
+        value = _UID.sub("<uid>", value)
+        return _ACCESS_VOLUME.sub("kube-api-access-<random>", value)
+    return value
+
+
+def _default_account(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("kind") == "ServiceAccount" and \
+        (obj.get("metadata") or {}).get("name") == "default"
+
+
+def _without_diff(message: str) -> str:
+    """A refused pod update's text without the diff of Go structs the real server appends to it."""
+    return message.split("\n@@ ", 1)[0]
