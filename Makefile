@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-deep lint gateway cluster bench clean
+.PHONY: test test-deep test-kube lint gateway cluster bench mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,18 @@ DEEP_TESTS := tests/test_store_machines.py tests/test_kernel_machine.py tests/te
 test-deep: $(STAMP)
 	HYPOTHESIS_PROFILE=deep $(BIN)/pytest -q $(DEEP_TESTS) --hypothesis-show-statistics
 
+## The contract suite, the scenarios, the kubectl tips, the least-privilege tests, the differential test
+## (simulated API server against the real one) and kubectl's streams (logs, exec, port-forward through the
+## node agent's kubelet API) on a real control plane
+## (kube-apiserver, controller-manager, scheduler, etcd built from Kubernetes' Go modules in e2e/controlplane/,
+## cached in ~/.cache/kernelgate; the node agent as kubelet); ends with how many ran there, per suite.
+## Needs Go; a cold build takes long (README, "Real control plane").
+KUBE_TESTS := tests/contract scenarios tests/test_kubectl_tips.py tests/test_least_privilege.py \
+	tests/test_least_privilege_events.py tests/differential tests/test_kubelet_api.py
+test-kube: $(STAMP)
+	$(BIN)/python -m e2e.kube build
+	KERNELGATE_REQUIRE_KUBE=1 $(BIN)/python -m pytest -q $(KUBE_TESTS) --cluster=kube -p e2e.kube.report
+
 ## Static checks: ruff, mypy and the import-layer contracts.
 lint: $(STAMP)
 	$(BIN)/ruff check gateway fakes tests bench scenarios e2e
@@ -38,10 +50,19 @@ gateway: $(STAMP)
 cluster: $(STAMP)
 	$(BIN)/kernelgate cluster
 
-## Benchmarks of the simulated API server, printed as figures and ratios.
+## Benchmarks, printed as figures and ratios against floors measured in the same run: the simulated
+## API server, execute round trips, and kernel starts, memory, idle kernels and the simulated scale
+## (about 10 minutes on two cores; BENCH_ARGS=--quick: about 4; results kept in bench/results/).
 bench: $(STAMP)
 	$(BIN)/python bench/apiserver.py
 	$(BIN)/python bench/gateway_roundtrip.py
+	$(BIN)/python bench/kernel_starts.py $(BENCH_ARGS)
+
+## Mutation testing of the kernel service, the provisioner, the websocket bridge and the informer
+## (bench/mutants.py: a seeded sample, about an hour on two cores); fails when the score falls
+## below the one recorded in bench/mutants.json.
+mutants: $(STAMP)
+	nice -n 15 $(BIN)/python bench/mutants.py --check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
