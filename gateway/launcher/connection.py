@@ -7,13 +7,26 @@ import logging
 import os
 import re
 import secrets
+import socket
 import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import protocol
+from .ports import reserve_ports
 
 log = logging.getLogger("gateway.launcher")
+
+
+def reserve_kernel_ports(bind_ip: str, port_range: tuple[int, int] | None) -> tuple[list[socket.socket], socket.socket, dict[str, Any]]:
+    """Reserve the kernel's five ports and the comm port; return their sockets and the connection info.
+
+    Called first by both ways a pod runs its kernel (:mod:`gateway.launcher.inprocess`,
+    :mod:`gateway.launcher.supervise`); raises ``OSError`` when the ports cannot be had.
+    """
+    sockets = reserve_ports(bind_ip, 6, port_range)
+    kernel_sockets, comm_socket = sockets[:5], sockets[5]
+    return kernel_sockets, comm_socket, connection_info([s.getsockname()[1] for s in kernel_sockets], bind_ip)
 
 
 def connection_info(ports: Sequence[int], bind_ip: str) -> dict[str, Any]:

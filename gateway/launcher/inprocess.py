@@ -28,11 +28,11 @@ from typing import Any
 
 from . import protocol
 from .comm import CommServer
-from .connection import connection_info, remove_file, sealed_payload, write_connection_file
+from .connection import remove_file, reserve_kernel_ports, sealed_payload, write_connection_file
 from .delivery import start_delivery
 from .lifecycle import KernelLife, signal_kernel
 from .options import LaunchOptions
-from .ports import reserve_ports, share_with_kernel
+from .ports import share_with_kernel
 
 log = logging.getLogger("gateway.launcher")
 
@@ -41,12 +41,10 @@ def run(options: LaunchOptions, response_key: protocol.ResponseKey, env: Mapping
     """Run the kernel; returns the exit status (called once by :func:`gateway.launcher.main.main`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        sockets = reserve_ports(options.bind_ip, 6, options.port_range)
+        kernel_sockets, comm_socket, info = reserve_kernel_ports(options.bind_ip, options.port_range)
     except OSError as exc:
         log.error("cannot start the kernel: %s", exc)
         return 1
-    kernel_sockets, comm_socket = sockets[:5], sockets[5]
-    info = connection_info([s.getsockname()[1] for s in kernel_sockets], options.bind_ip)
     share_with_kernel(kernel_sockets)  # ZeroMQ binds them while they stay reserved
     life = KernelLife(info)
     # The comm port listens before the payload goes out, so the gateway can signal as soon as it knows the port.

@@ -15,11 +15,10 @@ from collections.abc import Mapping
 
 from . import protocol
 from .comm import CommServer
-from .connection import connection_info, remove_file, sealed_payload, write_connection_file
+from .connection import remove_file, reserve_kernel_ports, sealed_payload, write_connection_file
 from .delivery import start_delivery
 from .kernel import KernelProcess
 from .options import LaunchOptions
-from .ports import reserve_ports
 
 log = logging.getLogger("gateway.launcher")
 
@@ -37,12 +36,10 @@ def run(options: LaunchOptions, response_key: protocol.ResponseKey, env: Mapping
 async def _run(options: LaunchOptions, response_key: protocol.ResponseKey, env: Mapping[str, str]) -> int:
     assert options.kernel_cmd is not None
     try:
-        sockets = reserve_ports(options.bind_ip, 6, options.port_range)
+        kernel_sockets, comm_socket, info = reserve_kernel_ports(options.bind_ip, options.port_range)
     except OSError as exc:
         log.error("cannot start the kernel: %s", exc)
         return 1
-    kernel_sockets, comm_socket = sockets[:5], sockets[5]
-    info = connection_info([s.getsockname()[1] for s in kernel_sockets], options.bind_ip)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     kernel: KernelProcess | None = None
