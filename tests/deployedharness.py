@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+import pytest_asyncio
 import yaml
 
 from e2e.kube.fixture import require_built
@@ -101,6 +103,12 @@ def places(config: Any) -> list[str]:
     """The places ``--cluster`` names (``simulated``, ``kube``), each once, for the tests' ``place`` parameter."""
     names = [n.strip() for n in str(config.getoption("clusters")).split(",")]
     return list(dict.fromkeys(PLACES[n] for n in names if n in PLACES))
+
+
+def parametrize_places(metafunc: pytest.Metafunc) -> None:
+    """``pytest_generate_tests`` of a module whose tests take a ``place``: its tests run once per place."""
+    if "place" in metafunc.fixturenames:
+        metafunc.parametrize("place", places(metafunc.config), scope="module")
 
 
 @dataclass
@@ -315,3 +323,10 @@ def complaints(*loggers: str) -> Iterator[Complaints]:
     finally:
         for target in targets:
             target.removeHandler(handler)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module", name="deployment")
+async def deployment_fixture(tmp_path_factory: pytest.TempPathFactory, place: str) -> AsyncIterator[Deployment]:
+    """The gateway deployed once per module at ``place`` (a module imports this fixture to use it)."""
+    async with deployed(tmp_path_factory.mktemp("deployed"), place) as d:
+        yield d

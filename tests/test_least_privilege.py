@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 import yaml
 from tornado.httpclient import AsyncHTTPClient
 
@@ -83,11 +82,11 @@ from tests.deployedharness import (
     WAIT,
     Deployment,
     complaints,
-    deployed,
+    deployment_fixture,  # noqa: F401 (the module's ``deployment`` fixture, which pytest finds by name)
     gateway_role_without,
     in_effect,
     leftovers,
-    places,
+    parametrize_places,
     remove_leftovers,
     rules_without,
 )
@@ -139,15 +138,7 @@ spec:
 COMPANION_PREFIX = {"configmaps": "cm", "secrets": "secret", "services": "svc", "persistentvolumeclaims": "pvc"}
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "place" in metafunc.fixturenames:
-        metafunc.parametrize("place", places(metafunc.config), scope="module")
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def deployment(tmp_path_factory, place):
-    async with deployed(tmp_path_factory.mktemp("deployed"), place) as d:
-        yield d
+pytest_generate_tests = parametrize_places
 
 
 @pytest.fixture(scope="module")

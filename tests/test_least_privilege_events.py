@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from fakes.manifests import gateway_rules
 from fakes.node.kernel_images import repository_root
@@ -45,9 +44,9 @@ from tests.deployedharness import (
     WAIT,
     Deployment,
     complaints,
-    deployed,
+    deployment_fixture,  # noqa: F401 (the module's ``deployment`` fixture, which pytest finds by name)
     gateway_role_without,
-    places,
+    parametrize_places,
 )
 from tests.httpharness import RunningGateway
 
@@ -66,15 +65,7 @@ EVENT_GRANTS = sorted((resource, verb) for rule in gateway_rules() for resource 
 """The grants on events of the manifests' gateway ClusterRole, as ``(resource, verb)``."""
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "place" in metafunc.fixturenames:
-        metafunc.parametrize("place", places(metafunc.config), scope="module")
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def deployment(tmp_path_factory, place):
-    async with deployed(tmp_path_factory.mktemp("deployed"), place) as d:
-        yield d
+pytest_generate_tests = parametrize_places
 
 
 @pytest.fixture(scope="module")
