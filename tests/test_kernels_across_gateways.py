@@ -288,7 +288,9 @@ async def test_a_gateway_stopped_on_a_real_cluster_leaves_its_kernels_to_the_oth
 async def test_a_client_connected_through_another_gateway_keeps_an_idle_kernel_from_the_culler(
         tmp_path: Path) -> None:
     async with shared_cluster(tmp_path) as cluster:
-        culling = {"cull_idle_timeout": 1.0, "cull_interval": 3600.0}
+        # b renews its word every half idle timeout and the word counts for a whole one: a timeout of
+        # a few seconds leaves b's renewals room to be late on a busy machine.
+        culling = {"cull_idle_timeout": 4.0, "cull_interval": 3600.0}
         a, b = await cluster.gateway("gateway-a", **culling), await cluster.gateway("gateway-b", **culling)
         assert a.lease.leading
         kernel = await start(a)
@@ -296,7 +298,7 @@ async def test_a_client_connected_through_another_gateway_keeps_an_idle_kernel_f
         b.service.connected(kernel.id)  # a notebook open through b, idle
         await a.records.wait_for(lambda s: s is not None and "gateway-b" in kernel_record(s)["connected"],
                                  namespace=GATEWAY_NAMESPACE, name=f"kernel-{kernel.id}", timeout=WAIT)
-        await idle_for(a, kernel, 1.0)
+        await idle_for(a, kernel, 4.0)
         assert await a.service.cull_idle_kernels() == []
 
         b.service.disconnected(kernel.id)  # the notebook is closed: b takes its word back

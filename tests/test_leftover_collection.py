@@ -139,6 +139,39 @@ async def test_kernel_objects_without_a_record_are_removed_after_the_grace_and_n
         await cluster.admin.get("namespaces", foreign)
 
 
+async def test_a_record_deleted_while_a_replica_adopts_its_kernel_leaves_nothing_there(tmp_path: Path) -> None:
+    # The holder learns of the launch from its record and adopts it; adopting reads the kernelspec,
+    # and the record is deleted meanwhile.  The holder must let that kernel go (not list it, not
+    # keep it in its table), or its pod, now without a record, would never be collected.
+    async with shared_cluster(tmp_path) as cluster:
+        holder = await cluster.gateway("gateway-holder", leftover_grace=LEFTOVER_GRACE)
+        launcher = await cluster.gateway("gateway-launcher")
+        specs = holder.service.specs
+        choose, entered, release = specs.choose, asyncio.Event(), asyncio.Event()
+
+        async def slow_choose(name: str | None) -> Any:
+            entered.set()
+            await release.wait()
+            return await choose(name)
+
+        specs.choose = slow_choose  # type: ignore[method-assign]
+        kernel_id, launch = await launch_in_background(launcher, "own", KERNEL_IMAGE=SILENT_IMAGE)
+        await asyncio.wait_for(entered.wait(), WAIT)
+        await kernel_pod(launcher, kernel_id)
+        await launcher.crash()
+        await cluster.admin.delete("secrets", record_name(kernel_id), namespace=GATEWAY_NAMESPACE)
+        await holder.records.wait_for(lambda obj: obj is None, namespace=GATEWAY_NAMESPACE,
+                                      name=record_name(kernel_id), timeout=WAIT)
+        specs.choose = choose  # type: ignore[method-assign]
+        release.set()
+
+        await gone(cluster.admin, kernel_id, timeout=WAIT)
+        await cluster.assert_nothing_left(kernel_id)
+        assert kernel_id not in [k.id for k in holder.service.list()]
+        launch.cancel()
+        await asyncio.gather(launch, return_exceptions=True)
+
+
 def created_at(obj: dict[str, Any]) -> float:
     """``metadata.creationTimestamp`` as a POSIX time (whole seconds, as the API server keeps it)."""
     moment = datetime.strptime(obj["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")

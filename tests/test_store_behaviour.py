@@ -125,6 +125,23 @@ async def test_bookmarks_arrive_when_the_resource_moves_past_a_quiet_watch() -> 
         await watch.__anext__()
 
 
+async def test_a_bookmark_never_overtakes_an_event_still_queued() -> None:
+    # A client resumes from a bookmark's version: one sent ahead of a queued event would lose that
+    # event for good if the stream then ended.  The watch cache sends both through one ordered
+    # channel (cacher.go dispatchEvents), so a bookmark follows every event before its version.
+    store = Store(bookmark_interval=0.0)  # a bookmark is due whenever the watch waits
+    watch = store.watch(CMS, "default", None, None, store.resource_version, allow_bookmarks=True)
+    store.create(CMS, {"metadata": {"name": "first"}}, "default")
+    seen = []
+    while len(seen) < 2:
+        event = await asyncio.wait_for(watch.__anext__(), 5)
+        seen.append((event.type, event.object["metadata"].get("name")))
+        if len(seen) == 1:
+            store.create(CMS, {"metadata": {"name": "second"}}, "default")
+    assert seen == [("ADDED", "first"), ("ADDED", "second")]
+    await watch.aclose()
+
+
 async def test_dropping_watches_of_one_resource_spares_the_others(store: Store) -> None:
     pods = store.watch(PODS, None, None, None, store.resource_version)
     cms = store.watch(CMS, None, None, None, store.resource_version)

@@ -172,11 +172,15 @@ class Watch:
                 until_bookmark = max(0.0, self._next_bookmark - now)
                 wait = until_bookmark if wait is None else min(wait, until_bookmark)
             try:
-                if wait is None:
+                if not self._queue.empty():
+                    item = self._queue.get_nowait()
+                elif wait is None:
                     item = await self._queue.get()
                 else:
                     item = await asyncio.wait_for(self._queue.get(), wait)
             except asyncio.TimeoutError:
+                if not self._queue.empty():
+                    continue  # an event came as the wait ended: it goes before any bookmark of its version
                 if self._deadline is not None and time.monotonic() >= self._deadline:
                     self._finish()
                     raise StopAsyncIteration from None

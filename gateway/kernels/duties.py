@@ -16,12 +16,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from gateway.aio import OwnedTasks, cancel_and_wait
+from gateway.aio import Backoff, OwnedTasks, cancel_and_wait
 from gateway.cluster.lease import LeaseElector
 
 log = logging.getLogger("gateway.kernels.duties")
 
 Duty = Callable[[], Awaitable[None]]
+
+RESTART_CAP_SECONDS = 30.0
+"""The longest pause before a failed duty runs again."""
 
 
 class Duties:
@@ -67,9 +70,16 @@ class Duties:
 
     @staticmethod
     async def _run(name: str, duty: Duty) -> None:
-        try:
-            await duty()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("the %s duty failed", name)
+        """Run one duty until cancelled; a duty that fails (a bug, not an API error: those it retries
+        itself) is logged and run again after a jittered pause, so one bad kernel cannot stop it."""
+        backoff = Backoff(base=1.0, cap=RESTART_CAP_SECONDS)
+        while True:
+            try:
+                await duty()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                delay = backoff.fail()
+                log.exception("the %s duty failed; running it again in %.1fs", name, delay)
+            await asyncio.sleep(delay)

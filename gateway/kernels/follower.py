@@ -104,14 +104,13 @@ class RecordFollower:
         """
         self._dirty.add(kernel_id)
         kernel = self._kernels.get(kernel_id)
+        adopted = False
         if kernel is None:
             record = self._records.get(kernel_id)
             if record is None:
                 self._dirty.discard(kernel_id)
                 return
-            kernel = await self._adopt(record)
-            if kernel is None:
-                return
+            kernel, adopted = await self._adopt(record)
         if kernel.lock.locked():
             return
         async with kernel.lock:
@@ -119,7 +118,9 @@ class RecordFollower:
                 self._dirty.discard(kernel_id)
                 record = self._records.get(kernel_id)
                 if record is None:
-                    if kernel.record is not None:
+                    # A kernel with no record yet is a start of this replica, before it writes one; an
+                    # adopted kernel whose record went while it was being adopted is let go as well.
+                    if kernel.record is not None or adopted:
                         await self.gone(kernel, "")
                     return
                 await self._follow_record(kernel, record)
@@ -133,8 +134,12 @@ class RecordFollower:
             kernel.set_state(DEAD, reason=reason)
             log.info("kernel %s is gone%s", kernel.id, f" ({reason})" if reason else "")
 
-    async def _adopt(self, record: KernelRecord) -> Kernel | None:
-        """A kernel for a record this replica has none for (started by another replica, or before this one)."""
+    async def _adopt(self, record: KernelRecord) -> tuple[Kernel, bool]:
+        """A kernel for a record this replica has none for (started by another replica, or before this one).
+
+        Returns the kernel and whether it is new here: a start of this replica may have taken the
+        id while the kernelspec was read, and then that start's kernel is the answer.
+        """
         spec = None
         try:
             spec = (await self._specs.choose(record.kernelspec)).info
@@ -143,7 +148,7 @@ class RecordFollower:
                         "but cannot be relaunched here", record.kernel_id, record.kernelspec, error.message)
         existing = self._kernels.get(record.kernel_id)
         if existing is not None:  # a start of this replica took the id meanwhile
-            return existing
+            return existing, False
         kernel = Kernel(request_of(record, spec))
         kernel.placement = placement_of(record.placement)
         kernel.last_activity = record.last_activity
@@ -152,7 +157,7 @@ class RecordFollower:
         self._on_adopted(kernel)
         if record.phase is not Phase.LAUNCHING:
             log.info("adopted kernel %s (%s) of %s, %s", kernel.id, kernel.name, kernel.username, record.phase.value)
-        return kernel
+        return kernel, True
 
     async def _follow_record(self, kernel: Kernel, record: KernelRecord) -> None:
         """Move the kernel to the state its record says, by the transitions its listeners expect."""
