@@ -44,7 +44,7 @@ MISSING_IMAGE = "registry.example.com/nobody/kernel-py:404"
 def test_the_admission_refusal_of_a_missing_service_account_is_a_400_naming_it() -> None:
     pod = {"metadata": {"name": "alice-1", "namespace": "team-a"}, "spec": {"serviceAccountName": "nobody"}}
     with pytest.raises(Forbidden) as refused:
-        admit_pod(pod, {("team-a", "default")})
+        admit_pod(pod, {("team-a", "default"): {}}, lambda prefix: prefix + "abcde")
     assert refused.value.message == ('pods "alice-1" is forbidden: error looking up service account team-a/nobody: '
                                      'serviceaccount "nobody" not found')
 

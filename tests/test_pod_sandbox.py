@@ -33,6 +33,7 @@ CA = b"-----BEGIN CERTIFICATE-----\nnot a real one\n-----END CERTIFICATE-----\n"
 
 @pytest.fixture
 async def agent(store: Store, tmp_path: Path) -> AsyncIterator[NodeAgent]:
+    store.publish_root_ca(CA)  # as the API server serving the store does
     node = node_agent(store, tmp_path / "node", api_server_url="https://127.0.0.1:6443", api_ca_pem=CA)
     await node.start()
     yield node
@@ -99,3 +100,46 @@ async def test_a_missing_program_is_still_a_start_error(admin, agent):
     terminated = failed["status"]["containerStatuses"][0]["state"]["terminated"]
     assert terminated["reason"] == "StartError"
     assert 'exec: "no-such-program": executable file not found in $PATH' in terminated["message"]
+
+
+async def test_a_pod_gets_the_projected_volumes_its_spec_names_where_its_container_mounts_them(admin, store, agent):
+    """The node fills a volume from the pod spec, not a fixed one: a token, a ConfigMap's key and the pod's
+    name, at the container's mount path (and no token volume where the pod declines one)."""
+    await admin.create("configmaps", {"metadata": {"name": "settings"}, "data": {"a": "from the map"}}, namespace=NS)
+    volume = {"name": "info", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "t", "expirationSeconds": 600}},
+        {"configMap": {"name": "settings", "items": [{"key": "a", "path": "a.txt"}]}},
+        {"downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+    ]}}
+    script = f"cat /etc/info/a.txt; echo; cat /etc/info/name; echo; cat /etc/info/t; echo; ls {SERVICE_ACCOUNT_PATH} | wc -l"
+    spec = pod("projected", ["sh", "-c", script], automountServiceAccountToken=False, volumes=[volume])
+    spec["spec"]["containers"][0]["volumeMounts"] = [{"name": "info", "mountPath": "/etc/info"}]
+    lines = (await run(admin, spec)).splitlines()
+    assert lines[:2] == ["from the map", "projected"]
+    user = store.tokens.authenticate(lines[2], store.service_account_exists)
+    assert user is not None and user.name == "system:serviceaccount:default:default"
+    assert lines[3] == "0"
+
+
+async def test_a_volume_whose_config_map_is_missing_waits_for_it_as_failed_mount(admin, agent):
+    volume = {"name": "later", "projected": {"sources": [{"configMap": {"name": "later"}}]}}
+    spec = pod("waiting", ["cat", "/etc/later/k"], automountServiceAccountToken=False, volumes=[volume])
+    spec["spec"]["containers"][0]["volumeMounts"] = [{"name": "later", "mountPath": "/etc/later"}]
+    events = admin.watch("events", namespace=NS, field_selector="involvedObject.name=waiting")
+    await admin.create("pods", spec, namespace=NS)
+
+    async def failed_mount() -> str:
+        async for event in events:
+            if event.object.get("reason") == "FailedMount":
+                return event.object["message"]
+        raise AssertionError("the watch ended")
+
+    try:
+        message = await asyncio.wait_for(failed_mount(), 20)
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    assert message == 'MountVolume.SetUp failed for volume "later" : configmap "later" not found'
+    await admin.create("configmaps", {"metadata": {"name": "later"}, "data": {"k": "here"}}, namespace=NS)
+    done = await wait_for_pod(admin, NS, "waiting", phase_is("Succeeded", "Failed"), timeout=20)
+    assert done["status"]["phase"] == "Succeeded"
+    assert await admin.read_pod_log("waiting", NS) == "here"

@@ -18,8 +18,8 @@ from gateway.cluster.interface import (
     NotFound,
     PatchType,
     Propagation,
+    ServerError,
     ServiceUnavailable,
-    Timeout,
 )
 from gateway.cluster.resources import RESOURCES
 
@@ -47,7 +47,7 @@ def test_a_fresh_store_looks_like_a_fresh_cluster(store: Store) -> None:
 
 def test_list_items_carry_no_kind_of_their_own(store: Store) -> None:
     store.create(CMS, {"metadata": {"name": "x"}}, "default")
-    [item] = store.list(CMS, "default")["items"]
+    [item] = store.list(CMS, "default", field_selector="metadata.name=x")["items"]
     assert "kind" not in item and "apiVersion" not in item
     assert store.get(CMS, "default", "x")["kind"] == "ConfigMap"
 
@@ -102,13 +102,23 @@ async def test_watch_versions_too_old_too_new_and_malformed(store: Store) -> Non
         store.patch(CMS, "default", "x", {"data": {"i": str(i)}}, PatchType.MERGE)
     with pytest.raises(Gone, match=f"too old resource version: {first} "):
         store.watch(CMS, "default", None, None, first)
-    with pytest.raises(Timeout, match="Too large resource version"):
-        store.watch(CMS, "default", None, None, str(int(store.resource_version) + 10))
-    with pytest.raises(BadRequest):
+    with pytest.raises(ServerError, match='^resourceVersion: Invalid value: "abc": strconv.ParseUint: parsing "abc": '
+                                          "invalid syntax$"):
         store.watch(CMS, "default", None, None, "abc")
     # The newest version and one before it are within the window.
     store.watch(CMS, "default", None, None, str(int(store.resource_version) - 4)).close()
     assert store.open_watches() == 0
+
+
+async def test_a_watch_from_a_version_not_reached_yet_opens_and_skips_the_writes_up_to_it(store: Store) -> None:
+    ahead = int(store.resource_version) + 2
+    stream = store.watch(CMS, "default", None, None, str(ahead))  # open before the store gets there
+    for name in ("a", "b", "c"):
+        store.create(CMS, {"metadata": {"name": name}}, "default")
+    event = await asyncio.wait_for(stream.__anext__(), 5)
+    assert (event.type, event.object["metadata"]["name"]) == ("ADDED", "c")
+    assert int(event.object["metadata"]["resourceVersion"]) == ahead + 1
+    stream.close()
 
 
 async def test_bookmarks_arrive_when_the_resource_moves_past_a_quiet_watch() -> None:
@@ -156,7 +166,7 @@ async def test_dropping_watches_of_one_resource_spares_the_others(store: Store) 
 
 async def test_closing_a_cluster_ends_its_watches(store: Store) -> None:
     cluster = MemoryCluster(store)
-    stream = cluster.watch("configmaps", namespace="default")
+    stream = cluster.watch("configmaps", namespace="default", field_selector="metadata.name=x")
     store.create(CMS, {"metadata": {"name": "x"}}, "default")
     assert (await asyncio.wait_for(stream.__anext__(), 5)).type == "ADDED"
     await cluster.close()
@@ -261,4 +271,4 @@ def test_foreground_deletion_of_an_ownership_cycle_terminates(store: Store) -> N
     store.patch(CMS, "default", "a", {"metadata": {"ownerReferences": [
         {"apiVersion": "v1", "kind": "ConfigMap", "name": "b", "uid": b["metadata"]["uid"]}]}}, PatchType.MERGE)
     store.delete(CMS, "default", "a", propagation_policy=Propagation.FOREGROUND)
-    assert store.list(CMS, "default")["items"] == []
+    assert [c["metadata"]["name"] for c in store.list(CMS, "default")["items"]] == ["kube-root-ca.crt"]

@@ -51,6 +51,7 @@ class ApiServer:
         self.port = port
         self.admin_token = admin_token or secrets.token_urlsafe(32)
         self.certificate = tls.generate((host, "localhost") if host != "localhost" else (host,))
+        store.publish_root_ca(self.certificate.ca_pem)  # what kube-root-ca.crt holds: the CA clients verify us with
         self._http: httpserver.HTTPServer | None = None
         self.watches = watchstream.OpenWatches()
         self.kubelets: dict[str, streaming.Kubelet] = {}

@@ -63,6 +63,6 @@ class NodeContext:
     backoff: RestartBackoff = field(default_factory=RestartBackoff)
     allocatable: dict[str, str] = field(default_factory=dict)
     api_ca_pem: bytes | None = None
-    """The API server's CA, a pod's ``ca.crt`` (``fakes.node.sandbox``)."""
+    """The API server's CA; pods read the one published in their namespace's ``kube-root-ca.crt``."""
     isolate_pods: bool = False
-    """Pods get their own hostname, ``/etc/hosts`` and service-account files (``fakes.node.sandbox``)."""
+    """Pods get their own hostname, ``/etc/hosts`` and projected volumes (``fakes.node.sandbox``)."""

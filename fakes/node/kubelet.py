@@ -22,7 +22,8 @@ only pod listing the Node authorizer allows a node) and, with
 Each pod gets its own loopback address (127.x.y.z, never 127.0.0.1) as its pod
 IP, so servers in different pods bind the same port as they would in a cluster.
 Given the API server's CA (``api_ca_pem``), the node also gives each pod its own
-hostname, ``/etc/hosts`` and service-account files (``fakes.node.sandbox``).
+hostname, ``/etc/hosts`` and projected volumes (its service account's token, the
+``ca.crt`` of its namespace's ``kube-root-ca.crt``: ``fakes.node.sandbox``).
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class NodeAgent:
     routed here (``store.register_node_logs``).  ``backoff`` sets the restart and
     image-pull back-off (tests shorten it); ``shutdown_grace_seconds`` bounds how
     long :meth:`stop` lets containers handle SIGTERM.  ``api_ca_pem`` (with
-    ``api_server_url``) is the CA pods' in-cluster clients trust.  ``schedule=False``
+    ``api_server_url``) says the node serves a cluster with an API server pods can reach: pods then
+    get their own namespaces and volumes (the ``ca.crt`` they trust is the published ``kube-root-ca.crt``).  ``schedule=False``
     leaves binding to a real scheduler; ``lease_renew_seconds`` turns on the Lease heartbeat;
     ``kubelet_port`` is where the Node says its kubelet API listens (``fakes.node.kubeletapi``).
     """

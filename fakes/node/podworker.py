@@ -303,7 +303,7 @@ class PodWorker:
             return None
         await self.ctx.record(self.pod, rec.field_path, "Normal", "Created", f"Created container: {rec.name}")
         loop = asyncio.get_running_loop()
-        wrap = (lambda argv: self.sandbox.command(argv, env)) if self.sandbox.isolated else None
+        wrap = (lambda argv: self.sandbox.command(argv, env, rec.name)) if self.sandbox.isolated else None
         try:
             proc = await ContainerProcess.start(argv, env, cwd, self._log_file(rec.name, rec.restart_count), wrap=wrap)
         except StartFailure as err:
@@ -327,7 +327,7 @@ class PodWorker:
             await self._publish()
             probers = ContainerProbes(
                 self.pod, rec, proc, container, self.pod_ip, record_event=self.ctx.record, publish=self._publish,
-                hurry=self.hurry, exec_env=env, exec_argv=lambda command: self.sandbox.command(command, env),
+                hurry=self.hurry, exec_env=env, exec_argv=lambda command: self.sandbox.command(command, env, rec.name),
                 exec_cwd=cwd,
             ).start(self._tasks)
         try:

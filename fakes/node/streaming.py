@@ -244,7 +244,7 @@ class NodeStreaming:
         found = await asyncio.to_thread(_find_program, program, env.get("PATH"), cwd)
         if found is None:
             raise ExecFailed(EXEC_FAILED + f'exec: "{program}": executable file not found in $PATH: unknown')
-        argv = worker.sandbox.command([found, *command[1:]], env)
+        argv = worker.sandbox.command([found, *command[1:]], env, container)
         master: int | None = None
         try:
             if tty:

@@ -8,7 +8,7 @@ what the store holds; each raises the error the real server answers with.
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fakes.state import defaults
@@ -54,25 +54,80 @@ def admit_namespace(rt: ResourceType, obj: dict[str, Any], namespace: str | None
         )
 
 
-def admit_pod(pod: dict[str, Any], accounts: Container[tuple[str, str]]) -> None:
-    """ServiceAccount admission: the pod's account must exist, else the create is refused with 403 Forbidden.
+SERVICE_ACCOUNT_VOLUME = "kube-api-access"
+"""The prefix of the token volume ServiceAccount admission adds (admission.go ``ServiceAccountVolumeName``)."""
+SERVICE_ACCOUNT_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+"""Where every container finds it (admission.go ``DefaultAPITokenMountPath``)."""
+TOKEN_EXPIRATION_SECONDS = 3607
+"""pkg/serviceaccount ``WarnOnlyBoundTokenExpirationSeconds``: the lifetime the volume asks its token for."""
 
-    As kubernetes plugin/pkg/admission/serviceaccount/admission.go does in ``Admit``: an empty
-    ``serviceAccountName`` becomes ``default``; ``getServiceAccount`` looks the account up (retrying
+
+def admit_pod(pod: dict[str, Any], accounts: Mapping[tuple[str, str], dict[str, Any]],
+              generate_name: Callable[[str], str]) -> None:
+    """ServiceAccount admission of a pod being created, as kubernetes plugin/pkg/admission/serviceaccount/
+    admission.go ``Admit`` does it; called by the store's create path before validation.
+
+    An empty ``serviceAccountName`` becomes ``default``; ``getServiceAccount`` looks the account up (retrying
     only for ``default``, which the service-account controller creates a moment after its namespace:
     here it exists at once), and a NotFound becomes ``admission.NewForbidden(a, fmt.Errorf("error
     looking up service account %s/%s: %w", ...))``, whose message reads
     ``pods "<name>" is forbidden: error looking up service account <ns>/<sa>: serviceaccount "<sa>" not found``.
+    Then, unless the pod (or else its account) sets ``automountServiceAccountToken`` false, the token volume
+    and its mounts (:func:`_mount_service_account_token`); and a pod without ``imagePullSecrets`` gets its
+    account's.  ``generate_name`` gives the volume's random suffix (``names.SimpleNameGenerator``).
     """
-    meta, spec = pod["metadata"], pod.get("spec") or {}
+    meta, spec = pod["metadata"], pod.setdefault("spec", {})
     sa = spec.get("serviceAccountName") or "default"
     ns = meta["namespace"]
-    if (ns, sa) in accounts:
-        return
-    why = f'error looking up service account {ns}/{sa}: serviceaccount "{sa}" not found'
-    name = meta.get("name", "")
-    raise Forbidden(f'pods "{name}" is forbidden: {why}' if name else f"pods is forbidden: {why}",
-                    kind="pods", name=name)
+    account = accounts.get((ns, sa))
+    if account is None:
+        why = f'error looking up service account {ns}/{sa}: serviceaccount "{sa}" not found'
+        name = meta.get("name", "")
+        raise Forbidden(f'pods "{name}" is forbidden: {why}' if name else f"pods is forbidden: {why}",
+                        kind="pods", name=name)
+    spec["serviceAccountName"] = spec["serviceAccount"] = sa
+    automount = spec.get("automountServiceAccountToken")
+    if automount is None:
+        automount = account.get("automountServiceAccountToken")
+    if automount is not False:  # shouldAutomount
+        _mount_service_account_token(spec, generate_name)
+    if not spec.get("imagePullSecrets") and account.get("imagePullSecrets"):
+        spec["imagePullSecrets"] = [{"name": s.get("name", "")} for s in account["imagePullSecrets"]]
+
+
+def _mount_service_account_token(spec: dict[str, Any], generate_name: Callable[[str], str]) -> None:
+    """admission.go ``mountServiceAccountToken``: a volume named ``kube-api-access-`` plus a random suffix
+    (or the pod's own volume of that prefix, when it has one), mounted read-only at
+    :data:`SERVICE_ACCOUNT_MOUNT_PATH` in every init container and container that mounts nothing there;
+    the volume (``TokenVolumeSource``) is added only when a container mounts it."""
+    volumes = spec.get("volumes") or []
+    own = next((v.get("name") for v in volumes if str(v.get("name", "")).startswith(SERVICE_ACCOUNT_VOLUME + "-")),
+               None)
+    name = own or generate_name(SERVICE_ACCOUNT_VOLUME + "-")
+    mounted = False
+    for key in ("initContainers", "containers"):
+        for container in spec.get(key) or []:
+            mounts = container.get("volumeMounts") or []
+            if any(m.get("mountPath") == SERVICE_ACCOUNT_MOUNT_PATH for m in mounts):
+                continue
+            container["volumeMounts"] = [*mounts, {"name": name, "readOnly": True,
+                                                   "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}]
+            mounted = True
+    if own is None and mounted:
+        spec["volumes"] = [*volumes, {"name": name, "projected": token_volume_source()}]
+
+
+def token_volume_source() -> dict[str, Any]:
+    """admission.go ``TokenVolumeSource``: the account's token, the cluster's CA and the pod's namespace."""
+    return {
+        "sources": [
+            {"serviceAccountToken": {"expirationSeconds": TOKEN_EXPIRATION_SECONDS, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace",
+                                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+        ],
+        "defaultMode": 420,
+    }
 
 
 def scope_write(rt: ResourceType, old: dict[str, Any], new: dict[str, Any],

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fakes.state import managedfields
+from fakes.state import managedfields, versions
 from gateway.cluster.interface import BadRequest, Conflict, NotFound
 from gateway.cluster.resources import ResourceType
 
@@ -68,6 +68,7 @@ class Applying:
         self._check_apply(rt, namespace, name, config)
         live = self._objects[rt.plural].get((self._ns(rt, namespace), name))
         meta = config.get("metadata") or {}
+        versions.object_version(meta.get("resourceVersion"))  # as for a PUT, whether the object exists or not
         if live is not None and meta.get("resourceVersion") and meta["resourceVersion"] != \
                 live["metadata"]["resourceVersion"]:
             raise self._conflict(rt, name)
@@ -110,6 +111,6 @@ class Applying:
         """``Store.replace`` of a missing object: created under the URL's name, its resourceVersion dropped
         (``registry/generic/registry/store.go`` ``Update`` when creating)."""
         meta = {**(obj.get("metadata") or {}), "name": name}
-        meta.pop("resourceVersion", None)
+        versions.object_version(meta.pop("resourceVersion", None))
         managedfields.writer().created = True
         return self.create(rt, {**obj, "metadata": meta}, namespace)

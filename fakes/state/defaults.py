@@ -163,6 +163,8 @@ _BY_RESOURCE: dict[str, Callable[[dict[str, Any], Context], None]] = {
     "secrets": _secret,
     "namespaces": _namespace,
     "deployments": _deployment,
+    "rolebindings": lambda obj, _ctx: default_binding(obj),
+    "clusterrolebindings": lambda obj, _ctx: default_binding(obj),
 }
 
 
@@ -183,6 +185,22 @@ def as_encoded(rt: ResourceType, obj: dict[str, Any]) -> None:
     if rt.plural == "events":
         for key, zero in _EVENT_ZERO_FIELDS.items():
             obj.setdefault(key, zero)
+
+
+def default_binding(obj: dict[str, Any]) -> None:
+    """A binding's ``roleRef.apiGroup``, and its User and Group subjects' ``apiGroup``, when left empty
+    (``SetDefaults_RoleBinding``, ``SetDefaults_ClusterRoleBinding`` and ``SetDefaults_Subject`` in
+    ``pkg/apis/rbac/v1/defaults.go``): clients such as Enterprise Gateway send ``apiGroup: ""``."""
+    ref = obj.get("roleRef")
+    if isinstance(ref, dict) and not ref.get("apiGroup"):
+        ref["apiGroup"] = "rbac.authorization.k8s.io"
+    for subject in obj.get("subjects") or []:
+        if not isinstance(subject, dict) or subject.get("apiGroup"):
+            continue
+        if subject.get("kind") in ("User", "Group"):
+            subject["apiGroup"] = "rbac.authorization.k8s.io"
+        else:
+            subject.pop("apiGroup", None)  # `json:"apiGroup,omitempty"` (k8s.io/api rbac/v1 Subject)
 
 
 def decode_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
@@ -208,6 +226,8 @@ def decode_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
     elif rt.plural == "secrets":
         merge_string_data(obj)
         obj.setdefault("type", "Opaque")
+    elif rt.plural in ("rolebindings", "clusterrolebindings"):
+        default_binding(obj)
     elif rt.plural == "namespaces" and isinstance(obj.get("metadata"), dict):
         name = obj["metadata"].get("name")
         if name:
@@ -234,8 +254,8 @@ def prepare_for_create(rt: ResourceType, obj: dict[str, Any], ctx: Context) -> N
 def prepare_for_update(rt: ResourceType, obj: dict[str, Any]) -> None:
     """Defaults that also apply on update (a replaced pod spec keeps its defaults, a namespace its name label)."""
     as_encoded(rt, obj)
-    if rt.plural == "namespaces":
-        decode_defaults(rt, obj)  # SetDefaults_Namespace runs on every decoded namespace
+    if rt.plural in ("namespaces", "rolebindings", "clusterrolebindings"):
+        decode_defaults(rt, obj)  # their SetDefaults_* run on every decoded object
     if rt.plural == "secrets":
         merge_string_data(obj)
     elif rt.plural == "pods" and isinstance(obj.get("spec"), dict):

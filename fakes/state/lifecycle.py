@@ -51,7 +51,6 @@ class Lifecycle:
     _by_uid: dict[str, Key]
     _pending_owners: list[str]
     _pending_dependents: list[Key]
-    _pending_default_accounts: set[str]
     _pending_namespaces: set[str]
     _settling: bool
     _namespace_counts: dict[str, int]
@@ -63,6 +62,7 @@ class Lifecycle:
         raise NotImplementedError
 
     _clock: Callable[[], float]
+    _keep_namespace_defaults: Callable[[], None]  # fakes.state.namespacedefaults.NamespaceDefaults
 
     def _now(self) -> str:
         raise NotImplementedError
@@ -313,17 +313,6 @@ class Lifecycle:
             new["spec"].pop("finalizers")
         self._finish_update(RESOURCES["namespaces"], new, ns)
 
-    # ---------------------------------------------------------------- service account controller
-
-    def _ensure_default_account(self, namespace: str) -> None:
-        """Every active namespace has a ``default`` service account: deleted, it comes back
-        (pkg/controller/serviceaccount/serviceaccounts_controller.go)."""
-        ns = self._objects["namespaces"].get(("", namespace))
-        if ns is None or ns["metadata"].get("deletionTimestamp"):
-            return
-        if (namespace, "default") not in self._objects["serviceaccounts"]:
-            self.create(RESOURCES["serviceaccounts"], {"metadata": {"name": "default"}}, namespace)
-
     # ---------------------------------------------------------------- settling
 
     def _settle(self) -> None:
@@ -341,8 +330,7 @@ class Lifecycle:
                     continue
                 for namespace in sorted(self._pending_namespaces):
                     self._finalize_namespace(namespace)
-                while self._pending_default_accounts:
-                    self._ensure_default_account(self._pending_default_accounts.pop())
+                self._keep_namespace_defaults()
                 if not self._pending_owners and not self._pending_dependents:
                     break
         finally:

@@ -30,26 +30,25 @@ from typing import Any
 
 from fakes.auth import rbac
 from fakes.auth.identity import TokenRegistry
-from fakes.state import admission, defaults, managedfields, validation
+from fakes.state import admission, defaults, managedfields, validation, versions
 from fakes.state.applying import Applying
 from fakes.state.faults import Faults
 from fakes.state.lifecycle import Lifecycle
+from fakes.state.namespacedefaults import NamespaceDefaults
 from fakes.state.nodeports import NodePorts
 from fakes.state.objects import Key, clone
 from fakes.state.patching import apply_patch
-from fakes.state.selectors import parse_field_selector, parse_label_selector
+from fakes.state.reading import Reading
 from fakes.state.subresources import LogReader, Subresources
-from fakes.state.watching import Change, EventLog, Watch
+from fakes.state.watching import Change, EventLog
 from gateway.cluster.interface import (
     AlreadyExists,
     BadRequest,
-    Cause,
     Conflict,
     NotFound,
     PatchType,
     Propagation,
     ServerError,
-    Timeout,
 )
 from gateway.cluster.resources import RESOURCES, ResourceType
 
@@ -66,7 +65,7 @@ _RETURN_DELETED = frozenset({"pods", "serviceaccounts", "services", "namespaces"
                              "persistentvolumes"})
 
 
-class Store(Lifecycle, Subresources, Applying):
+class Store(Reading, Lifecycle, Subresources, Applying, NamespaceDefaults):
     """In-memory Kubernetes objects with a real API server's behaviour (see the module docstring).
 
     ``clock`` gives epoch seconds for timestamps and token expiry;
@@ -86,6 +85,8 @@ class Store(Lifecycle, Subresources, Applying):
         self._pending_owners: list[str] = []
         self._pending_dependents: list[Key] = []
         self._pending_default_accounts: set[str] = set()
+        self._pending_root_ca: set[str] = set()
+        self._root_ca = ""  # until an API server publishes its CA (NamespaceDefaults.publish_root_ca)
         self._pending_namespaces: set[str] = set()
         self._settling = False
         self._log = EventLog(watch_window, bookmark_interval)
@@ -156,6 +157,8 @@ class Store(Lifecycle, Subresources, Applying):
         for uid in before - after:
             self._forget_dependent(uid, key)
         self._log.record(rt.plural, Change(self._rv, "MODIFIED" if old else "ADDED", new, old))
+        if ns:
+            self._written(rt, ns, name)
         if before - after:
             # A dependent let go of its owner: an owner waiting in the foreground may now go.
             self._release_foreground_owners([{"uid": uid} for uid in sorted(before - after)])
@@ -183,9 +186,9 @@ class Store(Lifecycle, Subresources, Applying):
         for owner in _owner_uids(stored):
             self._forget_dependent(owner, key)
         self._log.record(rt.plural, Change(self._rv, "DELETED", final, stored))
-        if rt.plural == "serviceaccounts" and name == "default":
-            self._pending_default_accounts.add(ns)
-        elif rt.plural == "services":
+        if ns:
+            self._written(rt, ns, name)
+        if rt.plural == "services":
             self.node_ports.release(stored)
         if uid in self._dependents:
             self._pending_owners.append(uid)
@@ -222,7 +225,7 @@ class Store(Lifecycle, Subresources, Applying):
             meta.pop("namespace", None)
         defaults.prepare_for_create(rt, new, self._defaults)
         if rt.plural == "pods":
-            admission.admit_pod(new, self._objects["serviceaccounts"])
+            admission.admit_pod(new, self._objects["serviceaccounts"], self._random_name)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = self._generate_name(rt, meta)
         validation.validate_create(rt, new)
@@ -245,8 +248,7 @@ class Store(Lifecycle, Subresources, Applying):
             meta["managedFields"] = applied
         stored = self._put(rt, new, None)
         if rt.plural == "namespaces":
-            # The service-account controller gives every new namespace its "default" account.
-            self.create(RESOURCES["serviceaccounts"], {"metadata": {"name": "default"}}, meta["name"])
+            self._namespace_created(meta["name"])
         created = clone(stored)
         self._settle()
         return created
@@ -257,51 +259,14 @@ class Store(Lifecycle, Subresources, Applying):
             prefix = prefix[:58]  # names.SimpleNameGenerator: at most 63 characters in all
         ns = meta.get("namespace", "")
         for _ in range(16):
-            name = prefix + "".join(self._random.choice(_NAME_ALPHABET) for _ in range(5))
+            name = self._random_name(prefix)
             if (ns, name) not in self._objects[rt.plural]:
                 return name
         return name
 
-    # ---------------------------------------------------------------- read
-
-    def get(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
-        """GET one object; :class:`NotFound` like ``pods "x" not found``."""
-        return clone(self._stored(rt, namespace, name))
-
-    def list(self, rt: ResourceType, namespace: str | None, label_selector: str | None = None,
-             field_selector: str | None = None) -> dict[str, Any]:
-        """LIST: a ``<Kind>List`` of the matching objects sorted by namespace/name, with the current version.
-
-        As on the real server, list items carry no ``kind``/``apiVersion`` of their own.
-        """
-        matches = self._matcher(rt, namespace, label_selector, field_selector)
-        items = []
-        for _key, obj in sorted(self._objects[rt.plural].items()):
-            if matches(obj):
-                item = clone(obj)
-                item.pop("kind", None)
-                item.pop("apiVersion", None)
-                items.append(item)
-        return {"kind": rt.list_kind, "apiVersion": rt.api_version,
-                "metadata": {"resourceVersion": str(self._rv)}, "items": items}
-
-    def _matcher(self, rt: ResourceType, namespace: str | None, label_selector: str | None,
-                 field_selector: str | None) -> Callable[[dict[str, Any]], bool]:
-        labels = parse_label_selector(label_selector)
-        fields = parse_field_selector(field_selector, rt.plural)
-        ns = namespace if rt.namespaced and namespace else None
-
-        def matches(obj: dict[str, Any]) -> bool:
-            meta = obj["metadata"]
-            return ((ns is None or meta.get("namespace") == ns) and labels.matches(meta.get("labels"))
-                    and fields.matches(obj))
-
-        return matches
-
-    def objects(self, rt: ResourceType, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
-        """Deep copies of every stored object of ``rt`` (in ``namespace``), for tests and invariants."""
-        return [clone(o) for (ns, _n), o in sorted(self._objects[rt.plural].items())
-                if namespace is None or ns == namespace]
+    def _random_name(self, prefix: str) -> str:
+        """``names.SimpleNameGenerator.GenerateName``: ``prefix`` and five random characters."""
+        return prefix + "".join(self._random.choice(_NAME_ALPHABET) for _ in range(5))
 
     # ---------------------------------------------------------------- update
 
@@ -328,6 +293,7 @@ class Store(Lifecycle, Subresources, Applying):
         if rt.namespaced and body_ns and body_ns != old["metadata"]["namespace"]:
             raise BadRequest("the namespace of the provided object does not match the namespace sent on the request")
         rv = new["metadata"].get("resourceVersion")
+        versions.object_version(rv)
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise self._conflict(rt, name)
         return self._update(rt, old, new, subresource)
@@ -342,6 +308,7 @@ class Store(Lifecycle, Subresources, Applying):
         new = apply_patch(old, patch, patch_type)
         if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
             raise BadRequest("the patch leaves no object with metadata")
+        versions.object_version(new["metadata"].get("resourceVersion"))
         if new["metadata"].get("resourceVersion") != old["metadata"]["resourceVersion"]:
             raise self._conflict(rt, name)
         if new["metadata"].get("name") != name:
@@ -416,39 +383,6 @@ class Store(Lifecycle, Subresources, Applying):
                 details["group"] = rt.group
             return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
         return clone(result)
-
-    # ---------------------------------------------------------------- watch
-
-    def watch(self, rt: ResourceType, namespace: str | None, label_selector: str | None,
-              field_selector: str | None, resource_version: str | None, allow_bookmarks: bool = False,
-              timeout_seconds: float | None = None) -> Watch:
-        """WATCH from ``resource_version`` (``None``/``"0"``: ADDED for what exists now, then changes).
-
-        Raises :class:`Gone` when the version is older than the retained window,
-        :class:`BadRequest` for a version that is not a number.
-        """
-        matches = self._matcher(rt, namespace, label_selector, field_selector)
-        since: int | None = None
-        if resource_version not in (None, "", "0"):
-            try:
-                since = int(str(resource_version))
-            except ValueError:
-                raise BadRequest(f"invalid resource version: {resource_version}") from None
-            if since > self._rv:
-                # cacher.go waitUntilFreshAndBlock gives up with this 504 (after waiting; we do not wait).
-                raise Timeout(f"Too large resource version: {since}, current: {self._rv}",
-                              causes=[Cause(reason="ResourceVersionTooLarge", message="Too large resource version")])
-        current = (obj for _key, obj in sorted(self._objects[rt.plural].items())) if since is None else ()
-        return self._log.open(rt.plural, rt.kind, rt.api_version, matches, since, current, lambda: self._rv,
-                              timeout_seconds=timeout_seconds, allow_bookmarks=allow_bookmarks)
-
-    def drop_watches(self, resource: str | None = None) -> int:
-        """End open watches (``faults.drop_watches`` does this); return how many."""
-        return self._log.drop(resource)
-
-    def open_watches(self, resource: str | None = None) -> int:
-        """How many watches are open (tests use it to check that none leak)."""
-        return self._log.open_count(resource)
 
     # ---------------------------------------------------------------- identities and RBAC
 

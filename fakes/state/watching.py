@@ -116,6 +116,10 @@ class Watch:
         if self._closed:
             return
         self._resource_rv = max(self._resource_rv, change.rv)
+        if change.rv <= self._start_rv:
+            # cache_watcher.go process: only events newer than the version the watch started from (a watch from
+            # a version the store had not reached yet skips the writes up to it).
+            return
         event = _view(change, self._matches)
         if event is not None:
             self._queue.put_nowait(event)

@@ -135,3 +135,13 @@ async def test_an_apply_must_name_its_kind_and_carry_no_managed_fields(client: C
     assert (answer.status, answer.body["message"]) == (400, "metadata.managedFields must be nil")
     answer = await client.apply("cm", {"metadata": {"name": "other"}}, "alice")
     assert answer.status == 400
+
+
+async def test_an_apply_naming_a_malformed_version_is_a_server_error_with_the_parsers_text(client: Client) -> None:
+    assert (await client.apply("there", {"data": {"k": "v"}}, "m")).status == 201
+    for name in ("there", "missing"):
+        answer = await client.apply(name, {"metadata": {"name": name, "resourceVersion": "abc"}, "data": {"k": "w"}},
+                                    "m")
+        assert (answer.status, answer.body["message"]) == (500, 'strconv.ParseUint: parsing "abc": invalid syntax')
+    assert (await client.send("GET", client.configmap_path("missing"))).status == 404
+    assert (await client.send("GET", client.configmap_path("there"))).body["data"] == {"k": "v"}

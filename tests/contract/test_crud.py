@@ -15,6 +15,7 @@ from gateway.cluster.interface import (
     Invalid,
     NotFound,
     PatchType,
+    ServerError,
 )
 
 from .helpers import configmap, pod
@@ -269,3 +270,35 @@ async def test_cluster_scoped_and_rbac_names(cluster: Cluster, ns: str) -> None:
     assert [(c.reason, c.field) for c in err.value.causes] == [("FieldValueInvalid", "roleRef")]
     assert err.value.causes[0].message.endswith("field is immutable")
     await cluster.delete("clusterroles", "kernel:reader")
+
+
+async def test_a_binding_without_api_groups_gets_the_rbac_group(cluster: Cluster, ns: str) -> None:
+    # Enterprise Gateway writes its kernels' RoleBindings with roleRef.apiGroup "": the server
+    # defaults it (pkg/apis/rbac/v1/defaults.go), as it does a User or Group subject's.
+    binding = {"metadata": {"name": "eg"}, "roleRef": {"apiGroup": "", "kind": "ClusterRole", "name": "view"},
+               "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": ns, "apiGroup": ""},
+                            {"kind": "User", "name": "alice"}]}
+    created = await cluster.create("rolebindings", binding, namespace=ns)
+    assert created["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}
+    assert created["subjects"] == [{"kind": "ServiceAccount", "name": "default", "namespace": ns},
+                                   {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}]
+    replaced = await cluster.replace("rolebindings", "eg", {**created, "roleRef": binding["roleRef"]}, namespace=ns)
+    assert replaced["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"  # the same role: not a change of it
+
+
+async def test_a_malformed_version_on_an_update_is_a_server_error_with_the_parsers_text(cluster: Cluster,
+                                                                                        ns: str) -> None:
+    created = await cluster.create("secrets", {"metadata": {"name": "s"}, "stringData": {"k": "v"}}, namespace=ns)
+    body = {**created, "metadata": {**created["metadata"], "resourceVersion": "abc"}}
+    with pytest.raises(ServerError) as err:
+        await cluster.replace("secrets", "s", body, namespace=ns)
+    assert (err.value.status, err.value.message) == (500, 'strconv.ParseUint: parsing "abc": invalid syntax')
+    with pytest.raises(ServerError) as err:
+        await cluster.patch("secrets", "s", {"metadata": {"resourceVersion": "-1"}}, namespace=ns)
+    assert (err.value.status, err.value.message) == (500, 'strconv.ParseUint: parsing "-1": invalid syntax')
+    # A missing object is looked up first: its absence is what the update answers.
+    with pytest.raises(NotFound):
+        await cluster.replace("secrets", "gone", {**body, "metadata": {"name": "gone", "resourceVersion": "abc"}},
+                              namespace=ns)
+    assert (await cluster.get("secrets", "s", namespace=ns))["metadata"]["resourceVersion"] == \
+        created["metadata"]["resourceVersion"]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.cluster.interface import BadRequest, Cluster, Gone
+from gateway.cluster.interface import BadRequest, Cluster, Gone, ServerError, WatchEvent
 
 from .conftest import Target
 from .helpers import configmap, next_event
@@ -130,9 +131,58 @@ async def test_closed_watches_do_not_linger(target: Target, cluster: Cluster, ns
 async def test_a_dropped_watch_ends_the_stream(target: Target, cluster: Cluster, ns: str) -> None:
     if target.faults is None:
         pytest.skip("this target cannot drop watches")
-    stream = cluster.watch("configmaps", namespace=ns)
-    await cluster.create("configmaps", configmap("x"), namespace=ns)
+    stream = cluster.watch("configmaps", namespace=ns, label_selector="app=x")
+    await cluster.create("configmaps", configmap("x", labels={"app": "x"}), namespace=ns)
     assert (await next_event(stream)).type == "ADDED"
     assert target.faults.drop_watches("configmaps") >= 1
     with pytest.raises(StopAsyncIteration):
         await next_event(stream)
+
+
+async def test_a_watch_from_a_version_not_reached_yet_waits_for_it_and_ends_empty(cluster: Cluster, ns: str) -> None:
+    # The server opens the watch all the same (no error): it delivers only writes after that version, so a
+    # version far ahead sees nothing before its timeout.
+    listed = await cluster.list("secrets", namespace=ns)
+    ahead = str(int(listed["metadata"]["resourceVersion"]) + 10**9)
+    stream = cluster.watch("secrets", namespace=ns, resource_version=ahead, timeout_seconds=2)
+    events, _ = await asyncio.gather(_all(stream), cluster.create("secrets", {"metadata": {"name": "s"}}, namespace=ns))
+    assert events == []
+
+
+async def test_a_watch_from_a_version_ahead_delivers_exactly_the_writes_after_it(cluster: Cluster, ns: str) -> None:
+    first = await cluster.create("secrets", {"metadata": {"name": "s0"}}, namespace=ns)
+    ahead = int(first["metadata"]["resourceVersion"]) + 2
+    stream = cluster.watch("secrets", namespace=ns, resource_version=str(ahead), timeout_seconds=3)
+
+    async def write() -> list[tuple[str, int]]:
+        written = []
+        for name in ("s1", "s2", "s3", "s4"):
+            made = await cluster.create("secrets", {"metadata": {"name": name}}, namespace=ns)
+            written.append((name, int(made["metadata"]["resourceVersion"])))
+        return written
+
+    events, written = await asyncio.gather(_all(stream), write())
+    # Other writers of a real cluster move its versions too: which writes come after ``ahead`` is read off theirs.
+    assert [(e.type, e.object["metadata"]["name"]) for e in events] == [("ADDED", n) for n, rv in written if rv > ahead]
+    assert events  # s4 is past it on every cluster
+
+
+async def test_a_malformed_version_on_a_watch_is_a_server_error_with_the_parsers_text(cluster: Cluster,
+                                                                                      ns: str) -> None:
+    for version, why in (("abc", "invalid syntax"), ("-1", "invalid syntax"),
+                         ("99999999999999999999999", "value out of range")):
+        with pytest.raises(ServerError) as err:
+            await next_event(cluster.watch("secrets", namespace=ns, resource_version=version))
+        assert err.value.status == 500
+        assert err.value.message == (f'resourceVersion: Invalid value: "{version}": strconv.ParseUint: parsing '
+                                     f'"{version}": {why}')
+    # The selectors are read first.
+    with pytest.raises(BadRequest):
+        await next_event(cluster.watch("secrets", namespace=ns, label_selector="a b", resource_version="abc"))
+
+
+async def _all(stream: AsyncIterator[WatchEvent]) -> list[WatchEvent]:
+    """Every event of a watch until it ends (its timeout), bounded so a watch that never ends fails the test."""
+    async def collect() -> list[WatchEvent]:
+        return [e async for e in stream]
+    return await asyncio.wait_for(collect(), 15)

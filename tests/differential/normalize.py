@@ -4,7 +4,7 @@
 real server lists the conflicts of several managers in map order) and object
 shapes, and replaces what each server picks by itself: uids, resourceVersion
 values, timestamps (``managedFields`` times too, and the one in a conflict's
-message), the random suffixes of generated names and service-account volumes.
+message), the random suffixes of generated names and of the service-account token volume.
 """
 
 from __future__ import annotations
@@ -21,41 +21,7 @@ _SERVER_FIELDS = ("uid", "resourceVersion")
 
 def normalize(status: int, body: Any) -> Any:
     """The comparable form of one answer."""
-    return {"status": status, "body": _value(_without_access_volume(_shape(body)))}
-
-
-def _without_access_volume(body: Any) -> Any:
-    """A pod without the service-account token volume the real ServiceAccount admission adds (the simulated
-    cluster's node agent gives pods their token without it: docs/known-differences.md)."""
-    if not isinstance(body, dict):
-        return body
-    if isinstance(body.get("items"), list):
-        return {**body, "items": [_without_access_volume(i) for i in body["items"]]}
-    if isinstance(body.get("object"), dict):
-        return {**body, "object": _without_access_volume(body["object"])}
-    spec = body.get("spec")
-    if body.get("kind", "Pod") != "Pod" or not isinstance(spec, dict) or "containers" not in spec:
-        return body
-    spec = dict(spec)
-    volumes = [v for v in spec.get("volumes") or [] if not _ACCESS_VOLUME.fullmatch(str(v.get("name")))]
-    if volumes:
-        spec["volumes"] = volumes
-    else:
-        spec.pop("volumes", None)
-    for key in ("containers", "initContainers"):
-        if isinstance(spec.get(key), list):
-            spec[key] = [_without_access_mount(c) for c in spec[key]]
-    return {**body, "spec": spec}
-
-
-def _without_access_mount(container: Any) -> Any:
-    if not isinstance(container, dict) or "volumeMounts" not in container:
-        return container
-    mounts = [m for m in container["volumeMounts"] if not _ACCESS_VOLUME.fullmatch(str(m.get("name")))]
-    out = {k: v for k, v in container.items() if k != "volumeMounts"}
-    if mounts:
-        out["volumeMounts"] = mounts
-    return out
+    return {"status": status, "body": _value(_shape(body))}
 
 
 def _shape(body: Any) -> Any:

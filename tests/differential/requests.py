@@ -210,10 +210,9 @@ def watch(wire: Wire, base: str, rv: str | None, step: Step) -> Answer:
 
 VERSIONS = {
     "create": ("none", "none", "current", "old", "bogus", "future"),
-    # A malformed version on an update or a watch, and a future one on a watch or on the update of a
-    # missing object, are left out: see docs/known-differences.md.
-    "replace": ("none", "none", "current", "old"),
-    "watch": ("none", "current", "old"),
+    # A future version on the update of a missing object is left out: see docs/known-differences.md.
+    "replace": ("none", "none", "current", "old", "bogus"),
+    "watch": ("none", "current", "old", "bogus", "future"),
 }
 SELECTORS = (None, "app=web", "app in (web,db)", "tier", "!tier", "app=", "a b")
 FIELD_SELECTORS = (None, "metadata.name=a", "metadata.name!=a", "status.phase=Pending", "spec.nope=1")
