@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-deep test-kube lint gateway cluster bench mutants clean
+.PHONY: test test-deep test-kube lint gateway cluster bench bench-eg mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/apiserver.py
 	$(BIN)/python bench/gateway_roundtrip.py
 	$(BIN)/python bench/kernel_starts.py $(BENCH_ARGS)
+
+## kernelgate and Enterprise Gateway 3.3 (installed once into its own venv in ~/.cache/kernelgate)
+## in the same run, each against its own floor, and their ratios (bench/eg_starts.py; about 10
+## minutes on two cores, BENCH_ARGS=--quick: 3-6).
+bench-eg: $(STAMP)
+	$(BIN)/python bench/eg_starts.py $(BENCH_ARGS)
 
 ## Mutation testing of the kernel service, the provisioner, the websocket bridge and the informer
 ## (bench/mutants.py: a seeded sample, about an hour on two cores); fails when the score falls

@@ -74,11 +74,13 @@ def _read_line_until(stream: IO[str], prefix: str, what: str, log: Path) -> str:
 class ClusterProcess:
     """``kernelgate cluster`` in a child process (stopped with :meth:`stop`)."""
 
-    def __init__(self, *, node_agent: bool = True) -> None:
+    def __init__(self, *, node_agent: bool = True, images: Path | None = None) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="kernelgate-bench-cluster-")
         argv = [sys.executable, "-m", "gateway.cli", "--log-level", "WARNING", "cluster", "--state-dir", self._dir.name]
         if not node_agent:
             argv.append("--no-node-agent")
+        if images is not None:  # an image map file added to the node's images (bench/egcluster.py's)
+            argv += ["--images", str(images)]
         log = Path(self._dir.name) / "cluster.log"
         self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=ROOT)

@@ -10,6 +10,7 @@ websocket on the kernel's channels and the same request over it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -79,13 +80,18 @@ async def bare_start() -> Started:
     """The floor: jupyter_client starts ipykernel and waits for its kernel_info reply."""
     manager = AsyncKernelManager(kernel_name="python3")
     begin = time.perf_counter()
-    await manager.start_kernel()
-    client = manager.client()
-    client.start_channels()
     try:
-        await client.wait_for_ready(timeout=TIMEOUT)
-    finally:
-        client.stop_channels()
+        await manager.start_kernel()
+        client = manager.client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=TIMEOUT)
+        finally:
+            client.stop_channels()
+    except BaseException:  # a failed start is counted, not timed: its kernel must not outlive the run
+        with contextlib.suppress(Exception):
+            await manager.shutdown_kernel(now=True)
+        raise
     seconds = time.perf_counter() - begin
     provisioner = manager.provisioner
     pid = provisioner.process.pid if provisioner is not None and provisioner.process is not None else 0  # type: ignore[attr-defined]
