@@ -8,6 +8,7 @@ listener closes a connection only after it has decided about its payload.
 from __future__ import annotations
 
 import asyncio
+import errno
 import base64
 import json
 import logging
@@ -389,3 +390,25 @@ async def test_comm_port_that_refuses_connections_is_an_error():
             await comm.send_signal(conn, 2, timeout=WAIT)
     finally:
         holder.close()
+
+
+async def test_a_comm_socket_failing_after_connecting_is_a_comm_error(monkeypatch: pytest.MonkeyPatch):
+    # A launcher whose side went away between the connection and the request: the socket answers
+    # ENOTCONN on shutdown(SHUT_WR).  Shutting the kernel down must go on to delete its pod, which
+    # it does on a CommError; any other error would end the shutdown with the pod still there.
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    def not_connected(self: asyncio.StreamWriter) -> None:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    monkeypatch.setattr(asyncio.StreamWriter, "write_eof", not_connected)
+    try:
+        conn = ConnectionInfo.from_payload(
+            connection_info(new_id(), ip="127.0.0.1", comm_port=server.sockets[0].getsockname()[1])
+        )
+        with pytest.raises(comm.CommError):
+            await comm.request_shutdown(conn, timeout=WAIT)
+    finally:
+        server.close()

@@ -66,6 +66,8 @@ async def _request(conn: ConnectionInfo, request: dict, timeout: float) -> bool:
         return False  # closed on us: an EG launcher, or a refusal
     except asyncio.TimeoutError as exc:
         raise CommError(f"kernel {conn.kernel_id}: no answer from the comm port within {timeout:g}s") from exc
+    except OSError as exc:  # e.g. ENOTCONN from write_eof when the launcher's side is already gone
+        raise CommError(f"kernel {conn.kernel_id}: comm port {conn.ip}:{conn.comm_port} failed ({exc})") from exc
     finally:
         writer.close()
     return answer.strip() == COMM_ACK
