@@ -307,7 +307,7 @@ class Gateway:
                      "; ".join(f"{name} ({why})" for name, why in hidden.items()))
         records = RecordStore(cluster, self.records, config.namespace)
         admissions = Admissions(cluster, config.namespace, lambda kernel_id: records.get(kernel_id) is not None,
-                                orphan_grace=config.leftover_grace)
+                                orphan_grace=config.leftover_grace, recorded_ids=records.kernel_ids)
         self.lease = LeaseElector(cluster, config.lease_settings(config.namespace))
         await self.lease.start()
         self._started.append(self.lease)

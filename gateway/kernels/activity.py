@@ -16,6 +16,7 @@ import asyncio
 import logging
 
 import zmq
+from jupyter_client.session import Session
 
 from gateway.aio import cancel_and_wait
 
@@ -54,11 +55,12 @@ def record(kernel: Kernel, msg_type: str, parent_msg_type: str | None, execution
 class ActivityWatcher:
     """An iopub subscription updating one kernel; :meth:`stop` closes it."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: Kernel, *, session: Session | None = None) -> None:
+        """``session``: one already keyed for the kernel's connection (a new one when ``None``)."""
         if kernel.connection is None:
             raise ValueError(f"kernel {kernel.id} has no connection")
         self.kernel = kernel
-        self.channels = KernelChannels(kernel.connection, channels=("iopub",))
+        self.channels = KernelChannels(kernel.connection, channels=("iopub",), session=session)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:

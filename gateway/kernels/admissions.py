@@ -11,13 +11,20 @@ dead replica left), so an admission never outlives its record unless that remova
 
 An id whose kernel has no record (that removal failed) is dropped by the next admission that
 still sees it without a record :data:`ORPHAN_GRACE` seconds after first seeing it so.
+
+A replica keeps the ConfigMap as its own last write (or read) left it, and its next admission or
+release replaces that copy without reading first when the records cache suggests no other replica
+wrote meanwhile (every kernel with a record, but the one at hand, is in the copy: another replica
+records a kernel before admitting it), saving a request per start and per end.  The hint only
+saves requests, it decides nothing: a copy out of date gets the replace's 409 and is read again
+(one request more than reading first), and a refusal is only ever given from a copy just read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from gateway.aio import Backoff
@@ -55,17 +62,22 @@ class Admissions:
 
     Built by the composition root; :meth:`ensure` is called at start, :meth:`admit` by each
     kernel start, :meth:`release` when a kernel's record is deleted.  ``recorded`` tells
-    whether a kernel id has a record (from the records cache).
+    whether a kernel id has a record (from the records cache); ``recorded_ids``, the ids of
+    every record there, lets a write start from the kept copy (without it, every write reads first).
     """
 
     def __init__(self, cluster: Cluster, namespace: str, recorded: Callable[[str], bool], *,
-                 orphan_grace: float = ORPHAN_GRACE) -> None:
+                 orphan_grace: float = ORPHAN_GRACE,
+                 recorded_ids: Callable[[], Collection[str]] | None = None) -> None:
         self._cluster = cluster
         self.namespace = namespace
         self._recorded = recorded
+        self._recorded_ids = recorded_ids
         self._orphan_grace = orphan_grace
         self._suspects: dict[str, float] = {}
         """Admitted ids seen without a record, and the ``loop.time()`` when first seen so."""
+        self._known: Obj | None = None
+        """The ConfigMap as this replica last wrote or read it (``None``: read it first); taken by one write."""
 
     async def ensure(self) -> None:
         """Create the (empty) ConfigMap if absent, so that it exists before the first start (one ``get``)."""
@@ -85,20 +97,31 @@ class Admissions:
         is taken) or :class:`AdmissionsUnavailable` (503)."""
         backoff = Backoff(base=0.05, cap=1.0)
         for _ in range(ATTEMPTS):
+            known = self._take_known(kernel_id)
             try:
-                current = await self._read()
+                current = known if known is not None else await self._read()
                 data = dict(current.get("data") or {})
-                if kernel_id in data:
-                    raise KernelConflict(f"Kernel {kernel_id} already exists.")
-                for orphan in self._orphans(data):
-                    log.warning("kernel %s was admitted but has no record; dropping its admission", orphan)
-                    del data[orphan]
-                _check_limits(data, username, max_kernels, max_per_user)
+                try:
+                    if kernel_id in data:
+                        raise KernelConflict(f"Kernel {kernel_id} already exists.")
+                    for orphan in self._orphans(data):
+                        log.warning("kernel %s was admitted but has no record; dropping its admission", orphan)
+                        del data[orphan]
+                    _check_limits(data, username, max_kernels, max_per_user)
+                except (KernelConflict, KernelLimitReached):
+                    if known is not None:
+                        continue  # the kept copy may be out of date: refuse only from a fresh read
+                    raise
                 data[kernel_id] = username
                 await self._write(current, data)
                 return
+            except NotFound:
+                if known is None:
+                    raise
+                # The kept copy's ConfigMap was deleted: the next round reads (and so creates) it.
             except (Conflict, AlreadyExists):
-                await asyncio.sleep(backoff.fail())
+                if known is None:  # a kept copy out of date is no contention: read at once
+                    await asyncio.sleep(backoff.fail())
             except (ServerError, TooManyRequests, asyncio.TimeoutError) as error:
                 log.warning("admitting kernel %s: %s", kernel_id, error or type(error).__name__)
                 await asyncio.sleep(backoff.fail())
@@ -108,10 +131,14 @@ class Admissions:
         """Remove the kernel's admission (its record is gone).  Failures are logged: a later admission drops it."""
         backoff = Backoff(base=0.05, cap=1.0)
         for _ in range(ATTEMPTS):
+            known = self._take_known(kernel_id)
             try:
-                current = await self._read(create=False)
+                current = known if known is not None else await self._read(create=False)
                 data = dict(current.get("data") or {})
                 if kernel_id not in data:
+                    if known is not None:
+                        continue  # the kept copy may predate the admission: look again
+                    self._known = current
                     return
                 del data[kernel_id]
                 await self._write(current, data)
@@ -119,7 +146,10 @@ class Admissions:
                 return
             except NotFound:
                 return
-            except (Conflict, ServerError, TooManyRequests, asyncio.TimeoutError):
+            except Conflict:
+                if known is None:
+                    await asyncio.sleep(backoff.fail())
+            except (ServerError, TooManyRequests, asyncio.TimeoutError):
                 await asyncio.sleep(backoff.fail())
             except ClusterError as error:
                 log.error("could not release the admission of kernel %s: %s", kernel_id, error)
@@ -127,6 +157,20 @@ class Admissions:
         log.warning("could not release the admission of kernel %s; a later start drops it", kernel_id)
 
     # ------------------------------------------------------------------ the ConfigMap
+
+    def _take_known(self, kernel_id: str) -> Obj | None:
+        """The kept copy for one write about ``kernel_id`` (``None``: read first); it is used at most once.
+
+        Only when every other kernel with a record is in it: a kernel recorded (by another replica)
+        but missing from the copy means the copy predates that replica's admission.
+        """
+        known, self._known = self._known, None
+        if known is None or self._recorded_ids is None:
+            return None
+        data = known.get("data") or {}
+        if any(recorded not in data for recorded in self._recorded_ids() if recorded != kernel_id):
+            return None
+        return known
 
     async def _read(self, *, create: bool = True) -> Obj:
         try:
@@ -139,9 +183,10 @@ class Admissions:
                 self._cluster.create("configmaps", self._body({}, ""), namespace=self.namespace), CALL_TIMEOUT)
 
     async def _write(self, current: Obj, data: dict[str, str]) -> None:
+        """Replace the ConfigMap read as ``current`` with ``data``; what the server answers is kept for the next write."""
         version = str((current.get("metadata") or {}).get("resourceVersion") or "")
-        await asyncio.wait_for(self._cluster.replace("configmaps", ADMISSIONS_NAME, self._body(data, version),
-                                                     namespace=self.namespace), CALL_TIMEOUT)
+        self._known = await asyncio.wait_for(self._cluster.replace(
+            "configmaps", ADMISSIONS_NAME, self._body(data, version), namespace=self.namespace), CALL_TIMEOUT)
 
     def _body(self, data: dict[str, str], version: str) -> dict[str, Any]:
         metadata: dict[str, Any] = {"name": ADMISSIONS_NAME, "namespace": self.namespace,

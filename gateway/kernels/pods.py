@@ -21,6 +21,7 @@ import logging
 from datetime import datetime, timezone
 
 import zmq
+from jupyter_client.session import Session
 
 from gateway.aio import OwnedTasks, shielded
 from gateway.provisioner.base import KernelProvisioner
@@ -84,7 +85,7 @@ class KernelPods:
         kernel.running = running
         kernel.placement = running.placement
         try:
-            await self._await_ready(kernel, answer_by)
+            session = await self._await_ready(kernel, answer_by)
         except BaseException as error:
             if not await self._clean_up(kernel, release=first):
                 self._left_behind.add(kernel.id)
@@ -94,7 +95,7 @@ class KernelPods:
                 self._telemetry.launch_failed(kernel, placement, failed, first=first)
                 raise failed from None
             raise
-        self._watch(kernel)
+        self._watch(kernel, session)
         kernel.launched(running)
 
     def left_behind(self, kernel_id: str) -> bool:
@@ -178,14 +179,19 @@ class KernelPods:
         if len(self._cleanups):
             await asyncio.wait(list(self._cleanups))
 
-    async def _await_ready(self, kernel: Kernel, answer_by: datetime | None) -> None:
-        """Wait for the kernel's ``kernel_info_reply``: the launcher called back, the kernel must answer too."""
+    async def _await_ready(self, kernel: Kernel, answer_by: datetime | None) -> Session:
+        """Wait for the kernel's ``kernel_info_reply``: the launcher called back, the kernel must answer too.
+
+        Returns the session it signed with, for the kernel's activity watcher (only the two of them use it, one
+        after the other; building a ``Session`` is a good part of what connecting to a kernel costs).
+        """
         assert kernel.connection is not None
         timeout = min(kernel.request.timeout, READY_TIMEOUT_CAP)
         if answer_by is not None:
             timeout = min(timeout, max(READY_TIMEOUT_FLOOR, (answer_by - datetime.now(timezone.utc)).total_seconds()))
         async with KernelChannels(kernel.connection, channels=("shell",)) as channels:
             await channels.request("shell", "kernel_info_request", timeout=timeout)
+        return channels.session
 
     async def _clean_up(self, kernel: Kernel, *, release: bool) -> bool:
         """Stop the kernel's pod, then (with ``release``) release its placement: to the end, whatever the caller.
@@ -215,8 +221,8 @@ class KernelPods:
             log.exception("stopping the pod of kernel %s failed", kernel.id)
         kernel.stopped()
 
-    def _watch(self, kernel: Kernel) -> None:
-        watcher = ActivityWatcher(kernel)
+    def _watch(self, kernel: Kernel, session: Session | None = None) -> None:
+        watcher = ActivityWatcher(kernel, session=session)
         self._activity[kernel.id] = watcher
         watcher.start()
 

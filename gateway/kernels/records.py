@@ -101,6 +101,10 @@ class RecordStore:
                 records.append(record)
         return records
 
+    def kernel_ids(self) -> set[str]:
+        """The kernel ids of every record Secret in the cache (well-formed or not), from their labels (no parsing)."""
+        return {kernel_id for obj in self.informer.items() if (kernel_id := self.kernel_id_of(obj)) is not None}
+
     def kernel_id_of(self, obj: Obj) -> str | None:
         """The kernel id a record Secret (well-formed or not) stands for, from its label."""
         kernel_id = ((obj.get("metadata") or {}).get("labels") or {}).get("kernel_id")
@@ -202,6 +206,8 @@ class RecordStore:
         record = parse_record(obj)
         name = record_name(kernel_id)
         self._written[name] = _Written(self._chain(name, replaced), record)
+        # The watch event of this write carries the same version: the cache then need not parse it again.
+        self._parsed[name] = (record.resource_version, record)
         return record
 
     def _chain(self, name: str, replaced: str) -> frozenset[str]:

@@ -99,7 +99,10 @@ class KernelSpecs:
     @property
     def default_name(self) -> str:
         """The configured default if offered, else ``python_kubernetes`` if offered, else the first name ("" if none)."""
-        names = sorted(self._folders())
+        return self._default_among(self._folders())
+
+    def _default_among(self, folders: Mapping[str, Path]) -> str:
+        names = sorted(folders)
         for candidate in (self._default_name, PREFERRED_DEFAULT):
             if candidate and candidate in names:
                 return candidate
@@ -148,10 +151,11 @@ class KernelSpecs:
         return await asyncio.to_thread(self._choose, name)
 
     def _choose(self, name: str | None) -> ChosenSpec:
-        name = name or self.default_name
+        folders = self._folders()  # listed once for both the default and the lookup
+        name = name or self._default_among(folders)
         if not name:
             raise UnknownKernelSpec("No kernelspec is available.")
-        folder, kernel_json = self._find(name)
+        folder, kernel_json = self._find(name, folders)
         self._check_runnable(name, kernel_json)
         try:
             info = kernel_spec_info(name, folder, kernel_json)
@@ -177,8 +181,10 @@ class KernelSpecs:
 
     # -- reading --
 
-    def _find(self, name: str) -> tuple[Path, dict[str, Any]]:
-        folder = self._folders().get(name) if isinstance(name, str) else None
+    def _find(self, name: str, folders: Mapping[str, Path] | None = None) -> tuple[Path, dict[str, Any]]:
+        """Kernelspec ``name``'s folder and ``kernel.json`` (:class:`UnknownKernelSpec` if not offered); ``folders``:
+        the listing the caller already made."""
+        folder = (self._folders() if folders is None else folders).get(name) if isinstance(name, str) else None
         kernel_json = self._kernel_json(name, folder) if folder is not None else None
         if folder is None or kernel_json is None:
             raise UnknownKernelSpec(f"Kernelspec {shown(str(name))} not found.")

@@ -24,8 +24,9 @@ Substitution rules, those of :meth:`string.Template.safe_substitute`:
 * mapping keys are template-author text and are never substituted;
 * a scalar that YAML parsed as a number, boolean or null is left alone.
 
-The provisioner reads the file and calls :func:`parse_template` once per
-launch (the file may change on a shared volume), then ``gateway.objects.pod``
+The provisioner reads the file at every launch (it may change on a shared
+volume) and calls :func:`parse_template` once per text it has not parsed yet
+(``gateway.provisioner.podtemplate`` keeps the objects), then ``gateway.objects.pod``
 renders and completes the objects.  A kernelspec may hold Enterprise Gateway
 3.x's Jinja2 ``kernel-pod.yaml.j2`` instead: ``gateway.objects.jinja`` renders
 it, and :func:`literal_objects` hands its Pod to the same completion.

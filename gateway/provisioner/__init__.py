@@ -4,7 +4,8 @@
 is written against, and ``pods`` the :class:`PodProvisioner` implementing it;
 ``model`` the values passed to and from it, ``spec`` what it needs of a
 kernelspec, ``errors`` why a launch fails.  ``placement`` chooses and prepares
-a kernel's namespace, ``podstate`` reads a launching pod's state.
+a kernel's namespace, ``podbuild`` builds a launch's pod from the kernelspec's
+template, ``podstate`` reads a launching pod's state.
 ``response`` receives the launchers' connection info, ``comm`` sends them
 signal and shutdown requests, ``crypto`` holds the gateway's key pairs.
 """

@@ -9,7 +9,7 @@ every kernel pod) and its writes through the cluster interface, so an idle
 kernel costs the API server nothing.
 
 A launch: choose the placement (``gateway.provisioner.placement``), build the
-pod from the kernelspec's ``scripts/kernel-pod.yaml`` (``gateway.objects``,
+pod from the kernelspec's ``scripts/kernel-pod.yaml`` (``gateway.provisioner.podbuild``,
 before anything is created, so a bad request leaves nothing), create the
 namespace and role binding when the gateway owns the namespace, register with
 the response listener, create the pod, then wait for the pod's IP and the
@@ -32,15 +32,7 @@ from gateway.aio import OwnedTasks, shielded
 from gateway.cluster.informer import Informer, InformerStopped
 from gateway.cluster.interface import AlreadyExists, Cluster, ClusterError
 from gateway.cluster.resources import TERMINAL_POD_PHASES
-from gateway.objects import (
-    ForbiddenKernelRequest,
-    InvalidKernelRequest,
-    KernelObjects,
-    TemplateError,
-    kernel_objects,
-    owned_by,
-)
-from gateway.objects.egtemplate import eg_pod_env
+from gateway.objects import KernelObjects, owned_by
 from gateway.objects.labels import KERNEL_ID_LABEL
 from gateway.objects.record import RecordPlacement
 from gateway.observability.logs import kernel_extra
@@ -49,7 +41,7 @@ from . import comm
 from .apicalls import delete_quietly, launch_error, remaining
 from .base import KernelProvisioner
 from .cleanup import Created
-from .errors import InvalidLaunch, LaunchConflict, LaunchError, LaunchForbidden, LaunchTimeout
+from .errors import LaunchConflict, LaunchError, LaunchTimeout
 from .launchwait import LaunchWait
 from .leftovers import PodLife, collect_kernel_objects, pod_life, pod_still_exists
 from .model import LaunchRequest, Placement, ProvisionerSettings, RunningKernel
@@ -61,21 +53,16 @@ from .placement import (
     release_placement,
     restore_kernel_namespace,
 )
+from .podbuild import GATEWAY_NAMESPACE_ANNOTATION, PodBuilder
 from .podstate import PodProgress, phase
-from .podtemplate import template_objects
 from .policy import check_requested_image
 from .response import SOURCE_IP_LATER, PendingResponse, ResponseListener
-from .spec import JINJA_TEMPLATE_PATH, TEMPLATE_PATH, read_pod_template
 
 log = logging.getLogger("gateway.provisioner")
 
-POD_IP_ENV = "KERNEL_POD_IP"
-"""The launcher binds the kernel to this address: the pod's own, from the downward API."""
 STOP_WAIT_SECONDS = 10.0
 """How long :meth:`PodProvisioner.stop` waits for the pod to go, beyond its grace period."""
 COMM_TIMEOUT = 5.0
-GATEWAY_NAMESPACE_ANNOTATION = "kernelgate.io/gateway-namespace"
-"""On every kernel pod: the namespace of the gateway that launched it, whose replicas may collect it as a leftover."""
 
 _COMPANION_RESOURCES = {"Service": "services", "ConfigMap": "configmaps", "Secret": "secrets",
                         "PersistentVolumeClaim": "persistentvolumeclaims"}
@@ -97,6 +84,7 @@ class PodProvisioner(KernelProvisioner):
         self._pods = pods
         self._responses = responses
         self._settings = settings
+        self._builder = PodBuilder(responses, settings)
         self._running: dict[str, str] = {}  # kernel id -> uid of its pod, for kernels launched and not stopped
         self._located: dict[str, tuple[str, str]] = {}  # kernel id -> (namespace, pod name), for pod_phase
         self._cleanups = OwnedTasks("provisioner clean-up")
@@ -140,7 +128,7 @@ class PodProvisioner(KernelProvisioner):
             first = placement is None if prepare is None else prepare
             if placement is None:
                 placement = self.plan(request)
-            objects = await self._build(request, placement)
+            objects = await self._builder.build(request, placement)
             self._located[kernel_id] = (placement.namespace, placement.pod_name)
             if not first:
                 await self._remove_previous_pod(kernel_id, placement, deadline)
@@ -179,79 +167,6 @@ class PodProvisioner(KernelProvisioner):
         self._running[kernel_id] = progress.uid
         log.info("kernel %s running in pod %s/%s at %s", kernel_id, placement.namespace, placement.pod_name, ip)
         return RunningKernel(placement=placement, connection=connection, pod_ip=ip, pod_uid=progress.uid)
-
-    async def _build(self, request: LaunchRequest, placement: Placement) -> KernelObjects:
-        """The pod (and companions) for this launch, from the kernelspec's template; nothing is created yet."""
-        spec = request.spec
-        try:
-            template_file = await asyncio.to_thread(read_pod_template, spec.resource_dir)
-        except OSError as exc:
-            raise LaunchError(f"kernelspec {spec.name}: cannot read {TEMPLATE_PATH} (or {JINJA_TEMPLATE_PATH}): "
-                              f"{exc.strerror or exc}") from exc
-        image = request.env.get("KERNEL_IMAGE") or spec.image  # a client's KERNEL_IMAGE wins, as in EG
-        try:
-            launcher_env = self._launcher_env(request, image, placement)
-            template = template_objects(template_file, request, placement, image=image, launcher_env=launcher_env)
-            objects = kernel_objects(
-                template,
-                kernel_id=request.kernel_id,
-                username=request.username,
-                namespace=placement.namespace,
-                service_account=placement.service_account,
-                image=image,
-                env=request.env,
-                launcher_env=launcher_env,
-                language=spec.language,
-                response_address=self._response_address(),
-                connection_filename=f"kernel-{request.kernel_id}.json",
-                spark_context_initialization_mode=spec.spark_context_mode,
-                prohibited_uids=self._settings.prohibited_uids,
-                prohibited_gids=self._settings.prohibited_gids,
-                name=placement.pod_name,
-            )
-        except ForbiddenKernelRequest as exc:
-            raise LaunchForbidden(str(exc)) from exc
-        except InvalidKernelRequest as exc:
-            raise InvalidLaunch(str(exc)) from exc
-        except TemplateError as exc:
-            raise LaunchError(f"kernelspec {spec.name}: {exc}") from exc
-        except ValueError as exc:
-            raise InvalidLaunch(str(exc)) from exc
-        pod = _with_pod_ip_env(objects.pod)
-        annotations = dict(pod["metadata"].get("annotations") or {})
-        annotations[GATEWAY_NAMESPACE_ANNOTATION] = self._settings.gateway_namespace
-        pod = {**pod, "metadata": {**pod["metadata"], "annotations": annotations}}
-        return KernelObjects(pod=pod, companions=objects.companions)
-
-    def _launcher_env(self, request: LaunchRequest, image: str, placement: Placement) -> dict[str, str]:
-        """What the launcher in the pod needs, laid over the request's env (never the gateway's own).
-
-        Enterprise Gateway's images read some of it under EG's names: :func:`eg_pod_env`.
-        """
-        address = self._response_address()
-        env = {
-            "EG_RESPONSE_ADDRESS": address,
-            "RESPONSE_ADDRESS": address,
-            "KERNEL_RESPONSE_KEY": self._responses.public_key,
-            "KERNEL_LANGUAGE": request.spec.language,
-            "SPARK_CONTEXT_INITIALIZATION_MODE": request.spec.spark_context_mode,
-            "EG_KUBERNETES_KERNEL_IMAGE": image,
-            "KERNEL_LAUNCH_TIMEOUT": f"{request.timeout:g}",
-        }
-        legacy = self._responses.legacy_public_key
-        if legacy is not None:
-            env["PUBLIC_KEY"] = legacy
-        env.update(eg_pod_env(kernel_name=request.spec.name, pod_name=placement.pod_name, image=image,
-                              spark_context_mode=request.spec.spark_context_mode, port_range=self._settings.port_range,
-                              kernel_class_name=request.spec.kernel_class_name))
-        return env
-
-    def _response_address(self) -> str:
-        if self._settings.response_address:
-            return self._settings.response_address
-        if self._responses.host in ("", "0.0.0.0", "::"):
-            raise LaunchError("the gateway's response address is not configured (EG_RESPONSE_IP)")
-        return f"{self._responses.host}:{self._responses.port}"
 
     async def _create_objects(
         self, objects: KernelObjects, placement: Placement, created: Created, deadline: float
@@ -440,13 +355,3 @@ class PodProvisioner(KernelProvisioner):
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
 
-
-def _with_pod_ip_env(pod: dict[str, Any]) -> dict[str, Any]:
-    """``pod`` with the first container's ``KERNEL_POD_IP`` read from ``status.podIP``, whatever env said."""
-    spec = dict(pod["spec"])
-    first = dict(spec["containers"][0])
-    env = [entry for entry in first.get("env") or [] if entry.get("name") != POD_IP_ENV]
-    env.append({"name": POD_IP_ENV, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}})
-    first["env"] = env
-    spec["containers"] = [first, *spec["containers"][1:]]
-    return {**pod, "spec": spec}

@@ -5,7 +5,8 @@ The provisioner reads the kernelspec's template at every launch
 calls :func:`template_objects`:
 
 * ``scripts/kernel-pod.yaml``, this gateway's format, is parsed with its
-  ``$variables`` left for ``gateway.objects.pod.kernel_objects`` to fill in;
+  ``$variables`` left for ``gateway.objects.pod.kernel_objects`` to fill in
+  (once per distinct text: the same file is not parsed again at the next launch);
 * ``scripts/kernel-pod.yaml.j2``, Enterprise Gateway 3.x's, is rendered for
   this kernel with EG's variables (``gateway.objects.egtemplate``) in the
   sandbox of ``gateway.objects.jinja``, where no value can become template
@@ -18,6 +19,7 @@ namespace, labels, service account, security context, env, resources).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from gateway.objects.egtemplate import eg_template_values
@@ -44,7 +46,7 @@ def template_objects(
     """
     source = f"{request.spec.name}/{template.path}"
     if not template.is_jinja:
-        return parse_template(template.text, source=source)
+        return _parsed(template.text, source)
     values = eg_template_values(
         {**request.env, **launcher_env},
         kernel_id=request.kernel_id,
@@ -55,3 +57,10 @@ def template_objects(
         image=image,
     )
     return literal_objects([render_jinja_template(template.text, values, source=source)])
+
+
+@lru_cache(maxsize=64)
+def _parsed(text: str, source: str) -> tuple[dict[str, Any], ...]:
+    """:func:`parse_template` of one template text, parsed once: a kernelspec's file reads the same launch after
+    launch.  Sharing the objects is safe because ``kernel_objects`` renders new ones and never modifies these."""
+    return parse_template(text, source=source)
