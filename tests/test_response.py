@@ -8,8 +8,8 @@ listener closes a connection only after it has decided about its payload.
 from __future__ import annotations
 
 import asyncio
-import errno
 import base64
+import errno
 import json
 import logging
 import os
