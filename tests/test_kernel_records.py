@@ -17,12 +17,12 @@ from fakes.memory import MemoryCluster
 from fakes.state.store import Store
 from gateway.cluster.informer import Informer
 from gateway.kernels.records import RecordStore
+from gateway.objects.endpoints import KernelEndpoints
 from gateway.objects.record import (
     RECORD_SELECTOR,
     KernelRecord,
     NamespaceMode,
     Phase,
-    RecordConnection,
     RecordError,
     RecordPlacement,
     RecordPod,
@@ -45,7 +45,7 @@ placements = st.builds(RecordPlacement, namespace=dns_labels, mode=st.sampled_fr
                        service_account=dns_labels, pod_name=dns_labels, created_namespace=st.booleans(),
                        created_role_binding=st.sampled_from(["", "kernel-controller"]),
                        created_service_account=st.booleans())
-connections = st.builds(RecordConnection, ip=texts, shell_port=ports, iopub_port=ports, stdin_port=ports,
+connections = st.builds(KernelEndpoints, ip=texts, shell_port=ports, iopub_port=ports, stdin_port=ports,
                         control_port=ports, hb_port=ports, key=st.text(min_size=16, max_size=100),
                         signature_scheme=st.sampled_from(["hmac-sha256", "hmac-sha512"]),
                         comm_port=st.integers(0, 65535))
@@ -105,7 +105,7 @@ def test_the_record_is_base64_of_json_that_names_every_field() -> None:
         launch_deadline=datetime(2026, 1, 1, tzinfo=timezone.utc),
         last_activity=datetime(2026, 1, 1, 0, 0, 1, 500, tzinfo=timezone.utc),
         pod=RecordPod("alice-ns", "uid-1"),
-        connection=RecordConnection("10.0.0.7", 1, 2, 3, 4, 5, key="s3cret-key-s3cret"),
+        connection=KernelEndpoints("10.0.0.7", 1, 2, 3, 4, 5, key="s3cret-key-s3cret"),
     )
     document = json.loads(base64.b64decode(record_secret(record, NAMESPACE)["data"]["record"]))
     assert {"kernel_id", "kernelspec", "username", "env", "placement", "pod", "connection", "phase", "launched_at",
@@ -145,7 +145,7 @@ VALID = KernelRecord(
     launch_timeout=30.0, placement=RecordPlacement("ns", NamespaceMode.SHARED, "default", "pod"),
     phase=Phase.RUNNING, actor="gateway-0", launched_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
     launch_deadline=datetime(2026, 1, 1, tzinfo=timezone.utc), last_activity=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    pod=RecordPod("pod", "uid"), connection=RecordConnection("10.0.0.1", 1, 2, 3, 4, 5, key="k" * 32),
+    pod=RecordPod("pod", "uid"), connection=KernelEndpoints("10.0.0.1", 1, 2, 3, 4, 5, key="k" * 32),
 )
 VALID_DOCUMENT = json.loads(base64.b64decode(record_secret(VALID, NAMESPACE)["data"]["record"]))
 

@@ -12,10 +12,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from gateway.objects.endpoints import KernelEndpoints
 from gateway.objects.record import (
     KernelRecord,
     Phase,
-    RecordConnection,
     RecordPlacement,
     RecordPod,
     RestartKind,
@@ -67,11 +67,7 @@ def running(record: KernelRecord, kernel: RunningKernel, *, actor: str, now: dat
         record, phase=Phase.RUNNING, actor=actor, launched_at=now, last_activity=max(now, record.last_activity),
         restart_count=restart_count, restart_kind=None, launch_deadline=now,
         pod=RecordPod(kernel.placement.pod_name, kernel.pod_uid),
-        connection=RecordConnection(
-            ip=kernel.pod_ip or info.ip, shell_port=info.shell_port, iopub_port=info.iopub_port,
-            stdin_port=info.stdin_port, control_port=info.control_port, hb_port=info.hb_port, key=info.key,
-            transport=info.transport, signature_scheme=info.signature_scheme, comm_port=info.comm_port,
-        ),
+        connection=KernelEndpoints(**{**info.endpoint_fields(), "ip": kernel.pod_ip or info.ip}),
     )
 
 
@@ -79,13 +75,8 @@ def running_of(record: KernelRecord) -> RunningKernel | None:
     """The running kernel a ``running`` record describes (``None`` when it names no pod or connection)."""
     if record.pod is None or record.connection is None:
         return None
-    c = record.connection
-    info = ConnectionInfo(
-        kernel_id=record.kernel_id, ip=c.ip, shell_port=c.shell_port, iopub_port=c.iopub_port,
-        stdin_port=c.stdin_port, control_port=c.control_port, hb_port=c.hb_port, key=c.key,
-        transport=c.transport, signature_scheme=c.signature_scheme, comm_port=c.comm_port,
-    )
-    return RunningKernel(placement=placement_of(record.placement), connection=info, pod_ip=c.ip,
+    info = ConnectionInfo(kernel_id=record.kernel_id, **record.connection.endpoint_fields())
+    return RunningKernel(placement=placement_of(record.placement), connection=info, pod_ip=info.ip,
                          pod_uid=record.pod.uid)
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from gateway.objects.endpoints import PORT_FIELDS, KernelEndpoints, endpoints_problem
 from gateway.objects.labels import APP, APP_LABEL, COMPONENT_LABEL, KERNEL_ID_LABEL, is_label_value
 from gateway.objects.names import is_dns1123_label, is_dns1123_subdomain
 
@@ -49,8 +50,6 @@ RECORD_VERSION = 1
 RECORD_SELECTOR = f"{APP_LABEL}={APP},{COMPONENT_LABEL}={RECORD_COMPONENT}"
 """The label selector of every kernel record (the records informer's)."""
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-_MAX_KEY_LENGTH = 1024
-_PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
 
 class RecordError(ValueError):
@@ -98,22 +97,6 @@ class RecordPlacement:
 
 
 @dataclass(frozen=True)
-class RecordConnection:
-    """How to reach the kernel; ``key`` signs its messages and is never shown (``repr`` leaves it out)."""
-
-    ip: str
-    shell_port: int
-    iopub_port: int
-    stdin_port: int
-    control_port: int
-    hb_port: int
-    key: str = field(repr=False)
-    transport: str = "tcp"
-    signature_scheme: str = "hmac-sha256"
-    comm_port: int = 0
-
-
-@dataclass(frozen=True)
 class RecordPod:
     name: str
     uid: str
@@ -152,7 +135,7 @@ class KernelRecord:
     """Automatic restarts in a row."""
     restart_kind: RestartKind | None = None
     pod: RecordPod | None = None
-    connection: RecordConnection | None = None
+    connection: KernelEndpoints | None = None
     connected: Mapping[str, datetime] = field(default_factory=dict)
     """Replica -> when it last reported clients connected to the kernel (for culling; see ``gateway.kernels.presence``)."""
     sessions: Mapping[str, RecordSession] = field(default_factory=dict)
@@ -233,8 +216,7 @@ def _to_json(record: KernelRecord) -> dict[str, Any]:
     }
     if record.connection is not None:
         c = record.connection
-        out["connection"] = {"ip": c.ip, "transport": c.transport, "signature_scheme": c.signature_scheme,
-                             "key": c.key, "comm_port": c.comm_port, **{p: getattr(c, p) for p in _PORTS}}
+        out["connection"] = c.endpoint_fields()
     return out
 
 
@@ -365,16 +347,16 @@ def _placement(doc: _Fields) -> RecordPlacement:
     )
 
 
-def _connection(doc: _Fields) -> RecordConnection:
+def _connection(doc: _Fields) -> KernelEndpoints:
     key = doc.get("key", str)
     scheme = doc.get("signature_scheme", str)
     transport = doc.get("transport", str)
-    _checked(key, 0 < len(key) <= _MAX_KEY_LENGTH, "connection.key")
-    _checked(scheme, scheme.startswith("hmac-"), "connection.signature_scheme")
-    _checked(transport, transport == "tcp", "connection.transport")
-    return RecordConnection(
+    problem = endpoints_problem(key, transport, scheme)
+    if problem is not None:
+        raise RecordError(f"the record's connection.{problem} is not valid")
+    return KernelEndpoints(
         ip=doc.get("ip", str), key=key, transport=transport, signature_scheme=scheme,
-        comm_port=doc.port("comm_port", 0, low=0), **{p: doc.port(p) for p in _PORTS},
+        comm_port=doc.port("comm_port", 0, low=0), **{p: doc.port(p) for p in PORT_FIELDS},
     )
 
 

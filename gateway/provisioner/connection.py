@@ -4,34 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.launcher.protocol import PayloadError
+from gateway.objects.endpoints import PORT_FIELDS, KernelEndpoints, endpoints_problem
 
-_PORT_FIELDS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
-_MAX_KEY_LENGTH = 1024
+_PROBLEMS = {
+    "key": "the connection info's 'key' has a bad length",
+    "transport": "the connection info's transport is not tcp",
+    "signature_scheme": "the connection info's signature scheme is not hmac-*",
+}
 
 
-@dataclass(frozen=True)
-class ConnectionInfo:
-    """The kernel's ZMQ endpoints and key, plus the launcher's comm port.
-
-    ``key`` signs every Jupyter message and comm request: it is excluded from
-    ``repr`` so it cannot reach a log line by accident.
-    """
+@dataclass(frozen=True, kw_only=True)
+class ConnectionInfo(KernelEndpoints):
+    """The kernel's endpoints as its launcher reported them, with the kernel's id and the launcher's process ids."""
 
     kernel_id: str
-    ip: str
-    shell_port: int
-    iopub_port: int
-    stdin_port: int
-    control_port: int
-    hb_port: int
-    key: str = field(repr=False)
-    transport: str = "tcp"
-    signature_scheme: str = "hmac-sha256"
-    comm_port: int = 0
     pid: int = 0
     pgid: int = 0
 
@@ -50,7 +40,7 @@ class ConnectionInfo:
                 raise PayloadError(f"the connection info's {name!r} has the wrong type")
             return value
 
-        ports = {name: need(name, int) for name in _PORT_FIELDS}
+        ports = {name: need(name, int) for name in PORT_FIELDS}
         for name, port in ports.items():
             if not 0 < port < 65536:
                 raise PayloadError(f"the connection info's {name!r} is not a port")
@@ -58,14 +48,11 @@ class ConnectionInfo:
         if not 0 <= comm_port < 65536:
             raise PayloadError("the connection info's 'comm_port' is not a port")
         key = need("key", str)
-        if not 0 < len(key) <= _MAX_KEY_LENGTH:
-            raise PayloadError("the connection info's 'key' has a bad length")
         transport = need("transport", str, "tcp")
-        if transport != "tcp":
-            raise PayloadError("the connection info's transport is not tcp")
         scheme = need("signature_scheme", str, "hmac-sha256")
-        if not scheme.startswith("hmac-"):
-            raise PayloadError("the connection info's signature scheme is not hmac-*")
+        problem = endpoints_problem(key, transport, scheme)
+        if problem is not None:
+            raise PayloadError(_PROBLEMS[problem])
         return cls(
             kernel_id=need("kernel_id", str),
             ip=need("ip", str, "0.0.0.0"),
@@ -83,6 +70,6 @@ class ConnectionInfo:
 
     def to_jupyter(self) -> dict[str, Any]:
         """The connection-file dict jupyter_client's ``load_connection_info`` takes."""
-        info: dict[str, Any] = {name: getattr(self, name) for name in _PORT_FIELDS}
+        info: dict[str, Any] = {name: getattr(self, name) for name in PORT_FIELDS}
         info.update(ip=self.ip, key=self.key, transport=self.transport, signature_scheme=self.signature_scheme)
         return info
