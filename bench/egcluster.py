@@ -26,7 +26,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -38,6 +37,7 @@ from typing import Any
 import yaml
 
 from bench.egstack import SERVICEACCOUNT_DIR_VARIABLE, EGStack
+from bench.procs import stop_process
 from gateway.cluster.interface import Invalid
 from gateway.cluster.kubernetes import KubernetesCluster
 from tests.egharness import TAG
@@ -225,7 +225,7 @@ class EGProcess:
                         return
             except OSError:
                 time.sleep(0.2)
-        self._terminate()
+        stop_process(self.proc)
         tail = self.log_tail()
         self.stop()
         raise RuntimeError(f"Enterprise Gateway did not start:\n{tail}")
@@ -238,15 +238,7 @@ class EGProcess:
         return "\n".join((Path(self._dir.name) / "eg.log").read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        self._terminate()
+        stop_process(self.proc)
         self._log.close()
         self._dir.cleanup()
 
-    def _terminate(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()

@@ -9,8 +9,8 @@ It starts ``--concurrency`` kernels at once with ``AsyncKernelManager`` (kernels
 running ``ipykernel_launcher``), each until a client has its ``kernel_info_reply``, reads each
 kernel's CPU time when it was ready and its resident memory ``--settle`` seconds later, stops them,
 and prints one JSON line: ``{"seconds": [...], "kernel_cpu_s": [...], "rss_kib": [...],
-"makespan": s, "failures": [...]}``.  Only the standard library and ``jupyter_client`` are
-imported: this runs outside kernelgate's environment.
+"makespan": s, "failures": [...]}``.  Only the standard library, ``jupyter_client`` and
+:mod:`bench.procs` (the standard library alone) are imported: this runs outside kernelgate's environment.
 """
 
 from __future__ import annotations
@@ -19,29 +19,16 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.procs import cpu_seconds, rss_kib  # noqa: E402
+
 TIMEOUT = 180.0
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def write_kernelspec(folder: Path, kernel_python: str) -> None:

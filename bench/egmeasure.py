@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from bench.procs import cpu_split
 from bench.starts import TIMEOUT, GatewayClient, Started, bare_start, run_batch, stop_all
 
 SETTLE = 1.0
@@ -60,16 +60,6 @@ class Side:
     floor: Callable[[int], Awaitable[Measured]]
 
 
-def cpu_split(pid: int) -> tuple[float, float]:
-    """CPU time of a process, and that of the children it has waited for (``utime + stime``, ``cutime + cstime``)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0, 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
-
-
 async def gateway_batch(side: Side, n: int) -> Measured:
     """``n`` starts at once through ``side``'s gateway, their memory after :data:`SETTLE`, then their stops."""
     own, children = cpu_split(side.pid)
@@ -77,27 +67,25 @@ async def gateway_batch(side: Side, n: int) -> Measured:
     own_after, children_after = cpu_split(side.pid)
     measured = Measured(gateway_cpu_s=own_after - own, launcher_cpu_s=children_after - children,
                         makespan=batch.makespan, failures=batch.failures)
-    await asyncio.sleep(SETTLE)
-    for started in batch.started:
-        measured.seconds.append(started.seconds)
-        measured.kernel_cpu_s.append(started.kernel_cpu_s)
-        measured.rss_kib.append(started.rss_kib())
-        measured.processes.append(len(started.pids()))
-    await stop_all(batch.started)
-    return measured
+    return await settled_and_stopped(measured, batch.started)
 
 
 async def kernelgate_floor(n: int) -> Measured:
     """kernelgate's floor: ``n`` bare starts in this environment (:func:`bench.starts.bare_start`)."""
     batch = await run_batch(bare_start, n)
+    return await settled_and_stopped(Measured(makespan=batch.makespan, failures=batch.failures), batch.started)
+
+
+async def settled_and_stopped(measured: Measured, started: list[Started]) -> Measured:
+    """``measured`` with each started kernel's time, CPU, and memory and processes after :data:`SETTLE`;
+    the kernels stopped."""
     await asyncio.sleep(SETTLE)
-    measured = Measured(makespan=batch.makespan, failures=batch.failures)
-    for started in batch.started:
-        measured.seconds.append(started.seconds)
-        measured.kernel_cpu_s.append(started.kernel_cpu_s)
-        measured.rss_kib.append(started.rss_kib())
-        measured.processes.append(len(started.pids()))
-    await stop_all(batch.started)
+    for kernel in started:
+        measured.seconds.append(kernel.seconds)
+        measured.kernel_cpu_s.append(kernel.kernel_cpu_s)
+        measured.rss_kib.append(kernel.rss_kib())
+        measured.processes.append(len(kernel.pids()))
+    await stop_all(started)
     return measured
 
 

@@ -37,13 +37,20 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time a process has used so far."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """CPU time of a process, and that of the children it has waited for (``utime + stime``,
+    ``cutime + cstime``; 0 if it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    return cpu_split(pid)[0]
 
 
 def pids_with_env(name: str, value: str) -> list[int]:
@@ -88,7 +95,7 @@ class ClusterProcess:
         self.kubeconfig = _read_line_until(self.proc.stdout, "export KUBECONFIG=", "the simulated cluster", log)
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
         self._log.close()
         self._dir.cleanup()
 
@@ -130,12 +137,13 @@ class GatewayProcess:
                 return dict(json.loads(line))
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
         self._log.close()
         self._dir.cleanup()
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
+    """End a child process of the benchmark: SIGTERM, then SIGKILL if it has not exited within a minute."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
