@@ -348,6 +348,32 @@ class Informer:
                 self.health.synced()
             return
         log.warning("%s informer: not ready: %s", self.resource, self.health.reason)
+        await self._check_until_answered()
+
+    async def _check_until_answered(self) -> None:
+        """While unavailable, list now and then (backing off) until the API answers one.
+
+        The watch being retried may have reopened on an API server that came back just after the
+        check above: with nothing changing, no event would say it works, and readiness would wait
+        for that watch's end.  A list answered makes the informer ready again; its cache is still
+        kept by that watch, resumed from where it was.
+        """
+        backoff = Backoff(base=self._backoff.base, cap=self._backoff.cap)
+        while self.health.state is HealthState.UNAVAILABLE and not self._stopping:
+            await asyncio.sleep(backoff.fail())  # this task is cancelled when the informer stops
+            if self.health.state is not HealthState.UNAVAILABLE:
+                return
+            try:
+                await asyncio.wait_for(
+                    self._cluster.list(self.resource, namespace=self.namespace, label_selector=self.label_selector,
+                                       field_selector=self.field_selector),
+                    max(self.health.grace, 1.0),
+                )
+            except (asyncio.TimeoutError, ClusterError):
+                continue
+            if self.health.state is HealthState.UNAVAILABLE and not self._stopping:
+                self.health.synced()
+                log.info("%s informer: the Kubernetes API answers again", self.resource)
 
     async def _sleep(self, delay: float) -> None:
         """Wait ``delay`` seconds before retrying, or until stop()."""
