@@ -1,11 +1,12 @@
 """``kernelgate`` as the benchmark runs it: the same command, counting the gateway's Kubernetes API requests.
 
-Every request the gateway sends goes through ``kubernetes.client.ApiClient.call_api``
-(:mod:`gateway.cluster.kubernetes.transport`); this counts them, times each informer's first
+Every request the gateway sends goes through :meth:`gateway.cluster.kubernetes.transport.Transport.send`
+(watches included); this counts them, times each informer's first
 list (``Informer.start`` returns once its cache is filled), and on SIGUSR1 prints
 ``{"api_requests": n, "informer_sync_s": {resource: seconds}}`` as one line on stdout.  Used by
 :class:`bench.procs.GatewayProcess`.  With ``KERNELGATE_BENCH_PROFILE=<file>`` in its environment
-it also profiles the gateway's CPU time (``cProfile``) and writes the statistics there when it exits;
+it also profiles the gateway's CPU time (``cProfile``; SIGUSR2 forgets what was profiled so far, to
+profile only a measured window) and writes the statistics there when it exits;
 with ``KERNELGATE_BENCH_ZMQ_MAX_SOCKETS=<n>`` it raises the gateway's ZeroMQ context's socket limit
 (1023 by default) to ``n``, to see what limits a gateway following more kernels than that.
 
@@ -29,21 +30,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import zmq  # noqa: E402
 import zmq.asyncio  # noqa: E402
-from kubernetes.client import ApiClient  # noqa: E402
 
 from gateway.cli import main  # noqa: E402
 from gateway.cluster.informer import Informer  # noqa: E402
+from gateway.cluster.kubernetes.transport import Transport  # noqa: E402
 
 _counter = itertools.count()
 _sent = [0]
-_call_api = ApiClient.call_api
+_send = Transport.send
 _informer_start = Informer.start
 _synced: dict[str, float] = {}
 
 
-def _counted_call_api(self: ApiClient, *args: Any, **kwargs: Any) -> Any:
-    _sent[0] = next(_counter) + 1  # itertools.count is atomic under the GIL; threads send requests
-    return _call_api(self, *args, **kwargs)
+async def _counted_send(self: Transport, *args: Any, **kwargs: Any) -> Any:
+    _sent[0] = next(_counter) + 1
+    return await _send(self, *args, **kwargs)
 
 
 async def _timed_informer_start(self: Informer) -> None:
@@ -52,12 +53,19 @@ async def _timed_informer_start(self: Informer) -> None:
     _synced[self.resource] = _synced.get(self.resource, 0.0) + time.perf_counter() - begin
 
 
+def _restart(profiler: cProfile.Profile) -> None:
+    """Forget what was profiled so far (SIGUSR2): the statistics then cover only what follows."""
+    profiler.disable()
+    profiler.clear()
+    profiler.enable()
+
+
 def _report(_signum: int, _frame: object) -> None:
     print(json.dumps({"api_requests": _sent[0], "informer_sync_s": _synced}), flush=True)
 
 
 if __name__ == "__main__":
-    ApiClient.call_api = _counted_call_api  # type: ignore[method-assign]
+    Transport.send = _counted_send  # type: ignore[method-assign]
     Informer.start = _timed_informer_start  # type: ignore[method-assign]
     if os.environ.get("KERNELGATE_BENCH_ZMQ_MAX_SOCKETS"):
         zmq.asyncio.Context.instance().set(zmq.MAX_SOCKETS, int(os.environ["KERNELGATE_BENCH_ZMQ_MAX_SOCKETS"]))
@@ -65,6 +73,7 @@ if __name__ == "__main__":
         profiler = cProfile.Profile(time.process_time)
         atexit.register(profiler.dump_stats, os.environ["KERNELGATE_BENCH_PROFILE"])
         atexit.register(profiler.disable)  # exit handlers run last-registered first
+        signal.signal(signal.SIGUSR2, lambda _signum, _frame: _restart(profiler))
         profiler.enable()
     signal.signal(signal.SIGUSR1, _report)
     sys.exit(main(sys.argv[1:]))

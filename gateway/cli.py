@@ -92,8 +92,6 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     explicit = args.serve_log_level or (config.log_level if os.environ.get("EG_LOG_LEVEL") else None)
     logging.getLogger().setLevel((explicit or args.log_level).upper())
-    if logging.getLogger().level > logging.DEBUG:  # the gateway reports the API calls that failed; retries are noise
-        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     from gateway.kernels.channels import allow_many_sockets
 
     allow_many_sockets()

@@ -1,37 +1,33 @@
-"""The real cluster adapter: :class:`~gateway.cluster.interface.Cluster` over the official ``kubernetes`` client.
+"""The real cluster adapter: :class:`~gateway.cluster.interface.Cluster` over HTTPS to the API server.
 
 :class:`KubernetesCluster` answers the interface: it builds each call's path (from
-:mod:`gateway.cluster.resources`), query and body, and runs the request in a bounded pool
-of worker threads (:mod:`.transport`), so the event loop only awaits; a watch is a
-:class:`~gateway.cluster.kubernetes.watch.WatchStream` with a reader thread of its own.  Both send
+:mod:`gateway.cluster.resources`), query and body, and sends it through its
+:class:`~gateway.cluster.kubernetes.transport.Transport` on the event loop; a watch is a
+:class:`~gateway.cluster.kubernetes.watch.WatchStream` read as its events arrive.  Both send
 with the current :class:`~gateway.cluster.kubernetes.credentials.Credentials`, re-read from disk
 as they rotate.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-import threading
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from kubernetes.client import ApiClient, Configuration
-from kubernetes.client.rest import RESTClientObject
+from kubernetes.client import ApiClient
 
-from gateway.cluster.interface import BadRequest, Obj, PatchType, Propagation, ServerError, ServiceUnavailable
+from gateway.cluster.interface import BadRequest, Obj, PatchType, Propagation, ServerError
 from gateway.cluster.resources import resource_type
 
-from . import transport
 from .credentials import DEFAULT_REFRESH_INTERVAL, Credentials, CredentialSource, InClusterSource, KubeconfigSource
-from .transport import JSON, THREAD_PREFIX, pool_size, retries
+from .endpoint import JSON, Endpoint
+from .transport import Transport
 from .watch import UNBOUNDED_WATCH_SILENCE, WATCH_READ_GRACE, LiveWatches, WatchStream
 
 DEFAULT_WORKERS = 16
-"""Requests in flight at once; more wait for a worker (the loop stays free)."""
+"""Requests in flight at once (watches aside); more wait for one to finish (the loop stays free)."""
 
 DEFAULT_TIMEOUT = (5.0, 30.0)
 """(connect, read) seconds for every non-watch request."""
@@ -44,25 +40,24 @@ class KubernetesCluster:
     or against the simulated cluster) or :meth:`in_cluster` (the gateway's own
     service account), whose credential files are re-read when they change
     (every ``refresh_interval`` seconds, and at once after a 401 or a failed TLS
-    handshake); ``KubernetesCluster(api_client)`` adopts a configured client as
-    it is.  Either way the client's connection pool is sized for ``max_workers``
-    concurrent requests plus watches, only failed connects are retried (unless
-    the configuration sets ``retries``), and :meth:`close` closes it.
+    handshake); ``KubernetesCluster(api_client)`` takes a configured client's
+    server, TLS settings and token as they are.  Either way at most
+    ``max_workers`` requests are in flight at once (watches aside), and
+    :meth:`close` closes every connection.
     """
 
     def __init__(
         self,
-        api_client: ApiClient,
+        client: ApiClient | Credentials,
         *,
         max_workers: int = DEFAULT_WORKERS,
         request_timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-        credentials: Credentials | None = None,
     ) -> None:
-        self._credentials = credentials or Credentials(_tuned(api_client, max_workers))
+        # A configured client is only read (blocking: its CA and certificate files): tests and tools.
+        self._credentials = client if isinstance(client, Credentials) else Credentials(Endpoint(client.configuration))
         self._timeout = request_timeout
-        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix=THREAD_PREFIX)
+        self._transport = Transport(self._credentials, max_in_flight=max_workers, connect_timeout=request_timeout[0])
         self._watches = LiveWatches()
-        self._closed = False
 
     @classmethod
     def from_kubeconfig(
@@ -85,19 +80,23 @@ class KubernetesCluster:
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL, **kwargs: Any
     ) -> KubernetesCluster:
         """Connect with the credentials ``source`` reads (blocking: call at startup, off the event loop)."""
-        credentials = Credentials.load(source, build=lambda configuration: _tuned(ApiClient(configuration), max_workers),
-                                       refresh_interval=refresh_interval)
-        return cls(credentials.api, max_workers=max_workers, credentials=credentials, **kwargs)
+        credentials = Credentials.load(source, refresh_interval=refresh_interval)
+        return cls(credentials, max_workers=max_workers, **kwargs)
 
     @property
     def host(self) -> str:
         """The API server's URL."""
-        return str(self._credentials.api.configuration.host)
+        return self._credentials.endpoint.url
 
     @property
     def credentials(self) -> Credentials:
-        """The client requests are sent with, and where its credentials are re-read from."""
+        """Where requests are sent and with what, and where the credentials are re-read from."""
         return self._credentials
+
+    @property
+    def open_connections(self) -> int:
+        """Connections to the API server open now (idle ones included)."""
+        return self._transport.open_connections
 
     # ------------------------------------------------------------------ requests
 
@@ -110,14 +109,8 @@ class KubernetesCluster:
         body: Any = None,
         content_type: str = JSON,
     ) -> bytes:
-        """Run one request in the worker pool; the event loop only awaits it."""
-        if self._closed:
-            raise ServiceUnavailable("the cluster connection is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, transport.request, self._credentials, method, path, query, body, content_type,
-            self._timeout
-        )
+        return await self._transport.request(method, path, query=query, body=body, content_type=content_type,
+                                             read_timeout=self._timeout[1])
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
         data = await self._request(method, path, **kwargs)
@@ -217,9 +210,9 @@ class KubernetesCluster:
         if timeout_seconds is not None:
             query["timeoutSeconds"] = max(1, math.ceil(timeout_seconds))
             silence = query["timeoutSeconds"] + WATCH_READ_GRACE
-        send = partial(transport.send, self._credentials, "GET", resource_type(resource).path(namespace), query=query,
-                       timeout=(self._timeout[0], silence))
-        return WatchStream(send, self._watches, connect_timeout=self._timeout[0])
+        send = partial(self._transport.send, "GET", resource_type(resource).path(namespace), query=query,
+                       read_timeout=silence)
+        return WatchStream(send, self._watches)
 
     async def bind_pod(self, name: str, namespace: str, node_name: str) -> None:
         binding = {
@@ -281,33 +274,6 @@ class KubernetesCluster:
         return await self._json("GET", "/version")
 
     async def close(self) -> None:
-        """End open watches, stop the worker threads and close the connections.
-
-        When it returns, no thread this adapter started is alive.
-        """
-        if self._closed:
-            return
-        self._closed = True
-        watch_threads = self._watches.close()
-        # Joining threads blocks, so it happens off the loop (in the loop's own executor).
-        await asyncio.to_thread(self._shutdown_blocking, watch_threads)
-
-    def _shutdown_blocking(self, watch_threads: Sequence[threading.Thread]) -> None:
-        for thread in watch_threads:
-            thread.join(self._timeout[0] + 1)
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        self._credentials.close()
-
-
-def _tuned(api_client: ApiClient, max_workers: int) -> ApiClient:
-    """``api_client`` with a connection pool for ``max_workers`` requests plus watches, retrying failed connects."""
-    configuration: Configuration = api_client.configuration
-    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, pool_size(max_workers))
-    if configuration.retries is None:
-        configuration.retries = retries()
-    # Pin the proxy taken from the environment: otherwise the kubeconfig token refresh,
-    # which runs before every request, re-reads the whole environment each time.
-    configuration.proxy = configuration.proxy
-    api_client.rest_client.close()
-    api_client.rest_client = RESTClientObject(configuration)
-    return api_client
+        """End open watches and close every connection; later calls fail with ServiceUnavailable."""
+        self._watches.close()
+        self._transport.close()

@@ -5,12 +5,13 @@ projected service-account token well before it expires (and the old one stops wo
 expiry), an administrator rotates the cluster's CA or a kubeconfig's token or client certificate.
 A :class:`CredentialSource` names the files the credentials are read from (a kubeconfig and the
 files it points to, or the pod's service-account token and CA); :class:`Credentials` holds the
-``ApiClient`` built from them and builds a new one when their content changed.
+:class:`~gateway.cluster.kubernetes.endpoint.Endpoint` built from them and builds a new one when
+their content changed.
 
-:meth:`Credentials.refresh` blocks (it reads files): the adapter calls it only in its worker and
-watch threads (:mod:`.transport`), never on the event loop, before a request once
-``refresh_interval`` has passed, and at once when the API server rejects the token (401) or the
-TLS handshake fails.  Requests already sent finish on the client they started with.
+:meth:`Credentials.refresh` blocks (it reads files): the transport runs it in a worker thread,
+never on the event loop, once ``refresh_interval`` has passed, and at once when the API server
+rejects the token (401) or the TLS handshake fails.  Requests already sent finish with the
+endpoint they started with.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from typing import Any, Protocol
 
 import yaml
 from kubernetes import config as kube_config
-from kubernetes.client import ApiClient, Configuration
+from kubernetes.client import Configuration
 from kubernetes.config.incluster_config import SERVICE_CERT_FILENAME, SERVICE_TOKEN_FILENAME, InClusterConfigLoader
+
+from .endpoint import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -112,20 +115,18 @@ class InClusterSource:
 
 
 class Credentials:
-    """The ``ApiClient`` requests are sent with, rebuilt from ``source`` when its files change.
+    """The :class:`~gateway.cluster.kubernetes.endpoint.Endpoint` requests are sent to, rebuilt from ``source``
+    when its files change.
 
-    ``build`` makes a client of a configuration (the adapter sizes its connection pool).  Safe to
-    use from any thread; :attr:`api` is the current client.  Without a ``source`` the client never
-    changes (a client the caller configured).
+    Safe to use from any thread; :attr:`endpoint` is the current one.  Without a ``source`` the
+    endpoint never changes (a configuration the caller made), but its token is still renewed.
     """
 
-    def __init__(self, api: ApiClient, source: CredentialSource | None = None, *,
-                 build: Callable[[Configuration], ApiClient] = ApiClient,
+    def __init__(self, endpoint: Endpoint, source: CredentialSource | None = None, *,
                  refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._api = api
+        self._endpoint = endpoint
         self._source = source
-        self._build = build
         self.refresh_interval = refresh_interval
         self._clock = clock
         self._lock = threading.Lock()
@@ -135,44 +136,46 @@ class Credentials:
         """How many times the credentials were re-read with a different content."""
 
     @classmethod
-    def load(cls, source: CredentialSource, *, build: Callable[[Configuration], ApiClient],
-             refresh_interval: float = DEFAULT_REFRESH_INTERVAL) -> Credentials:
+    def load(cls, source: CredentialSource, *, refresh_interval: float = DEFAULT_REFRESH_INTERVAL) -> Credentials:
         """Credentials read from ``source`` now (blocking: call at startup, off the event loop)."""
-        return cls(build(source.configuration()), source, build=build, refresh_interval=refresh_interval)
+        return cls(Endpoint(source.configuration()), source, refresh_interval=refresh_interval)
 
     @property
-    def api(self) -> ApiClient:
-        return self._api
+    def endpoint(self) -> Endpoint:
+        return self._endpoint
+
+    @property
+    def due(self) -> bool:
+        """Whether ``refresh_interval`` has passed since the last check (cheap: the transport asks before each request)."""
+        return self._clock() - self._checked >= self.refresh_interval
 
     def refresh(self, *, now: bool = False) -> bool:
-        """Re-read the credential files, if ``refresh_interval`` has passed or ``now``; whether they changed.
+        """Re-read the credentials, if ``refresh_interval`` has passed or ``now``; whether they changed.
 
-        Blocking: called in the adapter's threads only.  A failure to read them (a file being
-        rewritten) keeps the current client; the next check tries again.
+        Blocking: the transport calls it in a worker thread.  A new endpoint when the files
+        changed, else the same endpoint's token read again (it may come from an exec plugin or
+        a token file).  A failure to read them (a file being rewritten) keeps the current
+        endpoint; the next check tries again.
         """
-        if self._source is None or (not now and self._clock() - self._checked < self.refresh_interval):
+        if not now and not self.due:
             return False
         with self._lock:
-            if not now and self._clock() - self._checked < self.refresh_interval:
+            if not now and not self.due:
                 return False  # another thread just checked
             self._checked = self._clock()
             try:
-                fingerprint = self._source.fingerprint()
+                fingerprint = self._source.fingerprint() if self._source is not None else b""
                 if fingerprint == self._fingerprint:
-                    return False
-                fresh = self._build(self._source.configuration())
+                    return self._endpoint.authorize()
+                assert self._source is not None
+                fresh = Endpoint(self._source.configuration())
             except Exception as exc:  # unreadable now (being rewritten?): keep what works, try at the next check
                 log.warning("the changed credentials could not be read: %s; keeping the current ones", exc)
                 return False
-            old, self._api, self._fingerprint = self._api, fresh, fingerprint
+            self._endpoint, self._fingerprint = fresh, fingerprint
             self.changes += 1
         log.info("the credentials for the Kubernetes API changed on disk; using the new ones")
-        old.rest_client.pool_manager.clear()  # idle connections; those in use close when their request ends
         return True
-
-    def close(self) -> None:
-        """Close the current client's connections (blocking)."""
-        self._api.close()
 
 
 def _read(path: str) -> bytes:
