@@ -200,13 +200,21 @@ async def release_placement(cluster: Cluster, placement: Placement, cluster_role
 
 
 async def _service_account_appears(cluster: Cluster, namespace: str, name: str, deadline: float) -> bool:
-    """Wait (by watching) until service account ``namespace/name`` exists.
+    """Wait until service account ``namespace/name`` exists: one read, then watching.
 
     On a real cluster the service-account controller creates a namespace's
     ``default`` account shortly after the namespace; until then pod admission
-    refuses the pod ("error looking up service account").  A watch without a
+    refuses the pod ("error looking up service account").  By the time the
+    namespace's role binding exists it usually does: one read on a kept-alive
+    connection costs less than opening a watch.  A watch without a
     resourceVersion first reports what exists, then changes.
     """
+    try:
+        await api(cluster.get("serviceaccounts", name, namespace=namespace),
+                  what=f"reading service account {name} in namespace {namespace}", deadline=deadline)
+        return True
+    except NotFound:
+        pass
     for _ in range(MAX_SERVICE_ACCOUNT_WATCHES):
         left = remaining(deadline)
         if left <= 0:
