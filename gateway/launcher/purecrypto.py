@@ -57,7 +57,7 @@ def x25519(scalar: bytes, u_coordinate: bytes) -> bytes:
         z2 = e * (aa + _A24 * e) % _P
     if swap:
         x2, z2 = x3, z3
-    return (x2 * pow(z2, _P - 2, _P) % _P).to_bytes(32, "little")
+    return (x2 * pow(z2, -1, _P) % _P).to_bytes(32, "little") if z2 % _P else bytes(32)
 
 
 def x25519_keypair() -> tuple[bytes, bytes]:
