@@ -1,7 +1,9 @@
-"""Admissions written from the replica's kept copy of the ConfigMap: a read spared, never a wrong decision."""
+"""Admissions written from the replica's kept copy of the ConfigMap, and starts at once written together:
+a read spared, no conflict within a replica, never a wrong decision."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -80,3 +82,22 @@ async def test_a_stale_copy_the_hint_misses_costs_a_conflict_only(
     data = (await admin.get("configmaps", ADMISSIONS_NAME, namespace=NAMESPACE))["data"]
     assert data == {one: "alice", two: "bob", three: "carol"}
     assert first_cluster.calls[("replace", "configmaps")] == 3  # one refused with 409, then written after a read
+
+
+async def test_starts_at_once_in_one_replica_are_written_together(
+        clusters: tuple[Cluster, list[CountingCluster]]) -> None:
+    admin, (cluster, _) = clusters
+    recorded: set[str] = set()
+    admissions = Admissions(cluster, NAMESPACE, recorded.__contains__, recorded_ids=lambda: recorded)
+    ids = [str(uuid.uuid4()) for _ in range(16)]
+    recorded.update(ids)
+    users = ["alice", "bob"] * 8
+    results = await asyncio.gather(*(admissions.admit(kernel_id, user, max_kernels=7, max_per_user=4)
+                                     for kernel_id, user in zip(ids, users, strict=True)), return_exceptions=True)
+    # Decided in the order asked: the first seven (alice four, bob three), then the total is at its limit.
+    assert [r is None for r in results] == [True] * 7 + [False] * 9
+    assert all(isinstance(r, KernelLimitReached) for r in results[7:])
+    assert cluster.calls[("replace", "configmaps")] == 1  # one write for all sixteen, no 409 among them
+    await asyncio.gather(*(admissions.release(kernel_id) for kernel_id in ids[:7]))
+    assert cluster.calls[("replace", "configmaps")] == 2
+    assert (await admin.get("configmaps", ADMISSIONS_NAME, namespace=NAMESPACE)).get("data") in (None, {})

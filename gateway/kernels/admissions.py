@@ -18,6 +18,11 @@ wrote meanwhile (every kernel with a record, but the one at hand, is in the copy
 records a kernel before admitting it), saving a request per start and per end.  The hint only
 saves requests, it decides nothing: a copy out of date gets the replace's 409 and is read again
 (one request more than reading first), and a refusal is only ever given from a copy just read.
+
+Within a replica, admissions and releases are written one replace at a time, each carrying every
+change asked for meanwhile (a group commit): starts at once in one replica never conflict with
+each other, and 8 or 32 of them cost a few replaces instead of a round of 409s and back-offs each.
+Changes in one write are decided in the order they were asked, so limits count each other.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.aio import Backoff
@@ -78,6 +84,9 @@ class Admissions:
         """Admitted ids seen without a record, and the ``loop.time()`` when first seen so."""
         self._known: Obj | None = None
         """The ConfigMap as this replica last wrote or read it (``None``: read it first); taken by one write."""
+        self._asked: list[_Change] = []
+        """Changes asked for and not yet taken by the writer."""
+        self._writer: asyncio.Task[None] | None = None
 
     async def ensure(self) -> None:
         """Create the (empty) ConfigMap if absent, so that it exists before the first start (one ``get``)."""
@@ -95,71 +104,99 @@ class Admissions:
                     max_per_user: int | None) -> None:
         """Admit the kernel, or raise :class:`KernelLimitReached` (403), :class:`KernelConflict` (409: the id
         is taken) or :class:`AdmissionsUnavailable` (503)."""
-        backoff = Backoff(base=0.05, cap=1.0)
-        for _ in range(ATTEMPTS):
-            known = self._take_known(kernel_id)
-            try:
-                current = known if known is not None else await self._read()
-                data = dict(current.get("data") or {})
-                try:
-                    if kernel_id in data:
-                        raise KernelConflict(f"Kernel {kernel_id} already exists.")
-                    for orphan in self._orphans(data):
-                        log.warning("kernel %s was admitted but has no record; dropping its admission", orphan)
-                        del data[orphan]
-                    _check_limits(data, username, max_kernels, max_per_user)
-                except (KernelConflict, KernelLimitReached):
-                    if known is not None:
-                        continue  # the kept copy may be out of date: refuse only from a fresh read
-                    raise
-                data[kernel_id] = username
-                await self._write(current, data)
-                return
-            except NotFound:
-                if known is None:
-                    raise
-                # The kept copy's ConfigMap was deleted: the next round reads (and so creates) it.
-            except (Conflict, AlreadyExists):
-                if known is None:  # a kept copy out of date is no contention: read at once
-                    await asyncio.sleep(backoff.fail())
-            except (ServerError, TooManyRequests, asyncio.TimeoutError) as error:
-                log.warning("admitting kernel %s: %s", kernel_id, error or type(error).__name__)
-                await asyncio.sleep(backoff.fail())
-        raise AdmissionsUnavailable("Kernel start refused: too many kernels are being started at once; try again.")
+        await self._ask(_Change(kernel_id, username, max_kernels, max_per_user))
 
     async def release(self, kernel_id: str) -> None:
         """Remove the kernel's admission (its record is gone).  Failures are logged: a later admission drops it."""
-        backoff = Backoff(base=0.05, cap=1.0)
-        for _ in range(ATTEMPTS):
-            known = self._take_known(kernel_id)
+        await self._ask(_Change(kernel_id, None))
+
+    async def _ask(self, change: _Change) -> None:
+        change.done = asyncio.get_running_loop().create_future()
+        self._asked.append(change)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_asked(), name="admissions: write")
+        await change.done
+
+    async def _write_asked(self) -> None:
+        """The replica's one writer: applies what was asked, in batches, until nothing is left."""
+        while self._asked:
+            batch, self._asked = [c for c in self._asked if not c.done.cancelled()], []
             try:
-                current = known if known is not None else await self._read(create=False)
-                data = dict(current.get("data") or {})
-                if kernel_id not in data:
-                    if known is not None:
-                        continue  # the kept copy may predate the admission: look again
-                    self._known = current
-                    return
-                del data[kernel_id]
-                await self._write(current, data)
-                self._suspects.pop(kernel_id, None)
+                await self._apply(batch)
+            except BaseException as error:  # a bug, or the loop's end: no caller waits forever
+                for change in batch:
+                    if not change.done.done():
+                        change.done.set_exception(
+                            error if isinstance(error, Exception) else AdmissionsUnavailable("the gateway is stopping"))
+                if not isinstance(error, Exception):
+                    raise
+
+    async def _apply(self, batch: list[_Change]) -> None:
+        """Read (or take the kept copy), decide each change in order, replace once; again on a 409."""
+        backoff = Backoff(base=0.05, cap=1.0)
+        pending = batch
+        for _ in range(ATTEMPTS):
+            known = self._take_known({c.kernel_id for c in pending})
+            try:
+                current = known if known is not None else await self._read(create=any(c.admits for c in pending))
+            except NotFound:  # only releases, and no ConfigMap: nothing to remove
+                _settle(pending)
                 return
-            except NotFound:
-                return
-            except Conflict:
-                if known is None:
-                    await asyncio.sleep(backoff.fail())
-            except (ServerError, TooManyRequests, asyncio.TimeoutError):
+            except (ServerError, TooManyRequests, asyncio.TimeoutError) as error:
+                log.warning("reading the admissions: %s", error or type(error).__name__)
                 await asyncio.sleep(backoff.fail())
+                continue
             except ClusterError as error:
-                log.error("could not release the admission of kernel %s: %s", kernel_id, error)
+                _settle(pending, error)
                 return
-        log.warning("could not release the admission of kernel %s; a later start drops it", kernel_id)
+            data = dict(current.get("data") or {})
+            for orphan in self._orphans(data):
+                log.warning("kernel %s was admitted but has no record; dropping its admission", orphan)
+                del data[orphan]
+            decided = _decide(pending, data)
+            kept = (known.get("data") or {}) if known is not None else None
+            if kept is not None and any(refusal is not None or (not c.admits and c.kernel_id not in kept)
+                                        for c, refusal in decided):
+                continue  # the kept copy may be out of date: refuse, or find nothing to release, only on a fresh read
+            for change, refusal in decided:
+                if refusal is not None:
+                    _settle([change], refusal)
+            pending = [change for change, refusal in decided if refusal is None]
+            if data == (current.get("data") or {}):
+                self._known = current
+                _settle(pending)
+                return
+            try:
+                await self._write(current, data)
+            except NotFound:
+                continue  # the kept copy's ConfigMap was deleted: the next round reads (and so creates) it
+            except (Conflict, AlreadyExists):
+                if known is None:  # a kept copy out of date is no contention: read at once
+                    await asyncio.sleep(backoff.fail())
+                continue
+            except (ServerError, TooManyRequests, asyncio.TimeoutError) as error:
+                log.warning("writing the admissions: %s", error or type(error).__name__)
+                await asyncio.sleep(backoff.fail())
+                continue
+            except ClusterError as error:
+                _settle(pending, error)
+                return
+            for change in pending:
+                if not change.admits:
+                    self._suspects.pop(change.kernel_id, None)
+            _settle(pending)
+            return
+        for change in pending:
+            if not change.admits:
+                log.warning("could not release the admission of kernel %s; a later start drops it", change.kernel_id)
+        _settle([c for c in pending if not c.admits])
+        _settle([c for c in pending if c.admits], AdmissionsUnavailable(
+            "Kernel start refused: too many kernels are being started at once; try again."))
 
     # ------------------------------------------------------------------ the ConfigMap
 
-    def _take_known(self, kernel_id: str) -> Obj | None:
-        """The kept copy for one write about ``kernel_id`` (``None``: read first); it is used at most once.
+    def _take_known(self, kernel_ids: Collection[str]) -> Obj | None:
+        """The kept copy for one write about ``kernel_ids`` (``None``: read first); it is used at most once.
 
         Only when every other kernel with a record is in it: a kernel recorded (by another replica)
         but missing from the copy means the copy predates that replica's admission.
@@ -168,7 +205,7 @@ class Admissions:
         if known is None or self._recorded_ids is None:
             return None
         data = known.get("data") or {}
-        if any(recorded not in data for recorded in self._recorded_ids() if recorded != kernel_id):
+        if any(recorded not in data for recorded in self._recorded_ids() if recorded not in kernel_ids):
             return None
         return known
 
@@ -226,3 +263,54 @@ def _check_limits(data: dict[str, str], username: str, max_kernels: int | None, 
                 f"Kernel start refused: user {shown(username)} may run at most {max_per_user} kernels "
                 f"and has {mine} running or starting."
             )
+
+
+@dataclass
+class _Change:
+    """One admission (``username`` set) or release asked of the writer; ``done`` is resolved when decided."""
+
+    kernel_id: str
+    username: str | None
+    max_kernels: int | None = None
+    max_per_user: int | None = None
+    done: asyncio.Future[None] = field(init=False, repr=False)
+
+    @property
+    def admits(self) -> bool:
+        return self.username is not None
+
+
+def _decide(changes: list[_Change], data: dict[str, str]) -> list[tuple[_Change, KernelError | None]]:
+    """Apply ``changes`` to ``data`` in order; each with its refusal, or ``None`` when applied."""
+    decided: list[tuple[_Change, KernelError | None]] = []
+    for change in changes:
+        if change.username is None:
+            data.pop(change.kernel_id, None)
+            decided.append((change, None))
+            continue
+        try:
+            if change.kernel_id in data:
+                raise KernelConflict(f"Kernel {change.kernel_id} already exists.")
+            _check_limits(data, change.username, change.max_kernels, change.max_per_user)
+        except (KernelConflict, KernelLimitReached) as refusal:
+            decided.append((change, refusal))
+            continue
+        data[change.kernel_id] = change.username
+        decided.append((change, None))
+    return decided
+
+
+def _settle(changes: list[_Change], error: BaseException | None = None) -> None:
+    """Resolve the callers waiting on ``changes`` (with ``error``, for an admission; a release only logs it)."""
+    for change in changes:
+        if change.done.done():
+            continue
+        if error is not None and not change.admits:
+            log.error("could not release the admission of kernel %s: %s", change.kernel_id, error)
+            error_for_it: BaseException | None = None
+        else:
+            error_for_it = error
+        if error_for_it is None:
+            change.done.set_result(None)
+        else:
+            change.done.set_exception(error_for_it)
