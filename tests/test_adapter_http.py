@@ -90,6 +90,7 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[tuple[Kubernete
     adapter on it and the request lines the server read."""
     servers: list[asyncio.AbstractServer] = []
     adapters: list[KubernetesCluster] = []
+    handlers: set[asyncio.Task[None]] = set()
 
     async def start(handler: Handler) -> tuple[KubernetesCluster, list[str]]:
         seen: list[str] = []
@@ -98,6 +99,7 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[tuple[Kubernete
         async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             nonlocal count
             count += 1
+            handlers.add(asyncio.current_task())  # type: ignore[arg-type]
             try:
                 await handler(_Recording(reader, seen), writer, count)  # type: ignore[arg-type]
             except (ConnectionError, asyncio.IncompleteReadError):
@@ -118,6 +120,9 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[tuple[Kubernete
         await adapter.close()
     for server in servers:
         server.close()
+    for task in handlers:
+        task.cancel()
+    await asyncio.gather(*handlers, return_exceptions=True)
 
 
 class _Recording:
@@ -209,6 +214,53 @@ async def test_a_cut_answer_is_unavailable_and_its_connection_not_reused(serve) 
     adapter, _ = await serve(handler)
     with pytest.raises(i.ServiceUnavailable):
         await adapter.get("configmaps", "c", namespace="n")
+    assert await adapter.get("configmaps", "c", namespace="n") == CM
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+async def test_an_answer_larger_than_the_read_buffer_arrives_whole(serve, framing: str) -> None:  # type: ignore[no-untyped-def]
+    # A list of thousands of pods is tens of MB: more than the connection buffers before it stops reading.
+    items = [{**CM, "metadata": {"name": f"c{n}", "namespace": "n"}, "data": {"x": "y" * 900}} for n in range(12000)]
+    big = {"apiVersion": "v1", "kind": "ConfigMapList", "metadata": {"resourceVersion": "7"}, "items": items}
+
+    async def handler(reader, writer, number):  # type: ignore[no-untyped-def]
+        while True:
+            await reader.request()
+            data = json.dumps(big).encode()
+            if framing == "length":
+                writer.write(answer(big))
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                for start in range(0, len(data), 1 << 20):
+                    writer.write(chunked(data[start:start + (1 << 20)], [])[: -len(b"0\r\nX-Trailer: yes\r\n\r\n")])
+                writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    adapter, _ = await serve(handler)
+    for _ in range(2):  # and the connection is reused after it
+        listed = await adapter.list("configmaps", namespace="n")
+        assert len(listed["items"]) == 12000 and listed["items"][-1]["metadata"]["name"] == "c11999"
+    assert adapter.open_connections == 1
+
+
+@pytest.mark.parametrize("sent", [b"", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"kind\""])
+async def test_a_request_given_up_by_its_caller_is_cancelled_not_failed(serve, sent: bytes) -> None:  # type: ignore[no-untyped-def]
+    # Callers bound requests with asyncio.wait_for: a cancellation must stay one (and so become
+    # their TimeoutError), and the half-answered connection must not serve the next request.
+    async def handler(reader, writer, number):  # type: ignore[no-untyped-def]
+        await reader.request()
+        if number == 1:
+            writer.write(sent)  # then silence
+            await asyncio.sleep(30)
+        writer.write(answer(CM))
+        while True:
+            await reader.request()
+            writer.write(answer(CM))
+
+    adapter, _ = await serve(handler)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(adapter.get("configmaps", "c", namespace="n"), 0.3)
+    assert adapter.open_connections == 0
     assert await adapter.get("configmaps", "c", namespace="n") == CM
 
 

@@ -176,6 +176,9 @@ class Connection(asyncio.Protocol):
             if eof_ends:
                 return
             raise self._dropped()
+        if self._paused and self._transport is not None:  # the reader wants more than the buffer holds
+            self._paused = False
+            self._transport.resume_reading()
         waiter = self._waiter = self._loop.create_future()
         timer = self._loop.call_later(timeout, _expire, waiter, timeout)
         try:

@@ -66,6 +66,8 @@ class Answer:
             data = await self.connection.read_body(self.head, self._read_timeout)
         except BaseException as exc:
             self.close()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             raise transport_error(exc) from exc
         self._pool.give_back(self.connection)
         return data
