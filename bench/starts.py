@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import zmq
 from jupyter_client.manager import AsyncKernelManager
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
@@ -25,6 +26,8 @@ from bench.procs import cpu_seconds, pids_with_env, rss_kib
 
 TIMEOUT = 180.0
 """Bound on one start on a loaded two-core machine (32 at once take tens of seconds)."""
+SEND_TIMEOUT = 10.0
+"""Longest a floor start's blocking send to its kernel may take."""
 
 
 @dataclass
@@ -84,6 +87,9 @@ async def bare_start() -> Started:
         await manager.start_kernel()
         client = manager.client()
         client.start_channels()
+        # jupyter_client sends its kernel_info_requests with a blocking ZeroMQ send on the event
+        # loop; one that never completed once hung a whole run: bound it, the start then fails.
+        client.shell_channel.socket.setsockopt(zmq.SNDTIMEO, int(SEND_TIMEOUT * 1000))
         try:
             await client.wait_for_ready(timeout=TIMEOUT)
         finally:
