@@ -32,6 +32,8 @@ def _shape(body: Any) -> Any:
         # The service-account controller of a real cluster adds a namespace's "default" account a moment
         # after the namespace; the simulated one at once. A watch sees it, or not, by timing.
         out["items"] = [e for e in out["items"] if not _default_account(e.get("object"))]
+    if out.get("kind") == "ServiceAccountList":  # so does a list (its items carry no kind)
+        out["items"] = [a for a in out.get("items") or [] if not _default_account({"kind": "ServiceAccount", **a})]
     if out.get("kind") == "Status":
         if out.get("code") == 500:
             out.pop("reason", None)  # a real 500 from storage has none; ours says InternalError
