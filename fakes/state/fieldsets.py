@@ -399,6 +399,13 @@ def without(paths: FieldSet, prefixes: Iterable[Path]) -> FieldSet:
     return {p for p in paths if not any(p[: len(c)] == c for c in cut)}
 
 
+def iteration_order(path: Path) -> tuple[tuple[int, str], ...]:
+    """A sort key putting paths in ``fieldpath.Set.Iterate`` order: at each level the set's members
+    (paths ending there) before its children, each sorted (sigs.k8s.io/structured-merge-diff
+    fieldpath/set.go, ``iteratePrefix``); a conflict error lists its fields so."""
+    return tuple((0 if i == len(path) - 1 else 1, element) for i, element in enumerate(path))
+
+
 def render(path: Path) -> str:
     """A path as a conflict names it (``fieldpath.Path.String``): ``.spec.containers[name="main"].image``."""
     parts = []

@@ -236,7 +236,8 @@ def _conflict_error(rt: ResourceType, conflicts: dict[Key, FieldSet]) -> Conflic
             text += f" using {rt.api_version}"  # the manager's key holds no time, so none is printed
         return text
 
-    pairs = [(who(key), path) for key in sorted(conflicts) for path in sorted(conflicts[key])]
+    pairs = [(who(key), path) for key in sorted(conflicts)
+             for path in sorted(conflicts[key], key=fieldsets.iteration_order)]
     causes = [Cause(reason="FieldManagerConflict", message=f"conflict with {manager}",
                     field=fieldsets.render(path)) for manager, path in pairs]
     if len(pairs) == 1:
