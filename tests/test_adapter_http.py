@@ -148,14 +148,19 @@ def answer(body: object, *, extra: str = "") -> bytes:
 CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}}
 
 
+async def answer_every_request(reader: _Recording, writer: asyncio.StreamWriter) -> None:
+    """Serve the rest of a connection: every request it reads gets ``CM``."""
+    while True:
+        await reader.request()
+        writer.write(answer(CM))
+
+
 async def test_kept_alive_connections_are_reused(serve) -> None:  # type: ignore[no-untyped-def]
     connections: list[int] = []
 
     async def handler(reader, writer, number):  # type: ignore[no-untyped-def]
         connections.append(number)
-        while True:
-            await reader.request()
-            writer.write(answer(CM))
+        await answer_every_request(reader, writer)
 
     adapter, seen = await serve(handler)
     for _ in range(5):
@@ -171,9 +176,7 @@ async def test_a_create_is_never_sent_twice(serve) -> None:  # type: ignore[no-u
             writer.write(answer(CM))  # the first create, answered: the connection is kept
             await reader.request()  # the second, read and dropped without an answer
             return
-        while True:
-            await reader.request()
-            writer.write(answer(CM))
+        await answer_every_request(reader, writer)
 
     adapter, seen = await serve(handler)
     await adapter.create("configmaps", CM, namespace="n")
@@ -190,9 +193,7 @@ async def test_a_dropped_kept_connection_is_replaced_for_a_get(serve) -> None:  
             writer.write(answer(CM))
             await reader.request()  # read, then dropped: the get goes again on a new connection
             return
-        while True:
-            await reader.request()
-            writer.write(answer(CM))
+        await answer_every_request(reader, writer)
 
     adapter, seen = await serve(handler)
     assert await adapter.get("configmaps", "c", namespace="n") == CM
@@ -207,9 +208,7 @@ async def test_a_cut_answer_is_unavailable_and_its_connection_not_reused(serve) 
             writer.write(answer(CM)[:-5])  # the body ends early
             return
         writer.write(answer(CM))
-        while True:
-            await reader.request()
-            writer.write(answer(CM))
+        await answer_every_request(reader, writer)
 
     adapter, _ = await serve(handler)
     with pytest.raises(i.ServiceUnavailable):
@@ -253,9 +252,7 @@ async def test_a_request_given_up_by_its_caller_is_cancelled_not_failed(serve, s
             writer.write(sent)  # then silence
             await asyncio.sleep(30)
         writer.write(answer(CM))
-        while True:
-            await reader.request()
-            writer.write(answer(CM))
+        await answer_every_request(reader, writer)
 
     adapter, _ = await serve(handler)
     with pytest.raises(asyncio.TimeoutError):
@@ -285,9 +282,7 @@ async def test_a_chunked_watch_split_anywhere_gives_every_event(serve) -> None: 
             writer.write(chunked(events[start:start + 37], [5, 11])[: -len(b"0\r\nX-Trailer: yes\r\n\r\n")])
             await writer.drain()
         writer.write(b"0\r\n\r\n")
-        while True:
-            await reader.request()
-            writer.write(answer(CM))
+        await answer_every_request(reader, writer)
 
     adapter, seen = await serve(handler)
     names = [e.object["metadata"]["name"] async for e in adapter.watch("configmaps", namespace="n")]

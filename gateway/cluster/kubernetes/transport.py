@@ -51,14 +51,16 @@ REPLAYABLE = frozenset({"GET", "HEAD"})
 class Answer:
     """An answer whose head was read: its status, and its body still to read (or stream)."""
 
-    def __init__(self, connection: Connection, head: Head, pool: Pool, method: str, read_timeout: float) -> None:
+    def __init__(self, connection: Connection, head: Head, pool: Pool, read_timeout: float) -> None:
         self.connection = connection
         self.head = head
         self._pool = pool
-        self._method = method
         self._read_timeout = read_timeout
-        self.status = head.status
         self._body: BodyReader | None = None
+
+    @property
+    def status(self) -> int:
+        return self.head.status
 
     async def read(self) -> bytes:
         """The whole body; the connection goes back to the pool."""
@@ -180,7 +182,7 @@ class Transport:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 raise transport_error(exc) from exc
-            return Answer(connection, head, pool, method, read_timeout)
+            return Answer(connection, head, pool, read_timeout)
 
     async def _refresh(self, *, now: bool) -> bool:
         """Check the credentials in a worker thread; whether requests should use new ones now.
