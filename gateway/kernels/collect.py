@@ -17,9 +17,11 @@ It also deletes kernel pods of this gateway that have no record and are older th
 the RoleBinding and the ServiceAccount in it go with it) and their admission.  Pods of another
 gateway (another ``EG_NAMESPACE``, named in the pod's annotation) and namespaces not labelled for
 the kernel are left alone.  It runs when this replica takes the duties over, at the earliest
-deadline of the records in a phase, whenever a record changes, and at least every
-``leftover_grace``; each run reads only the caches (records and pods), so it makes no API call
-unless there is something to delete.
+deadline of the records in a phase, whenever a record changes (then looking only at the records
+in a phase: a start or a shutdown costs it nothing that grows with the kernels served), and for
+every record and pod at least every ``leftover_grace`` and when a pod without a record comes of
+age; each run reads only the caches (records and pods), so it makes no API call unless there is
+something to delete.
 
 What a launch cut short by its gateway's death leaves always includes its record (written
 before anything else, deleted last), so the first rule removes all of it: pod, namespace,
@@ -132,49 +134,72 @@ class Collector:
         self._tasks = tasks
         self._taking_over: set[str] = set()
         self._pauses = RetryPauses(settings.deadline_grace, max(settings.leftover_grace, settings.deadline_grace))
+        self._in_phase: set[str] = set()
+        """Kernels whose record is in a phase (not ``running``): the only ones with a deadline to keep."""
+        self._changed: set[str] = set()
+        """Kernels whose record changed since the last run looked (or whose take-over ended)."""
+        self._woken = asyncio.Event()
+        self._sweep_due = 0.0
+        """``time.monotonic()`` of the next full run: every record, every kernel pod."""
 
     async def run(self) -> None:
-        """Collect now, then at each deadline, on each record change, and every ``leftover_grace`` (until cancelled)."""
-        woken = asyncio.Event()
+        """Collect now, then at each deadline, on each record change, and every ``leftover_grace`` (until cancelled).
+
+        A run after a record change looks at the records in a phase only; the full run (every
+        record and every kernel pod, so linear in the kernels) comes when this replica takes the
+        duties, each ``leftover_grace``, and when a pod without a record comes of age: starts and
+        shutdowns cost the lease holder nothing that grows with the kernels it serves.
+        """
+        self._sweep_due = 0.0
         subscription = self._records.subscribe(replay=False)
-        relay = asyncio.create_task(self._relay(subscription, woken), name="collector: record changes")
+        relay = asyncio.create_task(self._relay(subscription), name="collector: record changes")
         try:
             while True:
-                woken.clear()
+                self._woken.clear()
                 delay = await self.collect_once()
                 try:
-                    await asyncio.wait_for(woken.wait(), delay)
+                    await asyncio.wait_for(self._woken.wait(), delay)
                 except asyncio.TimeoutError:
                     pass
         finally:
             subscription.close()
             await cancel_and_wait(relay)
 
-    @staticmethod
-    async def _relay(subscription: Subscription, woken: asyncio.Event) -> None:
+    async def _relay(self, subscription: Subscription) -> None:
         """Wake the collection at every change of a record (a phase begun, ended, or handed back)."""
         async with subscription as changes:
-            async for _ in changes:
-                woken.set()
+            async for change in changes:
+                kernel_id = self._records.kernel_id_of(change.object)
+                if kernel_id is not None:
+                    self._changed.add(kernel_id)
+                    self._woken.set()
 
     async def collect_once(self) -> float:
-        """Take over what is past its deadline, delete old pods without a record; seconds until the next deadline."""
+        """Take over what is past its deadline, delete old pods without a record; seconds until the next run."""
         now = datetime.now(timezone.utc)
-        soonest = self._settings.leftover_grace
-        for record in self._records.all():
-            if record.phase is Phase.RUNNING:
+        if time.monotonic() >= self._sweep_due:
+            self._changed.clear()
+            self._in_phase = {record.kernel_id for record in self._records.all() if record.phase is not Phase.RUNNING}
+            self._sweep_due = time.monotonic() + await self._collect_pods_without_record(now)
+        else:
+            changed, self._changed = self._changed, set()
+            self._in_phase |= changed  # those now running or gone drop out below
+        soonest = self._sweep_due - time.monotonic()
+        for kernel_id in list(self._in_phase):
+            record = self._records.get(kernel_id)
+            if record is None or record.phase is Phase.RUNNING:
+                self._in_phase.discard(kernel_id)
                 continue
-            left = max((record.launch_deadline - now).total_seconds(), self._pauses.left(record.kernel_id))
+            left = max((record.launch_deadline - now).total_seconds(), self._pauses.left(kernel_id))
             if left > 0:
                 soonest = min(soonest, left + MARGIN_SECONDS)
                 continue
-            kernel = self._kernels.get(record.kernel_id)
-            if kernel is not None and record.kernel_id not in self._taking_over:
-                self._taking_over.add(record.kernel_id)
-                with kernel_logs(record.kernel_id):  # the take-over's log lines name the kernel
-                    self._tasks.spawn(self._take_over(kernel), f"take over kernel {record.kernel_id}")
-        await self._collect_pods_without_record(now)
-        return soonest
+            kernel = self._kernels.get(kernel_id)
+            if kernel is not None and kernel_id not in self._taking_over:
+                self._taking_over.add(kernel_id)
+                with kernel_logs(kernel_id):  # the take-over's log lines name the kernel
+                    self._tasks.spawn(self._take_over(kernel), f"take over kernel {kernel_id}")
+        return max(0.0, soonest)
 
     async def _take_over(self, kernel: Kernel) -> None:
         """Take the kernel's phase over; if it failed, or left the record this replica's to finish, pause the kernel."""
@@ -186,6 +211,8 @@ class Collector:
             failed = True
         finally:
             self._taking_over.discard(kernel.id)
+            self._changed.add(kernel.id)  # its next deadline, or its pause, is the next run's to keep
+            self._woken.set()
         record = self._records.get(kernel.id)
         if record is None or record.phase is Phase.RUNNING or not (failed or record.actor == self._operations.identity):
             self._pauses.done(kernel.id)
@@ -194,15 +221,18 @@ class Collector:
         log.warning("kernel %s: not everything of it could be deleted yet; trying again in %.1fs at the earliest",
                     kernel.id, delay)
 
-    async def _collect_pods_without_record(self, now: datetime) -> None:
+    async def _collect_pods_without_record(self, now: datetime) -> float:
+        """Delete the kernel pods older than ``leftover_grace`` without a record; seconds until the next comes of age."""
+        grace = self._settings.leftover_grace
+        soonest = grace
         for pod in self._provisioner.kernel_pods():
             meta = pod.get("metadata") or {}
             kernel_id = (meta.get("labels") or {}).get(KERNEL_ID_LABEL)
-            if not isinstance(kernel_id, str) or self._records.get(kernel_id) is not None:
+            if not isinstance(kernel_id, str) or self._records.get(kernel_id) is not None or kernel_id in self._kernels:
                 continue
-            if kernel_id in self._kernels or _age(meta.get("creationTimestamp"), now) < self._settings.leftover_grace:
-                continue
-            if self._pauses.left(kernel_id) > 0:
+            wait = max(grace - _age(meta.get("creationTimestamp"), now), self._pauses.left(kernel_id))
+            if wait > 0:
+                soonest = min(soonest, wait + MARGIN_SECONDS)
                 continue
             namespace, name = str(meta.get("namespace")), str(meta.get("name"))
             with kernel_logs(kernel_id):  # the collection's log lines name the kernel
@@ -214,9 +244,11 @@ class Collector:
                     self._pauses.done(kernel_id)
                 else:  # the pod stays, and leads a later run back to what is left
                     delay = self._pauses.failed(kernel_id)
+                    soonest = min(soonest, delay + MARGIN_SECONDS)
                     log.warning("kernel pod %s/%s: not everything could be deleted; trying again in %.1fs at the "
                                 "earliest", namespace, name, delay)
             await self._admissions.release(kernel_id)
+        return soonest
 
 
 def _age(created: object, now: datetime) -> float:
