@@ -6,7 +6,7 @@ list (``Informer.start`` returns once its cache is filled), and on SIGUSR1 print
 ``{"api_requests": n, "informer_sync_s": {resource: seconds}}`` as one line on stdout.  Used by
 :class:`bench.procs.GatewayProcess`.  With ``KERNELGATE_BENCH_PROFILE=<file>`` in its environment
 it also profiles the gateway's CPU time (``cProfile``; SIGUSR2 forgets what was profiled so far, to
-profile only a measured window) and writes the statistics there when it exits;
+profile only a measured window) and writes the statistics there on SIGUSR1 and when it exits;
 with ``KERNELGATE_BENCH_ZMQ_MAX_SOCKETS=<n>`` it raises the gateway's ZeroMQ context's socket limit
 (1023 by default) to ``n``, to see what limits a gateway following more kernels than that.
 
@@ -62,6 +62,12 @@ def _restart(profiler: cProfile.Profile) -> None:
 
 def _report(_signum: int, _frame: object) -> None:
     print(json.dumps({"api_requests": _sent[0], "informer_sync_s": _synced}), flush=True)
+    if _profiler is not None:
+        _profiler.dump_stats(os.environ["KERNELGATE_BENCH_PROFILE"])  # which stops it: go on profiling
+        _profiler.enable()
+
+
+_profiler: cProfile.Profile | None = None
 
 
 if __name__ == "__main__":
@@ -70,7 +76,7 @@ if __name__ == "__main__":
     if os.environ.get("KERNELGATE_BENCH_ZMQ_MAX_SOCKETS"):
         zmq.asyncio.Context.instance().set(zmq.MAX_SOCKETS, int(os.environ["KERNELGATE_BENCH_ZMQ_MAX_SOCKETS"]))
     if os.environ.get("KERNELGATE_BENCH_PROFILE"):
-        profiler = cProfile.Profile(time.process_time)
+        profiler = _profiler = cProfile.Profile(time.process_time)
         atexit.register(profiler.dump_stats, os.environ["KERNELGATE_BENCH_PROFILE"])
         atexit.register(profiler.disable)  # exit handlers run last-registered first
         signal.signal(signal.SIGUSR2, lambda _signum, _frame: _restart(profiler))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -123,6 +124,10 @@ async def _serve_gateway(config: object, kubeconfig: str | None) -> int:
         except OSError as error:  # an address that is not this host's...
             print(f"kernelgate: cannot serve: {error}", file=sys.stderr, flush=True)
             return 1
+        # What start-up made (modules, settings, the informers' first lists) lives as long as the
+        # process: kept out of the garbage collector's full passes, which otherwise walk all of it
+        # again and again as kernels start (each such pass took some 100 ms).
+        gc.freeze()
         print(f"kernelgate serving at {gateway.url} on {gateway.connection.description}", flush=True)
         print(f"Point Jupyter at it with: jupyter lab --gateway-url={gateway.url}", flush=True)
         await stop.wait()
