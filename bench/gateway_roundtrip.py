@@ -36,8 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.app import EmbeddedCluster, Gateway  # noqa: E402
 from gateway.config import GatewayConfig  # noqa: E402
-from gateway.http.wsprotocol import V1_PROTOCOL, pack_v1, split_zmq, unpack_v1  # noqa: E402
+from gateway.http.wsprotocol import V1_PROTOCOL, pack_v1, unpack_v1  # noqa: E402
 from gateway.kernels.channels import KernelChannels  # noqa: E402
+from gateway.kernels.frames import split_zmq  # noqa: E402
 
 CODE = "1+1"
 CONTENT = {"code": CODE, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False,

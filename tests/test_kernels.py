@@ -28,6 +28,7 @@ from tests.gatewayharness import (
     MISSING_IMAGE,
     SILENT_IMAGE,
     USER_NAMESPACE,
+    WAIT,
     StateLog,
     execute,
     gateway_harness,
@@ -386,8 +387,10 @@ async def test_culling_respects_connections_and_busy(tmp_path: Path) -> None:
 async def test_recent_activity_is_not_culled(tmp_path: Path) -> None:
     async with gateway_harness(tmp_path, cull_idle_timeout=60, cull_interval=3600) as h:
         kernel = await h.start()
-        kernel.last_activity = utcnow() - timedelta(minutes=5)
+        stale = kernel.last_activity = utcnow() - timedelta(minutes=5)
         await execute(kernel, "1+1")
+        # the gateway hears the execution on its own iopub subscription, a moment after this client
+        await kernel.wait_until(lambda k: k.last_activity > stale, WAIT)
         assert await h.service.cull_idle_kernels() == []
 
 

@@ -22,7 +22,8 @@ from gateway.kernels.kernel import (
     utcnow,
 )
 from gateway.kernels.settings import KernelSettings
-from gateway.provisioner.model import LaunchRequest
+from gateway.provisioner.connection import ConnectionInfo
+from gateway.provisioner.model import LaunchRequest, Placement, RunningKernel
 from gateway.provisioner.spec import KernelSpecInfo
 
 SPEC = KernelSpecInfo(name="python_kubernetes", language="python", image="elyra/kernel-py:dev",
@@ -65,10 +66,19 @@ def test_status_of_client_chatter_does_not_make_a_kernel_look_used() -> None:
     assert kernel.execution_state == IDLE and kernel.last_activity == before
 
 
-def test_first_status_ends_starting_whatever_its_parent() -> None:
+def test_a_starting_kernel_is_idle_when_its_launch_ends_whatever_iopub_said() -> None:
+    # The gateway's iopub subscription opens before the launch's readiness check, and hears it.
     kernel = new_kernel()
+    heard: list[str] = []
+    kernel.add_listener(lambda _, state: heard.append(state))
     record(kernel, "status", "kernel_info_request", BUSY)
-    assert kernel.execution_state == IDLE
+    record(kernel, "status", "execute_request", IDLE)
+    assert kernel.execution_state == STARTING and heard == []
+    connection = ConnectionInfo(kernel_id=kernel.id, ip="127.0.0.1", shell_port=1, iopub_port=2, stdin_port=3,
+                                control_port=4, hb_port=5, key="k")
+    kernel.launched(RunningKernel(Placement("ns", "default", owns_namespace=True, pod_name="p"), connection,
+                                  pod_ip="127.0.0.1", pod_uid=str(uuid.uuid4())))
+    assert kernel.execution_state == IDLE and heard == [IDLE]  # a websocket bridge waiting for the kernel hears it
 
 
 def test_output_while_busy_is_activity() -> None:

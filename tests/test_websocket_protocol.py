@@ -28,17 +28,16 @@ from jupyter_server.services.kernels.connection.base import (
 from gateway.http.bridge import KernelBridge
 from gateway.http.bridgestate import TRANSITIONS, BridgeState, IllegalTransition, check_transition
 from gateway.http.wsprotocol import (
-    DELIMITER,
     FrameError,
     LegacyCodec,
     V1Codec,
     pack_legacy_buffers,
     pack_v1,
-    to_zmq,
     unpack_legacy_buffers,
     unpack_v1,
-    verified,
 )
+from gateway.kernels.frames import DELIMITER, to_zmq, verified
+from gateway.kernels.iopub import IopubFeed
 from gateway.kernels.kernel import AUTORESTARTING, DEAD, RESTARTING, STARTING, Kernel
 from gateway.provisioner.connection import ConnectionInfo
 from gateway.provisioner.model import LaunchRequest, Placement, RunningKernel
@@ -329,9 +328,15 @@ def starting_kernel() -> Kernel:
     return Kernel(LaunchRequest(kernel_id=str(uuid.uuid4()), username="alice", spec=SPEC))
 
 
+def launched(kernel: Kernel, running: RunningKernel) -> None:
+    """A launch's end as the kernel's pods make it: the pod's iopub feed (unread here: nothing publishes), then idle."""
+    kernel.iopub = IopubFeed(kernel, running.connection)
+    kernel.launched(running)
+
+
 def running_kernel(ports: list[int]) -> Kernel:
     kernel = starting_kernel()
-    kernel.launched(pod(ports))
+    launched(kernel, pod(ports))
     return kernel
 
 
@@ -346,7 +351,7 @@ async def relaying_through_restarts_until_dead(moves: Moves, ports: list[int]) -
     kernel.set_state(AUTORESTARTING)  # the relaunch failed
     kernel.set_state(STARTING)
     assert bridge.state is BridgeState.RESTARTING
-    kernel.launched(pod(ports))
+    launched(kernel, pod(ports))
     await moves.until(bridge, BridgeState.RELAYING)
     assert client.statuses == ["restarting", "starting", "restarting", "starting", "idle"]
     kernel.set_state(DEAD)
@@ -362,7 +367,7 @@ async def waiting_for_a_starting_kernel(moves: Moves, ports: list[int]) -> None:
     await bridge.open()
     assert bridge.state is BridgeState.WAITING
     await bridge.receive(json.dumps({"header": {"msg_type": "kernel_info_request", "msg_id": "m"}, "content": {}}))
-    kernel.launched(pod(ports))
+    launched(kernel, pod(ports))
     await moves.until(bridge, BridgeState.RELAYING)
     assert client.statuses == []  # the client heard of no restart, so it hears of no end of one
     bridge.close()
@@ -434,7 +439,7 @@ async def connecting_to_a_pod_out_of_reach(moves: Moves, ports: list[int]) -> No
     kernel = starting_kernel()
     bridge, client, _ = bridge_to(kernel)
     await bridge.open()
-    kernel.launched(pod(ports, transport="nowhere"))  # its sockets cannot be made
+    kernel.launched(pod(ports, transport="nowhere"))  # no socket to it can be made: the gateway has no feed of it
     await moves.until(bridge, BridgeState.CLOSING)
     assert client.closed
     bridge.close()

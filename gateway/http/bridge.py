@@ -3,12 +3,12 @@
 The websocket handler makes a :class:`KernelBridge` per client.  The bridge
 gives the client its own sockets to the kernel's pod (a
 :class:`~gateway.http.podlink.PodLink`: own DEALER identities, so the kernel's
-replies come back to this client only, and its own iopub subscription) and
-relays in both directions without buffering: each kernel message is written
-to the websocket as soon as it is read, each client message sent to the
-kernel as soon as it is decoded.  Before relaying it "nudges" the kernel until
-iopub delivers, as Jupyter Server does, unless the kernel is busy and would
-not answer.
+replies come back to this client only) and a share of the gateway's iopub
+subscription to it, and relays in both directions without buffering: each
+kernel message is written to the websocket as soon as it is read, each client
+message sent to the kernel as soon as it is decoded.  Before relaying it
+"nudges" the kernel until that subscription has heard it, as Jupyter Server
+does (usually it has already), unless the kernel is busy and would not answer.
 
 Restarts keep the websocket open: when the kernel service starts restarting
 the kernel the bridge closes its sockets; client messages are held; when the
@@ -35,14 +35,13 @@ from collections.abc import Callable
 import zmq
 
 from gateway.aio import OwnedTasks, cancel_and_wait
-from gateway.kernels.channels import CHANNELS
 from gateway.kernels.kernel import AUTORESTARTING, BUSY, DEAD, IDLE, RESTARTING, STARTING, Kernel
 from gateway.kernels.service import KernelService
 from gateway.provisioner.connection import ConnectionInfo
 
 from .bridgestate import ENDING, HOLDING, BridgeState, check_transition
 from .podlink import PodLink, Write
-from .wsprotocol import Codec, FrameError, Incoming, status_parts
+from .wsprotocol import CLIENT_CHANNELS, Codec, FrameError, Incoming, status_parts
 
 log = logging.getLogger("gateway.http.websocket")
 
@@ -177,13 +176,16 @@ class KernelBridge:
         """
         current = asyncio.current_task()
         await asyncio.gather(*(cancel_and_wait(task) for task in self._tasks if task is not current))
-        connection = self.kernel.connection
+        connection, feed = self.kernel.connection, self.kernel.iopub
         if connection is None or not self._still_wanted(connection):
             return
-        link = PodLink(connection, self.codec, self._write)
+        if feed is None or feed.connection is not connection:
+            raise ConnectionError(f"kernel {self.kernel.id} has no iopub subscription to its pod")
+        link = PodLink(feed, self.codec, self._write)
         try:
             if self.kernel.execution_state != BUSY:
                 await link.nudge(self._nudge_timeout)
+            link.relay_iopub()  # before the held messages go: what they cause on iopub reaches the client
             # messages the client sent meanwhile go first, in order; no await between the last and going live
             while self._held and self._still_wanted(connection):
                 await link.send(self._held.pop(0))
@@ -195,7 +197,7 @@ class KernelBridge:
             return
         self._move(BridgeState.RELAYING)
         self._link = link
-        for channel in CHANNELS:
+        for channel in CLIENT_CHANNELS:
             self._tasks.spawn(link.relay(channel), f"relay {channel}")
         if announce:
             self._send_status(self.kernel.execution_state)

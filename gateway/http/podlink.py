@@ -3,8 +3,10 @@
 A :class:`~gateway.http.bridge.KernelBridge` makes a :class:`PodLink` each
 time it connects (once, and again after each restart, since a new pod has new
 connection info) and closes it when the bridge stops relaying.  The link
-signs what the client sends, and its readers check what the kernel sends and
-write it to the client as it arrives.
+signs what the client sends; its readers check what the kernel sends on the
+client's own DEALER sockets and write it to the client as it arrives, and the
+pod's iopub reaches the client from the gateway's one subscription to it (the
+kernel's :class:`~gateway.kernels.iopub.IopubFeed`), which checked it already.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from collections.abc import Callable
 
 import zmq
 
-from gateway.kernels.channels import CHANNELS, NUDGE_INTERVAL, ChannelTimeout, KernelChannels
+from gateway.kernels.channels import NUDGE_INTERVAL, KernelChannels, gateway_session
+from gateway.kernels.frames import FrameError, to_zmq, verified
+from gateway.kernels.iopub import IopubFeed
 from gateway.provisioner.connection import ConnectionInfo
 
-from .wsprotocol import Codec, FrameError, Incoming, to_zmq, verified
+from .wsprotocol import CLIENT_CHANNELS, Codec, Incoming
 
 log = logging.getLogger("gateway.http.websocket")
 
@@ -27,27 +31,36 @@ Write = Callable[[str | bytes, bool], None]
 
 
 class PodLink:
-    """The client's own ``shell``/``control``/``stdin`` DEALERs and ``iopub`` SUB to one pod (see the module docstring)."""
+    """The client's own ``shell``/``control``/``stdin`` DEALERs to one pod, and its share of the pod's iopub feed."""
 
-    def __init__(self, connection: ConnectionInfo, codec: Codec, write: Write) -> None:
-        self.connection = connection
-        self.channels = KernelChannels(connection, channels=CHANNELS)
+    def __init__(self, feed: IopubFeed, codec: Codec, write: Write) -> None:
+        self.connection: ConnectionInfo = feed.connection
+        self.channels = KernelChannels(feed.connection, channels=CLIENT_CHANNELS,
+                                       session=gateway_session(feed.connection))
+        self._feed = feed
         self._codec = codec
         self._write = write
+        self._unlisten: Callable[[], None] | None = None
         self._nudges: list[bytes] = []  # msg ids of our kernel_info_requests (never relayed)
 
     def close(self) -> None:
-        """Close the sockets; a reader waiting on one of them ends."""
+        """Close the sockets and leave the iopub feed; a reader waiting on a socket ends."""
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
         self.channels.close()
 
     async def nudge(self, timeout: float) -> None:
-        """Send ``kernel_info_request`` every half second until iopub delivers, for at most ``timeout`` seconds.
+        """Unless the iopub feed has heard the kernel: ``kernel_info_request`` every half second until it does.
 
-        A new iopub subscription takes a moment to reach the kernel, and what
-        the kernel publishes before is lost to this client: the bridge calls this
-        before relaying, as Jupyter Server does.  Our requests' replies and the
-        iopub messages they cause are not relayed (:meth:`relay` drops them).
+        A new iopub subscription takes a moment to reach the kernel, and what the kernel publishes
+        before is lost to it: the bridge calls this before relaying, as Jupyter Server does, for at
+        most ``timeout`` seconds.  The feed is usually past that moment (it heard the answer to the
+        launch's own request), and then nothing is sent.  Our requests' replies and the iopub
+        messages they cause are not relayed.
         """
+        if self._feed.heard.is_set():
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (remaining := deadline - loop.time()) > 0:
@@ -55,9 +68,9 @@ class PodLink:
             self._nudges.append(request["header"]["msg_id"].encode())
             await self.channels.send_message("shell", request)
             try:
-                await self.channels.recv_raw("iopub", min(NUDGE_INTERVAL, remaining))
+                await asyncio.wait_for(self._feed.heard.wait(), min(NUDGE_INTERVAL, remaining))
                 return
-            except ChannelTimeout:
+            except asyncio.TimeoutError:
                 continue
         log.warning("kernel %s: iopub silent for %ss; relaying anyway", self.connection.kernel_id, timeout)
 
@@ -66,8 +79,13 @@ class PodLink:
         frames = to_zmq(incoming.parts, self.channels.session.sign)
         await self.channels.send_raw(incoming.channel, frames)
 
+    def relay_iopub(self) -> None:
+        """From now on, write every iopub message of the pod to the client (until :meth:`close`)."""
+        if self._unlisten is None:
+            self._unlisten = self._feed.listen(self._from_iopub)
+
     async def relay(self, channel: str) -> None:
-        """A reader task: write every message of ``channel`` to the client as it arrives, until the socket closes."""
+        """A reader task: write every message of ``channel`` (a DEALER's) to the client as it arrives, until the socket closes."""
         sock = self.channels.socket(channel)
         sign = self.channels.session.sign
         while True:
@@ -80,7 +98,17 @@ class PodLink:
             except FrameError as error:
                 log.warning("kernel %s: a %s message was not relayed: %s", self.connection.kernel_id, channel, error)
                 continue
-            if self._nudges and any(msg_id in parts[1] for msg_id in self._nudges):
-                continue  # answers our own kernel_info_request
+            self._deliver(channel, parts)
+
+    def _from_iopub(self, parts: list[bytes]) -> None:
+        self._deliver("iopub", parts)
+
+    def _deliver(self, channel: str, parts: list[bytes]) -> None:
+        if self._nudges and any(msg_id in parts[1] for msg_id in self._nudges):
+            return  # answers our own kernel_info_request
+        try:
             payload, binary = self._codec.encode(channel, parts)
-            self._write(payload, binary)
+        except FrameError as error:
+            log.warning("kernel %s: a %s message was not relayed: %s", self.connection.kernel_id, channel, error)
+            return
+        self._write(payload, binary)

@@ -22,38 +22,29 @@ both; this module is our own implementation of the same wire formats):
   frames as the kernel packs them, without signature: the gateway signs
   what it forwards to the kernel.
 
-A ZMQ kernel message is ``[identities..., b"<IDS|MSG>", signature, header,
-parent_header, metadata, content, buffers...]`` (the Jupyter messaging spec);
-:func:`split_zmq` finds its parts.  Codecs never touch a socket: the bridge
-(:mod:`gateway.http.bridge`) calls them for each message.
+The ZMQ side of a message (its parts, its signature) is
+:mod:`gateway.kernels.frames`'.  Codecs never touch a socket: the bridge
+(:mod:`gateway.http.bridge`) and its links call them for each message.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import struct
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from gateway.kernels.frames import FrameError
+
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
-DELIMITER = b"<IDS|MSG>"
 CHANNELS = ("shell", "control", "stdin", "iopub")
 CLIENT_CHANNELS = ("shell", "control", "stdin")
 """The channels a client may send on: iopub only broadcasts from the kernel."""
 MAX_PARTS = 4096
 """At most this many parts (JSON + buffers) in one websocket frame; more is refused as malformed."""
-
-Signer = Callable[[list[bytes]], bytes]
-"""Signs the four packed parts (header, parent, metadata, content): a session's ``sign``."""
-
-
-class FrameError(ValueError):
-    """A websocket frame or ZMQ message that is not a kernel message in the expected framing."""
-
 
 @dataclass(frozen=True)
 class Incoming:
@@ -64,31 +55,7 @@ class Incoming:
     msg_type: str
 
 
-# ---------------------------------------------------------------------- ZMQ side
-
-
-def split_zmq(frames: Sequence[bytes]) -> tuple[bytes, list[bytes]]:
-    """``(signature, [header, parent, metadata, content, buffers...])`` of a received ZMQ message."""
-    for index, frame in enumerate(frames):
-        if frame == DELIMITER:
-            rest = list(frames[index + 1:])
-            if len(rest) < 5:
-                raise FrameError("a kernel message has fewer than five parts after the delimiter")
-            return rest[0], rest[1:]
-    raise FrameError("a kernel message without the <IDS|MSG> delimiter")
-
-
-def verified(frames: Sequence[bytes], sign: Signer) -> list[bytes]:
-    """The parts of a kernel message after checking its HMAC (``FrameError`` when it does not match)."""
-    signature, parts = split_zmq(frames)
-    if not hmac.compare_digest(signature, sign(parts[:4])):
-        raise FrameError("a kernel message with a bad signature")
-    return parts
-
-
-def to_zmq(parts: Sequence[bytes], sign: Signer) -> list[bytes]:
-    """The ZMQ frames sending ``parts`` to the kernel from a DEALER socket: delimiter, signature, parts."""
-    return [DELIMITER, sign(list(parts[:4])), *parts]
+# ---------------------------------------------------------------------- parts
 
 
 def _loads(part: bytes, what: str) -> Any:

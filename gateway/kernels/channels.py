@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import uuid
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -76,6 +77,27 @@ def new_session(connection: ConnectionInfo, *, username: str = "kernelgate") -> 
         username=username,
         session=str(uuid.uuid4()),
     )
+
+
+_sessions: weakref.WeakKeyDictionary[ConnectionInfo, Session] = weakref.WeakKeyDictionary()
+
+
+def gateway_session(connection: ConnectionInfo) -> Session:
+    """The one ``Session`` the gateway's own channels to a kernel pod sign and check with.
+
+    Made on first use per connection info (so once per pod) and passed to the channels of the
+    launch's readiness check, the iopub feed, each websocket client's link, interrupts and
+    shutdowns: building a ``Session`` (traitlets, its packers' checks) costs about as much as the
+    rest of opening a channel.  Sharing holds because no two of them parse the same message (the
+    replay check remembers each signature it parsed): each request's reply comes to its own
+    socket, and iopub is checked without that history
+    (:func:`gateway.kernels.frames.verified`).  Any other reader of a kernel makes its own
+    (:func:`new_session`, what :class:`KernelChannels` makes when given none).
+    """
+    session = _sessions.get(connection)
+    if session is None:
+        session = _sessions[connection] = new_session(connection)
+    return session
 
 
 class KernelChannels:

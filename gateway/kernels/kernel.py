@@ -50,11 +50,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.objects.record import KernelRecord, Phase
 from gateway.provisioner.connection import ConnectionInfo
 from gateway.provisioner.model import LaunchRequest, Placement, RunningKernel
+
+if TYPE_CHECKING:
+    from .iopub import IopubFeed
 
 log = logging.getLogger("gateway.kernels")
 
@@ -150,6 +153,8 @@ class Kernel:
         """The freshest record of the kernel this replica knows (``None`` until its first launch wrote one)."""
         self.on_activity: ActivityListener | None = None
         """Called after each :meth:`touch` (the kernel service writes recorded activity back, rate-limited)."""
+        self.iopub: IopubFeed | None = None
+        """The gateway's iopub subscription to the kernel's pod, while it has one (set by the kernel's pods)."""
         self._listeners: list[StateListener] = []
         self._waiters: list[tuple[Callable[[Kernel], bool], asyncio.Future[None]]] = []
 
@@ -216,7 +221,7 @@ class Kernel:
             if not future.done() and predicate(self):
                 future.set_result(None)
 
-    # -- transitions (called by the kernel service and the activity watcher) --
+    # -- transitions (called by the kernel service and the iopub feed) --
 
     def set_state(self, state: KernelState, *, reason: str = "") -> None:
         """Move to ``state`` along :data:`TRANSITIONS` (else :class:`IllegalTransition`); listeners hear it.
@@ -257,19 +262,18 @@ class Kernel:
         self.running = None
 
     def observe_status(self, execution_state: str, *, tracked: bool) -> None:
-        """An iopub ``status``: taken when it answers a tracked request, else only ends ``starting``.
+        """An iopub ``status``: taken when it answers a tracked request.
 
         Called by :func:`gateway.kernels.activity.record`.  As Jupyter Server: a status caused by
         ``kernel_info_request`` (sent by every connecting client) must not make a kernel look
-        used, but the first status after a start means the kernel is up.  A kernel that is
-        restarting, terminating or dead keeps its state whatever iopub says.
+        used.  A kernel that is starting keeps its state whatever iopub says (the kernel's iopub
+        feed hears the launch's own readiness check; the launch's end, :meth:`launched`, makes
+        it idle and tells the listeners), and so does one restarting, terminating or dead.
         """
-        if self.execution_state not in _UP:
+        if self.execution_state not in (IDLE, BUSY):
             return
         if tracked and execution_state in _UP:
             self._enter(KernelState(execution_state))
-        elif self.execution_state == STARTING and execution_state != STARTING:
-            self._enter(IDLE)
         self._changed()
 
     def touch(self) -> None:

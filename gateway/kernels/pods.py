@@ -10,8 +10,9 @@ its own, awaited :func:`~gateway.aio.shielded`, and the service's stop waits for
 running (:meth:`KernelPods.close`), so a cancelled operation never leaves a pod or a namespace
 behind.
 
-While a kernel has a running pod, one :class:`~gateway.kernels.activity.ActivityWatcher`
-follows its iopub (started after each launch, stopped before each stop).
+While a kernel has a running pod, one :class:`~gateway.kernels.iopub.IopubFeed` follows its
+iopub (opened as each launch's connection info arrives, closed before each stop), for the
+kernel's activity and for every websocket client.
 """
 
 from __future__ import annotations
@@ -21,16 +22,15 @@ import logging
 from datetime import datetime, timezone
 
 import zmq
-from jupyter_client.session import Session
 
 from gateway.aio import OwnedTasks, shielded
 from gateway.provisioner.base import KernelProvisioner
 from gateway.provisioner.errors import LaunchError
 from gateway.provisioner.model import Placement, RunningKernel
 
-from .activity import ActivityWatcher
-from .channels import ChannelTimeout, KernelChannels
+from .channels import ChannelTimeout, KernelChannels, gateway_session
 from .errors import KernelLaunchFailed
+from .iopub import IopubFeed
 from .kernel import STARTING, Kernel
 from .settings import KernelSettings
 from .telemetry import KernelTelemetry
@@ -46,15 +46,15 @@ READY_TIMEOUT_FLOOR = 1.0
 
 
 class KernelPods:
-    """The pod steps of every kernel, and the activity watcher of each running one."""
+    """The pod steps of every kernel, and the iopub feed of each running one."""
 
     def __init__(self, provisioner: KernelProvisioner, settings: KernelSettings,
                  telemetry: KernelTelemetry | None = None) -> None:
         self._provisioner = provisioner
         self._settings = settings
         self._telemetry = telemetry or KernelTelemetry()
-        self._activity: dict[str, ActivityWatcher] = {}
-        """Kernel id -> the iopub watcher of its running pod (from its launch until its pod is stopped)."""
+        self._feeds: dict[str, IopubFeed] = {}
+        """Kernel id -> the iopub feed of its running pod (from its launch until its pod is stopped)."""
         self._cleanups = OwnedTasks("kernel clean-ups")
         """Clean-ups in progress, owned here so they end even when their caller stopped waiting."""
         self._left_behind: set[str] = set()
@@ -84,9 +84,11 @@ class KernelPods:
             raise KernelLaunchFailed(error.message, status=error.status) from error
         kernel.running = running
         kernel.placement = running.placement
+        self._watch(kernel)  # first: it then hears the answer to the readiness check, and clients need no nudge
         try:
-            session = await self._await_ready(kernel, answer_by)
+            await self._await_ready(kernel, answer_by)
         except BaseException as error:
+            await self._unwatch(kernel.id)
             if not await self._clean_up(kernel, release=first):
                 self._left_behind.add(kernel.id)
             if isinstance(error, (ChannelTimeout, zmq.ZMQError)):
@@ -95,7 +97,6 @@ class KernelPods:
                 self._telemetry.launch_failed(kernel, placement, failed, first=first)
                 raise failed from None
             raise
-        self._watch(kernel, session)
         kernel.launched(running)
 
     def left_behind(self, kernel_id: str) -> bool:
@@ -142,7 +143,8 @@ class KernelPods:
             return
         if ask_kernel and self._provisioner.pod_phase(kernel.id) in ALIVE_PHASES:
             try:
-                async with KernelChannels(running.connection, channels=("control",)) as channels:
+                async with KernelChannels(running.connection, channels=("control",),
+                                            session=gateway_session(running.connection)) as channels:
                     await channels.request("control", "shutdown_request", {"restart": restart},
                                            timeout=self._settings.shutdown_wait_time)
             except (ChannelTimeout, zmq.ZMQError) as error:
@@ -170,28 +172,24 @@ class KernelPods:
         return await self._clean_up(kernel, release=True)
 
     async def close(self) -> None:
-        """Close every activity watcher still open and wait for clean-ups still running.
+        """Close every iopub feed still open and wait for clean-ups still running.
 
         Called last by the kernel service's stop, once no operation is left.
         """
-        for kernel_id in list(self._activity):
+        for kernel_id in list(self._feeds):
             await self._unwatch(kernel_id)
         if len(self._cleanups):
             await asyncio.wait(list(self._cleanups))
 
-    async def _await_ready(self, kernel: Kernel, answer_by: datetime | None) -> Session:
-        """Wait for the kernel's ``kernel_info_reply``: the launcher called back, the kernel must answer too.
-
-        Returns the session it signed with, for the kernel's activity watcher (only the two of them use it, one
-        after the other; building a ``Session`` is a good part of what connecting to a kernel costs).
-        """
+    async def _await_ready(self, kernel: Kernel, answer_by: datetime | None) -> None:
+        """Wait for the kernel's ``kernel_info_reply``: the launcher called back, the kernel must answer too."""
         assert kernel.connection is not None
         timeout = min(kernel.request.timeout, READY_TIMEOUT_CAP)
         if answer_by is not None:
             timeout = min(timeout, max(READY_TIMEOUT_FLOOR, (answer_by - datetime.now(timezone.utc)).total_seconds()))
-        async with KernelChannels(kernel.connection, channels=("shell",)) as channels:
+        async with KernelChannels(kernel.connection, channels=("shell",),
+                                   session=gateway_session(kernel.connection)) as channels:
             await channels.request("shell", "kernel_info_request", timeout=timeout)
-        return channels.session
 
     async def _clean_up(self, kernel: Kernel, *, release: bool) -> bool:
         """Stop the kernel's pod, then (with ``release``) release its placement: to the end, whatever the caller.
@@ -221,12 +219,15 @@ class KernelPods:
             log.exception("stopping the pod of kernel %s failed", kernel.id)
         kernel.stopped()
 
-    def _watch(self, kernel: Kernel, session: Session | None = None) -> None:
-        watcher = ActivityWatcher(kernel, session=session)
-        self._activity[kernel.id] = watcher
-        watcher.start()
+    def _watch(self, kernel: Kernel) -> None:
+        assert kernel.connection is not None
+        feed = IopubFeed(kernel, kernel.connection)
+        self._feeds[kernel.id] = kernel.iopub = feed
+        feed.start()
 
     async def _unwatch(self, kernel_id: str) -> None:
-        watcher = self._activity.pop(kernel_id, None)
-        if watcher is not None:
-            await watcher.stop()
+        feed = self._feeds.pop(kernel_id, None)
+        if feed is not None:
+            if feed.kernel.iopub is feed:
+                feed.kernel.iopub = None
+            await feed.stop()

@@ -57,7 +57,7 @@ from gateway.provisioner.model import LaunchRequest, Placement
 from .activity import record
 from .activitywrite import ActivityWriter
 from .admissions import Admissions
-from .channels import ChannelTimeout, KernelChannels
+from .channels import ChannelTimeout, KernelChannels, gateway_session
 from .collect import Collector
 from .culling import Culler
 from .duties import Duties
@@ -337,7 +337,8 @@ class KernelService:
         if running is None or kernel.state in (RESTARTING, AUTORESTARTING, TERMINATING, DEAD):
             raise KernelConflict(f"Kernel {kernel_id} is {kernel.state} and cannot be interrupted now.")
         if kernel.request.spec.interrupt_mode == "message":
-            async with KernelChannels(running.connection, channels=("control",)) as channels:
+            async with KernelChannels(running.connection, channels=("control",),
+                                      session=gateway_session(running.connection)) as channels:
                 try:
                     await channels.request("control", "interrupt_request", timeout=self.settings.shutdown_wait_time)
                 except ChannelTimeout:

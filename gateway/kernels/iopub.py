@@ -1,0 +1,112 @@
+"""The gateway's one iopub subscription to a running kernel pod, shared by its activity and every websocket client.
+
+:class:`IopubFeed` is opened by :class:`~gateway.kernels.pods.KernelPods` as soon as a
+launch's connection info arrives (before the kernel is asked whether it answers) and closed
+before the pod is stopped; the kernel holds it as :attr:`~gateway.kernels.kernel.Kernel.iopub`
+meanwhile.  Each message is read once, its signature checked once
+(:func:`~gateway.kernels.frames.verified`), applied to the kernel's activity and execution
+state (:func:`~gateway.kernels.activity.record`), then handed, as checked parts, to every
+listener: each websocket client's link (:mod:`gateway.http.podlink`) writes it to its client.
+
+One subscription instead of one per client: a client connecting costs no SUB socket of its own,
+and once the feed has heard the kernel (:attr:`IopubFeed.heard`: its subscription has surely
+reached the kernel's publisher) a client needs no ``kernel_info_request`` "nudge" before relaying,
+since nothing published from then on can be lost to it.  The launch's own ``kernel_info_request``
+is what the feed usually hears first.  An idle kernel costs the gateway one silent socket and
+the cluster nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+
+import zmq
+
+from gateway.aio import cancel_and_wait
+from gateway.provisioner.connection import ConnectionInfo
+
+from .activity import record
+from .channels import KernelChannels, gateway_session
+from .frames import verified
+from .kernel import Kernel
+
+log = logging.getLogger("gateway.kernels.iopub")
+
+Listener = Callable[[list[bytes]], None]
+"""Takes one checked iopub message's parts (header, parent, metadata, content, buffers...)."""
+
+
+class IopubFeed:
+    """One kernel pod's iopub, read once for the kernel's activity and for every listener (see the module docstring)."""
+
+    def __init__(self, kernel: Kernel, connection: ConnectionInfo) -> None:
+        self.kernel = kernel
+        self.connection = connection
+        self.channels = KernelChannels(connection, channels=("iopub",), session=gateway_session(connection))
+        self.heard = asyncio.Event()
+        """Set at the first message: the subscription has reached the kernel."""
+        self._listeners: list[Listener] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin reading (called by :class:`~gateway.kernels.pods.KernelPods` right after making the feed)."""
+        self._task = asyncio.create_task(self._run(), name=f"iopub-{self.kernel.id}")
+
+    async def stop(self) -> None:
+        """Stop reading and close the socket (called before the kernel's pod is stopped); listeners hear no more."""
+        task, self._task = self._task, None
+        try:
+            if task is not None:
+                await cancel_and_wait(task)
+        finally:
+            self.channels.close()
+            self._listeners.clear()
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Hand every message from now on to ``listener`` too; returns what stops that (a link's close)."""
+        self._listeners.append(listener)
+
+        def unlisten() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unlisten
+
+    async def _run(self) -> None:
+        sign = self.channels.session.sign
+        while True:
+            try:
+                frames = await self.channels.recv_raw("iopub")
+            except zmq.ZMQError:
+                return  # closed under us by stop()
+            try:
+                parts = verified(frames, sign)
+                header, parent = json.loads(parts[0]), json.loads(parts[1])
+            except ValueError:  # FrameError included
+                header = parent = None
+            msg_type = header.get("msg_type") if isinstance(header, dict) else None
+            if not isinstance(msg_type, str):
+                log.warning("kernel %s: an iopub message that is not a signed kernel message was ignored",
+                            self.kernel.id)
+                continue
+            self.heard.set()
+            state = None
+            if msg_type == "status":
+                content = _loads(parts[3])
+                state = content.get("execution_state") if isinstance(content, dict) else None
+            record(self.kernel, msg_type, parent.get("msg_type") if isinstance(parent, dict) else None, state)
+            for listener in tuple(self._listeners):
+                try:
+                    listener(parts)
+                except Exception:  # one client's failure is not the others'
+                    log.exception("kernel %s: an iopub message could not be handed to a client", self.kernel.id)
+
+
+def _loads(part: bytes) -> object:
+    try:
+        return json.loads(part)
+    except ValueError:
+        return None
