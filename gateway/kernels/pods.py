@@ -84,11 +84,10 @@ class KernelPods:
             raise KernelLaunchFailed(error.message, status=error.status) from error
         kernel.running = running
         kernel.placement = running.placement
-        self._watch(kernel)  # first: it then hears the answer to the readiness check, and clients need no nudge
         try:
+            self._watch(kernel)  # first: it hears the answer to the readiness check, and clients need no nudge
             await self._await_ready(kernel, answer_by)
         except BaseException as error:
-            await self._unwatch(kernel.id)
             if not await self._clean_up(kernel, release=first):
                 self._left_behind.add(kernel.id)
             if isinstance(error, (ChannelTimeout, zmq.ZMQError)):
@@ -200,6 +199,7 @@ class KernelPods:
         return await shielded(self._cleanups.spawn(self._stop_and_release(kernel, placement), f"clean up {kernel.id}"))
 
     async def _stop_and_release(self, kernel: Kernel, placement: Placement | None) -> bool:
+        await self._unwatch(kernel.id)  # a launch that failed had its feed open already
         await self._stop_running(kernel)
         if placement is None:
             return True
