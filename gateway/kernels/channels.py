@@ -48,7 +48,7 @@ def allow_many_sockets() -> int:
     Called once by ``kernelgate serve`` before any channel opens (ZMQ reads the limit when the
     shared context makes its first socket).  ZMQ's default of 1,023 sockets per context, and a
     soft open-file limit of 1,024, stopped a gateway at about a thousand kernels: it follows every
-    running kernel's iopub, and each websocket client holds four more.  Raises the soft limit to
+    running kernel's iopub, and each websocket client holds three more.  Raises the soft limit to
     the hard one; returns the context's socket limit.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
