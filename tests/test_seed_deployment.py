@@ -88,6 +88,24 @@ def processes_of(pod_names: set[str]) -> set[int]:
     return found
 
 
+async def served_by(admin: MemoryCluster, pods: list[Obj], timeout: float = 30.0) -> dict[str, set[int]]:
+    """Which clients' ``GET /api`` each replica's access log shows, once every client shows in one (or at ``timeout``).
+
+    A replica writes its access-log line as it finishes the response, so a client can hold the
+    answer a moment before the line is in the log: read the logs again until all are there.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        served: dict[str, set[int]] = {}
+        for pod in pods:
+            log = await admin.read_pod_log(pod["metadata"]["name"], NS)
+            served[pod["metadata"]["name"]] = {n for n in range(len(CLIENTS)) if f"GET /api?client={n} " in log}
+        if set().union(*served.values()) == set(range(len(CLIENTS))) or loop.time() > deadline:
+            return served
+        await asyncio.sleep(0.05)
+
+
 async def test_the_seed_deployment_rolls_out_serves_heals_and_goes(cluster, kubectl):
     admin = MemoryCluster(cluster.store)
     await kubectl("apply", "-f", str(MANIFEST))
@@ -114,10 +132,7 @@ async def test_the_seed_deployment_rolls_out_serves_heals_and_goes(cluster, kube
         for _ in range(2):
             code, body = await call(node_port, "GET", f"/api?client={number}", client)
             assert code == 200 and body["gateway_version"]
-    served: dict[str, set[int]] = {}
-    for pod in pods:
-        log = await admin.read_pod_log(pod["metadata"]["name"], NS)
-        served[pod["metadata"]["name"]] = {n for n in range(len(CLIENTS)) if f"GET /api?client={n} " in log}
+    served = await served_by(admin, pods)
     assert all(served.values()), served
     assert set().union(*served.values()) == set(range(len(CLIENTS)))
 
