@@ -41,7 +41,7 @@ from gateway.provisioner.connection import ConnectionInfo
 
 from .bridgestate import ENDING, HOLDING, BridgeState, check_transition
 from .podlink import PodLink, Write
-from .wsprotocol import CLIENT_CHANNELS, Codec, FrameError, Incoming, status_parts
+from .wsprotocol import Codec, FrameError, Incoming, status_parts
 
 log = logging.getLogger("gateway.http.websocket")
 
@@ -54,8 +54,9 @@ class KernelBridge:
 
     Every change of :attr:`state` goes through :meth:`_move`, which refuses a
     move :data:`~gateway.http.bridgestate.TRANSITIONS` does not allow.  The
-    bridge's tasks (a connect, then one reader per channel while relaying)
-    are held in one :class:`~gateway.aio.OwnedTasks`.
+    bridge's tasks (each connect) are held in one :class:`~gateway.aio.OwnedTasks`;
+    while relaying, the link's sockets are read by callbacks, and closing the link
+    ends them.
     """
 
     def __init__(self, service: KernelService, kernel: Kernel, codec: Codec, write: Write,
@@ -185,7 +186,7 @@ class KernelBridge:
         try:
             if self.kernel.execution_state != BUSY:
                 await link.nudge(self._nudge_timeout)
-            link.relay_iopub()  # before the held messages go: what they cause on iopub reaches the client
+            link.relay()  # before the held messages go: what they cause reaches the client
             # messages the client sent meanwhile go first, in order; no await between the last and going live
             while self._held and self._still_wanted(connection):
                 await link.send(self._held.pop(0))
@@ -197,8 +198,6 @@ class KernelBridge:
             return
         self._move(BridgeState.RELAYING)
         self._link = link
-        for channel in CLIENT_CHANNELS:
-            self._tasks.spawn(link.relay(channel), f"relay {channel}")
         if announce:
             self._send_status(self.kernel.execution_state)
 

@@ -3,8 +3,9 @@
 A :class:`~gateway.http.bridge.KernelBridge` makes a :class:`PodLink` each
 time it connects (once, and again after each restart, since a new pod has new
 connection info) and closes it when the bridge stops relaying.  The link
-signs what the client sends; its readers check what the kernel sends on the
-client's own DEALER sockets and write it to the client as it arrives, and the
+signs what the client sends; what the kernel sends on the client's own DEALER
+sockets is checked and written to the client as it arrives (each socket read by
+a callback, :mod:`gateway.kernels.zmqreader`), and the
 pod's iopub reaches the client from the gateway's one subscription to it (the
 kernel's :class:`~gateway.kernels.iopub.IopubFeed`), which checked it already.
 """
@@ -12,15 +13,17 @@ kernel's :class:`~gateway.kernels.iopub.IopubFeed`), which checked it already.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import uuid
 from collections.abc import Callable
 
 import zmq
 
-from gateway.kernels.channels import NUDGE_INTERVAL, KernelChannels, gateway_session
+from gateway.kernels.channels import NUDGE_INTERVAL, gateway_session
 from gateway.kernels.frames import FrameError, to_zmq, verified
 from gateway.kernels.iopub import IopubFeed
-from gateway.provisioner.connection import ConnectionInfo
+from gateway.kernels.zmqreader import CallbackSocket
 
 from .wsprotocol import CLIENT_CHANNELS, Codec, Incoming
 
@@ -34,21 +37,32 @@ class PodLink:
     """The client's own ``shell``/``control``/``stdin`` DEALERs to one pod, and its share of the pod's iopub feed."""
 
     def __init__(self, feed: IopubFeed, codec: Codec, write: Write) -> None:
-        self.connection: ConnectionInfo = feed.connection
-        self.channels = KernelChannels(feed.connection, channels=CLIENT_CHANNELS,
-                                       session=gateway_session(feed.connection))
+        connection = self.connection = feed.connection
+        self._session = gateway_session(connection)
         self._feed = feed
         self._codec = codec
         self._write = write
         self._unlisten: Callable[[], None] | None = None
         self._nudges: list[bytes] = []  # msg ids of our kernel_info_requests (never relayed)
+        self._sockets: dict[str, CallbackSocket] = {}
+        try:
+            for channel in CLIENT_CHANNELS:
+                port = getattr(connection, f"{channel}_port")
+                self._sockets[channel] = CallbackSocket(
+                    zmq.DEALER, f"{connection.transport}://{connection.ip}:{port}",
+                    functools.partial(self._from_dealer, channel), identity=uuid.uuid4().bytes,
+                    what=f"a websocket client's {channel} socket to kernel {connection.kernel_id}")
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        """Close the sockets and leave the iopub feed; a reader waiting on a socket ends."""
+        """Close the sockets and leave the iopub feed: nothing more reaches the client."""
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
-        self.channels.close()
+        for sock in self._sockets.values():
+            sock.close()
 
     async def nudge(self, timeout: float) -> None:
         """Unless the iopub feed has heard the kernel: ``kernel_info_request`` every half second until it does.
@@ -64,9 +78,9 @@ class PodLink:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (remaining := deadline - loop.time()) > 0:
-            request = self.channels.message("kernel_info_request")
+            request = self._session.msg("kernel_info_request", {})
             self._nudges.append(request["header"]["msg_id"].encode())
-            await self.channels.send_message("shell", request)
+            await self._sockets["shell"].send(self._session.serialize(request))
             try:
                 await asyncio.wait_for(self._feed.heard.wait(), min(NUDGE_INTERVAL, remaining))
                 return
@@ -76,29 +90,25 @@ class PodLink:
 
     async def send(self, incoming: Incoming) -> None:
         """Sign a client's message with the kernel's key and send it on its channel."""
-        frames = to_zmq(incoming.parts, self.channels.session.sign)
-        await self.channels.send_raw(incoming.channel, frames)
+        await self._sockets[incoming.channel].send(to_zmq(incoming.parts, self._session.sign))
 
-    def relay_iopub(self) -> None:
-        """From now on, write every iopub message of the pod to the client (until :meth:`close`)."""
+    def relay(self) -> None:
+        """From now on, write every message of the pod to the client as it arrives (until :meth:`close`).
+
+        Replies that came to the client's sockets before (to messages sent while connecting) go first.
+        """
         if self._unlisten is None:
             self._unlisten = self._feed.listen(self._from_iopub)
+            for sock in self._sockets.values():
+                sock.start()
 
-    async def relay(self, channel: str) -> None:
-        """A reader task: write every message of ``channel`` (a DEALER's) to the client as it arrives, until the socket closes."""
-        sock = self.channels.socket(channel)
-        sign = self.channels.session.sign
-        while True:
-            try:
-                frames = await sock.recv_multipart()
-            except zmq.ZMQError:
-                return  # the socket was closed: the client left or the kernel restarts
-            try:
-                parts = verified(frames, sign)
-            except FrameError as error:
-                log.warning("kernel %s: a %s message was not relayed: %s", self.connection.kernel_id, channel, error)
-                continue
-            self._deliver(channel, parts)
+    def _from_dealer(self, channel: str, frames: list[bytes]) -> None:
+        try:
+            parts = verified(frames, self._session.sign)
+        except FrameError as error:
+            log.warning("kernel %s: a %s message was not relayed: %s", self.connection.kernel_id, channel, error)
+            return
+        self._deliver(channel, parts)
 
     def _from_iopub(self, parts: list[bytes]) -> None:
         self._deliver("iopub", parts)

@@ -24,7 +24,6 @@ import logging
 from collections.abc import Callable
 
 import zmq
-import zmq.asyncio
 
 from gateway.provisioner.connection import ConnectionInfo
 
@@ -32,6 +31,7 @@ from .activity import record
 from .channels import gateway_session
 from .frames import verified
 from .kernel import Kernel
+from .zmqreader import CallbackSocket
 
 log = logging.getLogger("gateway.kernels.iopub")
 
@@ -39,18 +39,8 @@ Listener = Callable[[list[bytes]], None]
 """Takes one checked iopub message's parts (header, parent, metadata, content, buffers...)."""
 
 
-MAX_PER_WAKE = 64
-"""Messages read in one go before the feed lets the event loop run others (then it reads on)."""
-
-
 class IopubFeed:
-    """One kernel pod's iopub, read once for the kernel's activity and for every listener (see the module docstring).
-
-    Read by a callback on the socket's file descriptor rather than ``pyzmq``'s asyncio futures:
-    a message costs one callback, not a future, a task step and their bookkeeping.  ZeroMQ's
-    descriptor only signals that the socket's state may have changed, so each callback reads
-    until the socket says nothing is left (``EVENTS``).
-    """
+    """One kernel pod's iopub, read once for the kernel's activity and for every listener (see the module docstring)."""
 
     def __init__(self, kernel: Kernel, connection: ConnectionInfo) -> None:
         self.kernel = kernel
@@ -59,27 +49,16 @@ class IopubFeed:
         """Set at the first message: the subscription has reached the kernel."""
         self._sign = gateway_session(connection).sign
         self._listeners: list[Listener] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._socket = zmq.Socket(zmq.asyncio.Context.instance(), zmq.SUB)
-        try:
-            self._socket.linger = 0
-            self._socket.setsockopt(zmq.SUBSCRIBE, b"")
-            self._socket.connect(f"{connection.transport}://{connection.ip}:{connection.iopub_port}")
-        except BaseException:
-            self._socket.close(linger=0)
-            raise
+        self._socket = CallbackSocket(zmq.SUB, f"{connection.transport}://{connection.ip}:{connection.iopub_port}",
+                                      self._take, what=f"the iopub subscription of kernel {kernel.id}", subscribe=True)
 
     def start(self) -> None:
         """Begin reading (called by :class:`~gateway.kernels.pods.KernelPods` right after making the feed)."""
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._socket.FD, self._readable)
-        self._loop.call_soon(self._readable)  # what came before the reader was added signals nothing more
+        self._socket.start()
 
     async def stop(self) -> None:
         """Stop reading and close the socket (called before the kernel's pod is stopped); listeners hear no more."""
-        if self._loop is not None and not self._socket.closed:
-            self._loop.remove_reader(self._socket.FD)
-        self._socket.close(linger=0)
+        self._socket.close()
         self._listeners.clear()
 
     def listen(self, listener: Listener) -> Callable[[], None]:
@@ -91,24 +70,6 @@ class IopubFeed:
                 self._listeners.remove(listener)
 
         return unlisten
-
-    def _readable(self) -> None:
-        sock = self._socket
-        for _ in range(MAX_PER_WAKE):
-            if sock.closed:
-                return
-            try:
-                if not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                    return
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            except zmq.ZMQError as error:
-                log.warning("kernel %s: its iopub subscription failed: %s", self.kernel.id, error)
-                return
-            self._take(frames)
-        assert self._loop is not None
-        self._loop.call_soon(self._readable)  # more may wait: after the others' turn
 
     def _take(self, frames: list[bytes]) -> None:
         try:
