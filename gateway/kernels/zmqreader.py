@@ -79,9 +79,10 @@ class CallbackSocket:
                 self._socket.send_multipart(list(frames), zmq.NOBLOCK)
                 break
             except zmq.Again:
-                self._writable = asyncio.get_running_loop().create_future()
-                self._ready()
-                await self._writable
+                if self._writable is None or self._writable.done():  # senders waiting share one wake-up
+                    self._writable = asyncio.get_running_loop().create_future()
+                    self._ready()
+                await asyncio.shield(self._writable)
         if self._loop is not None:
             self._loop.call_soon(self._ready)  # the send may have taken the descriptor's signal of a message
 
