@@ -67,7 +67,7 @@ def test_status_of_client_chatter_does_not_make_a_kernel_look_used() -> None:
 
 
 def test_a_starting_kernel_is_idle_when_its_launch_ends_whatever_iopub_said() -> None:
-    # The gateway's iopub subscription opens before the launch's readiness check, and hears it.
+    # What iopub says while a kernel starts does not end starting: the launch's end does, and tells the listeners.
     kernel = new_kernel()
     heard: list[str] = []
     kernel.add_listener(lambda _, state: heard.append(state))

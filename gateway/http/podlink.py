@@ -69,8 +69,8 @@ class PodLink:
 
         A new iopub subscription takes a moment to reach the kernel, and what the kernel publishes
         before is lost to it: the bridge calls this before relaying, as Jupyter Server does, for at
-        most ``timeout`` seconds.  The feed is usually past that moment (it heard the answer to the
-        launch's own request), and then nothing is sent.  Our requests' replies and the iopub
+        most ``timeout`` seconds.  Once the feed has heard the kernel (an earlier client's nudge,
+        the kernel's own output) nothing is sent.  Our requests' replies and the iopub
         messages they cause are not relayed.
         """
         if self._feed.heard.is_set():

@@ -1,8 +1,7 @@
 """The gateway's one iopub subscription to a running kernel pod, shared by its activity and every websocket client.
 
 :class:`IopubFeed` is opened by :class:`~gateway.kernels.pods.KernelPods` as soon as a
-launch's connection info arrives (before the kernel is asked whether it answers) and closed
-before the pod is stopped; the kernel holds it as :attr:`~gateway.kernels.kernel.Kernel.iopub`
+launch's kernel has answered its readiness check, and closed before the pod is stopped; the kernel holds it as :attr:`~gateway.kernels.kernel.Kernel.iopub`
 meanwhile.  Each message is read once, its signature checked once
 (:func:`~gateway.kernels.frames.verified`), applied to the kernel's activity and execution
 state (:func:`~gateway.kernels.activity.record`), then handed, as checked parts, to every
@@ -11,8 +10,10 @@ listener: each websocket client's link (:mod:`gateway.http.podlink`) writes it t
 One subscription instead of one per client: a client connecting costs no SUB socket of its own,
 and once the feed has heard the kernel (:attr:`IopubFeed.heard`: its subscription has surely
 reached the kernel's publisher) a client needs no ``kernel_info_request`` "nudge" before relaying,
-since nothing published from then on can be lost to it.  The launch's own ``kernel_info_request``
-is what the feed usually hears first.  An idle kernel costs the gateway one silent socket and
+since nothing published from then on can be lost to it: the first client's nudge, or the
+kernel's own output, is what the feed hears first, and later clients connect without one.  (It
+is not opened before the kernel answers: a subscription made while the pod's ports were still
+only reserved sometimes never received anything.)  An idle kernel costs the gateway one silent socket and
 the cluster nothing.
 """
 

@@ -266,9 +266,9 @@ class Kernel:
 
         Called by :func:`gateway.kernels.activity.record`.  As Jupyter Server: a status caused by
         ``kernel_info_request`` (sent by every connecting client) must not make a kernel look
-        used.  A kernel that is starting keeps its state whatever iopub says (the kernel's iopub
-        feed hears the launch's own readiness check; the launch's end, :meth:`launched`, makes
-        it idle and tells the listeners), and so does one restarting, terminating or dead.
+        used.  A kernel that is starting keeps its state whatever iopub says (the launch's end,
+        :meth:`launched`, makes it idle and tells the listeners: a websocket bridge waiting for
+        the kernel connects then), and so does one restarting, terminating or dead.
         """
         if self.execution_state not in (IDLE, BUSY):
             return

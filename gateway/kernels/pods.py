@@ -11,8 +11,8 @@ running (:meth:`KernelPods.close`), so a cancelled operation never leaves a pod 
 behind.
 
 While a kernel has a running pod, one :class:`~gateway.kernels.iopub.IopubFeed` follows its
-iopub (opened as each launch's connection info arrives, closed before each stop), for the
-kernel's activity and for every websocket client.
+iopub (opened once each launch's kernel answered, closed before each stop), for the kernel's
+activity and for every websocket client.
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ class KernelPods:
         kernel.running = running
         kernel.placement = running.placement
         try:
-            self._watch(kernel)  # first: it hears the answer to the readiness check, and clients need no nudge
             await self._await_ready(kernel, answer_by)
+            self._watch(kernel)
         except BaseException as error:
             if not await self._clean_up(kernel, release=first):
                 self._left_behind.add(kernel.id)
@@ -199,7 +199,7 @@ class KernelPods:
         return await shielded(self._cleanups.spawn(self._stop_and_release(kernel, placement), f"clean up {kernel.id}"))
 
     async def _stop_and_release(self, kernel: Kernel, placement: Placement | None) -> bool:
-        await self._unwatch(kernel.id)  # a launch that failed had its feed open already
+        await self._unwatch(kernel.id)  # a launch that failed may have opened its feed already
         await self._stop_running(kernel)
         if placement is None:
             return True
