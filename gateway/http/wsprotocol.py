@@ -40,7 +40,6 @@ from typing import Any
 from gateway.kernels.frames import FrameError
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
-CHANNELS = ("shell", "control", "stdin", "iopub")
 CLIENT_CHANNELS = ("shell", "control", "stdin")
 """The channels a client may send on: iopub only broadcasts from the kernel."""
 MAX_PARTS = 4096
