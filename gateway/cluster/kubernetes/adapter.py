@@ -10,7 +10,6 @@ as they rotate.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from functools import partial
@@ -23,6 +22,7 @@ from gateway.cluster.resources import resource_type
 
 from .credentials import DEFAULT_REFRESH_INTERVAL, Credentials, CredentialSource, InClusterSource, KubeconfigSource
 from .endpoint import JSON, Endpoint
+from .jsonbody import decode
 from .transport import Transport
 from .watch import UNBOUNDED_WATCH_SILENCE, WATCH_READ_GRACE, LiveWatches, WatchStream
 
@@ -115,7 +115,7 @@ class KubernetesCluster:
     async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
         data = await self._request(method, path, **kwargs)
         try:
-            obj = json.loads(data)
+            obj = decode(data)
         except ValueError as exc:
             raise ServerError(f"the API server sent a body that is not JSON: {data[:200]!r}") from exc
         if not isinstance(obj, dict):

@@ -22,7 +22,6 @@ answer with a failure status, :func:`transport_error` for a request that got no 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import ssl
 from collections.abc import Mapping
@@ -35,6 +34,7 @@ from gateway.cluster.status import from_status
 from .connection import BodyReader, Connection, Dropped, ReadTimeout
 from .credentials import Credentials
 from .endpoint import JSON
+from .jsonbody import encode
 from .pool import Pool
 from .wire import Head, ProtocolError
 
@@ -139,7 +139,7 @@ class Transport:
         if self.credentials.due:
             await self._refresh(now=False)
         target = path + ("?" + urlencode({k: v for k, v in query.items() if v is not None}) if query else "")
-        data = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+        data = None if body is None else body if isinstance(body, bytes) else encode(body)
         try:
             answer = await self._send(method, target, data, content_type, read_timeout)
         except UntrustedServer:

@@ -10,11 +10,11 @@ streams whose request was sent in its :class:`LiveWatches`, so that closing it e
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Awaitable, Callable
 
 from gateway.cluster.interface import ServerError, ServiceUnavailable, WatchEvent
 
+from .jsonbody import decode, encode
 from .transport import Answer, raise_status
 
 WATCH_READ_GRACE = 10.0
@@ -144,10 +144,10 @@ class WatchStream:
 def _decode_event(line: bytes) -> WatchEvent:
     """One line of a watch stream; an ``ERROR`` event (a Status) is raised as our error."""
     try:
-        raw = json.loads(line)
+        raw = decode(line)
         kind, obj = raw["type"], raw["object"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ServerError(f"the API server sent a watch line that is not an event: {line[:200]!r}") from exc
     if kind == "ERROR":
-        raise_status(int(obj.get("code") or 500), json.dumps(obj))
+        raise_status(int(obj.get("code") or 500), encode(obj))
     return WatchEvent(str(kind), obj)
