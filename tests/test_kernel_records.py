@@ -204,3 +204,27 @@ async def test_the_store_reads_its_own_writes_while_its_cache_lags_behind_them()
         assert store.get(VALID.kernel_id) is None
     finally:
         await admin.close()
+
+
+async def test_a_write_the_server_stored_otherwise_reads_as_the_server_stored_it() -> None:
+    """What something between (a mutating admission webhook) changed in a written record is what the store then
+    reads: its own write's answer is believed over what it sent."""
+    admin = MemoryCluster(Store())
+    await admin.create("namespaces", {"metadata": {"name": NAMESPACE}})
+    stored_otherwise = replace(VALID, resource_version="", actor="webhook")
+
+    class Rewriting(MemoryCluster):
+        async def create(self, resource: str, body: Any, *, namespace: str | None = None) -> dict[str, Any]:
+            if resource == "secrets":
+                body = {**body, "data": record_secret(stored_otherwise, NAMESPACE)["data"]}
+            return await super().create(resource, body, namespace=namespace)
+
+    cluster = Rewriting(admin.store)
+    store = RecordStore(cluster, Informer(cluster, "secrets", namespace=NAMESPACE, label_selector=RECORD_SELECTOR),
+                        NAMESPACE)
+    try:
+        created = await store.create(replace(VALID, resource_version=""))
+        assert created.actor == "webhook"
+        assert store.get(VALID.kernel_id) == created
+    finally:
+        await admin.close()

@@ -34,6 +34,7 @@ import base64
 import binascii
 import enum
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -162,9 +163,18 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime(TIMESTAMP_FORMAT)
 
 
+_WRITTEN_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?Z")
+"""What :func:`timestamp` writes (microseconds, or none): read by ``fromisoformat``, a tenth of ``strptime``'s cost."""
+
+
 def parse_timestamp(text: object, what: str) -> datetime:
     if not isinstance(text, str):
         raise RecordError(f"the record's {what} is not a timestamp")
+    if _WRITTEN_TIMESTAMP.fullmatch(text):
+        try:
+            return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise RecordError(f"the record's {what} is not an RFC 3339 UTC timestamp") from None
     for form in (TIMESTAMP_FORMAT, "%Y-%m-%dT%H:%M:%SZ"):
         try:
             return datetime.strptime(text, form).replace(tzinfo=timezone.utc)
