@@ -203,14 +203,19 @@ def failing_launch(mode: str, *, with_companions: bool = False) -> Callable[...,
 
 
 def account_not_there_yet(mode: str) -> Callable[..., Awaitable[Outcome]]:
-    """A launch in a new namespace whose service account the first read does not find (the
-    service-account controller has not made it yet): the gateway watches for it."""
+    """A launch in a new namespace whose service account is not there yet when the pod is created, nor at
+    the read that follows (the service-account controller has not made it yet): the gateway watches for it,
+    then creates the pod again."""
     async def scenario(d: Deployment, companion_spec: Any) -> Outcome:
         if d.cluster.store is None:
-            pytest.skip("an account missing at the first read is injected into the simulated store")
+            pytest.skip("an account missing at the pod's creation is injected into the simulated store")
         request = request_for(mode, spec=SPEC)
+        namespace = namespace_of(mode, request)
+        refusal = (f'pods "{kernel_resource_name(request.username, request.kernel_id)}" is forbidden: error looking '
+                   f'up service account {namespace}/default: serviceaccount "default" not found')
+        d.cluster.store.faults.inject("create", "pods", error=Forbidden(refusal), times=1, namespace=namespace)
         d.cluster.store.faults.inject("get", "serviceaccounts", error=NotFound('serviceaccounts "default" not found'),
-                                      times=1, namespace=namespace_of(mode, request))
+                                      times=1, namespace=namespace)
         return await launch(d, mode, request)
     return scenario
 

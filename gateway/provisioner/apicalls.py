@@ -27,7 +27,15 @@ from gateway.cluster.interface import (
     TooManyRequests,
 )
 
-from .errors import ClusterUnavailable, InvalidLaunch, LaunchConflict, LaunchError, LaunchForbidden, LaunchTimeout
+from .errors import (
+    ClusterUnavailable,
+    InvalidLaunch,
+    LaunchConflict,
+    LaunchError,
+    LaunchForbidden,
+    LaunchTimeout,
+    MissingServiceAccount,
+)
 
 log = logging.getLogger("gateway.provisioner")
 
@@ -58,8 +66,9 @@ def launch_error(exc: ClusterError, what: str) -> LaunchError:
         missing = _MISSING_ACCOUNT.search(exc.message)
         if missing is not None:  # the request named an account the namespace does not have: the client's to fix
             namespace, account = missing.groups()
-            return InvalidLaunch(f"service account {account} does not exist in namespace {namespace} "
-                                 f"(KERNEL_SERVICE_ACCOUNT_NAME): {what} was refused")
+            return MissingServiceAccount(f"service account {account} does not exist in namespace {namespace} "
+                                         f"(KERNEL_SERVICE_ACCOUNT_NAME): {what} was refused",
+                                         namespace=namespace, account=account)
         return LaunchForbidden(detail)
     if isinstance(exc, Invalid):
         return InvalidLaunch(detail)

@@ -26,6 +26,15 @@ class InvalidLaunch(LaunchError):
     status = 400
 
 
+class MissingServiceAccount(InvalidLaunch):
+    """The pod was refused because its service account does not exist in its namespace (yet)."""
+
+    def __init__(self, message: str, *, namespace: str, account: str) -> None:
+        super().__init__(message)
+        self.namespace = namespace
+        self.account = account
+
+
 class LaunchForbidden(LaunchError):
     """Refused by policy (a prohibited uid/gid) or by the cluster's RBAC for the gateway."""
 

@@ -36,7 +36,7 @@ from gateway.objects.record import NamespaceMode, RecordPlacement
 
 from .apicalls import api, delete_quietly, launch_error, remaining
 from .cleanup import Created
-from .errors import InvalidLaunch, LaunchConflict, LaunchTimeout
+from .errors import InvalidLaunch, LaunchConflict
 from .model import LaunchRequest, Placement, ProvisionerSettings
 from .policy import check_named_namespace, check_requested_placement
 
@@ -97,16 +97,14 @@ def placement_of(recorded: RecordPlacement) -> Placement:
 
 
 async def create_kernel_namespace(
-    cluster: Cluster, placement: Placement, kernel_id: str, cluster_role: str, created: Created, deadline: float,
-    *, account_appears: bool = True,
+    cluster: Cluster, placement: Placement, kernel_id: str, cluster_role: str, created: Created, deadline: float
 ) -> None:
-    """First launch with an owned namespace: create it and its role binding, then await its service account.
+    """First launch with an owned namespace: create it and its role binding.
 
     Each object is recorded in ``created`` as soon as it exists.  A namespace
     of that name that already exists is not ours: :class:`LaunchConflict`.
-    Only an account that ``account_appears`` in a new namespace (``default``, made by the cluster's
-    service-account controller, or the operator's EG_DEFAULT_KERNEL_SERVICE_ACCOUNT_NAME) is awaited;
-    any other cannot exist there, and the pod's admission refuses it at once.
+    The namespace's service account is not awaited here: the pod's creation
+    does (see :func:`service_account_appears`).
     """
     namespace = placement.namespace
     try:
@@ -116,10 +114,6 @@ async def create_kernel_namespace(
         raise LaunchConflict(f"namespace {namespace} already exists: kernel {kernel_id} may be running already") from None
     binding = kernel_role_binding(namespace, cluster_role, placement.service_account, kernel_id)
     await created.create(cluster, "rolebindings", binding, namespace=namespace, deadline=deadline)
-    if account_appears and not await _service_account_appears(cluster, namespace, placement.service_account, deadline):
-        raise LaunchTimeout(
-            f"service account {placement.service_account} did not appear in the new namespace {namespace} in time"
-        )
 
 
 async def restore_kernel_namespace(
@@ -199,15 +193,17 @@ async def release_placement(cluster: Cluster, placement: Placement, cluster_role
     return await delete_quietly(cluster, "namespaces", placement.namespace)
 
 
-async def _service_account_appears(cluster: Cluster, namespace: str, name: str, deadline: float) -> bool:
+async def service_account_appears(cluster: Cluster, namespace: str, name: str, deadline: float) -> bool:
     """Wait until service account ``namespace/name`` exists: one read, then watching.
 
-    On a real cluster the service-account controller creates a namespace's
-    ``default`` account shortly after the namespace; until then pod admission
-    refuses the pod ("error looking up service account").  By the time the
-    namespace's role binding exists it usually does: one read on a kept-alive
-    connection costs less than opening a watch.  A watch without a
-    resourceVersion first reports what exists, then changes.
+    Called by the provisioner when the API refused a kernel's pod in a namespace the gateway
+    created because its account was not there yet.  On a real cluster the service-account
+    controller creates a namespace's ``default`` account shortly after the namespace, and pod
+    admission itself waits for ``default`` (kubernetes plugin/pkg/admission/serviceaccount/
+    admission.go, ``getServiceAccount``: up to 10 lookups 100-200 ms apart, only for
+    ``default``), so a pod is refused only for an account that appears later still, such as
+    one an operator's controller adds (``EG_DEFAULT_KERNEL_SERVICE_ACCOUNT_NAME``).  A watch
+    without a resourceVersion first reports what exists, then changes.
     """
     try:
         await api(cluster.get("serviceaccounts", name, namespace=namespace),

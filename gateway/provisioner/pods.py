@@ -41,7 +41,7 @@ from . import comm
 from .apicalls import delete_quietly, launch_error, remaining
 from .base import KernelProvisioner
 from .cleanup import Created
-from .errors import LaunchConflict, LaunchError, LaunchTimeout
+from .errors import LaunchConflict, LaunchError, LaunchTimeout, MissingServiceAccount
 from .launchwait import LaunchWait
 from .leftovers import PodLife, collect_kernel_objects, pod_life, pod_still_exists
 from .model import LaunchRequest, Placement, ProvisionerSettings, RunningKernel
@@ -52,6 +52,7 @@ from .placement import (
     recorded_placement,
     release_placement,
     restore_kernel_namespace,
+    service_account_appears,
 )
 from .podbuild import GATEWAY_NAMESPACE_ANNOTATION, PodBuilder
 from .podstate import PodProgress, phase
@@ -134,8 +135,7 @@ class PodProvisioner(KernelProvisioner):
                 await self._remove_previous_pod(kernel_id, placement, deadline)
             if first and placement.owns_namespace:
                 await create_kernel_namespace(
-                    self._cluster, placement, kernel_id, self._settings.kernel_cluster_role, created, deadline,
-                    account_appears=placement.service_account in ("default", self._settings.default_service_account),
+                    self._cluster, placement, kernel_id, self._settings.kernel_cluster_role, created, deadline
                 )
             elif placement.owns_namespace:
                 await restore_kernel_namespace(
@@ -174,13 +174,29 @@ class PodProvisioner(KernelProvisioner):
         """Create the pod, then its companions owned by it; each recorded in ``created``."""
         namespace, name = placement.namespace, placement.pod_name
         try:
-            pod = await created.create(self._cluster, "pods", objects.pod, namespace=namespace, deadline=deadline)
+            try:
+                pod = await created.create(self._cluster, "pods", objects.pod, namespace=namespace, deadline=deadline)
+            except MissingServiceAccount as missing:
+                if not self._account_appears(placement, missing):
+                    raise
+                if not await service_account_appears(self._cluster, namespace, missing.account, deadline):
+                    raise LaunchTimeout(f"service account {missing.account} did not appear in the new namespace "
+                                        f"{namespace} in time") from None
+                pod = await created.create(self._cluster, "pods", objects.pod, namespace=namespace, deadline=deadline)
         except AlreadyExists:
             raise LaunchConflict(f"pod {name} already exists in namespace {namespace}") from None
         for companion in owned_by(pod, objects.companions):
             resource = _COMPANION_RESOURCES[companion["kind"]]
             await created.create(self._cluster, resource, companion, namespace=namespace, deadline=deadline)
         return pod
+
+    def _account_appears(self, placement: Placement, missing: MissingServiceAccount) -> bool:
+        """Whether the account a pod was refused for is one a namespace the gateway made gets a moment later:
+        ``default`` (the cluster's service-account controller) or ``EG_DEFAULT_KERNEL_SERVICE_ACCOUNT_NAME``
+        (an operator's); any other cannot appear there, and the refusal stands (400)."""
+        return (placement.owns_namespace and missing.namespace == placement.namespace
+                and missing.account == placement.service_account
+                and missing.account in ("default", self._settings.default_service_account))
 
     async def _remove_previous_pod(self, kernel_id: str, placement: Placement, deadline: float) -> None:
         """Before a restart: delete the kernel's earlier pod if it is still there, and wait until it is gone."""
