@@ -299,16 +299,18 @@ class KernelService:
             released = await self._pods.release(kernel) and released
         if admitted:
             await self.replica.admissions.release(kernel.id)
-        if kernel.record is not None and not released:
+        kept = kernel.record is not None and not released
+        if kept:
             await self._ops.leave_to_lease_holder(kernel)
         elif kernel.record is not None:  # last: while it exists the lease holder can finish this undoing
             try:
                 await self._records.delete(kernel.id)
             except Exception as error:  # left launching: the lease holder collects it past its deadline
                 log.error("kernel %s: its record could not be deleted: %s", kernel.id, error)
+                kept = True
         if self._kernels.get(kernel.id) is kernel:
             del self._kernels[kernel.id]
-        if not released and not self._stopping:
+        if kept and not self._stopping:
             await self._follower.apply(kernel.id)  # a kernel of the kept record, for the lease holder's collection
 
     # ------------------------------------------------------------------ restart, interrupt, shutdown
