@@ -65,7 +65,7 @@ from gateway.config import GatewayConfig
 from gateway.http.context import HttpContext, HttpSettings
 from gateway.http.health import Check
 from gateway.http.routes import make_application
-from gateway.kernels.admissions import Admissions
+from gateway.kernels.admissions import replica_admissions
 from gateway.kernels.kernel import KernelState
 from gateway.kernels.records import RecordStore
 from gateway.kernels.service import KernelService, Replica
@@ -306,13 +306,12 @@ class Gateway:
             log.info("kernelspecs not offered, as %s cannot run them: %s", self.connection.description,
                      "; ".join(f"{name} ({why})" for name, why in hidden.items()))
         records = RecordStore(cluster, self.records, config.namespace)
-        admissions = Admissions(cluster, config.namespace, lambda kernel_id: records.get(kernel_id) is not None,
-                                orphan_grace=config.leftover_grace, recorded_ids=records.kernel_ids)
+        settings = dataclasses.replace(config.kernel_settings(),
+                                       shut_down_kernels_at_stop=bool(getattr(self.connection, "ephemeral", False)))
+        admissions = replica_admissions(cluster, config.namespace, records, settings)
         self.lease = LeaseElector(cluster, config.lease_settings(config.namespace))
         await self.lease.start()
         self._started.append(self.lease)
-        settings = dataclasses.replace(config.kernel_settings(),
-                                       shut_down_kernels_at_stop=bool(getattr(self.connection, "ephemeral", False)))
         self.service = KernelService(self.provisioner, specs, settings,
                                      Replica(config.replica_id, records, admissions, self.lease),
                                      telemetry=KernelTelemetry(self.metrics, self.events,

@@ -42,7 +42,7 @@ from fakes.state.store import Store
 from gateway.cluster.informer import Informer
 from gateway.cluster.interface import Cluster, NotFound, ServiceUnavailable, WatchEvent
 from gateway.cluster.lease import LeaseElector, LeaseSettings
-from gateway.kernels.admissions import ADMISSIONS_NAME, Admissions
+from gateway.kernels.admissions import ADMISSIONS_NAME, replica_admissions
 from gateway.kernels.channels import KernelChannels
 from gateway.kernels.kernel import Kernel
 from gateway.kernels.records import RecordStore
@@ -198,12 +198,12 @@ class SharedCluster:
     stacks: list[Stack] = field(default_factory=list)
 
     async def gateway(self, identity: str | None = None, *, ephemeral: bool = False, lease: dict[str, float] | None = None,
-                      **settings: Any) -> Stack:
+                      provisioning: dict[str, Any] | None = None, **settings: Any) -> Stack:
         """A started gateway stack named ``identity`` (a kernel service and what it runs on).
 
         ``ephemeral``: its stop shuts its kernels down (the embedded cluster's behaviour); otherwise
         they stay for the other gateways.  ``lease`` overrides :data:`FAST_LEASE`'s durations;
-        ``settings`` override :class:`KernelSettings` fields.
+        ``provisioning`` :class:`ProvisionerSettings` fields; ``settings`` :class:`KernelSettings` fields.
         """
         identity = identity or f"gateway-{uuid.uuid4().hex[:6]}"
         severable = SeverableCluster(MemoryCluster(self.store, service_account_user(GATEWAY_NAMESPACE, GATEWAY_ACCOUNT)))
@@ -216,15 +216,15 @@ class SharedCluster:
         await records.start()
         provisioner = PodProvisioner(counting, pods, listener, ProvisionerSettings(
             gateway_namespace=GATEWAY_NAMESPACE, kernel_cluster_role=KERNEL_CLUSTER_ROLE,
-            shared_namespace=(self.mode == "shared"), response_address=f"127.0.0.1:{listener.port}"))
+            shared_namespace=(self.mode == "shared"), response_address=f"127.0.0.1:{listener.port}",
+            **(provisioning or {})))
         specs = KernelSpecs([*self.spec_paths, repository_root() / "kernelspecs"], allowed=None, default_name=None,
                             authorized_users=frozenset(), unauthorized_users=frozenset({"root"}))
         kernel_settings = dataclasses.replace(
             KernelSettings(launch_timeout=WAIT, shutdown_wait_time=2.0, shut_down_kernels_at_stop=ephemeral),
             **settings)
         store = RecordStore(counting, records, GATEWAY_NAMESPACE)
-        admissions = Admissions(counting, GATEWAY_NAMESPACE, lambda kernel_id: store.get(kernel_id) is not None,
-                                orphan_grace=kernel_settings.leftover_grace)
+        admissions = replica_admissions(counting, GATEWAY_NAMESPACE, store, kernel_settings)
         elector = LeaseElector(counting, LeaseSettings(namespace=GATEWAY_NAMESPACE, identity=identity,
                                                        **{**FAST_LEASE, **(lease or {})}))
         await elector.start()

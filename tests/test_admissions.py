@@ -12,9 +12,13 @@ from fakes.auth.identity import service_account_user
 from fakes.gateway_rbac import install_gateway_rbac
 from fakes.memory import MemoryCluster
 from fakes.state.store import Store
-from gateway.cluster.interface import Cluster, ServiceUnavailable
-from gateway.kernels.admissions import ADMISSIONS_NAME, Admissions, AdmissionsUnavailable
+from gateway.cluster.informer import Informer
+from gateway.cluster.interface import Cluster, NotFound, ServiceUnavailable
+from gateway.kernels.admissions import ADMISSIONS_NAME, Admissions, AdmissionsUnavailable, replica_admissions
 from gateway.kernels.errors import KernelConflict, KernelLimitReached
+from gateway.kernels.records import RecordStore
+from gateway.kernels.settings import KernelSettings
+from tests.counting import CountingCluster
 
 NAMESPACE = "enterprise-gateway"
 
@@ -88,3 +92,43 @@ async def test_an_unavailable_api_refuses_with_503(clusters: tuple[Store, Cluste
     with pytest.raises(AdmissionsUnavailable) as refused:
         await admissions.admit(str(uuid.uuid4()), "alice", max_kernels=None, max_per_user=None)
     assert refused.value.status == 503
+
+
+async def test_a_gateway_without_limits_keeps_no_admissions(clusters: tuple[Store, Cluster, list[Cluster]]) -> None:
+    """No limit set: a start and an end cost no request, and no ConfigMap grows with the kernels."""
+    _, admin, replicas = clusters
+    counting = CountingCluster(replicas[0])
+    store = RecordStore(counting, Informer(counting, "secrets", namespace=NAMESPACE), NAMESPACE)
+    admissions = replica_admissions(counting, NAMESPACE, store, KernelSettings())
+    await admissions.ensure()
+    kernel_id = str(uuid.uuid4())
+    await admissions.admit(kernel_id, "alice", max_kernels=None, max_per_user=None)
+    await admissions.release(kernel_id)
+    assert counting.calls == {}
+    with pytest.raises(NotFound):
+        await admin.get("configmaps", ADMISSIONS_NAME, namespace=NAMESPACE)
+    assert replica_admissions(counting, NAMESPACE, store, KernelSettings(max_kernels_per_user=2)).keeps_ledger
+
+
+async def test_a_limit_set_later_counts_the_kernels_started_without_it(
+        clusters: tuple[Store, Cluster, list[Cluster]]) -> None:
+    """Kernels running since before a limit was set have records but no admission: they count all the same,
+    and a replica alone still writes from its kept copy (one read)."""
+    _, _, replicas = clusters
+    counting = CountingCluster(replicas[0])
+    running = {str(uuid.uuid4()): "alice", str(uuid.uuid4()): "bob"}
+    recorded = set(running)
+    admissions = Admissions(counting, NAMESPACE, recorded.__contains__, recorded_ids=lambda: recorded,
+                            settled=lambda: running)
+    carol = str(uuid.uuid4())
+    recorded.add(carol)
+    await admissions.admit(carol, "carol", max_kernels=3, max_per_user=None)
+    with pytest.raises(KernelLimitReached) as full:
+        await admissions.admit(str(uuid.uuid4()), "dave", max_kernels=3, max_per_user=None)
+    assert "has 3 running or starting" in full.value.message
+    with pytest.raises(KernelLimitReached):
+        await admissions.admit(str(uuid.uuid4()), "alice", max_kernels=None, max_per_user=1)
+    bob = str(uuid.uuid4())
+    recorded.add(bob)
+    await admissions.admit(bob, "bob", max_kernels=None, max_per_user=2)
+    assert counting.calls[("get", "configmaps")] <= 3  # the first read, and one for each refusal only

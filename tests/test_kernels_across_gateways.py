@@ -229,8 +229,9 @@ async def test_restarts_asked_of_two_gateways_at_once_make_one_pod(tmp_path: Pat
 
 async def test_a_launch_abandoned_by_a_killed_gateway_is_removed_once_its_deadline_passes(tmp_path: Path) -> None:
     async with shared_cluster(tmp_path) as cluster:
-        holder = await cluster.gateway("gateway-holder", deadline_grace=0.5)
-        launcher = await cluster.gateway("gateway-launcher", deadline_grace=0.5)
+        limits = {"deadline_grace": 0.5, "max_kernels": 10}  # so that the launch is admitted, and released
+        holder = await cluster.gateway("gateway-holder", **limits)
+        launcher = await cluster.gateway("gateway-launcher", **limits)
         assert holder.lease.leading
         kernel_id = str(uuid.uuid4())
         launch = asyncio.create_task(start(launcher, KERNEL_ID=kernel_id, KERNEL_IMAGE=SILENT_IMAGE,

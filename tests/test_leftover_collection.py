@@ -83,12 +83,14 @@ async def wait_for_binding(cluster: SharedCluster, namespace: str) -> None:
 async def test_a_launch_killed_before_its_pod_is_removed_with_its_namespace_binding_account_and_record(
         tmp_path: Path) -> None:
     async with shared_cluster(tmp_path) as cluster:
-        holder = await cluster.gateway("gateway-holder", deadline_grace=0.5)
-        launcher = await cluster.gateway("gateway-launcher", deadline_grace=0.5)
+        limits = {"deadline_grace": 0.5, "max_kernels": 10}  # so that the launch is admitted, and released
+        holder = await cluster.gateway("gateway-holder", **limits)
+        # The operator's kernel account, expected to appear in each new namespace, never does there: the pod is
+        # refused for it, and the launch waits for it before creating the pod again.
+        launcher = await cluster.gateway("gateway-launcher", provisioning={"default_service_account": "kernel-account"},
+                                         **limits)
         assert holder.lease.leading
-        # The kernel's account never appears in its new namespace: the launch waits there, before its pod.
-        kernel_id, launch = await launch_in_background(launcher, "own", KERNEL_SERVICE_ACCOUNT_NAME="kernel-account",
-                                                       KERNEL_LAUNCH_TIMEOUT="3")
+        kernel_id, launch = await launch_in_background(launcher, "own", KERNEL_LAUNCH_TIMEOUT="3")
         namespace = kernel_resource_name("alice", kernel_id)
         await wait_for_binding(cluster, namespace)
         before = await everything_in(cluster, namespace)

@@ -23,13 +23,19 @@ Within a replica, admissions and releases are written one replace at a time, eac
 change asked for meanwhile (a group commit): starts at once in one replica never conflict with
 each other, and 8 or 32 of them cost a few replaces instead of a round of 409s and back-offs each.
 Changes in one write are decided in the order they were asked, so limits count each other.
+
+A gateway with neither limit set keeps no admissions: no request per start or end, and no
+ConfigMap growing with the kernels.  When a limit is set later (a new rollout), the kernels
+started meanwhile have records but no admission: an admission counts every kernel whose record
+is past its launch and that the ConfigMap lacks (:func:`replica_admissions`).  A kernel still
+``launching`` without an admission is another replica's start in progress, which admits itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,8 +51,11 @@ from gateway.cluster.interface import (
     TooManyRequests,
 )
 from gateway.objects.labels import APP, APP_LABEL, COMPONENT_LABEL
+from gateway.objects.record import Phase
 
 from .errors import KernelConflict, KernelError, KernelLimitReached, shown
+from .records import RecordStore
+from .settings import KernelSettings
 
 log = logging.getLogger("gateway.kernels.admissions")
 
@@ -74,11 +83,17 @@ class Admissions:
 
     def __init__(self, cluster: Cluster, namespace: str, recorded: Callable[[str], bool], *,
                  orphan_grace: float = ORPHAN_GRACE,
-                 recorded_ids: Callable[[], Collection[str]] | None = None) -> None:
+                 recorded_ids: Callable[[], Collection[str]] | None = None,
+                 settled: Callable[[], Mapping[str, str]] | None = None,
+                 keeps_ledger: bool = True) -> None:
         self._cluster = cluster
         self.namespace = namespace
         self._recorded = recorded
         self._recorded_ids = recorded_ids
+        self._settled = settled
+        """Kernel id -> username of every kernel whose record is past its launch (counted when not admitted)."""
+        self.keeps_ledger = keeps_ledger
+        """``False`` when no limit is set: nothing is read, admitted or released."""
         self._orphan_grace = orphan_grace
         self._suspects: dict[str, float] = {}
         """Admitted ids seen without a record, and the ``loop.time()`` when first seen so."""
@@ -90,6 +105,8 @@ class Admissions:
 
     async def ensure(self) -> None:
         """Create the (empty) ConfigMap if absent, so that it exists before the first start (one ``get``)."""
+        if not self.keeps_ledger:
+            return
         try:
             await asyncio.wait_for(self._cluster.get("configmaps", ADMISSIONS_NAME, namespace=self.namespace),
                                    CALL_TIMEOUT)
@@ -103,12 +120,14 @@ class Admissions:
     async def admit(self, kernel_id: str, username: str, *, max_kernels: int | None,
                     max_per_user: int | None) -> None:
         """Admit the kernel, or raise :class:`KernelLimitReached` (403), :class:`KernelConflict` (409: the id
-        is taken) or :class:`AdmissionsUnavailable` (503)."""
-        await self._ask(_Change(kernel_id, username, max_kernels, max_per_user))
+        is taken) or :class:`AdmissionsUnavailable` (503).  Without a ledger (no limit set), admits at once."""
+        if self.keeps_ledger:
+            await self._ask(_Change(kernel_id, username, max_kernels, max_per_user))
 
     async def release(self, kernel_id: str) -> None:
         """Remove the kernel's admission (its record is gone).  Failures are logged: a later admission drops it."""
-        await self._ask(_Change(kernel_id, None))
+        if self.keeps_ledger:
+            await self._ask(_Change(kernel_id, None))
 
     async def _ask(self, change: _Change) -> None:
         change.done = asyncio.get_running_loop().create_future()
@@ -153,7 +172,7 @@ class Admissions:
             for orphan in self._orphans(data):
                 log.warning("kernel %s was admitted but has no record; dropping its admission", orphan)
                 del data[orphan]
-            decided = _decide(pending, data)
+            decided = _decide(pending, data, self._unadmitted(data, pending))
             kept = (known.get("data") or {}) if known is not None else None
             if kept is not None and any(refusal is not None or (not c.admits and c.kernel_id not in kept)
                                         for c, refusal in decided):
@@ -205,9 +224,19 @@ class Admissions:
         if known is None or self._recorded_ids is None:
             return None
         data = known.get("data") or {}
-        if any(recorded not in data for recorded in self._recorded_ids() if recorded not in kernel_ids):
+        settled = self._settled() if self._settled is not None else {}
+        if any(recorded not in data for recorded in self._recorded_ids()
+               if recorded not in kernel_ids and recorded not in settled):
             return None
         return known
+
+    def _unadmitted(self, data: Mapping[str, str], pending: list[_Change]) -> dict[str, str]:
+        """Kernels past their launch that ``data`` lacks (started while no limit was set): counted, not written."""
+        if self._settled is None:
+            return {}
+        asked = {change.kernel_id for change in pending}
+        return {kernel_id: user for kernel_id, user in self._settled().items()
+                if kernel_id not in data and kernel_id not in asked}
 
     async def _read(self, *, create: bool = True) -> Obj:
         try:
@@ -249,15 +278,18 @@ class Admissions:
         return orphans
 
 
-def _check_limits(data: dict[str, str], username: str, max_kernels: int | None, max_per_user: int | None) -> None:
-    """Both limits, counting every admitted kernel (running or starting) on every replica (EG #855)."""
-    total = len(data)
+def _check_limits(data: Mapping[str, str], unadmitted: Mapping[str, str], username: str, max_kernels: int | None,
+                  max_per_user: int | None) -> None:
+    """Both limits, counting every admitted kernel (running or starting) on every replica (EG #855), and every
+    kernel running without an admission."""
+    total = len(data) + len(unadmitted)
     if max_kernels is not None and total >= max_kernels:
         raise KernelLimitReached(
             f"Kernel start refused: the gateway runs at most {max_kernels} kernels and has {total} running or starting."
         )
     if max_per_user is not None:
-        mine = sum(1 for user in data.values() if user == username)
+        mine = sum(1 for user in data.values() if user == username) + sum(
+            1 for user in unadmitted.values() if user == username)
         if mine >= max_per_user:
             raise KernelLimitReached(
                 f"Kernel start refused: user {shown(username)} may run at most {max_per_user} kernels "
@@ -280,7 +312,8 @@ class _Change:
         return self.username is not None
 
 
-def _decide(changes: list[_Change], data: dict[str, str]) -> list[tuple[_Change, KernelError | None]]:
+def _decide(changes: list[_Change], data: dict[str, str],
+            unadmitted: Mapping[str, str]) -> list[tuple[_Change, KernelError | None]]:
     """Apply ``changes`` to ``data`` in order; each with its refusal, or ``None`` when applied."""
     decided: list[tuple[_Change, KernelError | None]] = []
     for change in changes:
@@ -291,7 +324,7 @@ def _decide(changes: list[_Change], data: dict[str, str]) -> list[tuple[_Change,
         try:
             if change.kernel_id in data:
                 raise KernelConflict(f"Kernel {change.kernel_id} already exists.")
-            _check_limits(data, change.username, change.max_kernels, change.max_per_user)
+            _check_limits(data, unadmitted, change.username, change.max_kernels, change.max_per_user)
         except (KernelConflict, KernelLimitReached) as refusal:
             decided.append((change, refusal))
             continue
@@ -314,3 +347,16 @@ def _settle(changes: list[_Change], error: BaseException | None = None) -> None:
             change.done.set_result(None)
         else:
             change.done.set_exception(error_for_it)
+
+
+def replica_admissions(cluster: Cluster, namespace: str, records: RecordStore, settings: KernelSettings) -> Admissions:
+    """A replica's admissions over its records cache, keeping a ledger only when a limit is set.
+
+    Called by the composition root (``gateway.app``) once per gateway process.
+    """
+    def settled() -> dict[str, str]:
+        return {record.kernel_id: record.username for record in records.all() if record.phase is not Phase.LAUNCHING}
+
+    return Admissions(cluster, namespace, lambda kernel_id: records.get(kernel_id) is not None,
+                      orphan_grace=settings.leftover_grace, recorded_ids=records.kernel_ids, settled=settled,
+                      keeps_ledger=settings.max_kernels is not None or settings.max_kernels_per_user is not None)
