@@ -29,6 +29,8 @@ from jupyter_client.session import Session
 
 from gateway.provisioner.connection import ConnectionInfo
 
+from .zmqreader import CallbackSocket
+
 CHANNELS = ("shell", "control", "stdin", "iopub")
 _SOCKET_TYPES = {"shell": zmq.DEALER, "control": zmq.DEALER, "stdin": zmq.DEALER, "iopub": zmq.SUB}
 NUDGE_INTERVAL = 0.5
@@ -98,6 +100,41 @@ def gateway_session(connection: ConnectionInfo) -> Session:
     if session is None:
         session = _sessions[connection] = new_session(connection)
     return session
+
+
+async def kernel_answers(connection: ConnectionInfo, session: Session, timeout: float) -> None:
+    """Send the kernel one ``kernel_info_request`` on shell and return once its reply arrives.
+
+    The launch's readiness check (:class:`~gateway.kernels.pods.KernelPods`), on a DEALER read by
+    callback (:class:`~gateway.kernels.zmqreader.CallbackSocket`): a message that is not the reply,
+    or whose signature does not check, is passed over.  :class:`ChannelTimeout` after ``timeout``.
+    """
+    request = session.msg("kernel_info_request", {})
+    msg_id = request["header"]["msg_id"]
+    answered = asyncio.get_running_loop().create_future()
+
+    def receive(frames: list[bytes]) -> None:
+        if answered.done():
+            return
+        try:
+            _idents, parts = session.feed_identities(frames, copy=True)
+            reply = session.deserialize(parts, content=False, copy=True)
+        except Exception:
+            return
+        if (reply.get("parent_header") or {}).get("msg_id") == msg_id:
+            answered.set_result(None)
+
+    sock = CallbackSocket(zmq.DEALER, f"{connection.transport}://{connection.ip}:{connection.shell_port}", receive,
+                          what=f"the readiness check of kernel {connection.kernel_id}", identity=uuid.uuid4().bytes)
+    try:
+        sock.start()
+        await sock.send(session.serialize(request))
+        await asyncio.wait_for(answered, timeout)
+    except asyncio.TimeoutError:
+        raise ChannelTimeout(f"kernel {connection.kernel_id} did not answer a kernel_info_request "
+                             f"within {timeout} s") from None
+    finally:
+        sock.close()
 
 
 class KernelChannels:
