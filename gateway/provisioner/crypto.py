@@ -33,6 +33,9 @@ class GatewayKeys:
     def __init__(self, *, legacy: bool = True) -> None:
         self._x25519 = x25519.X25519PrivateKey.generate()
         self._rsa = rsa.generate_private_key(public_exponent=65537, key_size=LEGACY_RSA_KEY_SIZE) if legacy else None
+        # Every launch's pod carries both: encoded once.
+        self._public_text = protocol.x25519_public_text(self._x25519)
+        self._legacy_public_text = None if self._rsa is None else protocol.rsa_public_text(self._rsa)
 
     def __repr__(self) -> str:
         return f"GatewayKeys(legacy={self._rsa is not None})"
@@ -40,12 +43,12 @@ class GatewayKeys:
     @property
     def public_key(self) -> str:
         """Our launchers' ``KERNEL_RESPONSE_KEY``: base64 of the raw X25519 public key."""
-        return protocol.x25519_public_text(self._x25519)
+        return self._public_text
 
     @property
     def legacy_public_key(self) -> str | None:
         """EG launchers' ``PUBLIC_KEY``: base64 DER of the RSA public key; ``None`` when legacy is off."""
-        return None if self._rsa is None else protocol.rsa_public_text(self._rsa)
+        return self._legacy_public_text
 
     @property
     def accepts_legacy(self) -> bool:
