@@ -197,3 +197,33 @@ async def test_pings_and_no_nagle_on_the_kernel_websocket(tmp_path: Path) -> Non
         (handler,) = gw.gateway.context.websockets
         assert handler.ws_connection.stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         ws.close()
+
+
+@pytest.mark.parametrize("v1", [False, True], ids=["legacy", "v1"])
+async def test_input_asks_the_client_and_takes_its_answer(tmp_path: Path, v1: bool) -> None:
+    """``input()`` in a cell: the kernel's ``input_request`` reaches the client on stdin, and its ``input_reply``
+    is what the cell reads."""
+    async with running_gateway(tmp_path) as gw:
+        kernel = await gw.start_kernel()
+        ws = await gw.websocket(kernel["id"], v1=v1)
+        await kernel_info(ws)
+        cell = request("execute_request", {"code": "print('got', input('name? '))", "silent": False,
+                                           "store_history": False, "user_expressions": {}, "allow_stdin": True,
+                                           "stop_on_error": True})
+        send(ws, cell)
+        while (asked := await read(ws))["msg_type"] != "input_request":
+            pass
+        assert asked["channel"] == "stdin" and asked["content"]["prompt"] == "name? "
+        assert asked["parent_header"]["msg_id"] == cell["header"]["msg_id"]
+        answer = request("input_reply", {"value": "ada"})
+        answer["parent_header"] = asked["header"]
+        send(ws, answer, channel="stdin")
+        printed, replied = [], None
+        while replied is None or not printed:
+            got = await read(ws)
+            if got["msg_type"] == "stream":
+                printed.append(got["content"]["text"])
+            elif got["msg_type"] == "execute_reply":
+                replied = got["content"]["status"]
+        assert replied == "ok" and "got ada" in "".join(printed)
+        ws.close()

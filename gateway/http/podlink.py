@@ -45,12 +45,15 @@ class PodLink:
         self._unlisten: Callable[[], None] | None = None
         self._nudges: list[bytes] = []  # msg ids of our kernel_info_requests (never relayed)
         self._sockets: dict[str, CallbackSocket] = {}
+        # One identity on every socket, as a Jupyter client has: the kernel asks for input (``input_request``)
+        # on its stdin ROUTER addressed to the identity the execute_request came from on shell.
+        identity = uuid.uuid4().bytes
         try:
             for channel in CLIENT_CHANNELS:
                 port = getattr(connection, f"{channel}_port")
                 self._sockets[channel] = CallbackSocket(
                     zmq.DEALER, f"{connection.transport}://{connection.ip}:{port}",
-                    functools.partial(self._from_dealer, channel), identity=uuid.uuid4().bytes,
+                    functools.partial(self._from_dealer, channel), identity=identity,
                     what=f"a websocket client's {channel} socket to kernel {connection.kernel_id}")
         except BaseException:
             self.close()
