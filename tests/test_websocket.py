@@ -227,3 +227,19 @@ async def test_input_asks_the_client_and_takes_its_answer(tmp_path: Path, v1: bo
                 replied = got["content"]["status"]
         assert replied == "ok" and "got ada" in "".join(printed)
         ws.close()
+
+
+@pytest.mark.parametrize("v1", [False, True], ids=["legacy", "v1"])
+async def test_a_request_on_control_is_answered_on_control(tmp_path: Path, v1: bool) -> None:
+    """A client's control channel (opened by its first message there) reaches the kernel's control port."""
+    async with running_gateway(tmp_path) as gw:
+        kernel = await gw.start_kernel()
+        ws = await gw.websocket(kernel["id"], v1=v1)
+        for _ in range(2):
+            asked = request("kernel_info_request", {})
+            send(ws, asked, channel="control")
+            while (got := await read(ws))["parent_header"].get("msg_id") != asked["header"]["msg_id"] or (
+                    got["msg_type"] != "kernel_info_reply"):
+                pass
+            assert got["channel"] == "control" and got["content"]["status"] == "ok"
+        ws.close()

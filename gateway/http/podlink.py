@@ -25,9 +25,12 @@ from gateway.kernels.frames import FrameError, to_zmq, verified
 from gateway.kernels.iopub import IopubFeed
 from gateway.kernels.zmqreader import CallbackSocket
 
-from .wsprotocol import CLIENT_CHANNELS, Codec, Incoming
+from .wsprotocol import Codec, Incoming
 
 log = logging.getLogger("gateway.http.websocket")
+
+OPENED_AT_ONCE = ("shell", "stdin")
+"""A client's sockets opened with its link; stdin too, since the kernel's ``input_request`` comes unasked there."""
 
 Write = Callable[[str | bytes, bool], None]
 """Writes one frame to the client: ``(payload, binary)``."""
@@ -47,20 +50,24 @@ class PodLink:
         self._sockets: dict[str, CallbackSocket] = {}
         # One identity on every socket, as a Jupyter client has: the kernel asks for input (``input_request``)
         # on its stdin ROUTER addressed to the identity the execute_request came from on shell.
-        identity = uuid.uuid4().bytes
+        self._identity = uuid.uuid4().bytes
+        self._closed = False
         try:
-            for channel in CLIENT_CHANNELS:
-                port = getattr(connection, f"{channel}_port")
-                self._sockets[channel] = CallbackSocket(
-                    zmq.DEALER, f"{connection.transport}://{connection.ip}:{port}",
-                    functools.partial(self._from_dealer, channel), identity=identity,
-                    what=f"a websocket client's {channel} socket to kernel {connection.kernel_id}")
+            for channel in OPENED_AT_ONCE:
+                self._sockets[channel] = self._open(channel)
         except BaseException:
             self.close()
             raise
 
+    def _open(self, channel: str) -> CallbackSocket:
+        port = getattr(self.connection, f"{channel}_port")
+        return CallbackSocket(zmq.DEALER, f"{self.connection.transport}://{self.connection.ip}:{port}",
+                              functools.partial(self._from_dealer, channel), identity=self._identity,
+                              what=f"a websocket client's {channel} socket to kernel {self.connection.kernel_id}")
+
     def close(self) -> None:
         """Close the sockets and leave the iopub feed: nothing more reaches the client."""
+        self._closed = True
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
@@ -92,8 +99,19 @@ class PodLink:
         log.warning("kernel %s: iopub silent for %ss; relaying anyway", self.connection.kernel_id, timeout)
 
     async def send(self, incoming: Incoming) -> None:
-        """Sign a client's message with the kernel's key and send it on its channel."""
-        await self._sockets[incoming.channel].send(to_zmq(incoming.parts, self._session.sign))
+        """Sign a client's message with the kernel's key and send it on its channel.
+
+        The control socket is opened by the client's first message on it (most clients never send
+        one: interrupts and shutdowns come through the REST API).  After :meth:`close` nothing is sent.
+        """
+        sock = self._sockets.get(incoming.channel)
+        if sock is None:
+            if self._closed:
+                return
+            sock = self._sockets[incoming.channel] = self._open(incoming.channel)
+            if self._unlisten is not None:
+                sock.start()
+        await sock.send(to_zmq(incoming.parts, self._session.sign))
 
     def relay(self) -> None:
         """From now on, write every message of the pod to the client as it arrives (until :meth:`close`).

@@ -4,10 +4,11 @@
 ``stdin`` (DEALER) and ``iopub`` (SUB) ports from its
 :class:`~gateway.provisioner.connection.ConnectionInfo`, with asyncio sockets,
 and signs / checks messages with a ``jupyter_client`` ``Session`` keyed by the
-kernel's key.  The kernel service opens one per running kernel (iopub only,
-for activity, plus shell/control for its own requests); the HTTP layer opens
-one per websocket client, so each client has its own DEALER identities as in
-Jupyter Server.
+kernel's key: the kernel service's own requests (a shutdown on control) use it.
+:func:`kernel_answers` is the launch's readiness check.  The gateway's one iopub
+subscription per pod is :mod:`gateway.kernels.iopub`'s, and each websocket client's
+own DEALERs are :class:`~gateway.http.podlink.PodLink`'s, with their own identity
+as in Jupyter Server.
 
 Messages are the dicts ``Session.msg`` builds (``header``, ``parent_header``,
 ``metadata``, ``content``, ``buffers``); raw multipart frames are available
@@ -50,7 +51,7 @@ def allow_many_sockets() -> int:
     Called once by ``kernelgate serve`` before any channel opens (ZMQ reads the limit when the
     shared context makes its first socket).  ZMQ's default of 1,023 sockets per context, and a
     soft open-file limit of 1,024, stopped a gateway at about a thousand kernels: it follows every
-    running kernel's iopub, and each websocket client holds three more.  Raises the soft limit to
+    running kernel's iopub, and each websocket client holds two more (three once it uses control).  Raises the soft limit to
     the hard one; returns the context's socket limit.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
