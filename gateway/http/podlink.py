@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import zmq
 
-from gateway.kernels.channels import NUDGE_INTERVAL, gateway_session
+from gateway.kernels.channels import NUDGE_INTERVAL, channel_address, gateway_session
 from gateway.kernels.frames import FrameError, to_zmq, verified
 from gateway.kernels.iopub import IopubFeed
 from gateway.kernels.zmqreader import CallbackSocket
@@ -60,8 +60,7 @@ class PodLink:
             raise
 
     def _open(self, channel: str) -> CallbackSocket:
-        port = getattr(self.connection, f"{channel}_port")
-        return CallbackSocket(zmq.DEALER, f"{self.connection.transport}://{self.connection.ip}:{port}",
+        return CallbackSocket(zmq.DEALER, channel_address(self.connection, channel),
                               functools.partial(self._from_dealer, channel), identity=self._identity,
                               what=f"a websocket client's {channel} socket to kernel {self.connection.kernel_id}")
 

@@ -68,6 +68,11 @@ def allow_many_sockets() -> int:
     return int(context.get(zmq.MAX_SOCKETS))
 
 
+def channel_address(connection: ConnectionInfo, channel: str) -> str:
+    """The ZeroMQ address of the kernel's ``channel`` port (``shell``, ``control``, ``stdin`` or ``iopub``)."""
+    return f"{connection.transport}://{connection.ip}:{getattr(connection, f'{channel}_port')}"
+
+
 class ChannelTimeout(asyncio.TimeoutError):
     """No (matching) message arrived on a channel in time."""
 
@@ -125,7 +130,7 @@ async def kernel_answers(connection: ConnectionInfo, session: Session, timeout: 
         if (reply.get("parent_header") or {}).get("msg_id") == msg_id:
             answered.set_result(None)
 
-    sock = CallbackSocket(zmq.DEALER, f"{connection.transport}://{connection.ip}:{connection.shell_port}", receive,
+    sock = CallbackSocket(zmq.DEALER, channel_address(connection, "shell"), receive,
                           what=f"the readiness check of kernel {connection.kernel_id}", identity=uuid.uuid4().bytes)
     try:
         sock.start()
@@ -169,9 +174,8 @@ class KernelChannels:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
         else:
             sock.identity = uuid.uuid4().bytes
-        port = getattr(self.connection, f"{channel}_port")
         try:
-            sock.connect(f"{self.connection.transport}://{self.connection.ip}:{port}")
+            sock.connect(channel_address(self.connection, channel))
         except BaseException:
             sock.close(linger=0)  # not in self._sockets yet: close() would not see it
             raise

@@ -29,7 +29,7 @@ import zmq
 from gateway.provisioner.connection import ConnectionInfo
 
 from .activity import record
-from .channels import gateway_session
+from .channels import channel_address, gateway_session
 from .frames import verified
 from .kernel import Kernel
 from .zmqreader import CallbackSocket
@@ -50,7 +50,7 @@ class IopubFeed:
         """Set at the first message: the subscription has reached the kernel."""
         self._sign = gateway_session(connection).sign
         self._listeners: list[Listener] = []
-        self._socket = CallbackSocket(zmq.SUB, f"{connection.transport}://{connection.ip}:{connection.iopub_port}",
+        self._socket = CallbackSocket(zmq.SUB, channel_address(connection, "iopub"),
                                       self._take, what=f"the iopub subscription of kernel {kernel.id}", subscribe=True)
 
     def start(self) -> None:
