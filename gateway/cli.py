@@ -93,10 +93,11 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     explicit = args.serve_log_level or (config.log_level if os.environ.get("EG_LOG_LEVEL") else None)
     logging.getLogger().setLevel((explicit or args.log_level).upper())
+    from gateway.aio import run
     from gateway.kernels.channels import allow_many_sockets
 
     allow_many_sockets()
-    return asyncio.run(_serve_gateway(config, args.kubeconfig))
+    return run(_serve_gateway(config, args.kubeconfig))
 
 
 async def _serve_gateway(config: object, kubeconfig: str | None) -> int:

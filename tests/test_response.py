@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import padding, serialization
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from gateway.aio import fastest_loop_factory
 from gateway.launcher import protocol
 from gateway.provisioner import comm
 from gateway.provisioner.connection import ConnectionInfo
@@ -412,3 +413,39 @@ async def test_a_comm_socket_failing_after_connecting_is_a_comm_error(monkeypatc
             await comm.request_shutdown(conn, timeout=WAIT)
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, fastest_loop_factory()], ids=["asyncio", "served"])
+def test_a_comm_connection_lost_before_the_request_is_a_comm_error(loop_factory) -> None:
+    # The launcher's pod deleted as the gateway connects: the connection is lost before the request
+    # is written.  On the loop `kernelgate serve` runs (uvloop) a write then raises RuntimeError, on
+    # asyncio's the drain fails; either way shutting the kernel down must go on to delete its pod.
+    async def scenario() -> None:
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        opened = asyncio.open_connection
+
+        async def lost_at_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+            reader, writer = await opened(*args, **kwargs)
+            writer.transport.abort()
+            await asyncio.sleep(0)  # the loop tells the protocol the connection is lost
+            return reader, writer
+
+        try:
+            conn = ConnectionInfo.from_payload(
+                connection_info(new_id(), ip="127.0.0.1", comm_port=server.sockets[0].getsockname()[1])
+            )
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(asyncio, "open_connection", lost_at_once)
+                try:
+                    answered = await comm.request_shutdown(conn, timeout=WAIT)
+                except comm.CommError:
+                    return
+            assert answered is False
+        finally:
+            server.close()
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(scenario())

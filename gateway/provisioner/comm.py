@@ -68,6 +68,12 @@ async def _request(conn: ConnectionInfo, request: dict, timeout: float) -> bool:
         raise CommError(f"kernel {conn.kernel_id}: no answer from the comm port within {timeout:g}s") from exc
     except OSError as exc:  # e.g. ENOTCONN from write_eof when the launcher's side is already gone
         raise CommError(f"kernel {conn.kernel_id}: comm port {conn.ip}:{conn.comm_port} failed ({exc})") from exc
+    except RuntimeError as exc:
+        # uvloop's transports refuse a write once the connection is lost (the launcher's pod was
+        # deleted as we connected); asyncio's drop it and fail the drain.  Either is a comm failure.
+        if not writer.transport.is_closing():
+            raise
+        raise CommError(f"kernel {conn.kernel_id}: comm port {conn.ip}:{conn.comm_port} closed ({exc})") from exc
     finally:
         writer.close()
     return answer.strip() == COMM_ACK

@@ -16,6 +16,7 @@ import asyncio
 import enum
 import ssl
 from dataclasses import dataclass
+from typing import cast
 
 from .wire import MAX_HEAD, ChunkedDecoder, Framing, Head, ProtocolError, parse_head, request_head
 
@@ -78,8 +79,8 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------ asyncio's calls
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not subclasses of asyncio.Transport, but have its methods
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -236,7 +237,7 @@ async def _connect(address: Address, timeout: float) -> Connection:
     except BaseException:
         transport.abort()
         raise
-    assert isinstance(tls_transport, asyncio.Transport)
+    assert tls_transport is not None  # typeshed allows None; asyncio's and uvloop's start_tls return the transport
     protocol.connection_made(tls_transport)
     protocol.state = ConnectionState.IDLE
     return protocol
