@@ -15,7 +15,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.session import Session
 
-from gateway.kernels.channels import ChannelTimeout, kernel_answers, new_session
+from gateway.kernels.channels import ChannelTimeout, gateway_signer, kernel_answers
 from gateway.provisioner.connection import ConnectionInfo
 
 KEY = "a-kernel-key-of-some-length"
@@ -54,7 +54,7 @@ async def answer_with(router: zmq.asyncio.Socket, *replies: str) -> None:
 async def test_the_signed_reply_to_its_request_ends_the_check(
         shell: tuple[zmq.asyncio.Socket, ConnectionInfo]) -> None:
     router, connection = shell
-    check = asyncio.ensure_future(kernel_answers(connection, new_session(connection), timeout=30))
+    check = asyncio.ensure_future(kernel_answers(connection, gateway_signer(connection), timeout=30))
     await answer_with(router, "other", "garbage", "reply")
     await asyncio.wait_for(check, 10)
 
@@ -62,7 +62,7 @@ async def test_the_signed_reply_to_its_request_ends_the_check(
 async def test_other_messages_are_passed_over_until_the_check_times_out(
         shell: tuple[zmq.asyncio.Socket, ConnectionInfo]) -> None:
     router, connection = shell
-    check = asyncio.ensure_future(kernel_answers(connection, new_session(connection), timeout=1))
+    check = asyncio.ensure_future(kernel_answers(connection, gateway_signer(connection), timeout=1))
     await answer_with(router, "other", "forged", "garbage")
     with pytest.raises(ChannelTimeout):
         await check
@@ -72,4 +72,4 @@ async def test_a_kernel_that_does_not_answer_times_the_check_out(
         shell: tuple[zmq.asyncio.Socket, ConnectionInfo]) -> None:
     _, connection = shell
     with pytest.raises(ChannelTimeout):
-        await kernel_answers(connection, new_session(connection), timeout=0.3)
+        await kernel_answers(connection, gateway_signer(connection), timeout=0.3)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import zmq
 
-from gateway.kernels.channels import NUDGE_INTERVAL, channel_address, gateway_session
+from gateway.kernels.channels import NUDGE_INTERVAL, channel_address, gateway_signer
 from gateway.kernels.frames import FrameError, to_zmq, verified
 from gateway.kernels.iopub import IopubFeed
 from gateway.kernels.zmqreader import CallbackSocket
@@ -41,7 +41,7 @@ class PodLink:
 
     def __init__(self, feed: IopubFeed, codec: Codec, write: Write) -> None:
         connection = self.connection = feed.connection
-        self._session = gateway_session(connection)
+        self._signer = gateway_signer(connection)
         self._feed = feed
         self._codec = codec
         self._write = write
@@ -87,13 +87,14 @@ class PodLink:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (remaining := deadline - loop.time()) > 0:
-            request = self._session.msg("kernel_info_request", {})
-            self._nudges.append(request["header"]["msg_id"].encode())
-            await self._sockets["shell"].send(self._session.serialize(request))
+            msg_id, request = self._signer.request("kernel_info_request")
+            self._nudges.append(msg_id.encode())
+            await self._sockets["shell"].send(request)
             try:
-                await asyncio.wait_for(self._feed.heard.wait(), min(NUDGE_INTERVAL, remaining))
+                async with asyncio.timeout(min(NUDGE_INTERVAL, remaining)):
+                    await self._feed.heard.wait()
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
         log.warning("kernel %s: iopub silent for %ss; relaying anyway", self.connection.kernel_id, timeout)
 
@@ -110,7 +111,7 @@ class PodLink:
             sock = self._sockets[incoming.channel] = self._open(incoming.channel)
             if self._unlisten is not None:
                 sock.start()
-        await sock.send(to_zmq(incoming.parts, self._session.sign))
+        await sock.send(to_zmq(incoming.parts, self._signer.sign))
 
     def relay(self) -> None:
         """From now on, write every message of the pod to the client as it arrives (until :meth:`close`).
@@ -124,7 +125,7 @@ class PodLink:
 
     def _from_dealer(self, channel: str, frames: list[bytes]) -> None:
         try:
-            parts = verified(frames, self._session.sign)
+            parts = verified(frames, self._signer.sign)
         except FrameError as error:
             log.warning("kernel %s: a %s message was not relayed: %s", self.connection.kernel_id, channel, error)
             return

@@ -8,7 +8,8 @@ kernel's key: the kernel service's own requests (a shutdown on control) use it.
 :func:`kernel_answers` is the launch's readiness check.  The gateway's one iopub
 subscription per pod is :mod:`gateway.kernels.iopub`'s, and each websocket client's
 own DEALERs are :class:`~gateway.http.podlink.PodLink`'s, with their own identity
-as in Jupyter Server.
+as in Jupyter Server; those relay without decoding and sign with the pod's
+:class:`~gateway.kernels.signing.MessageSigner` (:func:`gateway_signer`).
 
 Messages are the dicts ``Session.msg`` builds (``header``, ``parent_header``,
 ``metadata``, ``content``, ``buffers``); raw multipart frames are available
@@ -24,12 +25,15 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 import zmq
 import zmq.asyncio
 from jupyter_client.session import Session
 
 from gateway.provisioner.connection import ConnectionInfo
 
+from .frames import verified
+from .signing import MessageSigner
 from .zmqreader import CallbackSocket
 
 CHANNELS = ("shell", "control", "stdin", "iopub")
@@ -88,19 +92,31 @@ def new_session(connection: ConnectionInfo, *, username: str = "kernelgate") -> 
 
 
 _sessions: weakref.WeakKeyDictionary[ConnectionInfo, Session] = weakref.WeakKeyDictionary()
+_signers: weakref.WeakKeyDictionary[ConnectionInfo, MessageSigner] = weakref.WeakKeyDictionary()
+
+
+def gateway_signer(connection: ConnectionInfo) -> MessageSigner:
+    """The one :class:`MessageSigner` the gateway's relaying channels to a kernel pod share.
+
+    Made on first use per connection info (so once per pod, by the launch's readiness check)
+    and used by the iopub feed and each websocket client's link: each checks what it reads
+    itself (:func:`gateway.kernels.frames.verified`), so sharing the key's HMAC is all they share.
+    """
+    signer = _signers.get(connection)
+    if signer is None:
+        signer = _signers[connection] = MessageSigner(connection.key.encode("utf-8"), connection.signature_scheme)
+    return signer
 
 
 def gateway_session(connection: ConnectionInfo) -> Session:
-    """The one ``Session`` the gateway's own channels to a kernel pod sign and check with.
+    """The one ``Session`` the kernel service's own :class:`KernelChannels` to a kernel pod use.
 
-    Made on first use per connection info (so once per pod) and passed to the channels of the
-    launch's readiness check, the iopub feed, each websocket client's link, interrupts and
-    shutdowns: building a ``Session`` (traitlets, its packers' checks) costs about as much as the
-    rest of opening a channel.  Sharing holds because no two of them parse the same message (the
-    replay check remembers each signature it parsed): each request's reply comes to its own
-    socket, and iopub is checked without that history
-    (:func:`gateway.kernels.frames.verified`).  Any other reader of a kernel makes its own
-    (:func:`new_session`, what :class:`KernelChannels` makes when given none).
+    Made on first use per connection info (an interrupt or shutdown on control, a restart's
+    wait for the new kernel): building a ``Session`` (traitlets, its packers' checks) costs
+    about as much as opening a channel.  Sharing holds because no two of them parse the same
+    message (the replay check remembers each signature it parsed): each request's reply comes
+    to its own socket.  Any other reader of a kernel makes its own (:func:`new_session`, what
+    :class:`KernelChannels` makes when given none).
     """
     session = _sessions.get(connection)
     if session is None:
@@ -108,35 +124,34 @@ def gateway_session(connection: ConnectionInfo) -> Session:
     return session
 
 
-async def kernel_answers(connection: ConnectionInfo, session: Session, timeout: float) -> None:
+async def kernel_answers(connection: ConnectionInfo, signer: MessageSigner, timeout: float) -> None:
     """Send the kernel one ``kernel_info_request`` on shell and return once its reply arrives.
 
     The launch's readiness check (:class:`~gateway.kernels.pods.KernelPods`), on a DEALER read by
     callback (:class:`~gateway.kernels.zmqreader.CallbackSocket`): a message that is not the reply,
     or whose signature does not check, is passed over.  :class:`ChannelTimeout` after ``timeout``.
     """
-    request = session.msg("kernel_info_request", {})
-    msg_id = request["header"]["msg_id"]
+    msg_id, request = signer.request("kernel_info_request")
     answered = asyncio.get_running_loop().create_future()
 
     def receive(frames: list[bytes]) -> None:
         if answered.done():
             return
         try:
-            _idents, parts = session.feed_identities(frames, copy=True)
-            reply = session.deserialize(parts, content=False, copy=True)
-        except Exception:
+            parent = orjson.loads(verified(frames, signer.sign)[1])
+        except ValueError:  # FrameError (a bad signature included) or a parent header that is not JSON
             return
-        if (reply.get("parent_header") or {}).get("msg_id") == msg_id:
+        if isinstance(parent, dict) and parent.get("msg_id") == msg_id:
             answered.set_result(None)
 
     sock = CallbackSocket(zmq.DEALER, channel_address(connection, "shell"), receive,
                           what=f"the readiness check of kernel {connection.kernel_id}", identity=uuid.uuid4().bytes)
     try:
         sock.start()
-        await sock.send(session.serialize(request))
-        await asyncio.wait_for(answered, timeout)
-    except asyncio.TimeoutError:
+        await sock.send(request)
+        async with asyncio.timeout(timeout):
+            await answered
+    except TimeoutError:
         raise ChannelTimeout(f"kernel {connection.kernel_id} did not answer a kernel_info_request "
                              f"within {timeout} s") from None
     finally:

@@ -29,7 +29,7 @@ import zmq
 from gateway.provisioner.connection import ConnectionInfo
 
 from .activity import record
-from .channels import channel_address, gateway_session
+from .channels import channel_address, gateway_signer
 from .frames import verified
 from .kernel import Kernel
 from .zmqreader import CallbackSocket
@@ -48,7 +48,7 @@ class IopubFeed:
         self.connection = connection
         self.heard = asyncio.Event()
         """Set at the first message: the subscription has reached the kernel."""
-        self._sign = gateway_session(connection).sign
+        self._sign = gateway_signer(connection).sign
         self._listeners: list[Listener] = []
         self._socket = CallbackSocket(zmq.SUB, channel_address(connection, "iopub"),
                                       self._take, what=f"the iopub subscription of kernel {kernel.id}", subscribe=True)

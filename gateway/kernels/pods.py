@@ -28,7 +28,7 @@ from gateway.provisioner.base import KernelProvisioner
 from gateway.provisioner.errors import LaunchError
 from gateway.provisioner.model import Placement, RunningKernel
 
-from .channels import ChannelTimeout, KernelChannels, gateway_session, kernel_answers
+from .channels import ChannelTimeout, KernelChannels, gateway_session, gateway_signer, kernel_answers
 from .errors import KernelLaunchFailed
 from .iopub import IopubFeed
 from .kernel import STARTING, Kernel
@@ -186,7 +186,7 @@ class KernelPods:
         timeout = min(kernel.request.timeout, READY_TIMEOUT_CAP)
         if answer_by is not None:
             timeout = min(timeout, max(READY_TIMEOUT_FLOOR, (answer_by - datetime.now(timezone.utc)).total_seconds()))
-        await kernel_answers(kernel.connection, gateway_session(kernel.connection), timeout)
+        await kernel_answers(kernel.connection, gateway_signer(kernel.connection), timeout)
 
     async def _clean_up(self, kernel: Kernel, *, release: bool) -> bool:
         """Stop the kernel's pod, then (with ``release``) release its placement: to the end, whatever the caller.

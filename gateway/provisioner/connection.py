@@ -13,7 +13,7 @@ from gateway.objects.endpoints import PORT_FIELDS, KernelEndpoints, endpoints_pr
 _PROBLEMS = {
     "key": "the connection info's 'key' has a bad length",
     "transport": "the connection info's transport is not tcp",
-    "signature_scheme": "the connection info's signature scheme is not hmac-*",
+    "signature_scheme": "the connection info's signature scheme is not hmac-<hash> with a hash the gateway has (hmac-sha256)",
 }
 
 
