@@ -158,8 +158,9 @@ class Collector:
                 self._woken.clear()
                 delay = await self.collect_once()
                 try:
-                    await asyncio.wait_for(self._woken.wait(), delay)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(delay):
+                        await self._woken.wait()
+                except TimeoutError:
                     pass
         finally:
             subscription.close()

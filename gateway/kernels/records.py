@@ -238,8 +238,9 @@ class RecordStore:
         backoff = Backoff(base=self._backoff_base.base, cap=self._backoff_base.cap)
         for attempt in range(1, CALL_ATTEMPTS + 1):
             try:
-                return await asyncio.wait_for(call(), CALL_TIMEOUT)
-            except (ServerError, TooManyRequests, asyncio.TimeoutError) as error:
+                async with asyncio.timeout(CALL_TIMEOUT):
+                    return await call()
+            except (ServerError, TooManyRequests, TimeoutError) as error:
                 if attempt == CALL_ATTEMPTS:
                     raise RecordUnavailable(f"The Kubernetes API did not answer while {what}.") from error
                 delay = backoff.fail()

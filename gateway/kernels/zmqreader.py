@@ -20,6 +20,9 @@ import zmq.asyncio
 
 log = logging.getLogger("gateway.kernels.zmqreader")
 
+_EVENTS, _POLLIN, _POLLOUT, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.POLLOUT), int(zmq.NOBLOCK)
+"""Plain integers: pyzmq's flags are ``enum`` members, and each operation on one costs a few microseconds."""
+
 MAX_PER_WAKE = 64
 """Messages read in one go before the socket lets the event loop run others (then it reads on)."""
 
@@ -76,7 +79,7 @@ class CallbackSocket:
         """Send one message; waits only while ZeroMQ's queue to the peer is full (its high-water mark)."""
         while True:
             try:
-                self._socket.send_multipart(list(frames), zmq.NOBLOCK)
+                self._socket.send_multipart(list(frames), _NOBLOCK)
                 break
             except zmq.Again:
                 if self._writable is None or self._writable.done():  # senders waiting share one wake-up
@@ -92,12 +95,12 @@ class CallbackSocket:
             if sock.closed:
                 return
             try:
-                events = int(sock.getsockopt(zmq.EVENTS))
-                if events & zmq.POLLOUT and self._writable is not None and not self._writable.done():
+                events = int(sock.getsockopt(_EVENTS))
+                if events & _POLLOUT and self._writable is not None and not self._writable.done():
                     self._writable.set_result(None)
-                if not events & zmq.POLLIN:
+                if not events & _POLLIN:
                     return
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = sock.recv_multipart(_NOBLOCK)
             except zmq.Again:
                 return
             except zmq.ZMQError as error:

@@ -87,8 +87,9 @@ async def api(call: Awaitable[T], *, what: str, deadline: float) -> T:
     out of time is a :class:`LaunchTimeout`.
     """
     try:
-        return await asyncio.wait_for(call, max(remaining(deadline), 0.001))
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(max(remaining(deadline), 0.001)):
+            return await call
+    except TimeoutError:
         raise LaunchTimeout(f"the Kubernetes API did not answer in time while {what}") from None
     except (NotFound, AlreadyExists):
         raise

@@ -349,8 +349,9 @@ class ResponseListener:
         size = 0
         while True:
             try:
-                chunk = await asyncio.wait_for(reader.read(65536), max(deadline - loop.time(), 0))
-            except asyncio.TimeoutError:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await reader.read(65536)
+            except TimeoutError:
                 log.warning("dropped a connection from %s: nothing complete within %gs", peer_ip, self._read_timeout)
                 return None
             if not chunk:
