@@ -36,6 +36,17 @@ async def test_malformed_json_is_a_400_and_changes_nothing(cluster, api):
     assert status["message"].endswith("invalid character 'n' looking for beginning of object key string")
 
 
+async def test_nan_and_infinities_are_not_json_to_the_api_server(cluster, api):
+    # Python's json module reads NaN and Infinity; Go's encoding/json, which the API server decodes
+    # with, refuses them, and nothing the store holds is then a float that JSON cannot carry.
+    for literal, message in (("NaN", "invalid character 'N' looking for beginning of value"),
+                             ("-Infinity", "invalid character 'I' in numeric literal")):
+        body = b'{"metadata": {"name": "x"}, "data": {"a": "b"}, "n": ' + literal.encode() + b"}"
+        status = await _assert_refused(cluster, api, "POST", "/api/v1/namespaces/default/configmaps", body,
+                                       400, "BadRequest", {"Content-Type": "application/json"})
+        assert status["message"] == f"couldn't get version/kind; json parse error: {message}"
+
+
 async def test_unknown_resource_paths_are_the_generic_404(cluster, api):
     for path in ("/api/v1/namespaces/default/widgets", "/apis/example.com/v1/things", "/api/v2"):
         status = await _assert_refused(cluster, api, "GET", path, None, 404, "NotFound")

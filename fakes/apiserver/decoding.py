@@ -38,6 +38,29 @@ def _go_json_error(text: str, err: json.JSONDecodeError) -> str:
     return f"invalid character {char!r} {where}"
 
 
+_GO_CONSTANT_ERRORS = {
+    "NaN": "invalid character 'N' looking for beginning of value",
+    "Infinity": "invalid character 'I' looking for beginning of value",
+    "-Infinity": "invalid character 'I' in numeric literal",
+}
+"""What Go's ``encoding/json`` says of the non-JSON constants Python's decoder would take."""
+
+
+class _NotJson(ValueError):
+    def __init__(self, constant: str) -> None:
+        super().__init__(_GO_CONSTANT_ERRORS[constant])
+
+
+def _refuse_constant(constant: str) -> Any:
+    raise _NotJson(constant)
+
+
+def _json_loads(text: str) -> Any:
+    """``json.loads``, refusing ``NaN`` and the infinities as the real API server does
+    (:class:`_NotJson`, whose message is Go's)."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
 def _innermost_open(text: str, pos: int) -> str:
     """The bracket (``{`` or ``[``) enclosing position ``pos`` of a JSON text (strings skipped)."""
     stack: list[str] = []
@@ -63,9 +86,11 @@ def decode_object(body: bytes) -> dict[str, Any]:
     """The JSON object in a create/update body; :class:`BadRequest` for anything else."""
     text = body.decode("utf-8", errors="replace")
     try:
-        obj = json.loads(text)
+        obj = _json_loads(text)
     except json.JSONDecodeError as err:
         raise BadRequest(f"couldn't get version/kind; json parse error: {_go_json_error(text, err)}") from None
+    except _NotJson as err:
+        raise BadRequest(f"couldn't get version/kind; json parse error: {err}") from None
     if not isinstance(obj, dict):
         kind = "array" if isinstance(obj, list) else type(obj).__name__
         raise BadRequest(
@@ -97,9 +122,11 @@ def decode_patch(body: bytes, patch_type: PatchType) -> Any:
     if patch_type is PatchType.APPLY:
         return _decode_apply(text)
     try:
-        patch = json.loads(text)
+        patch = _json_loads(text)
     except json.JSONDecodeError as err:
         raise BadRequest(f"error decoding patch: {_go_json_error(text, err)}") from None
+    except _NotJson as err:
+        raise BadRequest(f"error decoding patch: {err}") from None
     if patch_type is PatchType.JSON and not isinstance(patch, list):
         raise BadRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
     if patch_type is not PatchType.JSON and not isinstance(patch, dict):
@@ -168,9 +195,11 @@ def delete_options(query: Mapping[str, str], body: bytes) -> tuple[int | None, P
     if body.strip():
         text = body.decode("utf-8", errors="replace")
         try:
-            decoded = json.loads(text)
+            decoded = _json_loads(text)
         except json.JSONDecodeError as err:
             raise BadRequest(f"couldn't get version/kind; json parse error: {_go_json_error(text, err)}") from None
+        except _NotJson as err:
+            raise BadRequest(f"couldn't get version/kind; json parse error: {err}") from None
         if not isinstance(decoded, dict):
             raise BadRequest("DeleteOptions must be a JSON object")
         options.update({k: v for k, v in decoded.items() if v is not None})
