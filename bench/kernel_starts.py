@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import scale  # noqa: E402
 from bench.history import change, record  # noqa: E402
-from bench.procs import ClusterProcess, GatewayProcess, cpu_seconds, rss_kib  # noqa: E402
+from bench.procs import ClusterProcess, GatewayProcess, cpu_seconds, rss_kib, run_seconds  # noqa: E402
 from bench.starts import Batch, GatewayClient, Started, bare_start, run_batch, stop_all  # noqa: E402
 
 SETTLE = 1.0
@@ -49,7 +49,7 @@ class Budget:
     """(starts at once, batches of them): the makespan reported is the median batch's."""
 
 
-FULL = Budget(sequential=6, idle_kernels=200, idle_window=30.0, rounds=((8, 3), (32, 2)))
+FULL = Budget(sequential=10, idle_kernels=200, idle_window=30.0, rounds=((8, 3), (32, 2)))
 QUICK = Budget(sequential=3, idle_kernels=40, idle_window=10.0)
 
 
@@ -70,9 +70,9 @@ async def sequential(client: GatewayClient, gateway: GatewayProcess, n: int, fig
         floor_rss.append(started.rss_kib())
         floor.append(started)
         await started.stop()
-        before = cpu_seconds(gateway.pid)
+        before = run_seconds(gateway.pid)
         started = await client.start()
-        cpu += cpu_seconds(gateway.pid) - before
+        cpu += run_seconds(gateway.pid) - before
         await asyncio.sleep(SETTLE)
         pod_rss.append(started.rss_kib())
         pod_processes.append(len(started.pids()))
@@ -98,9 +98,9 @@ async def concurrent(client: GatewayClient, gateway: GatewayProcess, cluster: Cl
     for _ in range(rounds):  # interleaved, as the sequential starts
         floors.append(await run_batch(bare_start, n))
         await stop_all(floors[-1].started)
-        before, cluster_before = cpu_seconds(gateway.pid), cpu_seconds(cluster.proc.pid)
+        before, cluster_before = run_seconds(gateway.pid), cpu_seconds(cluster.proc.pid)
         batches.append(await run_batch(client.start, n))
-        cpu += cpu_seconds(gateway.pid) - before
+        cpu += run_seconds(gateway.pid) - before
         cluster_cpu += cpu_seconds(cluster.proc.pid) - cluster_before
         await stop_all(batches[-1].started)
     floor = Batch([s for b in floors for s in b.started], [f for b in floors for f in b.failures],
