@@ -24,6 +24,7 @@ import json
 import logging
 from collections.abc import Callable
 
+import orjson
 import zmq
 
 from gateway.provisioner.connection import ConnectionInfo
@@ -75,7 +76,7 @@ class IopubFeed:
     def _take(self, frames: list[bytes]) -> None:
         try:
             parts = verified(frames, self._sign)
-            header, parent = json.loads(parts[0]), json.loads(parts[1])
+            header, parent = _loads_strict(parts[0]), _loads_strict(parts[1])
         except ValueError:  # FrameError included
             header = parent = None
         msg_type = header.get("msg_type") if isinstance(header, dict) else None
@@ -95,8 +96,18 @@ class IopubFeed:
                 log.exception("kernel %s: an iopub message could not be handed to a client", self.kernel.id)
 
 
+def _loads_strict(part: bytes) -> object:
+    """A header, parent header or status content: orjson's parse, else (``NaN`` in a field the
+    gateway does not read, say) the standard library's; ``ValueError`` when neither parses it.
+    Only the message's type, its parent's and the execution state are read from it."""
+    try:
+        return orjson.loads(part)
+    except ValueError:
+        return json.loads(part)
+
+
 def _loads(part: bytes) -> object:
     try:
-        return json.loads(part)
+        return _loads_strict(part)
     except ValueError:
         return None
