@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 DELIMITER = b"<IDS|MSG>"
 
 Signer = Callable[[list[bytes]], bytes]
-"""Signs the four packed parts (header, parent, metadata, content): a session's ``sign``."""
+"""Signs the four packed parts (header, parent, metadata, content): a
+:class:`~gateway.kernels.signing.MessageSigner`'s ``sign``."""
 
 
 class FrameError(ValueError):

@@ -23,7 +23,7 @@ import orjson
 
 from gateway.objects.endpoints import scheme_hash
 
-from .frames import DELIMITER
+from .frames import to_zmq
 
 PROTOCOL_VERSION = "5.3"
 """The messaging protocol version the gateway's own requests carry (``jupyter_client``'s)."""
@@ -68,4 +68,4 @@ class MessageSigner:
             "version": PROTOCOL_VERSION,
         }
         parts = [orjson.dumps(header), b"{}", b"{}", orjson.dumps(content or {})]
-        return msg_id, [DELIMITER, self.sign(parts), *parts]
+        return msg_id, to_zmq(parts, self.sign)
