@@ -55,10 +55,18 @@ def _refuse_constant(constant: str) -> Any:
     raise _NotJson(constant)
 
 
-def _json_loads(text: str) -> Any:
-    """``json.loads``, refusing ``NaN`` and the infinities as the real API server does
-    (:class:`_NotJson`, whose message is Go's)."""
-    return json.loads(text, parse_constant=_refuse_constant)
+def _json_or_refusal(text: str, refused: str) -> Any:
+    """The JSON value of ``text``, or :class:`BadRequest` saying ``<refused>: <Go's message>``.
+
+    Refuses ``NaN`` and the infinities, which Python's decoder would take, as the real API
+    server does.  Called for every JSON body the server decodes.
+    """
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as err:
+        raise BadRequest(f"{refused}: {_go_json_error(text, err)}") from None
+    except _NotJson as err:
+        raise BadRequest(f"{refused}: {err}") from None
 
 
 def _innermost_open(text: str, pos: int) -> str:
@@ -85,12 +93,7 @@ def _innermost_open(text: str, pos: int) -> str:
 def decode_object(body: bytes) -> dict[str, Any]:
     """The JSON object in a create/update body; :class:`BadRequest` for anything else."""
     text = body.decode("utf-8", errors="replace")
-    try:
-        obj = _json_loads(text)
-    except json.JSONDecodeError as err:
-        raise BadRequest(f"couldn't get version/kind; json parse error: {_go_json_error(text, err)}") from None
-    except _NotJson as err:
-        raise BadRequest(f"couldn't get version/kind; json parse error: {err}") from None
+    obj = _json_or_refusal(text, "couldn't get version/kind; json parse error")
     if not isinstance(obj, dict):
         kind = "array" if isinstance(obj, list) else type(obj).__name__
         raise BadRequest(
@@ -121,12 +124,7 @@ def decode_patch(body: bytes, patch_type: PatchType) -> Any:
     text = body.decode("utf-8", errors="replace")
     if patch_type is PatchType.APPLY:
         return _decode_apply(text)
-    try:
-        patch = _json_loads(text)
-    except json.JSONDecodeError as err:
-        raise BadRequest(f"error decoding patch: {_go_json_error(text, err)}") from None
-    except _NotJson as err:
-        raise BadRequest(f"error decoding patch: {err}") from None
+    patch = _json_or_refusal(text, "error decoding patch")
     if patch_type is PatchType.JSON and not isinstance(patch, list):
         raise BadRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
     if patch_type is not PatchType.JSON and not isinstance(patch, dict):
@@ -194,12 +192,7 @@ def delete_options(query: Mapping[str, str], body: bytes) -> tuple[int | None, P
         options["orphanDependents"] = query["orphanDependents"].lower() == "true"
     if body.strip():
         text = body.decode("utf-8", errors="replace")
-        try:
-            decoded = _json_loads(text)
-        except json.JSONDecodeError as err:
-            raise BadRequest(f"couldn't get version/kind; json parse error: {_go_json_error(text, err)}") from None
-        except _NotJson as err:
-            raise BadRequest(f"couldn't get version/kind; json parse error: {err}") from None
+        decoded = _json_or_refusal(text, "couldn't get version/kind; json parse error")
         if not isinstance(decoded, dict):
             raise BadRequest("DeleteOptions must be a JSON object")
         options.update({k: v for k, v in decoded.items() if v is not None})
