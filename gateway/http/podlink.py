@@ -4,7 +4,8 @@ A :class:`~gateway.http.bridge.KernelBridge` makes a :class:`PodLink` each
 time it connects (once, and again after each restart, since a new pod has new
 connection info) and closes it when the bridge stops relaying.  The link
 signs what the client sends; what the kernel sends on the client's own DEALER
-sockets is checked and written to the client as it arrives (each socket read by
+sockets (the pod's first client's shell is the one the launch's readiness check
+asked on, kept by the pod's iopub feed) is checked and written to the client as it arrives (each socket read by
 a callback, :mod:`gateway.kernels.zmqreader`), and the
 pod's iopub reaches the client from the gateway's one subscription to it (the
 kernel's :class:`~gateway.kernels.iopub.IopubFeed`), which checked it already.
@@ -49,12 +50,18 @@ class PodLink:
         self._nudges: list[bytes] = []  # msg ids of our kernel_info_requests (never relayed)
         self._sockets: dict[str, CallbackSocket] = {}
         # One identity on every socket, as a Jupyter client has: the kernel asks for input (``input_request``)
-        # on its stdin ROUTER addressed to the identity the execute_request came from on shell.
-        self._identity = uuid.uuid4().bytes
+        # on its stdin ROUTER addressed to the identity the execute_request came from on shell.  The pod's
+        # first client takes the shell socket of the launch's readiness check, and its identity.
+        shell = feed.take_shell()
+        self._identity = shell.identity if shell is not None and shell.identity else uuid.uuid4().bytes
         self._closed = False
         try:
+            if shell is not None:
+                shell.hand_over(functools.partial(self._from_dealer, "shell"))
+                self._sockets["shell"] = shell
             for channel in OPENED_AT_ONCE:
-                self._sockets[channel] = self._open(channel)
+                if channel not in self._sockets:
+                    self._sockets[channel] = self._open(channel)
         except BaseException:
             self.close()
             raise

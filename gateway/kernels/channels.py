@@ -124,12 +124,14 @@ def gateway_session(connection: ConnectionInfo) -> Session:
     return session
 
 
-async def kernel_answers(connection: ConnectionInfo, signer: MessageSigner, timeout: float) -> None:
+async def kernel_answers(connection: ConnectionInfo, signer: MessageSigner, timeout: float) -> CallbackSocket:
     """Send the kernel one ``kernel_info_request`` on shell and return once its reply arrives.
 
     The launch's readiness check (:class:`~gateway.kernels.pods.KernelPods`), on a DEALER read by
     callback (:class:`~gateway.kernels.zmqreader.CallbackSocket`): a message that is not the reply,
-    or whose signature does not check, is passed over.  :class:`ChannelTimeout` after ``timeout``.
+    or whose signature does not check, is passed over.  :class:`ChannelTimeout` after ``timeout``
+    (the socket closed).  Returns the DEALER, connected and no longer read, for the caller to keep
+    (the pod's first websocket client takes it: one socket fewer to open) or to close.
     """
     msg_id, request = signer.request("kernel_info_request")
     answered = asyncio.get_running_loop().create_future()
@@ -145,17 +147,21 @@ async def kernel_answers(connection: ConnectionInfo, signer: MessageSigner, time
             answered.set_result(None)
 
     sock = CallbackSocket(zmq.DEALER, channel_address(connection, "shell"), receive,
-                          what=f"the readiness check of kernel {connection.kernel_id}", identity=uuid.uuid4().bytes)
+                          what=f"the shell socket of kernel {connection.kernel_id}", identity=uuid.uuid4().bytes)
     try:
         sock.start()
         await sock.send(request)
         async with asyncio.timeout(timeout):
             await answered
     except TimeoutError:
+        sock.close()
         raise ChannelTimeout(f"kernel {connection.kernel_id} did not answer a kernel_info_request "
                              f"within {timeout} s") from None
-    finally:
+    except BaseException:
         sock.close()
+        raise
+    sock.pause()
+    return sock
 
 
 class KernelChannels:

@@ -37,6 +37,10 @@ from .zmqreader import CallbackSocket
 
 log = logging.getLogger("gateway.kernels.iopub")
 
+KEPT_SHELL_SECONDS = 10.0
+"""How long the readiness check's shell socket waits for a client to take it: a client connects right
+after its start answers; a kernel started only through the REST API does not hold the socket for longer."""
+
 Listener = Callable[[list[bytes]], None]
 """Takes one checked iopub message's parts (header, parent, metadata, content, buffers...)."""
 
@@ -44,7 +48,7 @@ Listener = Callable[[list[bytes]], None]
 class IopubFeed:
     """One kernel pod's iopub, read once for the kernel's activity and for every listener (see the module docstring)."""
 
-    def __init__(self, kernel: Kernel, connection: ConnectionInfo) -> None:
+    def __init__(self, kernel: Kernel, connection: ConnectionInfo, *, shell: CallbackSocket | None = None) -> None:
         self.kernel = kernel
         self.connection = connection
         self.heard = asyncio.Event()
@@ -53,15 +57,36 @@ class IopubFeed:
         self._listeners: list[Listener] = []
         self._socket = CallbackSocket(zmq.SUB, channel_address(connection, "iopub"),
                                       self._take, what=f"the iopub subscription of kernel {kernel.id}", subscribe=True)
+        self._shell = shell
+        """The readiness check's shell DEALER, until the first client takes it or :data:`KEPT_SHELL_SECONDS` pass."""
+        self._shell_timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         """Begin reading (called by :class:`~gateway.kernels.pods.KernelPods` right after making the feed)."""
         self._socket.start()
+        if self._shell is not None:
+            self._shell_timer = asyncio.get_running_loop().call_later(KEPT_SHELL_SECONDS, self._drop_shell)
 
     async def stop(self) -> None:
         """Stop reading and close the socket (called before the kernel's pod is stopped); listeners hear no more."""
         self._socket.close()
+        self._drop_shell()
         self._listeners.clear()
+
+    def take_shell(self) -> CallbackSocket | None:
+        """The shell DEALER the launch's readiness check asked on, once: the first websocket client's link
+        takes it (connected to the kernel already, it spares opening one).  ``None`` when there is none
+        (taken, dropped, or the pod was adopted from another replica)."""
+        shell, self._shell = self._shell, None
+        if self._shell_timer is not None:
+            self._shell_timer.cancel()
+            self._shell_timer = None
+        return shell
+
+    def _drop_shell(self) -> None:
+        shell = self.take_shell()
+        if shell is not None:
+            shell.close()
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Hand every message from now on to ``listener`` too; returns what stops that (a link's close)."""

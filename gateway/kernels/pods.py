@@ -34,6 +34,7 @@ from .iopub import IopubFeed
 from .kernel import STARTING, Kernel
 from .settings import KernelSettings
 from .telemetry import KernelTelemetry
+from .zmqreader import CallbackSocket
 
 log = logging.getLogger("gateway.kernels")
 
@@ -85,8 +86,12 @@ class KernelPods:
         kernel.running = running
         kernel.placement = running.placement
         try:
-            await self._await_ready(kernel, answer_by)
-            self._watch(kernel)
+            shell = await self._await_ready(kernel, answer_by)
+            try:
+                self._watch(kernel, shell=shell)
+            except BaseException:
+                shell.close()
+                raise
         except BaseException as error:
             if not await self._clean_up(kernel, release=first):
                 self._left_behind.add(kernel.id)
@@ -180,13 +185,15 @@ class KernelPods:
         if len(self._cleanups):
             await asyncio.wait(list(self._cleanups))
 
-    async def _await_ready(self, kernel: Kernel, answer_by: datetime | None) -> None:
-        """Wait for the kernel's ``kernel_info_reply``: the launcher called back, the kernel must answer too."""
+    async def _await_ready(self, kernel: Kernel, answer_by: datetime | None) -> CallbackSocket:
+        """Wait for the kernel's ``kernel_info_reply``: the launcher called back, the kernel must answer too.
+
+        Returns the shell socket the check asked on, for the pod's iopub feed to keep for the first client."""
         assert kernel.connection is not None
         timeout = min(kernel.request.timeout, READY_TIMEOUT_CAP)
         if answer_by is not None:
             timeout = min(timeout, max(READY_TIMEOUT_FLOOR, (answer_by - datetime.now(timezone.utc)).total_seconds()))
-        await kernel_answers(kernel.connection, gateway_signer(kernel.connection), timeout)
+        return await kernel_answers(kernel.connection, gateway_signer(kernel.connection), timeout)
 
     async def _clean_up(self, kernel: Kernel, *, release: bool) -> bool:
         """Stop the kernel's pod, then (with ``release``) release its placement: to the end, whatever the caller.
@@ -217,9 +224,9 @@ class KernelPods:
             log.exception("stopping the pod of kernel %s failed", kernel.id)
         kernel.stopped()
 
-    def _watch(self, kernel: Kernel) -> None:
+    def _watch(self, kernel: Kernel, *, shell: CallbackSocket | None = None) -> None:
         assert kernel.connection is not None
-        feed = IopubFeed(kernel, kernel.connection)
+        feed = IopubFeed(kernel, kernel.connection, shell=shell)
         self._feeds[kernel.id] = kernel.iopub = feed
         feed.start()
 

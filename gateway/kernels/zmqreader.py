@@ -41,6 +41,8 @@ class CallbackSocket:
                  identity: bytes | None = None, subscribe: bool = False) -> None:
         self._receive = receive
         self._what = what
+        self.identity = identity
+        """The identity it was given (a DEALER's, by which the kernel's ROUTER addresses it), if any."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writable: asyncio.Future[None] | None = None
         self._socket = zmq.Socket(zmq.asyncio.Context.instance(), socket_type)
@@ -64,6 +66,21 @@ class CallbackSocket:
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._socket.FD, self._ready)
         self._loop.call_soon(self._ready)
+
+    def pause(self) -> None:
+        """Stop reading until :meth:`start` is called again; what arrives meanwhile waits in ZeroMQ's queue."""
+        if self._loop is not None and not self._socket.closed:
+            self._loop.remove_reader(self._socket.FD)
+        self._loop = None
+
+    def hand_over(self, receive: Receiver) -> None:
+        """Stop reading, and hand what arrives once :meth:`start` is called again to ``receive`` instead.
+
+        Called when the socket changes owner: the readiness check's shell DEALER, kept by the pod's
+        :class:`~gateway.kernels.iopub.IopubFeed`, becomes the first websocket client's.
+        """
+        self.pause()
+        self._receive = receive
 
     def close(self) -> None:
         """Stop reading and close the socket (unsent messages are dropped); a send waiting fails."""
@@ -98,7 +115,7 @@ class CallbackSocket:
                 events = int(sock.getsockopt(_EVENTS))
                 if events & _POLLOUT and self._writable is not None and not self._writable.done():
                     self._writable.set_result(None)
-                if not events & _POLLIN:
+                if not events & _POLLIN or self._loop is None:  # not reading (before start, or handed over)
                     return
                 frames = sock.recv_multipart(_NOBLOCK)
             except zmq.Again:
@@ -110,5 +127,5 @@ class CallbackSocket:
                 self._receive(frames)
             except Exception:
                 log.exception("a message of %s could not be handled", self._what)
-        assert self._loop is not None
-        self._loop.call_soon(self._ready)  # more may wait: after the others' turn
+        if self._loop is not None:
+            self._loop.call_soon(self._ready)  # more may wait: after the others' turn
