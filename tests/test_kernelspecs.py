@@ -89,6 +89,28 @@ def test_default_name(base: Path) -> None:
     assert specs([]).default_name == ""
 
 
+async def test_a_start_chooses_what_the_listing_offers(base: Path, tmp_path: Path) -> None:
+    """A start looks its kernelspec up by name, without listing: the same folder, default and refusals as the listing."""
+    first = tmp_path / "first"
+    (first / "r_kubernetes").mkdir(parents=True)  # no kernel.json here: the next path's r_kubernetes is offered
+    make_spec(first, "private", config={"image_name": "mine/private:1"})
+    for offered in (specs([first, base]), specs([first, base], allowed=frozenset({"r_kubernetes", "private"})),
+                    specs([first, base], default_name="r_kubernetes"), specs([first, base], default_name="gone"),
+                    specs([first], default_name="gone")):
+        listed = offered.all()
+        assert (await offered.choose(None)).name == offered.default_name
+        for name in [*listed, "python_kubernetes", "local_python", "broken", "missing", ".", "..",
+                     "../kernels/r_kubernetes", "scripts"]:
+            if name in listed:
+                chosen = await offered.choose(name)
+                assert chosen.info.resource_dir == offered._folders()[name]
+            else:
+                with pytest.raises(UnknownKernelSpec):
+                    await offered.choose(name)
+    with pytest.raises(UnknownKernelSpec):
+        await specs([tmp_path / "empty"]).choose(None)
+
+
 async def test_per_spec_users(base: Path) -> None:
     offered = specs([base])
     assert "private" in offered.all("alice") and "private" not in offered.all("dave")

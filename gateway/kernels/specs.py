@@ -151,11 +151,15 @@ class KernelSpecs:
         return await asyncio.to_thread(self._choose, name)
 
     def _choose(self, name: str | None) -> ChosenSpec:
-        folders = self._folders()  # listed once for both the default and the lookup
-        name = name or self._default_among(folders)
+        if not name:  # the configured default, else the preferred one, when offered; else the first name
+            name = next((n for n in (self._default_name, PREFERRED_DEFAULT) if n and self._folder(n) is not None),
+                        None) or self._default_among(self._folders())
         if not name:
             raise UnknownKernelSpec("No kernelspec is available.")
-        folder, kernel_json = self._find(name, folders)
+        folder = self._folder(name)
+        kernel_json = self._kernel_json(name, folder) if folder is not None else None
+        if folder is None or kernel_json is None:
+            raise UnknownKernelSpec(f"Kernelspec {shown(str(name))} not found.")
         self._check_runnable(name, kernel_json)
         try:
             info = kernel_spec_info(name, folder, kernel_json)
@@ -189,6 +193,19 @@ class KernelSpecs:
         if folder is None or kernel_json is None:
             raise UnknownKernelSpec(f"Kernelspec {shown(str(name))} not found.")
         return folder, kernel_json
+
+    def _folder(self, name: str) -> Path | None:
+        """Offered kernelspec ``name``'s folder (``None`` if not offered), as :meth:`_folders` would map it,
+        without listing every path: what a start needs."""
+        if not isinstance(name, str) or not SPEC_NAME.match(name) or name in (".", ".."):
+            return None
+        if self.allowed is not None and name not in self.allowed:
+            return None
+        for base in self.paths:
+            folder = base / name
+            if (folder / "kernel.json").is_file():
+                return folder
+        return None
 
     def _folders(self) -> dict[str, Path]:
         """Offered names -> their folder: first path wins, allow-list applied."""
