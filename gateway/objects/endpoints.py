@@ -41,7 +41,10 @@ class KernelEndpoints:
 
     def endpoint_fields(self) -> dict[str, Any]:
         """The fields of :class:`KernelEndpoints` alone (for the record of a richer connection info, or back)."""
-        return {f.name: getattr(self, f.name) for f in fields(KernelEndpoints)}
+        return {name: getattr(self, name) for name in _ENDPOINT_FIELDS}
+
+
+_ENDPOINT_FIELDS = tuple(f.name for f in fields(KernelEndpoints))
 
 
 def endpoints_problem(key: str, transport: str, signature_scheme: str) -> str | None:

@@ -135,6 +135,8 @@ def literal_objects(objects: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any
 
 def substitute(text: str, variables: Mapping[str, str]) -> str:
     """``text`` with ``$name``/``${name}`` replaced once, ``$$`` unescaped, unknown names kept."""
+    if "$" not in text:  # most of a template's strings: nothing to replace or unescape
+        return text
     return string.Template(text).safe_substitute(variables)
 
 
