@@ -41,10 +41,11 @@ async def test_replies_reach_the_callback_in_order_including_those_before_start(
         dealer.start()
         assert await next_of(received) == [b"early reply"]
         for n in range(100):  # each send may take the descriptor's signal of the reply before it
-            await dealer.send([b"ping %d" % n])
-            identity, body = await asyncio.wait_for(router.recv_multipart(), 10)
-            await router.send_multipart([identity, b"pong " + body])
-            assert await next_of(received) == [b"pong ping %d" % n]
+            await dealer.send([b"ping", b"%d" % n, b""])  # a message's parts stay one message, in order
+            identity, *parts = await asyncio.wait_for(router.recv_multipart(), 10)
+            assert parts == [b"ping", b"%d" % n, b""]
+            await router.send_multipart([identity, b"pong", *parts])
+            assert await next_of(received) == [b"pong", b"ping", b"%d" % n, b""]
     finally:
         dealer.close()
 
@@ -56,10 +57,11 @@ async def test_a_send_at_the_high_water_mark_waits_until_the_peer_takes_messages
     dealer._socket.sndhwm = 1  # noqa: SLF001 - a queue of one, filled at once
     try:
         dealer.start()
-        sends = asyncio.ensure_future(asyncio.gather(*(dealer.send([b"%d" % n]) for n in range(500))))
+        sends = asyncio.ensure_future(asyncio.gather(*(dealer.send([b"%d" % n, b"tail"]) for n in range(500))))
         got = []
         while len(got) < 500:
-            _, body = await asyncio.wait_for(router.recv_multipart(), 10)
+            _, body, tail = await asyncio.wait_for(router.recv_multipart(), 10)
+            assert tail == b"tail"
             got.append(int(body))
         await asyncio.wait_for(sends, 10)
         assert sorted(got) == list(range(500))

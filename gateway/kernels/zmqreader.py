@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import zmq
 import zmq.asyncio
@@ -21,7 +22,11 @@ import zmq.asyncio
 log = logging.getLogger("gateway.kernels.zmqreader")
 
 _EVENTS, _POLLIN, _POLLOUT, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.POLLOUT), int(zmq.NOBLOCK)
+_RCVMORE, _SNDMORE = int(zmq.RCVMORE), int(zmq.SNDMORE)
 """Plain integers: pyzmq's flags are ``enum`` members, and each operation on one costs a few microseconds."""
+_send, _recv, _get = zmq.backend.Socket.send, zmq.backend.Socket.recv, zmq.backend.Socket.get
+"""pyzmq's own socket operations, under its ``send_multipart``/``recv_multipart``: those turn the flags of
+every part into ``enum`` members, half the time of a message's round through a socket."""
 
 MAX_PER_WAKE = 64
 """Messages read in one go before the socket lets the event loop run others (then it reads on)."""
@@ -96,7 +101,7 @@ class CallbackSocket:
         """Send one message; waits only while ZeroMQ's queue to the peer is full (its high-water mark)."""
         while True:
             try:
-                self._socket.send_multipart(list(frames), _NOBLOCK)
+                _send_multipart(self._socket, frames)
                 break
             except zmq.Again:
                 if self._writable is None or self._writable.done():  # senders waiting share one wake-up
@@ -112,12 +117,12 @@ class CallbackSocket:
             if sock.closed:
                 return
             try:
-                events = int(sock.getsockopt(_EVENTS))
+                events = cast(int, _get(sock, _EVENTS))
                 if events & _POLLOUT and self._writable is not None and not self._writable.done():
                     self._writable.set_result(None)
                 if not events & _POLLIN or self._loop is None:  # not reading (before start, or handed over)
                     return
-                frames = sock.recv_multipart(_NOBLOCK)
+                frames = _recv_multipart(sock)
             except zmq.Again:
                 return
             except zmq.ZMQError as error:
@@ -129,3 +134,19 @@ class CallbackSocket:
                 log.exception("a message of %s could not be handled", self._what)
         if self._loop is not None:
             self._loop.call_soon(self._ready)  # more may wait: after the others' turn
+
+
+def _send_multipart(sock: zmq.Socket, frames: Sequence[bytes]) -> None:
+    """Send one message without blocking (``zmq.Again`` when the peer's queue is full: then nothing was sent,
+    since ZeroMQ takes the other parts of a message whose first part it took)."""
+    last = len(frames) - 1
+    for index, frame in enumerate(frames):
+        _send(sock, frame, _NOBLOCK | _SNDMORE if index < last else _NOBLOCK)
+
+
+def _recv_multipart(sock: zmq.Socket) -> list[bytes]:
+    """The next message's parts (``zmq.Again`` when none waits; a message's parts arrive together)."""
+    frames = [_recv(sock, _NOBLOCK)]
+    while _get(sock, _RCVMORE):
+        frames.append(_recv(sock, _NOBLOCK))
+    return frames
