@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -146,7 +147,15 @@ class KernelRecord:
 
 
 def record_name(kernel_id: str) -> str:
-    """The Secret's name: ``kernel-<kernel id>``."""
+    """The Secret's name: ``kernel-<kernel id>``; ``ValueError`` for an id that cannot name one."""
+    if not isinstance(kernel_id, str):
+        raise ValueError(f"kernel id {kernel_id!r} cannot name a kernel record")
+    return _checked_record_name(kernel_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_record_name(kernel_id: str) -> str:
+    """Remembered: a kernel's start asks for its record's name a dozen times."""
     name = f"kernel-{kernel_id}"
     if not is_label_value(kernel_id) or not kernel_id or not is_dns1123_subdomain(name):
         raise ValueError(f"kernel id {kernel_id!r} cannot name a kernel record")
