@@ -3,7 +3,8 @@
 Every request the gateway sends goes through :meth:`gateway.cluster.kubernetes.transport.Transport.send`
 (watches included); this counts them, times each informer's first
 list (``Informer.start`` returns once its cache is filled), and on SIGUSR1 prints
-``{"api_requests": n, "informer_sync_s": {resource: seconds}}`` as one line on stdout.  Used by
+``{"api_requests": n, "lease_requests": m, "informer_sync_s": {resource: seconds}}`` as one line on stdout
+(``m`` of the ``n``: the replica's lease renewals, which go on with no kernel at all).  Used by
 :class:`bench.procs.GatewayProcess`.  With ``KERNELGATE_BENCH_PROFILE=<file>`` in its environment
 it also profiles the gateway's CPU time (``cProfile``; SIGUSR2 forgets what was profiled so far, to
 profile only a measured window) and writes the statistics there on SIGUSR1 and when it exits;
@@ -37,14 +38,19 @@ from gateway.cluster.kubernetes.transport import Transport  # noqa: E402
 
 _counter = itertools.count()
 _sent = [0]
+_leases = [0]
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/"
+"""Where the replica renews its lease (every few seconds, kernels or none): counted apart as well."""
 _send = Transport.send
 _informer_start = Informer.start
 _synced: dict[str, float] = {}
 
 
-async def _counted_send(self: Transport, *args: Any, **kwargs: Any) -> Any:
+async def _counted_send(self: Transport, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
     _sent[0] = next(_counter) + 1
-    return await _send(self, *args, **kwargs)
+    if LEASES in path:
+        _leases[0] += 1
+    return await _send(self, method, path, *args, **kwargs)
 
 
 async def _timed_informer_start(self: Informer) -> None:
@@ -61,7 +67,7 @@ def _restart(profiler: cProfile.Profile) -> None:
 
 
 def _report(_signum: int, _frame: object) -> None:
-    print(json.dumps({"api_requests": _sent[0], "informer_sync_s": _synced}), flush=True)
+    print(json.dumps({"api_requests": _sent[0], "lease_requests": _leases[0], "informer_sync_s": _synced}), flush=True)
     if _profiler is not None:
         _profiler.dump_stats(os.environ["KERNELGATE_BENCH_PROFILE"])  # which stops it: go on profiling
         _profiler.enable()

@@ -124,15 +124,21 @@ async def concurrent(client: GatewayClient, gateway: GatewayProcess, cluster: Cl
         print(f"  bare start failed: {failure}")
 
 
-async def idle_window(gateway: GatewayProcess, seconds: float) -> tuple[int, float]:
-    """API requests and CPU percent of the gateway over ``seconds`` with nothing asked of it."""
-    requests, cpu = await gateway.api_requests(), cpu_seconds(gateway.pid)
+async def idle_window(gateway: GatewayProcess, seconds: float) -> tuple[int, int, float]:
+    """API requests (but lease renewals), lease renewals and CPU percent of the gateway over ``seconds`` with
+    nothing asked of it.  The replica renews its lease every few seconds whatever it serves: a window holds
+    one renewal more or less as it falls, which is not the kernels' doing."""
+    before, cpu = await gateway.counters(), cpu_seconds(gateway.pid)
     await asyncio.sleep(seconds)
-    return await gateway.api_requests() - requests, 100 * (cpu_seconds(gateway.pid) - cpu) / seconds
+    after = await gateway.counters()
+    leases = after["lease_requests"] - before["lease_requests"]
+    return after["api_requests"] - before["api_requests"] - leases, leases, \
+        100 * (cpu_seconds(gateway.pid) - cpu) / seconds
 
 
 async def idle(client: GatewayClient, gateway: GatewayProcess, budget: Budget, figures: dict) -> None:
-    figures["idle0_api_requests"], figures["idle0_cpu_percent"] = await idle_window(gateway, budget.idle_window)
+    figures["idle0_api_requests"], figures["idle0_lease_requests"], figures["idle0_cpu_percent"] = \
+        await idle_window(gateway, budget.idle_window)
     rss_before = rss_kib(gateway.pid)
     started: list[Started] = []
     failures = 0
@@ -141,10 +147,11 @@ async def idle(client: GatewayClient, gateway: GatewayProcess, budget: Budget, f
         started += batch.started
         failures += len(batch.failures)
     await asyncio.sleep(5)  # let the starts' own work (records, events) finish before the window
-    requests, cpu = await idle_window(gateway, budget.idle_window)
+    requests, leases, cpu = await idle_window(gateway, budget.idle_window)
     figures["idle_kernels"] = len(started)
     figures["idle_start_failures"] = failures
     figures["idle_api_requests"] = requests
+    figures["idle_lease_requests"] = leases
     figures["idle_api_requests_for_kernels"] = requests - figures["idle0_api_requests"]
     figures["idle_cpu_percent"] = cpu
     figures["gateway_rss_mib_per_kernel"] = mib(rss_kib(gateway.pid) - rss_before) / max(len(started), 1)
@@ -180,7 +187,8 @@ def report(figures: dict, before: dict | None) -> None:
           f"{f.get('floor_concurrent32_kernel_cpu_ms', 0):.0f} ms")
     if "idle_kernels" in f:
         print(f"idle: {f['idle_kernels']} kernels ({f['idle_start_failures']} failed to start): "
-              f"{f['idle_api_requests']} API requests (none running: {f['idle0_api_requests']}), "
+              f"{f['idle_api_requests']} API requests and {f.get('idle_lease_requests', 0)} lease renewals "
+              f"(none running: {f['idle0_api_requests']} and {f.get('idle0_lease_requests', 0)}), "
               f"CPU {f['idle_cpu_percent']:.2f} % (none running: {f['idle0_cpu_percent']:.2f} %)")
     print()
     print(f"{'figure':<44} {'value':>10}   target")

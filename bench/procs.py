@@ -146,7 +146,8 @@ class GatewayProcess:
         return int((await self.counters())["api_requests"])
 
     async def counters(self) -> dict:
-        """The gateway's API requests so far, and its informers' first-list times (it answers SIGUSR1 on stdout)."""
+        """The gateway's API requests so far (``api_requests``; ``lease_requests`` of them renewed its lease), and
+        its informers' first-list times (``informer_sync_s``): it answers SIGUSR1 on stdout."""
         assert self.proc.stdout is not None
         self.proc.send_signal(signal.SIGUSR1)
         while True:  # skip what the gateway itself prints on stdout
