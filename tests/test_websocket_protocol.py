@@ -47,7 +47,8 @@ channels = st.sampled_from(["shell", "control", "stdin", "iopub"])
 client_channels = st.sampled_from(["shell", "control", "stdin"])
 """The channels a client may send on (iopub only broadcasts from the kernel)."""
 blobs = st.binary(max_size=64)
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10)
+                           | st.floats(allow_nan=False, allow_infinity=False),
                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
                                                                                        max_size=3), max_leaves=8)
 
@@ -104,6 +105,22 @@ def test_legacy_decoding_reads_jupyter_server_frames(channel: str, content: dict
     assert (incoming.channel, incoming.msg_type) == (channel, "comm_msg")
     assert json.loads(incoming.parts[3]) == content
     assert incoming.parts[4:] == buffers
+
+
+@pytest.mark.parametrize("content", [
+    {"big": 2 ** 70, "negative": -(2 ** 64) - 1, "int64": 2 ** 63 - 1, "float": 0.1, "tiny": 5e-324},
+    {"digits": "12345678901234567890123", "text": "caf\u00e9 \u2603 \U0001f600", "nested": [[{"a": None}], True]},
+])
+def test_legacy_decoding_keeps_every_value_exactly(content: dict[str, Any]) -> None:
+    """Numbers beyond 64 bits, floats, any text: what the kernel gets is what the client sent."""
+    frame = json.dumps({"header": {"msg_id": "m", "msg_type": "comm_msg"}, "content": content, "channel": "shell"})
+    assert json.loads(LegacyCodec().decode(frame).parts[3]) == content
+
+
+def test_a_kernel_header_that_is_not_json_a_client_reads_is_not_relayed() -> None:
+    for msg_id in ("NaN", "Infinity"):
+        with pytest.raises(FrameError):
+            LegacyCodec().encode("iopub", [b'{"msg_id": %s, "msg_type": "status"}' % msg_id.encode(), b"{}", b"{}", b"{}"])
 
 
 def test_a_legacy_message_without_channel_is_for_shell() -> None:
