@@ -5,10 +5,10 @@ time it connects (once, and again after each restart, since a new pod has new
 connection info) and closes it when the bridge stops relaying.  The link
 signs what the client sends; what the kernel sends on the client's own DEALER
 sockets (the pod's first client's shell is the one the launch's readiness check
-asked on, kept by the pod's iopub feed) is checked and written to the client as it arrives (each socket read by
-a callback, :mod:`gateway.kernels.zmqreader`), and the
-pod's iopub reaches the client from the gateway's one subscription to it (the
-kernel's :class:`~gateway.kernels.iopub.IopubFeed`), which checked it already.
+asked on, kept by the pod's iopub feed) is checked and written to the client as
+it arrives (each socket read by a callback, :mod:`gateway.kernels.zmqreader`),
+and the pod's iopub reaches the client from the gateway's one subscription to it
+(the kernel's :class:`~gateway.kernels.iopub.IopubFeed`), which checked it already.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class Incoming:
 
 
 _LONG_DIGITS = re.compile(rb"\d{19}")
-"""A number that may not fit 64 bits, which ``orjson`` would read as a float: such a part is read by the standard library."""
+"""A number that may not fit 64 bits, which ``orjson`` would read as a float: the standard library reads such a part."""
 
 
 def _parsed(part: bytes, what: str) -> tuple[Any, bool]:
