@@ -99,14 +99,10 @@ class KernelSpecs:
     @property
     def default_name(self) -> str:
         """The configured default if offered, else ``python_kubernetes`` if offered, else the first name ("" if none)."""
-        return self._default_among(self._folders())
-
-    def _default_among(self, folders: Mapping[str, Path]) -> str:
-        names = sorted(folders)
         for candidate in (self._default_name, PREFERRED_DEFAULT):
-            if candidate and candidate in names:
+            if candidate and self._folder(candidate) is not None:
                 return candidate
-        return names[0] if names else ""
+        return min(self._folders(), default="")
 
     def all(self, user: str | None = None, *, base_url: str = "/") -> dict[str, dict[str, Any]]:
         """Every offered kernelspec model by name; with ``user``, only those the user may start."""
@@ -151,15 +147,10 @@ class KernelSpecs:
         return await asyncio.to_thread(self._choose, name)
 
     def _choose(self, name: str | None) -> ChosenSpec:
-        if not name:  # the configured default, else the preferred one, when offered; else the first name
-            name = next((n for n in (self._default_name, PREFERRED_DEFAULT) if n and self._folder(n) is not None),
-                        None) or self._default_among(self._folders())
+        name = name or self.default_name
         if not name:
             raise UnknownKernelSpec("No kernelspec is available.")
-        folder = self._folder(name)
-        kernel_json = self._kernel_json(name, folder) if folder is not None else None
-        if folder is None or kernel_json is None:
-            raise UnknownKernelSpec(f"Kernelspec {shown(str(name))} not found.")
+        folder, kernel_json = self._find(name)
         self._check_runnable(name, kernel_json)
         try:
             info = kernel_spec_info(name, folder, kernel_json)
@@ -185,10 +176,9 @@ class KernelSpecs:
 
     # -- reading --
 
-    def _find(self, name: str, folders: Mapping[str, Path] | None = None) -> tuple[Path, dict[str, Any]]:
-        """Kernelspec ``name``'s folder and ``kernel.json`` (:class:`UnknownKernelSpec` if not offered); ``folders``:
-        the listing the caller already made."""
-        folder = (self._folders() if folders is None else folders).get(name) if isinstance(name, str) else None
+    def _find(self, name: str) -> tuple[Path, dict[str, Any]]:
+        """Kernelspec ``name``'s folder and ``kernel.json`` (:class:`UnknownKernelSpec` if not offered)."""
+        folder = self._folder(name)
         kernel_json = self._kernel_json(name, folder) if folder is not None else None
         if folder is None or kernel_json is None:
             raise UnknownKernelSpec(f"Kernelspec {shown(str(name))} not found.")
@@ -196,7 +186,7 @@ class KernelSpecs:
 
     def _folder(self, name: str) -> Path | None:
         """Offered kernelspec ``name``'s folder (``None`` if not offered), as :meth:`_folders` would map it,
-        without listing every path: what a start needs."""
+        without listing every path: what a start, one model or one resource needs."""
         if not isinstance(name, str) or not SPEC_NAME.match(name) or name in (".", ".."):
             return None
         if self.allowed is not None and name not in self.allowed:
