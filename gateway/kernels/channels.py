@@ -34,7 +34,7 @@ from gateway.provisioner.connection import ConnectionInfo
 
 from .frames import verified
 from .signing import MessageSigner
-from .zmqreader import CallbackSocket
+from .zmqreader import RETRY_FIRST, CallbackSocket
 
 CHANNELS = ("shell", "control", "stdin", "iopub")
 _SOCKET_TYPES = {"shell": zmq.DEALER, "control": zmq.DEALER, "stdin": zmq.DEALER, "iopub": zmq.SUB}
@@ -146,8 +146,9 @@ async def kernel_answers(connection: ConnectionInfo, signer: MessageSigner, time
         if isinstance(parent, dict) and parent.get("msg_id") == msg_id:
             answered.set_result(None)
 
-    sock = CallbackSocket(zmq.DEALER, channel_address(connection, "shell"), receive,
-                          what=f"the shell socket of kernel {connection.kernel_id}", identity=uuid.uuid4().bytes)
+    sock = CallbackSocket("DEALER", channel_address(connection, "shell"), receive,
+                          what=f"the shell socket of kernel {connection.kernel_id}", identity=uuid.uuid4().bytes,
+                          retry_cap=RETRY_FIRST)  # the kernel is still importing: knock every 0.1 s
     try:
         sock.start()
         await sock.send(request)
