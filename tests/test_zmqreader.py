@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import zmq
@@ -96,6 +97,20 @@ async def test_what_is_sent_before_the_kernel_listens_reaches_it_once_it_does() 
         router.close(linger=0)
 
 
+async def bound(socket_type: int, port: int) -> zmq.asyncio.Socket:
+    """A socket bound to ``port``, once the one bound there before has let it go (libzmq closes in its own thread)."""
+    sock = zmq.asyncio.Context.instance().socket(socket_type)
+    sock.linger = 0
+    for _ in range(100):
+        try:
+            sock.bind(f"tcp://127.0.0.1:{port}")
+            return sock
+        except zmq.ZMQError:
+            await asyncio.sleep(0.05)
+    sock.close(linger=0)
+    raise AssertionError(f"port {port} stayed in use")
+
+
 async def test_a_subscription_lost_with_its_connection_is_made_again() -> None:
     port = free_port()
     received: asyncio.Queue[list[bytes]] = asyncio.Queue()
@@ -103,17 +118,16 @@ async def test_a_subscription_lost_with_its_connection_is_made_again() -> None:
     sub.start()
     try:
         for round_ in range(2):  # the kernel's PUB goes away and a new one binds the same port
-            pub = zmq.asyncio.Context.instance().socket(zmq.PUB)
-            pub.linger = 0
-            pub.bind(f"tcp://127.0.0.1:{port}")
+            pub = await bound(zmq.PUB, port)
             try:
                 got: list[bytes] | None = None
-                while got is None:  # a subscription takes a moment to reach the PUB: publish until one arrives
-                    await pub.send_multipart([b"round", b"%d" % round_])
-                    try:
-                        got = await asyncio.wait_for(received.get(), 0.05)
-                    except TimeoutError:
-                        continue
+                async with asyncio.timeout(20):
+                    while got is None:  # a subscription takes a moment to reach the PUB: publish until one arrives
+                        await pub.send_multipart([b"round", b"%d" % round_])
+                        try:
+                            got = await asyncio.wait_for(received.get(), 0.05)
+                        except TimeoutError:
+                            continue
                 assert got == [b"round", b"%d" % round_]
             finally:
                 pub.close(linger=0)
@@ -224,3 +238,42 @@ def test_only_tcp_endpoints_are_spoken_to() -> None:
     for address in ("ipc:///tmp/x", "tcp://10.0.0.7", "tcp://:5555", "tcp://h:port"):
         with pytest.raises(ValueError):
             zmqreader.tcp_endpoint(address)
+
+
+class _RecordedPauses:
+    """The socket's loop, but each retry pause it asks for is recorded and cut to nothing."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, wanted: int) -> None:
+        self._loop = loop
+        self.pauses: list[float] = []
+        self._wanted = wanted
+        self.enough = asyncio.Event()
+
+    def call_later(self, delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        if callback.__name__ == "_connect":
+            self.pauses.append(delay)
+            delay = 0
+            if len(self.pauses) >= self._wanted:
+                self.enough.set()
+        return self._loop.call_later(delay, callback, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+
+@pytest.mark.parametrize(("retry_cap", "longest"), [(zmqreader.RETRY_CAP, zmqreader.RETRY_CAP),
+                                                    (zmqreader.RETRY_FIRST, zmqreader.RETRY_FIRST)])
+async def test_a_kernel_that_refuses_is_knocked_on_less_and_less_often_unless_it_is_starting(
+        retry_cap: float, longest: float) -> None:
+    """A gateway following thousands of kernels whose pods are unreachable backs off to one attempt
+    per 5 s each; the launch's readiness check keeps knocking every 0.1 s (the kernel is importing)."""
+    sock = CallbackSocket("DEALER", f"tcp://127.0.0.1:{free_port()}", lambda _: None, what="a test dealer",
+                          retry_cap=retry_cap)
+    loop = sock._loop = _RecordedPauses(asyncio.get_running_loop(), 12)  # type: ignore[assignment]
+    try:
+        await asyncio.wait_for(loop.enough.wait(), 10)
+    finally:
+        sock.close()
+    assert all(pause <= longest for pause in loop.pauses)
+    assert max(loop.pauses[-3:]) > longest / 2  # it reached its longest pause (each is drawn from [cap/2, cap])
+    assert min(loop.pauses[:2]) <= zmqreader.RETRY_FIRST  # and began at libzmq's 0.1 s

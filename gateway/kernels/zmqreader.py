@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import logging
+import os
+import socket
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Literal, cast
@@ -71,6 +74,7 @@ class CallbackSocket:
                  identity: bytes | None = None, subscribe: bool = False, queue_limit: int = QUEUE_LIMIT,
                  retry_cap: float = RETRY_CAP) -> None:
         self._host, self._port = tcp_endpoint(address)
+        self._family, self._sockaddr = _socket_address(self._host, self._port)
         self._type = socket_type.encode("ascii")
         self._receive = receive
         self._what = what
@@ -88,6 +92,7 @@ class CallbackSocket:
         self._backoff = Backoff(RETRY_FIRST, retry_cap)
         self._timer: asyncio.TimerHandle | None = None
         self._connecting: asyncio.Task[None] | None = None
+        self._dialing: socket.socket | None = None  # a connect under way, before its transport
         self._connect()
 
     @property
@@ -128,6 +133,8 @@ class CallbackSocket:
             self._timer.cancel()
         if self._connecting is not None:
             self._connecting.cancel()
+        if self._dialing is not None:
+            self._stop_dialing().close()
         if self._connection is not None:
             self._connection.abort()
             self._connection = None
@@ -208,18 +215,73 @@ class CallbackSocket:
             self._writable.set_result(None)
 
     def _connect(self) -> None:
+        """Dial the kernel, at once and each time the retry timer fires.
+
+        An IP address (a pod's) is dialled here, without a task: a kernel still importing refuses
+        at once, three or four times per start.  A host name is resolved by the loop, in a task.
+        """
         self._timer = None
         self.link = Link.CONNECTING
-        self._connecting = self._loop.create_task(self._open_connection())
-
-    async def _open_connection(self) -> None:
+        if self._sockaddr is None:
+            self._connecting = self._loop.create_task(self._open_connection(None))
+            return
+        sock = socket.socket(self._family, socket.SOCK_STREAM)
+        sock.setblocking(False)
         try:
-            async with asyncio.timeout(CONNECT_SECONDS):
-                await self._loop.create_connection(lambda: _Connection(self), self._host, self._port)
-        except (OSError, TimeoutError) as error:
-            self._connecting = None
+            sock.connect(self._sockaddr)
+        except BlockingIOError:  # under way (a peer across a network): done once writable
+            self._dialing = sock
+            self._loop.add_writer(sock.fileno(), self._dialled)
+            self._timer = self._loop.call_later(CONNECT_SECONDS, self._dial_timed_out)
+            return
+        except OSError as error:
+            sock.close()
             self._lost(None, f"could not connect to {self._host}:{self._port} ({error})")
             return
+        self._connecting = self._loop.create_task(self._open_connection(sock))
+
+    def _dialled(self) -> None:
+        sock = self._stop_dialing()
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            sock.close()
+            self._lost(None, f"could not connect to {self._host}:{self._port} ({os.strerror(error)})")
+        else:
+            self._connecting = self._loop.create_task(self._open_connection(sock))
+
+    def _dial_timed_out(self) -> None:
+        self._stop_dialing().close()
+        self._lost(None, f"could not connect to {self._host}:{self._port} in {CONNECT_SECONDS} s")
+
+    def _stop_dialing(self) -> socket.socket:
+        sock, self._dialing = self._dialing, None
+        assert sock is not None
+        self._loop.remove_writer(sock.fileno())
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        return sock
+
+    async def _open_connection(self, sock: socket.socket | None) -> None:
+        """The connection's transport, on a dialled socket (or dialling a host name itself); the
+        handshake then runs in :class:`_Connection`'s callbacks."""
+        connection = _Connection(self)
+        try:
+            async with asyncio.timeout(CONNECT_SECONDS):
+                if sock is None:
+                    await self._loop.create_connection(lambda: connection, self._host, self._port)
+                else:
+                    await self._loop.create_connection(lambda: connection, sock=sock)
+        except (OSError, TimeoutError) as error:
+            self._connecting = None
+            if sock is not None:
+                sock.close()
+            self._lost(None, f"could not connect to {self._host}:{self._port} ({error})")
+            return
+        except asyncio.CancelledError:  # closed: a socket no transport took is this task's to close
+            if sock is not None and not connection.made:
+                sock.close()
+            raise
         self._connecting = None
 
 
@@ -234,6 +296,11 @@ class _Connection(asyncio.Protocol):
         """The transport's buffer is past its high-water mark (the kernel does not keep up): sends wait."""
         self._holding = False
         self.deadline: asyncio.TimerHandle | None = None
+
+    @property
+    def made(self) -> bool:
+        """Its transport exists (and owns the socket)."""
+        return self._transport is not None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio's subclasses
@@ -304,6 +371,15 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+
+def _socket_address(host: str, port: int) -> tuple[socket.AddressFamily, tuple[str, int] | tuple[str, int, int, int] | None]:
+    """The family and address to dial ``host`` at when it is an IP address; ``None`` for a host name."""
+    try:
+        version = ipaddress.ip_address(host).version
+    except ValueError:
+        return socket.AF_INET, None
+    return (socket.AF_INET6, (host, port, 0, 0)) if version == 6 else (socket.AF_INET, (host, port))
 
 
 def tcp_endpoint(address: str) -> tuple[str, int]:
