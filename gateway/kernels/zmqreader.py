@@ -164,7 +164,7 @@ class CallbackSocket:
     # ------------------------------------------------------------------ called by the connection
 
     def _opened(self, connection: _Connection) -> None:
-        """The handshake is done: subscribe (a SUB), send what queued, and read if the owner reads."""
+        """The handshake is done: subscribe (a SUB) and send what queued while the socket connected."""
         self.link = Link.OPEN
         self._backoff.reset()
         self._backoff.cap = RETRY_CAP
@@ -267,11 +267,11 @@ class CallbackSocket:
         handshake then runs in :class:`_Connection`'s callbacks."""
         connection = _Connection(self)
         try:
-            async with asyncio.timeout(CONNECT_SECONDS):
-                if sock is None:
+            if sock is None:
+                async with asyncio.timeout(CONNECT_SECONDS):
                     await self._loop.create_connection(lambda: connection, self._host, self._port)
-                else:
-                    await self._loop.create_connection(lambda: connection, sock=sock)
+            else:  # connected already: no wait on the network
+                await self._loop.create_connection(lambda: connection, sock=sock)
         except (OSError, TimeoutError) as error:
             self._connecting = None
             if sock is not None:
