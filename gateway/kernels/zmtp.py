@@ -11,8 +11,8 @@ protocol itself on an asyncio connection, with this module's pieces:
 
 The specification is https://rfc.zeromq.org/spec/23/ (ZMTP 3.0); libzmq 4 speaks 3.1 with a 3.1
 peer and 3.0 with a 3.0 peer, so a subscription is the 3.0 message ``\\x01`` + topic (which a
-libzmq XPUB also reads from a 3.1 peer).  Jupyter's kernels never use CURVE: a kernel's messages
-are signed by their HMAC, and a connection asking for another mechanism is refused.
+libzmq XPUB also reads from a 3.1 peer).  The gateway's kernels speak the NULL mechanism (their
+messages are signed by HMAC with the kernel's key); a peer asking for another (CURVE) is refused.
 """
 
 from __future__ import annotations
@@ -49,12 +49,16 @@ class Stage(enum.Enum):
     TRAFFIC = "reading messages"
 
 
-def frame(body: bytes, flags: int) -> bytes:
-    """One frame: its flags, its size (one byte, or eight with ``LONG``), its body."""
-    size = len(body)
+def header(size: int, flags: int) -> bytes:
+    """A frame's head: its flags and its size (one byte, or eight with ``LONG``)."""
     if size > 255:
-        return bytes((flags | LONG,)) + size.to_bytes(8, "big") + body
-    return bytes((flags, size)) + body
+        return bytes((flags | LONG,)) + size.to_bytes(8, "big")
+    return bytes((flags, size))
+
+
+def frame(body: bytes, flags: int) -> bytes:
+    """One frame: its head, then its body."""
+    return header(len(body), flags) + body
 
 
 def ready(socket_type: bytes, identity: bytes | None) -> bytes:
@@ -68,9 +72,13 @@ def ready(socket_type: bytes, identity: bytes | None) -> bytes:
 
 
 def encode(parts: Sequence[bytes]) -> bytes:
-    """A message's frames, ready to write: each part but the last flagged ``MORE``."""
+    """A message's frames, ready to write: each part but the last flagged ``MORE`` (each part copied once)."""
+    pieces = []
     last = len(parts) - 1
-    return b"".join([frame(part, MORE if index < last else 0) for index, part in enumerate(parts)])
+    for index, part in enumerate(parts):
+        pieces.append(header(len(part), MORE if index < last else 0))
+        pieces.append(part)
+    return b"".join(pieces)
 
 
 def properties(body: bytes) -> dict[bytes, bytes]:
