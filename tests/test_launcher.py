@@ -251,6 +251,20 @@ async def test_a_kernel_pod_is_one_process(listener, launches):
     assert await launch.exit_status() == -signal.SIGKILL
 
 
+async def test_the_connection_info_arrives_once_the_kernel_listens(listener, launches):
+    """The gateway connects to the kernel as soon as it has the ports: each connection is taken at
+    once, not refused again and again while ipykernel imports (the payload goes out once the
+    kernel's sockets listen)."""
+    launch = await start_kernel(listener, launches, "127.0.0.68")
+    conn = launch.conn
+    for port in (conn.shell_port, conn.control_port, conn.stdin_port, conn.iopub_port):
+        _, writer = await asyncio.wait_for(asyncio.open_connection(conn.ip, port), WAIT)
+        writer.close()
+    client = await launch.connect()
+    content, _ = await run_code(client, "1")
+    assert content["status"] == "ok"
+
+
 async def test_sigterm_stops_a_busy_kernel_cleanly_while_the_comm_port_still_answers(listener, launches, tmp_path):
     launch = await start_kernel(listener, launches, "127.0.0.68")
     client = await launch.connect()

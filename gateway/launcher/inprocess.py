@@ -1,13 +1,15 @@
 """An IPython kernel in the launcher's own process: one process per kernel pod.
 
 The main thread reserves the ports, writes the connection file, starts the
-comm port's thread and the payload's delivery thread, then imports ipykernel
-and runs the kernel on those ports until it stops.  Enterprise Gateway's
-launcher does the same, and it is what keeps a kernel pod's memory that of
-the kernel alone.  Nothing on the way to the kernel imports more than
-ipykernel itself does: no asyncio of our own, no ``cryptography`` (the
-payload is sealed by :mod:`gateway.launcher.purecrypto`), and the payload
-goes out while ipykernel is still importing.
+comm port's thread, then imports ipykernel and runs the kernel on those ports
+until it stops.  Enterprise Gateway's launcher does the same, and it is what
+keeps a kernel pod's memory that of the kernel alone.  Unlike EG's, it sends
+the payload (from a thread of its own) once the kernel's sockets listen, not
+before ipykernel is imported: the gateway's first connection to the kernel is
+taken, not refused again and again while the kernel imports.  Nothing on the
+way to the kernel imports more than ipykernel itself does: no asyncio of our
+own, no ``cryptography`` (the payload is sealed by
+:mod:`gateway.launcher.purecrypto`).
 
 Interrupts reach the kernel as signals to this process (its process group
 when it leads one: see :func:`~gateway.launcher.lifecycle.signal_kernel`);
@@ -23,7 +25,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import protocol
@@ -67,9 +69,9 @@ def run(options: LaunchOptions, response_key: protocol.ResponseKey, env: Mapping
                 log.error("could not deliver the connection info: %s", failure)
                 life.stop(status=1)
 
-        start_delivery(options, payload, delivered)
         _log_to_the_pods_stderr()
-        app = _kernel_app(connection_file, options.kernel_class_name)
+        app = _kernel_app(connection_file, options.kernel_class_name,
+                          on_bound=lambda: start_delivery(options, payload, delivered))
         if life.begin():
             app.start()
         status = life.end()
@@ -82,11 +84,21 @@ def run(options: LaunchOptions, response_key: protocol.ResponseKey, env: Mapping
         remove_file(connection_file)
 
 
-def _kernel_app(connection_file: str, kernel_class_name: str) -> Any:
-    """The IPython kernel application, set up on the connection file's ports and key (imports ipykernel)."""
+def _kernel_app(connection_file: str, kernel_class_name: str, *, on_bound: Callable[[], None]) -> Any:
+    """The IPython kernel application, set up on the connection file's ports and key (imports ipykernel).
+
+    ``on_bound`` is called once the kernel's sockets listen, before the rest of its set-up (the
+    shell, IPython's own start-up): the payload goes out then, so the gateway's first connection
+    to the kernel is taken rather than refused while ipykernel imports.
+    """
     from ipykernel.kernelapp import IPKernelApp
 
-    app = IPKernelApp.instance()
+    class BoundKernelApp(IPKernelApp):  # type: ignore[misc]
+        def init_sockets(self) -> None:
+            super().init_sockets()
+            on_bound()
+
+    app = BoundKernelApp.instance()
     app.initialize(["-f", connection_file, f"--IPKernelApp.kernel_class={kernel_class_name}"])
     return app
 
