@@ -88,7 +88,7 @@ class Launch:
 
 
 @pytest.fixture
-async def launches():
+async def launches(tmp_path):
     started: list[Launch] = []
 
     async def launch(
@@ -97,6 +97,7 @@ async def launches():
         kernel_id = kernel_id or str(uuid.uuid4())
         child_env = {k: v for k, v in os.environ.items() if not k.startswith(("KERNEL_", "EG_", "JPY_"))}
         child_env["PYTHONPATH"] = str(REPO_ROOT)  # lets a kernel load the test kernel class below
+        child_env["TMPDIR"] = str(tmp_path)  # a killed launcher's connection file (and its key) goes with the test
         child_env.update(env or {})
         process = await asyncio.create_subprocess_exec(
             sys.executable,
