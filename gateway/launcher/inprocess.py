@@ -93,7 +93,7 @@ def _kernel_app(connection_file: str, kernel_class_name: str, *, on_bound: Calla
     """
     from ipykernel.kernelapp import IPKernelApp
 
-    class BoundKernelApp(IPKernelApp):  # type: ignore[misc]
+    class BoundKernelApp(IPKernelApp):
         def init_sockets(self) -> None:
             super().init_sockets()
             on_bound()
