@@ -19,8 +19,6 @@ import logging
 import uuid
 from collections.abc import Callable
 
-import zmq
-
 from gateway.kernels.channels import NUDGE_INTERVAL, channel_address, gateway_signer
 from gateway.kernels.frames import FrameError, to_zmq, verified
 from gateway.kernels.iopub import IopubFeed
@@ -67,7 +65,7 @@ class PodLink:
             raise
 
     def _open(self, channel: str) -> CallbackSocket:
-        return CallbackSocket(zmq.DEALER, channel_address(self.connection, channel),
+        return CallbackSocket("DEALER", channel_address(self.connection, channel),
                               functools.partial(self._from_dealer, channel), identity=self._identity,
                               what=f"a websocket client's {channel} socket to kernel {self.connection.kernel_id}")
 

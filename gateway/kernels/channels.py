@@ -8,7 +8,9 @@ kernel's key: the kernel service's own requests (a shutdown on control) use it.
 :func:`kernel_answers` is the launch's readiness check.  The gateway's one iopub
 subscription per pod is :mod:`gateway.kernels.iopub`'s, and each websocket client's
 own DEALERs are :class:`~gateway.http.podlink.PodLink`'s, with their own identity
-as in Jupyter Server; those relay without decoding and sign with the pod's
+as in Jupyter Server.  Those (and the readiness check's socket) are each a
+:class:`~gateway.kernels.zmqreader.CallbackSocket`, speaking ZMTP on the event loop;
+they relay without decoding and sign with the pod's
 :class:`~gateway.kernels.signing.MessageSigner` (:func:`gateway_signer`).
 
 Messages are the dicts ``Session.msg`` builds (``header``, ``parent_header``,
@@ -34,7 +36,7 @@ from gateway.provisioner.connection import ConnectionInfo
 
 from .frames import verified
 from .signing import MessageSigner
-from .zmqreader import CallbackSocket
+from .zmqreader import RETRY_FIRST, CallbackSocket
 
 CHANNELS = ("shell", "control", "stdin", "iopub")
 _SOCKET_TYPES = {"shell": zmq.DEALER, "control": zmq.DEALER, "stdin": zmq.DEALER, "iopub": zmq.SUB}
@@ -53,10 +55,12 @@ def allow_many_sockets() -> int:
     """Let this process hold a socket per kernel for as many kernels as its open-file limit allows.
 
     Called once by ``kernelgate serve`` before any channel opens (ZMQ reads the limit when the
-    shared context makes its first socket).  ZMQ's default of 1,023 sockets per context, and a
-    soft open-file limit of 1,024, stopped a gateway at about a thousand kernels: it follows every
-    running kernel's iopub, and each websocket client holds two more (three once it uses control).  Raises the soft limit to
-    the hard one; returns the context's socket limit.
+    shared context makes its first socket).  A soft open-file limit of 1,024 (and ZMQ's default
+    of 1,023 sockets per context, when the iopub subscriptions were ZMQ's) stopped a gateway at
+    about a thousand kernels: it follows every running kernel's iopub, and each websocket client
+    holds two more connections (three once it uses control), one descriptor each
+    (:class:`~gateway.kernels.zmqreader.CallbackSocket`).  Raises the soft limit to the hard one,
+    and the context's socket limit (for :class:`KernelChannels`) with it; returns the latter.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, MAX_OPEN_FILES)
@@ -146,8 +150,9 @@ async def kernel_answers(connection: ConnectionInfo, signer: MessageSigner, time
         if isinstance(parent, dict) and parent.get("msg_id") == msg_id:
             answered.set_result(None)
 
-    sock = CallbackSocket(zmq.DEALER, channel_address(connection, "shell"), receive,
-                          what=f"the shell socket of kernel {connection.kernel_id}", identity=uuid.uuid4().bytes)
+    sock = CallbackSocket("DEALER", channel_address(connection, "shell"), receive,
+                          what=f"the shell socket of kernel {connection.kernel_id}", identity=uuid.uuid4().bytes,
+                          retry_cap=RETRY_FIRST)  # the kernel is still importing: knock every 0.1 s
     try:
         sock.start()
         await sock.send(request)

@@ -25,7 +25,6 @@ import logging
 from collections.abc import Callable
 
 import orjson
-import zmq
 
 from gateway.provisioner.connection import ConnectionInfo
 
@@ -55,7 +54,7 @@ class IopubFeed:
         """Set at the first message: the subscription has reached the kernel."""
         self._sign = gateway_signer(connection).sign
         self._listeners: list[Listener] = []
-        self._socket = CallbackSocket(zmq.SUB, channel_address(connection, "iopub"),
+        self._socket = CallbackSocket("SUB", channel_address(connection, "iopub"),
                                       self._take, what=f"the iopub subscription of kernel {kernel.id}", subscribe=True)
         self._shell = shell
         """The readiness check's shell DEALER, until the first client takes it or :data:`KEPT_SHELL_SECONDS` pass."""

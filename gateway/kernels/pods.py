@@ -34,7 +34,7 @@ from .iopub import IopubFeed
 from .kernel import STARTING, Kernel
 from .settings import KernelSettings
 from .telemetry import KernelTelemetry
-from .zmqreader import CallbackSocket
+from .zmqreader import CallbackSocket, SocketClosed
 
 log = logging.getLogger("gateway.kernels")
 
@@ -95,7 +95,7 @@ class KernelPods:
         except BaseException as error:
             if not await self._clean_up(kernel, release=first):
                 self._left_behind.add(kernel.id)
-            if isinstance(error, (ChannelTimeout, zmq.ZMQError)):
+            if isinstance(error, (ChannelTimeout, SocketClosed, zmq.ZMQError)):
                 failed = KernelLaunchFailed(f"Kernel {kernel.id} started but did not answer a kernel_info_request.",
                                             status=504)
                 self._telemetry.launch_failed(kernel, placement, failed, first=first)
