@@ -171,8 +171,12 @@ class CallbackSocket:
         come back: an ipykernel 7 kernel (libzmq 4.3.5) started a moment before never acted on a
         subscription that reached it after the handshake, in a segment of its own, and its iopub sent
         the connection nothing, not even the ``iopub_welcome``; one that arrives with the ``READY`` is
-        read as the XPUB takes the connection in.  The kernel checks the ``READY`` before it reads on,
-        and it sent its own as soon as it had our greeting, a round trip before.
+        read as the XPUB takes the connection in.  The kernel sent its own ``READY`` as soon as it had
+        our greeting, a round trip before ours arrives (libzmq's ``zmtp_engine_t::handshake`` asks to
+        write once the greeting is in, and its next write is the ``READY``), so its handshake is done
+        when it reads ours and the subscription after it goes to the socket.  Were ours to come
+        first, libzmq would take the subscription for a second handshake command and drop the
+        connection (``null_mechanism_t::process_handshake_command``), which is then dialled again.
         """
         identity = (self.identity or b"") if self._type == b"DEALER" else None
         ready = zmtp.ready(self._type, identity)
