@@ -137,6 +137,7 @@ async def idle_window(gateway: GatewayProcess, seconds: float) -> tuple[int, int
 
 
 async def idle(client: GatewayClient, gateway: GatewayProcess, budget: Budget, figures: dict) -> None:
+    await asyncio.sleep(5)  # the stops before (the batches') finish their own requests before the baseline window
     figures["idle0_api_requests"], figures["idle0_lease_requests"], figures["idle0_cpu_percent"] = \
         await idle_window(gateway, budget.idle_window)
     rss_before = rss_kib(gateway.pid)
