@@ -41,8 +41,9 @@ RETRY_FIRST, RETRY_CAP = 0.1, 5.0
 """A refused or lost connection is tried again after 0.1 s (libzmq's reconnect interval), then after a
 doubling pause of up to 5 s: a gateway following thousands of kernels whose pods are unreachable
 does not knock on each ten times a second.  The launch's readiness check keeps to 0.1 s (its
-``retry_cap``) until the kernel first answers: a kernel pod reports its ports while its kernel is
-still importing, and the check connects at once."""
+``retry_cap``) until the kernel first answers: Enterprise Gateway's launchers (and ours when the
+kernel is a child process) report the ports while the kernel still imports, and the check connects
+at once."""
 
 Receiver = Callable[[list[bytes]], None]
 """Takes one received message's frames, as they came."""
@@ -234,8 +235,8 @@ class CallbackSocket:
     def _connect(self) -> None:
         """Dial the kernel, at once and each time the retry timer fires.
 
-        An IP address (a pod's) is dialled here, without a task: a kernel still importing refuses
-        at once, three or four times per start.  A host name is resolved by the loop, in a task.
+        An IP address (a pod's) is dialled here, without a task: a kernel whose launcher reported its
+        ports before it listens refuses a few times first.  A host name is resolved by the loop, in a task.
         """
         self._timer = None
         self.link = Link.CONNECTING
