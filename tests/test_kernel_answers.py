@@ -22,16 +22,25 @@ pytestmark = pytest.mark.slow
 SLEEP = "import time; print('sleeping', flush=True); time.sleep(120)"
 
 
-async def test_a_kernel_that_never_answers_kernel_info_is_a_504_and_leaves_nothing(tmp_path: Path) -> None:
-    # The launcher starts, reserves the kernel's ports and calls back, but its "kernel" binds none of them.
-    specs = kernelspec_variant(tmp_path / "specs", "python_mute",
-                               env={"LAUNCHER_KERNEL_CMD": "python -c 'import time; time.sleep(300)' {connection_file}"})
+# The launcher starts, reserves the kernel's ports and calls back, but its "kernel" binds none of them: it prints
+# its connection info (key included, as EG's launcher logs it) and why it will not serve, then sleeps.
+MUTE = ("python -c 'import json, sys, time; info = json.load(open(sys.argv[1])); print(json.dumps(info)); "
+        "print(\"the key is\", info[\"key\"]); print(\"cannot bind the shell port\", flush=True); time.sleep(300)' "
+        "{connection_file}")
+
+
+async def test_a_kernel_that_never_answers_kernel_info_is_a_504_quoting_its_log_and_leaves_nothing(
+        tmp_path: Path) -> None:
+    specs = kernelspec_variant(tmp_path / "specs", "python_mute", env={"LAUNCHER_KERNEL_CMD": MUTE})
     async with running_gateway(tmp_path, kernel_spec_paths=[str(specs)]) as gw:
         before = await gw.objects()
         status, body, _ = await gw.call("POST", "/api/kernels", {
             "name": "python_mute", "env": {"KERNEL_USERNAME": USER, "KERNEL_LAUNCH_TIMEOUT": "3"}})
         assert status == 504, body
-        assert "started but did not answer a kernel_info_request" in body["message"]
+        message = body["message"]
+        assert "started but did not answer a kernel_info_request; last log lines: " in message
+        assert message.endswith("the key is <hidden> | cannot bind the shell port"), message
+        assert '"key": "<hidden>"' in message and '"shell_port": ' in message
         assert (await gw.call("GET", "/api/kernels"))[1] == []
         assert await gw.objects() == before
 

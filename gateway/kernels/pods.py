@@ -27,6 +27,7 @@ from gateway.aio import OwnedTasks, shielded
 from gateway.provisioner.base import KernelProvisioner
 from gateway.provisioner.errors import LaunchError
 from gateway.provisioner.model import Placement, RunningKernel
+from gateway.provisioner.podlog import with_log_lines
 
 from .channels import ChannelTimeout, KernelChannels, gateway_session, gateway_signer, kernel_answers
 from .errors import KernelLaunchFailed
@@ -35,6 +36,9 @@ from .kernel import STARTING, Kernel
 from .settings import KernelSettings
 from .telemetry import KernelTelemetry
 from .zmqreader import CallbackSocket, SocketClosed
+
+UNANSWERED = (ChannelTimeout, SocketClosed, zmq.ZMQError)
+"""How the readiness check ends when a kernel whose launcher called back does not answer: a 504."""
 
 log = logging.getLogger("gateway.kernels")
 
@@ -93,11 +97,18 @@ class KernelPods:
                 shell.close()
                 raise
         except BaseException as error:
-            if not await self._clean_up(kernel, release=first):
-                self._left_behind.add(kernel.id)
-            if isinstance(error, (ChannelTimeout, SocketClosed, zmq.ZMQError)):
-                failed = KernelLaunchFailed(f"Kernel {kernel.id} started but did not answer a kernel_info_request.",
-                                            status=504)
+            unanswered = isinstance(error, UNANSWERED)
+            tail = ""
+            try:
+                if unanswered:  # why, as the kernel printed it, while its pod is still there
+                    tail = await self._provisioner.log_tail(running)
+            finally:
+                if not await self._clean_up(kernel, release=first):
+                    self._left_behind.add(kernel.id)
+            if unanswered:
+                failed = KernelLaunchFailed(
+                    with_log_lines(f"Kernel {kernel.id} started but did not answer a kernel_info_request", tail),
+                    status=504)
                 self._telemetry.launch_failed(kernel, placement, failed, first=first)
                 raise failed from None
             raise

@@ -31,15 +31,12 @@ from gateway.errors import GatewayError
 from gateway.objects.record import record_name
 from gateway.observability.metrics import GatewayMetrics
 from gateway.provisioner.model import Placement
+from gateway.provisioner.podlog import LOG_LINES_MARK
 
 from .errors import GatewayStopping, UnknownKernelSpec
 from .kernel import Kernel
 
 T = TypeVar("T")
-
-LOG_TAIL = "; last log lines:"
-"""Where a failed pod's message goes on with the kernel's last log lines (:mod:`gateway.provisioner.launchwait`):
-answered to the client who started the kernel, left out of events that others may read."""
 
 
 class KernelTelemetry:
@@ -72,7 +69,7 @@ class KernelTelemetry:
         reason = type(error).__name__ if type(error).__name__ != "KernelLaunchFailed" else "KernelNotAnswering"
         self.metrics.launch_failures.labels(reason).inc()
         gone_with_namespace = placement.owns_namespace and first
-        cause = error.message.split(LOG_TAIL, 1)[0]  # what the kernel printed is its user's, not the cluster's
+        cause = error.message.split(LOG_LINES_MARK, 1)[0]  # what the kernel printed is its user's, not the cluster's
         self._event(kernel, placement, WARNING, reason, f"Kernel {kernel.id} ({kernel.name}) could not be launched: "
                     f"{cause}", namespace_stays=not gone_with_namespace)
 

@@ -93,6 +93,14 @@ class KernelProvisioner(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def log_tail(self, running: RunningKernel) -> str:
+        """The kernel container's last log lines, the connection key hidden; ``""`` when they cannot be read.
+
+        Called by the kernel service when a kernel whose launcher called back does not answer,
+        before its pod is deleted: the lines go into the launch's error.  Best effort, bounded in time.
+        """
+
+    @abc.abstractmethod
     def pod_phase(self, kernel_id: str) -> str | None:
         """The phase of the kernel's pod (``Pending``, ``Running``, ``Failed``...), ``None`` when it has none.
 

@@ -29,16 +29,15 @@ from typing import Any, TypeVar
 
 from gateway.aio import cancel_and_wait
 from gateway.cluster.informer import Informer, InformerStopped
-from gateway.cluster.interface import Cluster, ClusterError
+from gateway.cluster.interface import Cluster
 
 from .apicalls import remaining
 from .connection import ConnectionInfo
 from .errors import ClusterUnavailable, ImagePullFailed, LaunchTimeout, PodFailed
+from .podlog import log_tail, with_log_lines
 from .podstate import PodProgress
 from .response import PendingResponse, ResponseCancelled, ResponseTimeout
 
-LOG_TAIL_LINES = 5
-LOG_READ_TIMEOUT = 2.0
 RACE_GRACE_SECONDS = 1.0
 """How long the race outlasts the deadline: the response listener's own timeout (at the deadline) ends it first."""
 
@@ -188,28 +187,14 @@ class LaunchWait:
         if isinstance(failure, ImagePullFailed) and self._client_image:
             raise ImagePullFailed(f"the image KERNEL_IMAGE names cannot be pulled: {failure.message}", status=400)
         if isinstance(failure, PodFailed) and not progress.gone:
-            tail = await self._log_tail()
+            tail = await log_tail(self._cluster, progress.name, progress.namespace)
             if tail:
                 failure = PodFailed(
-                    f"{failure.message}; last log lines: {tail}",
+                    with_log_lines(failure.message, tail),
                     container_reason=failure.container_reason,
                     exit_code=failure.exit_code,
                 )
         raise failure
-
-    async def _log_tail(self) -> str:
-        """The kernel container's last few log lines (best effort, for a failure message)."""
-        progress = self.progress
-        try:
-            text = await asyncio.wait_for(
-                self._cluster.read_pod_log(
-                    progress.name, progress.namespace, container=progress.name, tail_lines=LOG_TAIL_LINES
-                ),
-                LOG_READ_TIMEOUT,
-            )
-        except (ClusterError, asyncio.TimeoutError):
-            return ""
-        return " | ".join(line.strip() for line in text.splitlines() if line.strip())[-600:]
 
 
 async def _launcher_calls_back(pending: PendingResponse) -> ConnectionInfo | Outcome:

@@ -55,6 +55,7 @@ from .placement import (
     service_account_appears,
 )
 from .podbuild import GATEWAY_NAMESPACE_ANNOTATION, PodBuilder
+from .podlog import log_tail
 from .podstate import PodProgress, phase
 from .policy import check_requested_image
 from .response import SOURCE_IP_LATER, PendingResponse, ResponseListener
@@ -281,6 +282,11 @@ class PodProvisioner(KernelProvisioner):
         :class:`~gateway.provisioner.comm.CommError` when it cannot be reached.
         """
         return await comm.send_signal(running.connection, signum, timeout=COMM_TIMEOUT)
+
+    async def log_tail(self, running: RunningKernel) -> str:
+        """The kernel container's last log lines, its connection key hidden (``""`` when unreadable in time)."""
+        placement = running.placement
+        return await log_tail(self._cluster, placement.pod_name, placement.namespace, key=running.connection.key)
 
     def pod_phase(self, kernel_id: str) -> str | None:
         """The phase of the kernel's pod as the informer last saw it; ``None`` when there is no pod."""
