@@ -38,11 +38,37 @@ async def test_a_kernel_that_never_answers_kernel_info_is_a_504_quoting_its_log_
             "name": "python_mute", "env": {"KERNEL_USERNAME": USER, "KERNEL_LAUNCH_TIMEOUT": "3"}})
         assert status == 504, body
         message = body["message"]
-        assert "started but did not answer a kernel_info_request; last log lines: " in message
+        assert "started but did not answer a kernel_info_request (its shell socket is not connected: " in message
+        assert "Connection refused" in message  # nothing listens: the kernel's side, not the network's
+        assert "; last log lines: " in message
         assert message.endswith("the key is <hidden> | cannot bind the shell port"), message
         assert '"key": "<hidden>"' in message and '"shell_port": ' in message
         assert (await gw.call("GET", "/api/kernels"))[1] == []
         assert await gw.objects() == before
+
+
+# Kernels that bind the shell port but do not answer on it: one whose port takes the TCP connection and never
+# speaks ZMTP, and one whose ROUTER completes the handshake and never replies.
+SILENT_LISTENER = ("python -c 'import json, socket, sys, time; info = json.load(open(sys.argv[1])); "
+                   "s = socket.socket(); s.bind((\"0.0.0.0\", info[\"shell_port\"])); s.listen(); time.sleep(300)' "
+                   "{connection_file}")
+SILENT_ROUTER = ("python -c 'import json, sys, time, zmq; info = json.load(open(sys.argv[1])); "
+                 "s = zmq.Context().socket(zmq.ROUTER); s.bind(\"tcp://0.0.0.0:%d\" % info[\"shell_port\"]); "
+                 "time.sleep(300)' {connection_file}")
+
+
+@pytest.mark.parametrize(("kernel_cmd", "condition"), [
+    (SILENT_LISTENER, "connected, but the kernel's side of the ZMTP handshake has not come"),
+    (SILENT_ROUTER, "connected"),
+])
+async def test_the_504_of_a_kernel_that_binds_but_never_answers_says_how_far_the_gateway_got(
+        tmp_path: Path, kernel_cmd: str, condition: str) -> None:
+    specs = kernelspec_variant(tmp_path / "specs", "python_silent", env={"LAUNCHER_KERNEL_CMD": kernel_cmd})
+    async with running_gateway(tmp_path, kernel_spec_paths=[str(specs)]) as gw:
+        status, body, _ = await gw.call("POST", "/api/kernels", {
+            "name": "python_silent", "env": {"KERNEL_USERNAME": USER, "KERNEL_LAUNCH_TIMEOUT": "3"}})
+        assert status == 504, body
+        assert f"did not answer a kernel_info_request (its shell socket is {condition})" in body["message"], body
 
 
 async def test_interrupt_mode_message_interrupts_with_a_request_not_a_signal(tmp_path: Path) -> None:

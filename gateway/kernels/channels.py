@@ -82,7 +82,11 @@ def channel_address(connection: ConnectionInfo, channel: str) -> str:
 
 
 class ChannelTimeout(asyncio.TimeoutError):
-    """No (matching) message arrived on a channel in time."""
+    """No (matching) message arrived on a channel in time; ``detail``: how the socket's connection stood."""
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 def new_session(connection: ConnectionInfo, *, username: str = "kernelgate") -> Session:
@@ -159,9 +163,10 @@ async def kernel_answers(connection: ConnectionInfo, signer: MessageSigner, time
         async with asyncio.timeout(timeout):
             await answered
     except TimeoutError:
+        detail = f"its shell socket is {sock.condition()}"
         sock.close()
         raise ChannelTimeout(f"kernel {connection.kernel_id} did not answer a kernel_info_request "
-                             f"within {timeout} s") from None
+                             f"within {timeout} s ({detail})", detail=detail) from None
     except BaseException:
         sock.close()
         raise

@@ -106,9 +106,9 @@ class KernelPods:
                 if not await self._clean_up(kernel, release=first):
                     self._left_behind.add(kernel.id)
             if unanswered:
-                failed = KernelLaunchFailed(
-                    with_log_lines(f"Kernel {kernel.id} started but did not answer a kernel_info_request", tail),
-                    status=504)
+                detail = f" ({error.detail})" if isinstance(error, ChannelTimeout) and error.detail else ""
+                failed = KernelLaunchFailed(with_log_lines(
+                    f"Kernel {kernel.id} started but did not answer a kernel_info_request{detail}", tail), status=504)
                 self._telemetry.launch_failed(kernel, placement, failed, first=first)
                 raise failed from None
             raise

@@ -94,11 +94,29 @@ class CallbackSocket:
         self._timer: asyncio.TimerHandle | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._dialing: socket.socket | None = None  # a connect under way, before its transport
+        self.last_failure: str | None = None
+        """Why the last connection failed, was refused or dropped (``None``: none has yet)."""
         self._connect()
 
     @property
     def closed(self) -> bool:
         return self.link is Link.CLOSED
+
+    def condition(self) -> str:
+        """Where its connection to the kernel stands, in words: for the error of a kernel that does not answer.
+
+        Tells an operator which side to look at: a port that refuses or never answers the dial
+        (no kernel listening, a network policy) or a kernel that took the connection.
+        """
+        if self.link is Link.OPEN:
+            return "connected"
+        if self.link is Link.CLOSED:
+            return "closed"
+        if self._connection is not None:
+            return "connected, but the kernel's side of the ZMTP handshake has not come"
+        if self.last_failure is not None:
+            return f"not connected: {self.last_failure}"
+        return "still connecting"
 
     def start(self) -> None:
         """Begin handing messages to ``receive``: those that came before at once (on the loop's next turn)."""
@@ -222,6 +240,7 @@ class CallbackSocket:
         self._connection = None
         if self.link is Link.CLOSED:
             return
+        self.last_failure = reason
         pause = self._backoff.fail()
         log.debug("%s: %s; connecting again in %.2f s", self._what, reason, pause)
         self.link = Link.WAITING
@@ -314,6 +333,7 @@ class _Connection(asyncio.Protocol):
         """The transport's buffer is past its high-water mark (the kernel does not keep up): sends wait."""
         self._holding = False
         self.deadline: asyncio.TimerHandle | None = None
+        self._why_dropped: str | None = None  # when the gateway itself dropped it
 
     @property
     def made(self) -> bool:
@@ -352,7 +372,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.deadline is not None:
             self.deadline.cancel()
-        self._owner._lost(self, f"the connection was lost ({exc or 'closed by the kernel'})")
+        self._owner._lost(self, self._why_dropped or f"the connection was lost ({exc or 'closed by the kernel'})")
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -382,6 +402,7 @@ class _Connection(asyncio.Protocol):
     def give_up(self) -> None:
         """The handshake did not finish in time: drop the connection (the socket tries again)."""
         if self._decoder.stage is not zmtp.Stage.TRAFFIC:
+            self._why_dropped = f"the port took the connection but no ZMTP handshake came in {CONNECT_SECONDS} s"
             self.abort()
 
     def abort(self) -> None:
