@@ -113,7 +113,7 @@ class CallbackSocket:
         if self.link is Link.CLOSED:
             return "closed"
         if self._connection is not None:
-            return "connected, but the kernel's side of the ZMTP handshake has not come"
+            return "connected, but the port has not answered the ZMTP handshake"
         if self.last_failure is not None:
             return f"not connected: {self.last_failure}"
         return "still connecting"
