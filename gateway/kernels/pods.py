@@ -37,7 +37,7 @@ from .settings import KernelSettings
 from .telemetry import KernelTelemetry
 from .zmqreader import CallbackSocket, SocketClosed
 
-UNANSWERED = (ChannelTimeout, SocketClosed, zmq.ZMQError)
+UNANSWERED = (ChannelTimeout, SocketClosed)
 """How the readiness check ends when a kernel whose launcher called back does not answer: a 504."""
 
 log = logging.getLogger("gateway.kernels")

@@ -273,22 +273,26 @@ class CallbackSocket:
             return
         except OSError as error:
             sock.close()
-            self._lost(None, f"could not connect to {self._host}:{self._port} ({error})")
+            self._not_connected(f"({error})")
             return
         self._connecting = self._loop.create_task(self._open_connection(sock))
+
+    def _not_connected(self, why: str) -> None:
+        """A dial failed: say so (the words a non-answering kernel's 504 quotes) and try again after a pause."""
+        self._lost(None, f"could not connect to {self._host}:{self._port} {why}")
 
     def _dialled(self) -> None:
         sock = self._stop_dialing()
         error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if error:
             sock.close()
-            self._lost(None, f"could not connect to {self._host}:{self._port} ({os.strerror(error)})")
+            self._not_connected(f"({os.strerror(error)})")
         else:
             self._connecting = self._loop.create_task(self._open_connection(sock))
 
     def _dial_timed_out(self) -> None:
         self._stop_dialing().close()
-        self._lost(None, f"could not connect to {self._host}:{self._port} in {CONNECT_SECONDS} s")
+        self._not_connected(f"in {CONNECT_SECONDS} s")
 
     def _stop_dialing(self) -> socket.socket:
         sock, self._dialing = self._dialing, None
@@ -313,7 +317,7 @@ class CallbackSocket:
             self._connecting = None
             if sock is not None:
                 sock.close()
-            self._lost(None, f"could not connect to {self._host}:{self._port} ({error})")
+            self._not_connected(f"({error})")
             return
         except asyncio.CancelledError:  # closed: a socket no transport took is this task's to close
             if sock is not None and not connection.made:
