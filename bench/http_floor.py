@@ -1,0 +1,253 @@
+"""What the HTTP server alone costs a kernel start: tornado's against a bare asyncio protocol, on the same exchanges.
+
+A start through the gateway is, on the wire, ``POST /api/kernels`` (a JSON body in, ``201`` and the kernel's
+model out), then a websocket on the kernel's channels: one ``kernel_info_request`` in, three messages out
+(status ``busy``, the reply, status ``idle``).  Two servers answer exactly that, with no kernel behind them,
+each in a process of its own on uvloop, as the gateway runs:
+
+* ``tornado``: an ``Application`` with a ``RequestHandler`` and a ``WebSocketHandler``, as ``gateway/http`` uses them;
+* ``protocol``: one ``asyncio.Protocol`` that reads the request line, the headers and a ``Content-Length`` body,
+  answers the websocket upgrade (RFC 6455) and reads and writes whole frames: about the least any server does.
+
+The client is the benchmark's own (:class:`bench.starts.GatewayClient`, the requests ``make bench`` times), the
+two servers taken in turn.  Prints each one's median CPU per exchange and their difference: what a server leaner
+than tornado's could take off the gateway's CPU per start (``make bench``, ``bench/README.md``).
+
+    python bench/http_floor.py [--rounds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.procs import run_seconds  # noqa: E402
+from bench.starts import GatewayClient  # noqa: E402
+from gateway import aio  # noqa: E402
+
+KERNEL_MODEL = {"id": "00000000-0000-4000-8000-000000000000", "name": "python_kubernetes",
+                "last_activity": "2026-01-01T00:00:00.000000Z", "execution_state": "idle", "connections": 0}
+REPLY_CONTENT = {"status": "ok", "protocol_version": "5.3", "implementation": "ipython", "implementation_version": "8",
+                 "language_info": {"name": "python", "version": "3.11", "mimetype": "text/x-python",
+                                   "file_extension": ".py", "pygments_lexer": "ipython3", "nbconvert_exporter": "python",
+                                   "codemirror_mode": {"name": "ipython", "version": 3}},
+                 "banner": "Python 3.11" + " " * 400, "help_links": [], "debugger": False}
+"""About the size of ipykernel's reply: the bytes a start's websocket writes are what they would be."""
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+SETTLE = 0.3
+"""Pause before each exchange, as between the starts ``make bench`` measures one at a time."""
+
+
+def answers(frame: str) -> list[str]:
+    """The three messages a kernel's websocket sends for one ``kernel_info_request`` (legacy protocol, JSON text)."""
+    request = json.loads(frame)
+    parent = request["header"]
+
+    def message(msg_type: str, channel: str, content: dict[str, Any]) -> str:
+        header = {**parent, "msg_id": parent["msg_id"] + msg_type, "msg_type": msg_type}
+        return json.dumps({"header": header, "parent_header": parent, "metadata": {}, "content": content,
+                           "channel": channel})
+
+    return [message("status", "iopub", {"execution_state": "busy"}),
+            message("kernel_info_reply", "shell", REPLY_CONTENT),
+            message("status", "iopub", {"execution_state": "idle"})]
+
+
+# ---------------------------------------------------------------------------- tornado, as gateway/http uses it
+
+
+async def serve_tornado() -> None:
+    from tornado import httpserver, web, websocket
+
+    class Kernels(web.RequestHandler):
+        def post(self) -> None:
+            json.loads(self.request.body)
+            self.set_status(201)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps(KERNEL_MODEL))
+
+    class Channels(websocket.WebSocketHandler):
+        def check_origin(self, origin: str) -> bool:
+            return True
+
+        def on_message(self, message: str | bytes) -> None:
+            for answer in answers(message if isinstance(message, str) else message.decode()):
+                self.write_message(answer)
+
+    server = httpserver.HTTPServer(web.Application([(r"/api/kernels", Kernels),
+                                                    (r"/api/kernels/[^/]+/channels", Channels)]))
+    sockets = _bind()
+    server.add_sockets(sockets)
+    _announce(sockets[0].getsockname()[1])
+    await asyncio.Event().wait()
+
+
+# ---------------------------------------------------------------------------- the least a server does
+
+
+class BareHttp(asyncio.Protocol):
+    """HTTP/1.1 with ``Content-Length`` bodies and a websocket upgrade; unfragmented websocket frames after it."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.websocket = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while self.buffer and self.transport is not None and not self.transport.is_closing():
+            taken = self.frame() if self.websocket else self.request()
+            if not taken:
+                return
+
+    def request(self) -> bool:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        lines = self.buffer[:end].decode("latin-1").split("\r\n")
+        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        if len(self.buffer) < end + 4 + length:
+            return False
+        body, self.buffer = self.buffer[end + 4:end + 4 + length], self.buffer[end + 4 + length:]
+        assert self.transport is not None
+        if headers.get("upgrade", "").lower() == "websocket":
+            accept = base64.b64encode(hashlib.sha1(headers["sec-websocket-key"].encode() + WS_GUID).digest())
+            self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            self.websocket = True
+            return True
+        json.loads(body)
+        model = json.dumps(KERNEL_MODEL).encode()
+        self.transport.write(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(model), model))
+        if headers.get("connection", "").lower() == "close":
+            self.transport.close()
+        return True
+
+    def frame(self) -> bool:
+        data = self.buffer
+        if len(data) < 2:
+            return False
+        opcode, length, start = data[0] & 0x0F, data[1] & 0x7F, 2
+        if length >= 126:
+            size = 2 if length == 126 else 8
+            length, start = int.from_bytes(data[2:2 + size], "big"), 2 + size
+        if len(data) < start + 4 + length:
+            return False
+        mask, payload = data[start:start + 4], data[start + 4:start + 4 + length]
+        self.buffer = data[start + 4 + length:]
+        keys = (mask * (length // 4 + 1))[:length]
+        payload = (int.from_bytes(payload, "little") ^ int.from_bytes(keys, "little")).to_bytes(length, "little")
+        assert self.transport is not None
+        if opcode == 0x8:  # close: echo it, then end
+            self.transport.write(b"\x88\x00")
+            self.transport.close()
+        elif opcode in (0x1, 0x2):
+            for answer in answers(payload.decode()):
+                self.transport.write(_text_frame(answer.encode()))
+        return True
+
+
+def _text_frame(data: bytes) -> bytes:
+    if len(data) < 126:
+        return bytes([0x81, len(data)]) + data
+    if len(data) < 1 << 16:
+        return bytes([0x81, 126]) + len(data).to_bytes(2, "big") + data
+    return bytes([0x81, 127]) + len(data).to_bytes(8, "big") + data
+
+
+async def serve_protocol() -> None:
+    sock = _bind()[0]
+    server = await asyncio.get_running_loop().create_server(BareHttp, sock=sock)
+    _announce(sock.getsockname()[1])
+    await server.serve_forever()
+
+
+def _bind() -> list[Any]:
+    from tornado.netutil import bind_sockets
+
+    return bind_sockets(0, "127.0.0.1")
+
+
+def _announce(port: int) -> None:
+    print(f"serving on {port}", flush=True)
+
+
+# ---------------------------------------------------------------------------- the measurement
+
+
+class Server:
+    """One of the two servers, in a process of its own."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", kind], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("serving on "):
+            self.stop()
+            raise RuntimeError(f"the {kind} server did not start")
+        self.client = GatewayClient(f"http://127.0.0.1:{line.split()[-1]}")
+        self.cpu_ms: list[float] = []
+
+    async def exchange(self) -> None:
+        before = run_seconds(self.proc.pid)
+        kernel = await self.client.fetch("/api/kernels", "POST", {"env": {"KERNEL_USERNAME": "bench"}})
+        assert isinstance(kernel, dict)
+        await self.client.kernel_info(kernel["id"])
+        self.cpu_ms.append(1000 * (run_seconds(self.proc.pid) - before))
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+async def measure(rounds: int) -> None:
+    servers = [Server("tornado"), Server("protocol")]
+    try:
+        for server in servers:  # warm-up, not counted
+            for _ in range(3):
+                await server.exchange()
+            server.cpu_ms.clear()
+        for index in range(rounds):  # interleaved, so that the machine's load hits both alike
+            for server in servers if index % 2 == 0 else reversed(servers):
+                await asyncio.sleep(SETTLE)
+                await server.exchange()
+    finally:
+        for server in servers:
+            server.stop()
+    tornado, bare = (statistics.median(server.cpu_ms) for server in servers)
+    print(f"server CPU per start's HTTP exchanges (POST /api/kernels, then a websocket and one kernel_info), "
+          f"median of {rounds}:")
+    print(f"  tornado          {tornado:6.2f} ms")
+    print(f"  asyncio protocol {bare:6.2f} ms")
+    print(f"  difference       {tornado - bare:6.2f} ms: what a leaner server could take off the gateway's CPU per start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--serve", choices=("tornado", "protocol"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        aio.run(serve_tornado() if args.serve == "tornado" else serve_protocol())  # the gateway's loop
+    else:
+        asyncio.run(measure(args.rounds))
+
+
+if __name__ == "__main__":
+    main()
