@@ -2,16 +2,18 @@
 
 A start through the gateway is, on the wire, ``POST /api/kernels`` (a JSON body in, ``201`` and the kernel's
 model out), then a websocket on the kernel's channels: one ``kernel_info_request`` in, three messages out
-(status ``busy``, the reply, status ``idle``).  Two servers answer exactly that, with no kernel behind them,
-each in a process of its own on uvloop, as the gateway runs:
+(status ``busy``, the reply, status ``idle``).  Servers answer exactly that, with no kernel behind them,
+each in a process of its own on the gateway's loop:
 
 * ``tornado``: an ``Application`` with a ``RequestHandler`` and a ``WebSocketHandler``, as ``gateway/http`` uses them;
+* ``aiohttp``: its ``web.Application`` with a handler and a ``WebSocketResponse`` (when aiohttp is installed: the
+  kubernetes client brings it), the other full server a gateway could be built on;
 * ``protocol``: one ``asyncio.Protocol`` that reads the request line, the headers and a ``Content-Length`` body,
   answers the websocket upgrade (RFC 6455) and reads and writes whole frames: about the least any server does.
 
 The client is the benchmark's own (:class:`bench.starts.GatewayClient`, the requests ``make bench`` times), the
-two servers taken in turn.  Prints each one's median CPU per exchange and their difference: what a server leaner
-than tornado's could take off the gateway's CPU per start (``make bench``, ``bench/README.md``).
+servers taken in turn.  Prints each one's median CPU per exchange and its difference from tornado's: what another
+server could take off the gateway's CPU per start (``make bench``, ``bench/README.md``).
 
     python bench/http_floor.py [--rounds 30]
 """
@@ -89,6 +91,36 @@ async def serve_tornado() -> None:
     sockets = _bind()
     server.add_sockets(sockets)
     _announce(sockets[0].getsockname()[1])
+    await asyncio.Event().wait()
+
+
+# ---------------------------------------------------------------------------- aiohttp's server
+
+
+async def serve_aiohttp() -> None:
+    from aiohttp import WSMsgType, web
+
+    async def kernels(request: web.Request) -> web.Response:
+        await request.json()
+        return web.Response(status=201, text=json.dumps(KERNEL_MODEL), content_type="application/json")
+
+    async def channels(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                for answer in answers(message.data):
+                    await ws.send_str(answer)
+        return ws
+
+    app = web.Application()
+    app.router.add_post("/api/kernels", kernels)
+    app.router.add_get("/api/kernels/{kernel_id}/channels", channels)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = _bind()[0]
+    await web.SockSite(runner, sock).start()
+    _announce(sock.getsockname()[1])
     await asyncio.Event().wait()
 
 
@@ -216,8 +248,20 @@ class Server:
         self.proc.wait()
 
 
+SERVERS = {"tornado": serve_tornado, "aiohttp": serve_aiohttp, "protocol": serve_protocol}
+
+
+def available() -> list[str]:
+    """The servers this environment can run: aiohttp's only where it is installed."""
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return ["tornado", "protocol"]
+    return list(SERVERS)
+
+
 async def measure(rounds: int) -> None:
-    servers = [Server("tornado"), Server("protocol")]
+    servers = [Server(kind) for kind in available()]
     try:
         for server in servers:  # warm-up, not counted
             for _ in range(3):
@@ -230,21 +274,21 @@ async def measure(rounds: int) -> None:
     finally:
         for server in servers:
             server.stop()
-    tornado, bare = (statistics.median(server.cpu_ms) for server in servers)
     print(f"server CPU per start's HTTP exchanges (POST /api/kernels, then a websocket and one kernel_info), "
-          f"median of {rounds}:")
-    print(f"  tornado          {tornado:6.2f} ms")
-    print(f"  asyncio protocol {bare:6.2f} ms")
-    print(f"  difference       {tornado - bare:6.2f} ms: what a leaner server could take off the gateway's CPU per start")
+          f"median of {rounds}, and what each would take off tornado's:")
+    tornado = statistics.median(servers[0].cpu_ms)
+    for server in servers:
+        cpu = statistics.median(server.cpu_ms)
+        print(f"  {server.kind:9s} {cpu:6.2f} ms" + (f"  ({tornado - cpu:+.2f} ms)" if server is not servers[0] else ""))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--serve", choices=("tornado", "protocol"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=tuple(SERVERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        aio.run(serve_tornado() if args.serve == "tornado" else serve_protocol())  # the gateway's loop
+        aio.run(SERVERS[args.serve]())  # the gateway's loop
     else:
         asyncio.run(measure(args.rounds))
 
