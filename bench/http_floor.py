@@ -1,4 +1,4 @@
-"""What the HTTP server alone costs a kernel start: tornado's against a bare asyncio protocol, on the same exchanges.
+"""What the HTTP server alone costs a kernel start: tornado, aiohttp and a bare asyncio protocol on the same exchanges.
 
 A start through the gateway is, on the wire, ``POST /api/kernels`` (a JSON body in, ``201`` and the kernel's
 model out), then a websocket on the kernel's channels: one ``kernel_info_request`` in, three messages out
@@ -25,6 +25,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import socket
 import statistics
 import subprocess
 import sys
@@ -88,9 +89,9 @@ async def serve_tornado() -> None:
 
     server = httpserver.HTTPServer(web.Application([(r"/api/kernels", Kernels),
                                                     (r"/api/kernels/[^/]+/channels", Channels)]))
-    sockets = _bind()
-    server.add_sockets(sockets)
-    _announce(sockets[0].getsockname()[1])
+    sock = _bind()
+    server.add_sockets([sock])
+    _announce(sock.getsockname()[1])
     await asyncio.Event().wait()
 
 
@@ -118,7 +119,7 @@ async def serve_aiohttp() -> None:
     app.router.add_get("/api/kernels/{kernel_id}/channels", channels)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    sock = _bind()[0]
+    sock = _bind()
     await web.SockSite(runner, sock).start()
     _announce(sock.getsockname()[1])
     await asyncio.Event().wait()
@@ -203,16 +204,17 @@ def _text_frame(data: bytes) -> bytes:
 
 
 async def serve_protocol() -> None:
-    sock = _bind()[0]
+    sock = _bind()
     server = await asyncio.get_running_loop().create_server(BareHttp, sock=sock)
     _announce(sock.getsockname()[1])
     await server.serve_forever()
 
 
-def _bind() -> list[Any]:
-    from tornado.netutil import bind_sockets
-
-    return bind_sockets(0, "127.0.0.1")
+def _bind() -> socket.socket:
+    """A listening socket on a free loopback port, non-blocking as tornado's ``add_sockets`` needs it."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    sock.setblocking(False)
+    return sock
 
 
 def _announce(port: int) -> None:
@@ -223,7 +225,7 @@ def _announce(port: int) -> None:
 
 
 class Server:
-    """One of the two servers, in a process of its own."""
+    """One of the servers, in a process of its own."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -261,13 +263,15 @@ def available() -> list[str]:
 
 
 async def measure(rounds: int) -> None:
-    servers = [Server(kind) for kind in available()]
+    servers: list[Server] = []
     try:
+        for kind in available():  # one that does not start stops those started before it (finally)
+            servers.append(Server(kind))
         for server in servers:  # warm-up, not counted
             for _ in range(3):
                 await server.exchange()
             server.cpu_ms.clear()
-        for index in range(rounds):  # interleaved, so that the machine's load hits both alike
+        for index in range(rounds):  # interleaved, so that the machine's load hits all alike
             for server in servers if index % 2 == 0 else reversed(servers):
                 await asyncio.sleep(SETTLE)
                 await server.exchange()
