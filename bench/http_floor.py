@@ -8,6 +8,8 @@ each in a process of its own on the gateway's loop:
 * ``tornado``: an ``Application`` with a ``RequestHandler`` and a ``WebSocketHandler``, as ``gateway/http`` uses them;
 * ``aiohttp``: its ``web.Application`` with a handler and a ``WebSocketResponse`` (when aiohttp is installed: the
   kubernetes client brings it), the other full server a gateway could be built on;
+* ``aiohttp-low``: aiohttp's low-level ``web_server.Server`` with one handler for both requests: its C parser
+  and websocket reader without the application's router and middleware, the least aiohttp does;
 * ``protocol``: one ``asyncio.Protocol`` that reads the request line, the headers and a ``Content-Length`` body,
   answers the websocket upgrade (RFC 6455) and reads and writes whole frames: about the least any server does.
 
@@ -123,6 +125,27 @@ async def serve_aiohttp() -> None:
     await web.SockSite(runner, sock).start()
     _announce(sock.getsockname()[1])
     await asyncio.Event().wait()
+
+
+async def serve_aiohttp_low() -> None:
+    from aiohttp import WSMsgType, web, web_server
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        if request.method == "POST":
+            await request.json()
+            return web.Response(status=201, text=json.dumps(KERNEL_MODEL), content_type="application/json")
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                for answer in answers(message.data):
+                    await ws.send_str(answer)
+        return ws
+
+    sock = _bind()
+    server = await asyncio.get_running_loop().create_server(web_server.Server(handle, access_log=None), sock=sock)
+    _announce(sock.getsockname()[1])
+    await server.serve_forever()
 
 
 # ---------------------------------------------------------------------------- the least a server does
@@ -250,11 +273,12 @@ class Server:
         self.proc.wait()
 
 
-SERVERS = {"tornado": serve_tornado, "aiohttp": serve_aiohttp, "protocol": serve_protocol}
+SERVERS = {"tornado": serve_tornado, "aiohttp": serve_aiohttp, "aiohttp-low": serve_aiohttp_low,
+           "protocol": serve_protocol}
 
 
 def available() -> list[str]:
-    """The servers this environment can run: aiohttp's only where it is installed."""
+    """The servers this environment can run: aiohttp's two only where it is installed."""
     try:
         import aiohttp  # noqa: F401
     except ImportError:
@@ -283,7 +307,7 @@ async def measure(rounds: int) -> None:
     tornado = statistics.median(servers[0].cpu_ms)
     for server in servers:
         cpu = statistics.median(server.cpu_ms)
-        print(f"  {server.kind:9s} {cpu:6.2f} ms" + (f"  ({tornado - cpu:+.2f} ms)" if server is not servers[0] else ""))
+        print(f"  {server.kind:11s} {cpu:6.2f} ms" + (f"  ({tornado - cpu:+.2f} ms)" if server is not servers[0] else ""))
 
 
 def main() -> None:
