@@ -10,7 +10,9 @@ cluster`` (the simulated API server and a node agent running kernel pods as proc
 * a kernel pod's memory (the RSS of all its processes) / a bare ipykernel's;
 * start -> ready, one at a time (medians, floor and gateway starts interleaved), and 8 and 32
   at once (the time until the last is ready; the median of a few such batches), with any failures;
-* the gateway's CPU time per start;
+* the gateway's CPU time per start, and the same against a bare kernel's own CPU to start (the
+  floor's, in the same run): this machine's speed drifts by a third from one hour to the next,
+  the two figures with it, so their ratio is what shows a change in the gateway;
 * with many idle kernels: the gateway's Kubernetes API requests and CPU over an idle window
   (against the same window with no kernel), and its RSS growth per kernel.
 
@@ -88,6 +90,8 @@ async def sequential(client: GatewayClient, gateway: GatewayProcess, n: int, fig
     figures["gateway_cpu_ms_per_start"] = 1000 * cpu / n
     figures["floor_kernel_cpu_ms"] = 1000 * statistics.median(s.kernel_cpu_s for s in floor)
     figures["pod_cpu_ms"] = 1000 * statistics.median(s.kernel_cpu_s for s in ours)
+    if figures["floor_kernel_cpu_ms"]:
+        figures["gateway_cpu_per_kernel_cpu"] = figures["gateway_cpu_ms_per_start"] / figures["floor_kernel_cpu_ms"]
 
 
 async def concurrent(client: GatewayClient, gateway: GatewayProcess, cluster: ClusterProcess, n: int, rounds: int,
@@ -191,6 +195,14 @@ def report(figures: dict, before: dict | None) -> None:
               f"{f['idle_api_requests']} API requests and {f.get('idle_lease_requests', 0)} lease renewals "
               f"(none running: {f['idle0_api_requests']} and {f.get('idle0_lease_requests', 0)}), "
               f"CPU {f['idle_cpu_percent']:.2f} % (none running: {f['idle0_cpu_percent']:.2f} %)")
+    ratio = f.get("gateway_cpu_per_kernel_cpu")
+    if ratio is not None:
+        earlier = (before or {}).get("figures", {})
+        was = earlier.get("gateway_cpu_per_kernel_cpu")
+        if was is None and earlier.get("floor_kernel_cpu_ms"):  # a run kept before the ratio was
+            was = earlier["gateway_cpu_ms_per_start"] / earlier["floor_kernel_cpu_ms"]
+        print(f"gateway CPU per start, one at a time, against a bare kernel's own start CPU "
+              f"({f['floor_kernel_cpu_ms']:.0f} ms): {ratio:.4f}" + ("" if was is None else f"  (was {was:.4f})"))
     print()
     print(f"{'figure':<44} {'value':>10}   target")
     for key, label, unit, target, how in TARGETS:
