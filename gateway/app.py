@@ -62,6 +62,7 @@ from gateway.cluster.interface import Cluster, ClusterError
 from gateway.cluster.lease import LeaseElector
 from gateway.cluster.metered import MeteredCluster
 from gateway.config import GatewayConfig
+from gateway.filewatch import FolderWatch
 from gateway.http.context import HttpContext, HttpSettings
 from gateway.http.health import Check
 from gateway.http.routes import make_application
@@ -297,10 +298,12 @@ class Gateway:
         self.metrics.watch_informer("records", self.records)
 
         address = self.response_address = await self._response_address(self.listener)
+        watch = FolderWatch()  # a start reads its kernelspec's files only after they change
+        self._started.append(watch)
         self.provisioner = PodProvisioner(cluster, self.pods, self.listener,
-                                          config.provisioner_settings(response_address=address))
+                                          config.provisioner_settings(response_address=address), watch=watch)
         specs = KernelSpecs(**config.kernel_specs_arguments(),
-                            unrunnable=getattr(self.connection, "why_not_runnable", None))
+                            unrunnable=getattr(self.connection, "why_not_runnable", None), watch=watch)
         hidden = await asyncio.to_thread(specs.not_runnable)
         if hidden:
             log.info("kernelspecs not offered, as %s cannot run them: %s", self.connection.description,

@@ -25,13 +25,16 @@ start of one is refused with the reason (404), rather than failing in its pod.
 Kernelspec files are read on every call (a few small files): an operator's
 change shows up without a restart.  Called by the HTTP layer (listing, logos)
 and by the kernel service, which reads the kernelspec of each start once and
-off the event loop (:meth:`KernelSpecs.choose`).
+off the event loop (:meth:`KernelSpecs.choose`).  Given a
+:class:`~gateway.filewatch.FolderWatch`, a start's read is kept until a file
+under the folders it came from changes, which shows at the next start just the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import re
@@ -39,6 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.filewatch import FolderWatch, WatchedReads
 from gateway.provisioner.spec import DEFAULT_KERNEL_IMAGE, KernelSpecInfo, is_kubernetes_spec, kernel_spec_info
 
 from .errors import KernelError, UnknownKernelSpec, UserNotAuthorized, shown
@@ -86,6 +90,7 @@ class KernelSpecs:
         unauthorized_users: frozenset[str],
         default_image: str = DEFAULT_KERNEL_IMAGE,
         unrunnable: Callable[[str], str] | None = None,
+        watch: FolderWatch | None = None,
     ) -> None:
         self.paths = [Path(p) for p in paths]
         self.unrunnable = unrunnable
@@ -95,6 +100,7 @@ class KernelSpecs:
         self.authorized_users = authorized_users
         self.unauthorized_users = unauthorized_users
         self.default_image = default_image
+        self._chosen: WatchedReads[str, ChosenSpec] = WatchedReads(watch)
 
     @property
     def default_name(self) -> str:
@@ -142,9 +148,14 @@ class KernelSpecs:
 
         Called by the kernel service once per start, before anything is created.  Raises
         :class:`UnknownKernelSpec` (404) when it is not offered (or none is), :class:`KernelError`
-        when its ``kernel.json`` is malformed.
+        when its ``kernel.json`` is malformed.  A spec asked for by name is kept while no file under
+        the paths' folders of that name (nor the paths themselves) changes: a new folder of that name
+        on an earlier path, an edited ``kernel.json`` or a removed folder shows at the next start.
         """
-        return await asyncio.to_thread(self._choose, name)
+        if name is None or self._folder_name(name) is None:  # the default depends on every folder
+            return await asyncio.to_thread(self._choose, name)
+        folders = [folder for base in self.paths for folder in (base, base / name)]
+        return await self._chosen.read(name, folders, functools.partial(self._choose, name))
 
     def _choose(self, name: str | None) -> ChosenSpec:
         name = name or self.default_name
@@ -184,12 +195,18 @@ class KernelSpecs:
             raise UnknownKernelSpec(f"Kernelspec {shown(str(name))} not found.")
         return folder, kernel_json
 
-    def _folder(self, name: str) -> Path | None:
-        """Offered kernelspec ``name``'s folder (``None`` if not offered), as :meth:`_folders` would map it,
-        without listing every path: what a start, one model or one resource needs."""
+    def _folder_name(self, name: object) -> str | None:
+        """``name`` if it may name an offered kernelspec's folder (Jupyter's rule, the allow-list), else ``None``."""
         if not isinstance(name, str) or not SPEC_NAME.match(name) or name in (".", ".."):
             return None
         if self.allowed is not None and name not in self.allowed:
+            return None
+        return name
+
+    def _folder(self, name: str) -> Path | None:
+        """Offered kernelspec ``name``'s folder (``None`` if not offered), as :meth:`_folders` would map it,
+        without listing every path: what a start, one model or one resource needs."""
+        if self._folder_name(name) is None:
             return None
         for base in self.paths:
             folder = base / name

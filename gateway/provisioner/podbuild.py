@@ -2,16 +2,19 @@
 
 :class:`PodBuilder` is the provisioner's (:class:`~gateway.provisioner.pods.PodProvisioner`, at
 every launch and relaunch): it reads the kernelspec's ``scripts/kernel-pod.yaml`` (or EG's
-``kernel-pod.yaml.j2``) off the event loop, lays what the launcher in the pod needs (the response
+``kernel-pod.yaml.j2``) off the event loop (kept until its folder changes, given a
+:class:`~gateway.filewatch.FolderWatch`), lays what the launcher in the pod needs (the response
 address and key, EG's variables) over the request's env, and has ``gateway.objects`` build the pod
 and its companions.  A value the request cannot carry is a 4xx here, with nothing created yet.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
+from pathlib import Path
 from typing import Any
 
+from gateway.filewatch import FolderWatch, WatchedReads
 from gateway.objects import (
     ForbiddenKernelRequest,
     InvalidKernelRequest,
@@ -25,7 +28,7 @@ from .errors import InvalidLaunch, LaunchError, LaunchForbidden
 from .model import LaunchRequest, Placement, ProvisionerSettings
 from .podtemplate import template_objects
 from .response import ResponseListener
-from .spec import JINJA_TEMPLATE_PATH, TEMPLATE_PATH, read_pod_template
+from .spec import JINJA_TEMPLATE_PATH, TEMPLATE_PATH, PodTemplateFile, read_pod_template
 
 POD_IP_ENV = "KERNEL_POD_IP"
 """The launcher binds the kernel to this address: the pod's own, from the downward API."""
@@ -36,9 +39,12 @@ GATEWAY_NAMESPACE_ANNOTATION = "kernelgate.io/gateway-namespace"
 class PodBuilder:
     """Builds each launch's objects from the settings and the started response listener (see the module docstring)."""
 
-    def __init__(self, responses: ResponseListener, settings: ProvisionerSettings) -> None:
+    def __init__(self, responses: ResponseListener, settings: ProvisionerSettings,
+                 watch: FolderWatch | None = None) -> None:
         self._responses = responses
         self._settings = settings
+        self._templates: WatchedReads[Path, PodTemplateFile] = WatchedReads(watch)
+        """Each kernelspec's template as read, kept while nothing in its folder or ``scripts/`` changes."""
 
     async def build(self, request: LaunchRequest, placement: Placement) -> KernelObjects:
         """The pod (and companions) for this launch, from the kernelspec's template; nothing is created yet.
@@ -49,7 +55,9 @@ class PodBuilder:
         """
         spec = request.spec
         try:
-            template_file = await asyncio.to_thread(read_pod_template, spec.resource_dir)
+            folder = spec.resource_dir
+            template_file = await self._templates.read(folder, [folder, (folder / TEMPLATE_PATH).parent],
+                                                       functools.partial(read_pod_template, folder))
         except OSError as exc:
             raise LaunchError(f"kernelspec {spec.name}: cannot read {TEMPLATE_PATH} (or {JINJA_TEMPLATE_PATH}): "
                               f"{exc.strerror or exc}") from exc

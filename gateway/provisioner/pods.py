@@ -32,6 +32,7 @@ from gateway.aio import OwnedTasks, shielded
 from gateway.cluster.informer import Informer, InformerStopped
 from gateway.cluster.interface import AlreadyExists, Cluster, ClusterError
 from gateway.cluster.resources import TERMINAL_POD_PHASES
+from gateway.filewatch import FolderWatch
 from gateway.objects import KernelObjects, owned_by
 from gateway.objects.labels import KERNEL_ID_LABEL
 from gateway.objects.record import RecordPlacement
@@ -77,16 +78,19 @@ class PodProvisioner(KernelProvisioner):
     ``app=enterprise-gateway,component=kernel``, all namespaces); ``responses``
     the started response listener.  Both belong to its creator, which starts
     and stops them; the provisioner owns only the clean-ups of failed launches.
+    ``watch`` (also its creator's) lets it keep each kernelspec's pod template
+    between launches until the template's folder changes.
     """
 
     def __init__(
-        self, cluster: Cluster, pods: Informer, responses: ResponseListener, settings: ProvisionerSettings
+        self, cluster: Cluster, pods: Informer, responses: ResponseListener, settings: ProvisionerSettings,
+        *, watch: FolderWatch | None = None,
     ) -> None:
         self._cluster = cluster
         self._pods = pods
         self._responses = responses
         self._settings = settings
-        self._builder = PodBuilder(responses, settings)
+        self._builder = PodBuilder(responses, settings, watch)
         self._running: dict[str, str] = {}  # kernel id -> uid of its pod, for kernels launched and not stopped
         self._located: dict[str, tuple[str, str]] = {}  # kernel id -> (namespace, pod name), for pod_phase
         self._cleanups = OwnedTasks("provisioner clean-up")
