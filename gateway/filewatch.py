@@ -163,11 +163,14 @@ class WatchedReads(Generic[K, V]):
         self._watch = watch if watch is not None and watch.available else None
         self._kept: dict[K, tuple[int, V]] = {}
 
-    async def read(self, key: K, folders: Sequence[Path], reader: Callable[[], V]) -> V:
+    async def read(self, key: K, folders: Sequence[Path], reader: Callable[[], V],
+                   keep: Callable[[V], bool] | None = None) -> V:
         """``reader()``'s result, run in a worker thread unless one kept for ``key`` is still good.
 
         ``folders``: every folder whose change could change what ``reader`` returns (looked up again
-        when it runs: one that does not exist yet is watched through the folder above it).
+        when it runs: one that does not exist yet is watched through the folder above it).  ``keep``:
+        whether a result may be kept, for a reader whose result depends on those folders only in some
+        cases (a default kernelspec that is the one named, not the first found).
         """
         watch = self._watch
         if watch is None:
@@ -177,7 +180,8 @@ class WatchedReads(Generic[K, V]):
         if kept is not None and kept[0] == generation:
             return kept[1]
         value, watched = await asyncio.to_thread(self._watched_read, watch, folders, reader)
-        if watched:  # kept with the generation from before the read: a change while it read drops it next time
+        if watched and (keep is None or keep(value)):  # kept with the generation from before the read: a
+            # change while it read drops it next time
             if len(self._kept) >= self.LIMIT:
                 self._kept.clear()
             self._kept[key] = (generation, value)

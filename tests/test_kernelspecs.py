@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.filewatch import FolderWatch
 from gateway.kernels.errors import KernelError, UnknownKernelSpec, UserNotAuthorized
 from gateway.kernels.specs import KernelSpecs
 
@@ -89,14 +92,27 @@ def test_default_name(base: Path) -> None:
     assert specs([]).default_name == ""
 
 
-async def test_a_start_chooses_what_the_listing_offers(base: Path, tmp_path: Path) -> None:
-    """A start looks its kernelspec up by name, without listing: the same folder, default and refusals as the listing."""
+@pytest.fixture
+async def watch() -> AsyncIterator[FolderWatch]:
+    folder_watch = FolderWatch()
+    yield folder_watch
+    await folder_watch.stop()
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["read-each-start", "kept-between-starts"])
+async def test_a_start_chooses_what_the_listing_offers(base: Path, tmp_path: Path, watch: FolderWatch,
+                                                       kept: bool) -> None:
+    """A start looks its kernelspec up by name, without listing: the same folder, default and refusals as the listing
+    (asked twice: what a start keeps of its read answers the second)."""
     first = tmp_path / "first"
     (first / "r_kubernetes").mkdir(parents=True)  # no kernel.json here: the next path's r_kubernetes is offered
     make_spec(first, "private", config={"image_name": "mine/private:1"})
-    for offered in (specs([first, base]), specs([first, base], allowed=frozenset({"r_kubernetes", "private"})),
-                    specs([first, base], default_name="r_kubernetes"), specs([first, base], default_name="gone"),
-                    specs([first], default_name="gone")):
+    options: dict[str, Any] = {"watch": watch} if kept else {}
+    for offered in (specs([first, base], **options),
+                    specs([first, base], allowed=frozenset({"r_kubernetes", "private"}), **options),
+                    specs([first, base], default_name="r_kubernetes", **options),
+                    specs([first, base], default_name="gone", **options),
+                    specs([first], default_name="gone", **options)) * 2:
         listed = offered.all()
         assert (await offered.choose(None)).name == offered.default_name
         for name in [*listed, "python_kubernetes", "local_python", "broken", "missing", ".", "..",
@@ -108,7 +124,56 @@ async def test_a_start_chooses_what_the_listing_offers(base: Path, tmp_path: Pat
                 with pytest.raises(UnknownKernelSpec):
                     await offered.choose(name)
     with pytest.raises(UnknownKernelSpec):
-        await specs([tmp_path / "empty"]).choose(None)
+        await specs([tmp_path / "empty"], **options).choose(None)
+
+
+async def test_a_start_sees_every_change_to_the_folders_since_the_last(base: Path, tmp_path: Path,
+                                                                      watch: FolderWatch) -> None:
+    """What a start keeps of its kernelspec's read is read again after any change that could alter it."""
+    first = tmp_path / "first"
+    offered = specs([first, base], watch=watch)
+    assert (await offered.choose("r_kubernetes")).info.image == "elyra/kernel-py:dev"
+    make_spec(first, "r_kubernetes", config={"image_name": "mine/r:1"})  # an earlier path that did not exist
+    assert (await offered.choose("r_kubernetes")).info.image == "mine/r:1"
+    kernel_json = first / "r_kubernetes" / "kernel.json"
+    kernel_json.write_text(kernel_json.read_text().replace("mine/r:1", "mine/r:2"))
+    assert (await offered.choose("r_kubernetes")).info.image == "mine/r:2"
+    kernel_json.unlink()  # the folder stays, without its kernel.json: the next path's is offered again
+    assert (await offered.choose("r_kubernetes")).info.image == "elyra/kernel-py:dev"
+
+    assert (await offered.choose(None)).name == "python_kubernetes"
+    make_spec(first, "python_kubernetes", config={"image_name": "mine/py:1"})
+    assert (await offered.choose(None)).info.image == "mine/py:1"
+
+
+async def test_a_kernelspec_folder_switched_by_its_link_is_read_again(tmp_path: Path, watch: FolderWatch) -> None:
+    """A kernelspec folder that is a link, switched to another version by renaming a new link over it (as git-sync
+    switches a checkout): the change is to the folder holding the link, not to the folder it led to."""
+    make_spec(tmp_path / "v1", "r_kubernetes", config={"image_name": "mine/r:v1"})
+    make_spec(tmp_path / "v2", "r_kubernetes", config={"image_name": "mine/r:v2"})
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
+    (kernels / "r_kubernetes").symlink_to(tmp_path / "v1" / "r_kubernetes")
+    offered = specs([kernels], watch=watch)
+    assert (await offered.choose("r_kubernetes")).info.image == "mine/r:v1"
+    (kernels / "r_kubernetes.new").symlink_to(tmp_path / "v2" / "r_kubernetes")
+    os.replace(kernels / "r_kubernetes.new", kernels / "r_kubernetes")
+    assert (await offered.choose("r_kubernetes")).info.image == "mine/r:v2"
+
+
+async def test_a_default_that_is_the_first_found_is_looked_up_at_each_start(tmp_path: Path,
+                                                                            watch: FolderWatch) -> None:
+    """With neither the configured default nor python_kubernetes offered, the default is the first name found: a
+    folder that gains its kernel.json, wherever it is, may change it."""
+    make_spec(tmp_path, "r_kubernetes")
+    offered = specs([tmp_path], default_name="gone", watch=watch)
+    assert (await offered.choose(None)).name == "r_kubernetes"
+    folder = make_spec(tmp_path, "a_kubernetes")
+    kernel_json = (folder / "kernel.json").read_text()
+    (folder / "kernel.json").unlink()
+    assert (await offered.choose(None)).name == "r_kubernetes"
+    (folder / "kernel.json").write_text(kernel_json)
+    assert (await offered.choose(None)).name == "a_kubernetes"
 
 
 async def test_per_spec_users(base: Path) -> None:

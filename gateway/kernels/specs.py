@@ -100,7 +100,7 @@ class KernelSpecs:
         self.authorized_users = authorized_users
         self.unauthorized_users = unauthorized_users
         self.default_image = default_image
-        self._chosen: WatchedReads[str, ChosenSpec] = WatchedReads(watch)
+        self._chosen: WatchedReads[str | None, ChosenSpec] = WatchedReads(watch)
 
     @property
     def default_name(self) -> str:
@@ -148,11 +148,16 @@ class KernelSpecs:
 
         Called by the kernel service once per start, before anything is created.  Raises
         :class:`UnknownKernelSpec` (404) when it is not offered (or none is), :class:`KernelError`
-        when its ``kernel.json`` is malformed.  A spec asked for by name is kept while no file under
-        the paths' folders of that name (nor the paths themselves) changes: a new folder of that name
-        on an earlier path, an edited ``kernel.json`` or a removed folder shows at the next start.
+        when its ``kernel.json`` is malformed.  What it read is kept while no file under the paths'
+        folders of that name (nor the paths themselves) changes: a new folder of that name on an
+        earlier path, an edited ``kernel.json`` or a removed folder shows at the next start.
         """
-        if name is None or self._folder_name(name) is None:  # the default depends on every folder
+        if name is None:  # kept when the default is the one configured or python_kubernetes, not the first found
+            named = [n for n in (self._default_name, PREFERRED_DEFAULT) if n and self._folder_name(n) is not None]
+            folders = [folder for base in self.paths for folder in (base, *(base / n for n in named))]
+            return await self._chosen.read(None, folders, functools.partial(self._choose, None),
+                                           keep=lambda chosen: chosen.name in named)
+        if self._folder_name(name) is None:
             return await asyncio.to_thread(self._choose, name)
         folders = [folder for base in self.paths for folder in (base, base / name)]
         return await self._chosen.read(name, folders, functools.partial(self._choose, name))
