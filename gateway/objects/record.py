@@ -41,6 +41,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 from gateway.objects.endpoints import PORT_FIELDS, KernelEndpoints, endpoints_problem
 from gateway.objects.labels import APP, APP_LABEL, COMPONENT_LABEL, KERNEL_ID_LABEL, is_label_value
 from gateway.objects.names import is_dns1123_label, is_dns1123_subdomain
@@ -201,9 +203,9 @@ def record_secret(record: KernelRecord, namespace: str) -> dict[str, Any]:
                                 "labels": record_labels(record.kernel_id)}
     if record.resource_version:
         metadata["resourceVersion"] = record.resource_version
-    payload = json.dumps(_to_json(record), sort_keys=True, separators=(",", ":"))
+    payload = orjson.dumps(_to_json(record), option=orjson.OPT_SORT_KEYS)  # compact UTF-8, a tenth of json's cost
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata,
-            "data": {RECORD_KEY: base64.b64encode(payload.encode()).decode("ascii")}}
+            "data": {RECORD_KEY: base64.b64encode(payload).decode("ascii")}}
 
 
 def _to_json(record: KernelRecord) -> dict[str, Any]:
