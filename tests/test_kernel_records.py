@@ -36,7 +36,8 @@ from gateway.objects.record import (
 NAMESPACE = "enterprise-gateway"
 
 kernel_ids = st.uuids(version=4).map(str)
-texts = st.text(max_size=40)
+texts = st.text(st.characters(categories=["L", "M", "N", "P", "S", "Z", "C"]), max_size=40)
+"""Any text a client may send, unpaired surrogates (JSON's ``\\ud800``) included: a session's path and name are a client's."""
 dns_labels = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?", fullmatch=True)
 moments = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
                        timezones=st.just(timezone.utc))

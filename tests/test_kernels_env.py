@@ -88,6 +88,7 @@ BAD_REQUESTS = [
     ({"KERNEL_X": "line\nbreak"}, "KERNEL_X"),
     ({"KERNEL_X": "carriage\rreturn"}, "KERNEL_X"),
     ({"KERNEL_X": "nul\0byte"}, "KERNEL_X"),
+    ({"KERNEL_X": "lone\ud800surrogate"}, "KERNEL_X"),
     ({"KERNEL_X": 5}, "KERNEL_X"),
     ({"KERNEL_X": None}, "KERNEL_X"),
     ({"KERNEL_X": ["a"]}, "KERNEL_X"),

@@ -10,7 +10,8 @@
 * every name that passes must be a valid environment variable name, every
   value a string of at most 4096 characters without ``$``, a backtick, a
   newline, a carriage return or a NUL (they would be interpreted by a shell
-  or a template somewhere on the way);
+  or a template somewhere on the way), nor an unpaired surrogate (``\ud800``
+  in the request's JSON: not text a process environment can hold);
 * the environment is built from the gateway's ``EG_INHERITED_ENVS``, then the
   kernelspec's ``env``, then the client's values (the client wins), then
   ``KERNEL_GATEWAY=1``; ``EG_AUTH_TOKEN`` and ``KG_AUTH_TOKEN`` never pass;
@@ -139,6 +140,10 @@ def _checked_value(name: str, value: Any) -> str:
     if bad:
         shown = ", ".join(repr(c) for c in bad)
         raise InvalidKernelRequest(f"The value of {name} contains a forbidden character ({shown}).")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # JSON's "\ud800" escape: no process environment or pod spec can hold it
+        raise InvalidKernelRequest(f"The value of {name} is not Unicode text: it holds an unpaired surrogate.") from None
     return value
 
 
