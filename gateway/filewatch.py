@@ -4,9 +4,9 @@ Every kernel start needs its kernelspec's ``kernel.json`` and pod template.  Rea
 at each start costs two worker-thread hops and the reads themselves (about half a
 millisecond of CPU a start, ``bench/README.md``), yet an operator who edits a kernelspec (or
 whose ConfigMap holding one is updated) expects the next start to use the edit, without a
-restart.  :class:`FolderWatch` gives both: the kernel asks Linux's inotify to note any change
-in the folders a read came from, and the gateway asks it, with one non-blocking read of the
-inotify descriptor and no file access, whether anything changed since.  :class:`WatchedReads`
+restart.  :class:`FolderWatch` gives both: the gateway has Linux's inotify note any change in
+the folders a read came from, and later asks it, with one non-blocking read of the inotify
+descriptor and no file access, whether anything changed since.  :class:`WatchedReads`
 keeps each read's result while nothing has.
 
 Where inotify cannot be had (not Linux, or the user's inotify instances or watches are used
@@ -43,7 +43,7 @@ _IN_DELETE_SELF = 0x400
 _IN_MOVE_SELF = 0x800
 _IN_ONLYDIR = 0x01000000
 CHANGES = (_IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
-           | _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_ONLYDIR)
+           | _IN_DELETE_SELF | _IN_MOVE_SELF)
 """Everything that can change what a read of the folder returns (a file's content, mode, name, presence;
 the folder's own removal), for the files in the folder and the folder itself.  A ConfigMap's update is a
 rename of its ``..data`` link in the folder it is mounted on (``IN_MOVED_TO``)."""
@@ -130,7 +130,7 @@ class FolderWatch:
     def _watch_nearest(fd: int, add: Callable[[int, bytes, int], int], folder: Path) -> bool:
         path = folder.absolute()
         while True:
-            if add(fd, os.fsencode(path), CHANGES) >= 0:
+            if add(fd, os.fsencode(path), CHANGES | _IN_ONLYDIR) >= 0:  # a file there: its folder, above
                 return True
             error = ctypes.get_errno()
             if error not in (errno.ENOENT, errno.ENOTDIR) or path.parent == path:
