@@ -40,6 +40,12 @@ from bench.procs import run_seconds  # noqa: E402
 from bench.starts import GatewayClient  # noqa: E402
 from gateway import aio  # noqa: E402
 
+try:  # the kubernetes client brings it; measured where installed (:func:`available`)
+    from aiohttp import WSMsgType, web, web_server
+    HAVE_AIOHTTP = True
+except ImportError:
+    HAVE_AIOHTTP = False
+
 KERNEL_MODEL = {"id": "00000000-0000-4000-8000-000000000000", "name": "python_kubernetes",
                 "last_activity": "2026-01-01T00:00:00.000000Z", "execution_state": "idle", "connections": 0}
 REPLY_CONTENT = {"status": "ok", "protocol_version": "5.3", "implementation": "ipython", "implementation_version": "8",
@@ -100,25 +106,27 @@ async def serve_tornado() -> None:
 # ---------------------------------------------------------------------------- aiohttp's server
 
 
+async def _aiohttp_kernel(request: Any) -> Any:
+    """``POST /api/kernels`` on aiohttp (``request`` a ``web.BaseRequest``): both aiohttp servers answer with it."""
+    await request.json()
+    return web.Response(status=201, text=json.dumps(KERNEL_MODEL), content_type="application/json")
+
+
+async def _aiohttp_channels(request: Any) -> Any:
+    """The kernel's websocket on aiohttp: each text message answered as a kernel would (:func:`answers`)."""
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    async for message in ws:
+        if message.type == WSMsgType.TEXT:
+            for answer in answers(message.data):
+                await ws.send_str(answer)
+    return ws
+
+
 async def serve_aiohttp() -> None:
-    from aiohttp import WSMsgType, web
-
-    async def kernels(request: web.Request) -> web.Response:
-        await request.json()
-        return web.Response(status=201, text=json.dumps(KERNEL_MODEL), content_type="application/json")
-
-    async def channels(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        async for message in ws:
-            if message.type == WSMsgType.TEXT:
-                for answer in answers(message.data):
-                    await ws.send_str(answer)
-        return ws
-
     app = web.Application()
-    app.router.add_post("/api/kernels", kernels)
-    app.router.add_get("/api/kernels/{kernel_id}/channels", channels)
+    app.router.add_post("/api/kernels", _aiohttp_kernel)
+    app.router.add_get("/api/kernels/{kernel_id}/channels", _aiohttp_channels)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     sock = _bind()
@@ -128,19 +136,8 @@ async def serve_aiohttp() -> None:
 
 
 async def serve_aiohttp_low() -> None:
-    from aiohttp import WSMsgType, web, web_server
-
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        if request.method == "POST":
-            await request.json()
-            return web.Response(status=201, text=json.dumps(KERNEL_MODEL), content_type="application/json")
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        async for message in ws:
-            if message.type == WSMsgType.TEXT:
-                for answer in answers(message.data):
-                    await ws.send_str(answer)
-        return ws
+    async def handle(request: Any) -> Any:
+        return await (_aiohttp_kernel if request.method == "POST" else _aiohttp_channels)(request)
 
     sock = _bind()
     server = await asyncio.get_running_loop().create_server(web_server.Server(handle, access_log=None), sock=sock)
@@ -279,9 +276,7 @@ SERVERS = {"tornado": serve_tornado, "aiohttp": serve_aiohttp, "aiohttp-low": se
 
 def available() -> list[str]:
     """The servers this environment can run: aiohttp's two only where it is installed."""
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
+    if not HAVE_AIOHTTP:
         return ["tornado", "protocol"]
     return list(SERVERS)
 
