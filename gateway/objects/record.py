@@ -41,8 +41,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
-
+from gateway.jsoncodec import encode
 from gateway.objects.endpoints import PORT_FIELDS, KernelEndpoints, endpoints_problem
 from gateway.objects.labels import APP, APP_LABEL, COMPONENT_LABEL, KERNEL_ID_LABEL, is_label_value
 from gateway.objects.names import is_dns1123_label, is_dns1123_subdomain
@@ -204,17 +203,7 @@ def record_secret(record: KernelRecord, namespace: str) -> dict[str, Any]:
     if record.resource_version:
         metadata["resourceVersion"] = record.resource_version
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata,
-            "data": {RECORD_KEY: base64.b64encode(_encoded(_to_json(record))).decode("ascii")}}
-
-
-def _encoded(document: dict[str, Any]) -> bytes:
-    """Compact JSON with sorted keys: ``orjson``'s (a tenth of the standard library's cost, twice per start), or
-    the standard library's for what ``orjson`` refuses (a session name holding an unpaired surrogate, which
-    the standard library escapes); either reads back the same."""
-    try:
-        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:
-        return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("ascii")
+            "data": {RECORD_KEY: base64.b64encode(encode(_to_json(record), sort_keys=True)).decode("ascii")}}
 
 
 def _to_json(record: KernelRecord) -> dict[str, Any]:

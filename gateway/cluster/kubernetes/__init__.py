@@ -12,7 +12,7 @@ Failures become our errors (:mod:`gateway.cluster.status`); HTTP status codes ne
 * :mod:`.transport`: one request, sent with the current credentials, retried where safe, its failure ours;
 * :mod:`.pool`: the kept-alive connections; :mod:`.connection`: one connection (proxy tunnel, TLS);
 * :mod:`.wire`: HTTP/1.1 heads and bodies, parsed;
-* :mod:`.watch`: watch streams; :mod:`.jsonbody`: bodies to and from JSON bytes;
+* :mod:`.watch`: watch streams (bodies to and from JSON bytes: :mod:`gateway.jsoncodec`);
 * :mod:`.credentials`: where the credentials are read from, and reading them again as they rotate;
   :mod:`.endpoint`: the server, TLS context and token a set of credentials gives.
 """

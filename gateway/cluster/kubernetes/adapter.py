@@ -19,10 +19,10 @@ from kubernetes.client import ApiClient
 
 from gateway.cluster.interface import BadRequest, Obj, PatchType, Propagation, ServerError
 from gateway.cluster.resources import resource_type
+from gateway.jsoncodec import decode
 
 from .credentials import DEFAULT_REFRESH_INTERVAL, Credentials, CredentialSource, InClusterSource, KubeconfigSource
 from .endpoint import JSON, Endpoint
-from .jsonbody import decode
 from .transport import Transport
 from .watch import UNBOUNDED_WATCH_SILENCE, WATCH_READ_GRACE, LiveWatches, WatchStream
 

@@ -30,11 +30,11 @@ from urllib.parse import urlencode
 
 from gateway.cluster.interface import ClusterError, ServerError, ServiceUnavailable, Timeout, UntrustedServer
 from gateway.cluster.status import from_status
+from gateway.jsoncodec import encode
 
 from .connection import BodyReader, Connection, Dropped, ReadTimeout
 from .credentials import Credentials
 from .endpoint import JSON
-from .jsonbody import encode
 from .pool import Pool
 from .wire import Head, ProtocolError
 

@@ -13,8 +13,8 @@ import enum
 from collections.abc import Awaitable, Callable
 
 from gateway.cluster.interface import ServerError, ServiceUnavailable, WatchEvent
+from gateway.jsoncodec import decode, encode
 
-from .jsonbody import decode, encode
 from .transport import Answer, raise_status
 
 WATCH_READ_GRACE = 10.0
