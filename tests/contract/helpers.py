@@ -9,7 +9,7 @@ timeout on every wait.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 from gateway.cluster.interface import Cluster, WatchEvent
@@ -62,6 +62,21 @@ def owner_ref(owner: dict[str, Any], *, block: bool = True) -> dict[str, Any]:
 async def next_event(stream: AsyncIterator[WatchEvent], timeout: float = WAIT_SECONDS) -> WatchEvent:
     """The next event of a watch, failing the test instead of hanging."""
     return await asyncio.wait_for(stream.__anext__(), timeout)
+
+
+async def next_event_of(stream: AsyncIterator[WatchEvent], names: Collection[str],
+                        timeout: float = WAIT_SECONDS) -> WatchEvent:
+    """The next event of a watch about an object named in ``names``, skipping the rest.
+
+    Tests that watch a whole namespace's config maps call it: a real cluster's root-CA publisher adds
+    ``kube-root-ca.crt`` to every new namespace at a moment of its own, before or after a test's list.
+    """
+    async def mine() -> WatchEvent:
+        async for event in stream:
+            if event.object["metadata"]["name"] in names:
+                return event
+        raise StopAsyncIteration
+    return await asyncio.wait_for(mine(), timeout)
 
 
 async def wait_for(

@@ -10,7 +10,7 @@ import pytest
 from gateway.cluster.interface import BadRequest, Cluster, Gone, ServerError, WatchEvent
 
 from .conftest import Target
-from .helpers import configmap, next_event
+from .helpers import configmap, next_event, next_event_of
 
 
 async def test_watch_from_a_list_version_delivers_later_writes_in_order(cluster: Cluster, ns: str) -> None:
@@ -21,7 +21,7 @@ async def test_watch_from_a_list_version_delivers_later_writes_in_order(cluster:
         await cluster.create("configmaps", configmap("w"), namespace=ns)
         await cluster.patch("configmaps", "w", {"data": {"k": "v"}}, namespace=ns)
         await cluster.delete("configmaps", "w", namespace=ns)
-        events = [await next_event(stream) for _ in range(3)]
+        events = [await next_event_of(stream, {"w"}) for _ in range(3)]
     finally:
         await stream.aclose()  # type: ignore[attr-defined]
     assert [(e.type, e.object["metadata"]["name"]) for e in events] == [("ADDED", "w"), ("MODIFIED", "w"),
@@ -36,20 +36,11 @@ async def test_watch_without_version_starts_with_what_exists(cluster: Cluster, n
     await cluster.create("configmaps", configmap("a"), namespace=ns)
     await cluster.create("configmaps", configmap("b"), namespace=ns)
     stream = cluster.watch("configmaps", namespace=ns)
-    # A real cluster's root-CA publisher adds its kube-root-ca.crt to every new namespace, at a moment of
-    # its own: the test follows only what it wrote.
-    mine = {"a", "b", "c"}
     try:
-        seen: list[tuple[str, str]] = []
-        while {"a", "b"} - {name for _t, name in seen}:
-            event = await next_event(stream)
-            if event.object["metadata"]["name"] in mine:
-                seen.append((event.type, event.object["metadata"]["name"]))
-        assert sorted(seen) == [("ADDED", "a"), ("ADDED", "b")]
+        first = [await next_event_of(stream, {"a", "b", "c"}) for _ in range(2)]
+        assert sorted((e.type, e.object["metadata"]["name"]) for e in first) == [("ADDED", "a"), ("ADDED", "b")]
         await cluster.create("configmaps", configmap("c"), namespace=ns)
-        event = await next_event(stream)
-        while event.object["metadata"]["name"] not in mine:
-            event = await next_event(stream)
+        event = await next_event_of(stream, {"a", "b", "c"})
     finally:
         await stream.aclose()  # type: ignore[attr-defined]
     assert (event.type, event.object["metadata"]["name"]) == ("ADDED", "c")
