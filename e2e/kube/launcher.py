@@ -20,7 +20,10 @@ then starts, in order and each once the one before serves:
 
 Waiting for ``/readyz`` and ``/healthz`` is a bounded retry with jittered back-off
 (a process starting up has nothing to watch).  ``stop()`` ends every process it
-started (SIGTERM, then SIGKILL) and removes the directory.  Each process logs to
+started (SIGTERM, then SIGKILL) and removes the directory.  Should the process that
+started them be killed before it can (no teardown runs), Linux still ends each as
+its parent dies (the node agent with SIGTERM, so that it stops its pods; the others
+with SIGKILL); only the directory is then left.  Each process logs to
 ``<work dir>/logs/<name>.log``; a failed start raises :class:`StartError` with the
 end of that log.
 """
@@ -31,6 +34,7 @@ import contextlib
 import os
 import selectors
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -59,6 +63,7 @@ from e2e.kube.pki import (
     write_token_kubeconfig,
 )
 from gateway.aio import Backoff
+from gateway.launcher.kernel import die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 90.0
@@ -102,13 +107,18 @@ class _Process:
     """One started component: its ``Popen`` and its log file."""
 
     def __init__(self, name: str, argv: list[str], log_dir: Path, *, pipe_stdout: bool = False,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, parent_death_signal: int = signal.SIGKILL) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.popen = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if pipe_stdout else self._log, stderr=self._log,
             env=env, start_new_session=True,  # a terminal's Ctrl-C reaches the launcher, which stops them in order
+            # A test run killed outright (a CI job's timeout) runs no teardown: the components must not run on
+            # with their ports and pods.  SIGKILL by default: an API server asked to stop as etcd dies beside
+            # it waits out its shutdown's etcd timeouts for minutes.  The node agent takes SIGTERM (and stops
+            # its pods).
+            preexec_fn=die_with_parent(os.getpid(), parent_death_signal),
         )
 
     def log_tail(self, lines: int = 40) -> str:
@@ -259,12 +269,13 @@ class ControlPlane:
                 "--serving-cert", str(self.pki.kubelet_cert(self.node_name)),
                 "--serving-key", str(self.pki.kubelet_key(self.node_name)),
                 *(["--images", str(self.images)] if self.images is not None else []),
-            ], pipe_stdout=True, env={**os.environ, "PYTHONPATH": _python_path()})
+            ], pipe_stdout=True, env={**os.environ, "PYTHONPATH": _python_path()}, parent_death_signal=signal.SIGTERM)
             agent.await_line(NODE_READY, START_TIMEOUT)
 
     def _spawn(self, name: str, argv: list[str], *, pipe_stdout: bool = False,
-               env: dict[str, str] | None = None) -> _Process:
-        process = _Process(name, argv, self.log_dir, pipe_stdout=pipe_stdout, env=env)
+               env: dict[str, str] | None = None, parent_death_signal: int = signal.SIGKILL) -> _Process:
+        process = _Process(name, argv, self.log_dir, pipe_stdout=pipe_stdout, env=env,
+                           parent_death_signal=parent_death_signal)
         self._processes.append(process)
         return process
 

@@ -33,15 +33,20 @@ TERMINATE_GRACE_SECONDS = 3.0
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
-    """A pre-exec hook making the child receive SIGKILL when the launcher dies (Linux only)."""
+def die_with_parent(parent_pid: int, signum: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """A pre-exec hook making the child receive ``signum`` when its parent dies (Linux only; else ``None``).
+
+    Passed as ``preexec_fn`` by the launcher for its kernel (SIGKILL), and by the real control plane's
+    launcher (``e2e.kube.launcher``) for its components (SIGTERM, so that each stops in its own way), both
+    from their main thread: the kernel signals the child when the thread that forked it ends.
+    """
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(None, use_errno=True)
 
     def hook() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent_pid:  # the launcher died before the request took effect
+        libc.prctl(_PR_SET_PDEATHSIG, signum)
+        if os.getppid() != parent_pid:  # the parent died before the request took effect
             os._exit(1)
 
     return hook
@@ -78,7 +83,7 @@ class KernelProcess:
             stdin=asyncio.subprocess.DEVNULL,
             env=child_env,
             start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),
+            preexec_fn=die_with_parent(os.getpid()),
         )
         log.info("kernel started as pid %d", process.pid)
         return cls(process, connection_info)
