@@ -303,15 +303,21 @@ def _merge_item(live: Any, config: Any, path: Path) -> Any:
 
 
 def remove(obj: dict[str, Any], paths: Iterable[Path]) -> dict[str, Any]:
-    """``obj`` without the fields at ``paths`` (``RemoveItems``): a field, a list item, a set member."""
+    """``obj`` without the fields at ``paths`` (``RemoveItems``): a field, a list item, a set member.
+
+    Outermost first, as structured-merge-diff's ``removingWalker`` walks from the root and drops a
+    matched field or item whole: an item removed with its key fields must be found by its key before
+    they go (the paths under a removed item are then not found, and left).
+    """
     out = clone(obj)
-    for path in sorted(paths, key=len, reverse=True):
+    for path in sorted(paths, key=len):
         _remove_path(out, path)
     return out
 
 
 def _remove_path(root: Any, path: Path) -> None:
-    """Remove one path; maps it leaves empty go too (Go's ``omitempty`` drops them from the object)."""
+    """Remove one path; maps and lists it leaves empty go too (the walker leaves them null, and Go's
+    ``omitempty`` drops them from the object)."""
     node = root
     trail: list[tuple[dict[str, Any], str]] = []
     for i, element in enumerate(path):
@@ -331,13 +337,13 @@ def _remove_path(root: Any, path: Path) -> None:
                 return
             if last:
                 node.remove(match)
-                return
+                break
             trail = []
             node = match
         else:
             return
     for parent, name in reversed(trail):
-        if parent[name] == {}:
+        if parent[name] in ({}, []):
             del parent[name]
         else:
             break

@@ -111,6 +111,28 @@ async def test_an_apply_drops_what_its_manager_stops_applying_unless_another_own
     assert shrunk.body["data"] == {"a": "1", "c": "3"}
 
 
+async def test_a_keyed_item_its_applier_stops_applying_goes_whole_and_the_emptied_list_with_it(client: Client) -> None:
+    path = f"/apis/apps/v1/namespaces/{client.namespace}/deployments/applied"
+
+    def deployment(*env: dict[str, str]) -> dict[str, Any]:
+        container: dict[str, Any] = {"name": "main", "image": "busybox:1.36", **({"env": list(env)} if env else {})}
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "applied"},
+                "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "applied"}},
+                         "template": {"metadata": {"labels": {"app": "applied"}},
+                                      "spec": {"schedulerName": "contract-tests", "containers": [container]}}}}
+
+    async def apply(body: dict[str, Any]) -> dict[str, Any]:
+        answer = await client.send("PATCH", path, body, content_type=APPLY, fieldManager="alice")
+        assert answer.status in (200, 201), answer.body
+        return answer.body["spec"]["template"]["spec"]["containers"][0]
+
+    a, b = {"name": "A", "value": "1"}, {"name": "B", "value": "2"}
+    assert (await apply(deployment(a, b)))["env"] == [a, b]
+    # B goes with its key field (name), not as what is left of it once its fields are gone.
+    assert (await apply(deployment(a)))["env"] == [a]
+    assert "env" not in await apply(deployment())
+
+
 async def test_keyed_lists_conflict_item_by_item(client: Client) -> None:
     path = f"/api/v1/namespaces/{client.namespace}/pods/applied"
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "applied"},
