@@ -10,7 +10,9 @@ manager: entries keyed by manager, operation and subresource, sorted as
 sigs.k8s.io/structured-merge-diff v6 ``merge/update.go`` (``Updater.Update``
 and ``Updater.Apply``: ownership moves to whoever changes a field, an apply
 conflicts with other owners of a field it changes unless forced, fields an
-applier stops applying are removed unless someone else owns them).
+applier stops applying are removed unless someone else owns them), wrapped as
+``skipnonapplied.go`` wraps it: an object stored without managedFields (a create
+that set nothing to own) stays so through updates, until an apply.
 
 Who writes is the request's field manager, which the API server front end
 puts in :data:`WRITER` (the ``fieldManager`` option, else the prefix of the
@@ -33,6 +35,8 @@ from gateway.cluster.resources import ResourceType
 
 DEFAULT_MANAGER = "kernelgate"
 """The manager of writes that come in-process, with no request to name one."""
+BEFORE_FIRST_APPLY = "before-first-apply"
+"""The manager given what an untracked object holds when it is first applied to."""
 
 
 @dataclass
@@ -164,6 +168,11 @@ def record_update(rt: ResourceType, old: dict[str, Any] | None, seen: dict[str, 
     """
     manager = writer().manager
     managers = _read(old)
+    if old is not None and not managers:
+        # skipnonapplied.go: an object stored without managedFields is not tracked by updates (only a create
+        # starts tracking, and an apply: :func:`apply`).
+        target["metadata"].pop("managedFields", None)
+        return
     before = _without_managed(old) if old is not None else zero_object(rt)
     comparison = fieldsets.compare(before, _without_managed(seen))
     ignored = _ignored(rt, subresource)
@@ -190,6 +199,11 @@ def apply(rt: ResourceType, live: dict[str, Any] | None, config: dict[str, Any],
     ignored = _ignored(rt, None)
     managers = _read(live)
     base = _without_managed(live) if live is not None else zero_object(rt)
+    if live is not None and not managers:
+        # skipnonapplied.go: the first apply to an object no manager tracks gives what it holds to an update
+        # by "before-first-apply" first.
+        held = fieldsets.compare(zero_object(rt), base)
+        managers[(BEFORE_FIRST_APPLY, "Update", "")] = (now, fieldsets.without(held.added | held.modified, ignored))
     key = (who.manager, "Apply", "")
     applied = fieldsets.without(fieldsets.to_field_set(_without_managed(config)), ignored)
     last = managers.get(key, ("", set()))[1]

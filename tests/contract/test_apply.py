@@ -111,6 +111,22 @@ async def test_an_apply_drops_what_its_manager_stops_applying_unless_another_own
     assert shrunk.body["data"] == {"a": "1", "c": "3"}
 
 
+async def test_an_object_created_with_nothing_to_own_is_tracked_only_from_its_first_apply(client: Client) -> None:
+    # k8s.io/apimachinery managedfields/internal/skipnonapplied.go: an update of an object without
+    # managedFields records none; its first apply gives what it holds to "before-first-apply".
+    bare = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bare", "labels": {}}}
+    created = await client.send("POST", f"/api/v1/namespaces/{client.namespace}/configmaps", bare,
+                                fieldManager="editor")
+    assert created.status == 201 and "managedFields" not in created.body["metadata"]
+    patched = await client.send("PATCH", client.configmap_path("bare"), {"metadata": {"labels": {"a": "1"}}},
+                                content_type="application/merge-patch+json", fieldManager="editor")
+    assert patched.body["metadata"]["labels"] == {"a": "1"}
+    assert "managedFields" not in patched.body["metadata"]
+    applied = await client.apply("bare", {"data": {"k": "v"}}, "alice")
+    assert owners(applied.body) == {("before-first-apply", "Update"): {"f:metadata": {"f:labels": {".": {}, "f:a": {}}}},
+                                    ("alice", "Apply"): {"f:data": {"f:k": {}}}}
+
+
 async def test_a_keyed_item_its_applier_stops_applying_goes_whole_and_the_emptied_list_with_it(client: Client) -> None:
     path = f"/apis/apps/v1/namespaces/{client.namespace}/deployments/applied"
 
