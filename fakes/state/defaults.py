@@ -258,6 +258,7 @@ def prepare_for_update(rt: ResourceType, obj: dict[str, Any]) -> None:
         decode_defaults(rt, obj)  # their SetDefaults_* run on every decoded object
     if rt.plural == "secrets":
         merge_string_data(obj)
+        obj.setdefault("type", "Opaque")  # SetDefaults_Secret, on every decoded body
     elif rt.plural == "pods" and isinstance(obj.get("spec"), dict):
         default_pod_spec(obj["spec"])
         spec = obj["spec"]

@@ -274,8 +274,9 @@ class Store(Reading, Lifecycle, Subresources, Applying, NamespaceDefaults):
                 subresource: str | None = None) -> dict[str, Any]:
         """PUT: replace the object, or only its status with ``subresource="status"``.
 
-        A ``metadata.resourceVersion`` in ``obj`` must be the stored one, else :class:`Conflict`.  Kinds
-        whose strategy allows it create a missing object (the writer's ``created`` tells).
+        A ``metadata.resourceVersion`` in ``obj`` must be the stored one, else :class:`Conflict`; kinds that
+        refuse unconditional updates (leases) need one.  Kinds whose strategy allows it create a missing object
+        (the writer's ``created`` tells).
         """
         if subresource is None and self._creates_on_update(rt, namespace, name, obj):
             return self._create_on_update(rt, namespace, name, obj)
@@ -294,6 +295,8 @@ class Store(Reading, Lifecycle, Subresources, Applying, NamespaceDefaults):
             raise BadRequest("the namespace of the provided object does not match the namespace sent on the request")
         rv = new["metadata"].get("resourceVersion")
         versions.object_version(rv)
+        if not rv and rt.plural in validation.CONDITIONAL_UPDATES_ONLY:
+            raise validation.unconditional_update_refused(rt, name)
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise self._conflict(rt, name)
         return self._update(rt, old, new, subresource)

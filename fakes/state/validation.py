@@ -103,6 +103,23 @@ def invalid(rt: ResourceType, name: str, errors: list[FieldError]) -> Invalid:
     )
 
 
+CONDITIONAL_UPDATES_ONLY = frozenset({"leases", "poddisruptionbudgets"})
+"""Kinds whose strategy's ``AllowUnconditionalUpdate`` is false (``pkg/registry/coordination/lease``,
+``policy/poddisruptionbudget`` ``strategy.go``): a PUT must carry the ``resourceVersion`` it replaces."""
+
+
+def unconditional_update_refused(rt: ResourceType, name: str) -> Invalid:
+    """The 422 for a PUT without ``metadata.resourceVersion`` to a kind in :data:`CONDITIONAL_UPDATES_ONLY`.
+
+    As ``registry/generic/registry/store.go`` ``Update`` builds it, its kind is the resource
+    (``leases.coordination.k8s.io "a" is invalid``, ``details.kind`` ``leases``).
+    """
+    error = FieldError("FieldValueInvalid", "metadata.resourceVersion", 0, "must be specified for an update")
+    qualified = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
+    return Invalid(f'{qualified} "{name}" is invalid: {error}', kind=rt.plural, name=name, group=rt.group,
+                   causes=[Cause(reason=error.type, message=error.body(), field=error.field)])
+
+
 # ---------------------------------------------------------------- name formats
 
 
@@ -393,7 +410,7 @@ def _pod_spec_without_mutable(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def validate_update(rt: ResourceType, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
     """Raise :class:`Invalid` when replacing ``old`` by ``new`` is refused (``ValidateObjectMetaUpdate``
-    and the kind's update rules: pod spec, binding roleRef, immutable configmaps/secrets)."""
+    and the kind's update rules: pod spec, binding roleRef, a secret's type, immutable configmaps/secrets)."""
     errs = _meta_errors(rt, new) + _kind_errors(rt, new)
     old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
     name = old_meta.get("name", "")
@@ -416,12 +433,22 @@ def validate_update(rt: ResourceType, old: Mapping[str, Any], new: Mapping[str, 
             # pkg/apis/rbac/validation/validation.go ValidateRoleBindingUpdate: ValidateImmutableField.
             errs.append(FieldError("FieldValueInvalid", "roleRef", _go_struct(new.get("roleRef") or {}),
                                    "field is immutable"))
-    elif rt.plural in ("configmaps", "secrets") and old.get("immutable"):
+    elif rt.plural in ("configmaps", "secrets"):
+        _immutable_data_errors(rt, old, new, errs)
+    if errs:
+        raise invalid(rt, name, errs)
+
+
+def _immutable_data_errors(rt: ResourceType, old: Mapping[str, Any], new: Mapping[str, Any],
+                           errs: list[FieldError]) -> None:
+    """``ValidateSecretUpdate`` / ``ValidateConfigMapUpdate``: a secret's type never changes; nor the data of
+    one marked ``immutable``."""
+    if rt.plural == "secrets" and new.get("type") != old.get("type"):
+        errs.append(FieldError("FieldValueInvalid", "type", new.get("type"), "field is immutable"))
+    if old.get("immutable"):
         for key in ("data", "binaryData"):
             if old.get(key) != new.get(key):
                 errs.append(FieldError("FieldValueForbidden", key, detail="field is immutable when `immutable` is set"))
-    if errs:
-        raise invalid(rt, name, errs)
 
 
 def _go_struct(ref: Mapping[str, Any]) -> Literal:

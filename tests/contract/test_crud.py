@@ -135,6 +135,38 @@ async def test_pod_without_containers_or_image_is_invalid(cluster: Cluster, ns: 
     assert [c.field for c in err.value.causes] == ["spec.containers[0].name"]
 
 
+async def test_a_lease_is_replaced_only_at_the_version_read_but_a_config_map_without_one(cluster: Cluster,
+                                                                                        ns: str) -> None:
+    # A lease's strategy refuses unconditional updates (its AllowUnconditionalUpdate is false): two holders
+    # renewing at once cannot both win by leaving the version out.  Most kinds take a PUT without one.
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "held"},
+             "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}
+    created = await cluster.create("leases", lease, namespace=ns)
+    with pytest.raises(Invalid) as err:
+        await cluster.replace("leases", "held", dict(lease, spec={"holderIdentity": "b"}), namespace=ns)
+    assert err.value.message == ('leases.coordination.k8s.io "held" is invalid: metadata.resourceVersion: '
+                                 "Invalid value: 0: must be specified for an update")
+    assert [(c.reason, c.field) for c in err.value.causes] == [("FieldValueInvalid", "metadata.resourceVersion")]
+    renewed = await cluster.replace("leases", "held", dict(created, spec={"holderIdentity": "b"}), namespace=ns)
+    assert renewed["spec"]["holderIdentity"] == "b"
+    await cluster.create("configmaps", configmap("free", data={"v": "1"}), namespace=ns)
+    replaced = await cluster.replace("configmaps", "free", configmap("free", data={"v": "2"}), namespace=ns)
+    assert replaced["data"] == {"v": "2"}
+
+
+async def test_a_replaced_secret_without_a_type_is_opaque_and_its_type_cannot_change(cluster: Cluster,
+                                                                                      ns: str) -> None:
+    # SetDefaults_Secret runs on every decoded body, a PUT's too; ValidateSecretUpdate keeps the type.
+    await cluster.create("secrets", {"metadata": {"name": "plain"}, "data": {"k": "YQ=="}}, namespace=ns)
+    replaced = await cluster.replace("secrets", "plain", {"metadata": {"name": "plain"}, "data": {"k": "Yg=="}},
+                                     namespace=ns)
+    assert (replaced["type"], replaced["data"]) == ("Opaque", {"k": "Yg=="})
+    await cluster.create("secrets", {"metadata": {"name": "typed"}, "type": "example.com/custom"}, namespace=ns)
+    with pytest.raises(Invalid) as err:
+        await cluster.replace("secrets", "typed", {"metadata": {"name": "typed"}}, namespace=ns)
+    assert err.value.message == 'Secret "typed" is invalid: type: Invalid value: "Opaque": field is immutable'
+
+
 async def test_replace_with_a_stale_version_conflicts(cluster: Cluster, ns: str) -> None:
     old = await cluster.create("configmaps", configmap("cfg", data={"v": "1"}), namespace=ns)
     fresh = dict(old, data={"v": "2"})
