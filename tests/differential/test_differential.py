@@ -8,8 +8,10 @@ and field selectors, old, current, malformed and future resourceVersions).
 Each sequence runs against the simulated API server and the real control
 plane (:mod:`e2e.kube`), each in a fresh namespace of the same name, and every
 answer must agree once :func:`tests.differential.normalize.normalize` has set
-aside what each server picks by itself.  Differences no client can notice are
-listed in docs/known-differences.md, and :data:`KNOWN` skips them here.
+aside what each server picks by itself.  The differences that remain are
+listed in docs/known-differences.md: ``normalize`` sets aside those no client
+can notice, and :func:`tests.differential.requests.sequences` does not send the
+few a client can (a step on a namespace after deleting it, say).
 
 It needs the real control plane: it runs with ``--cluster=kube`` (``make
 test-kube``) and is skipped otherwise.
