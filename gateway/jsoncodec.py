@@ -5,10 +5,9 @@ and kernel records are encoded here (sorted keys): a kernel start reads about a 
 (its pod several times over, through the watch) and writes its record twice, and the standard
 library's codec was a tenth of the gateway's CPU per start.  Encoding, what ``orjson`` refuses
 (integers beyond 64 bits, a string holding an unpaired surrogate) is written by the standard
-library, which escapes it.  Decoding, the
-one difference is that ``orjson`` reads an integer beyond 64 bits as a float: the Kubernetes API
-has none (its API conventions allow only int32 and int64 integer fields).  The module imports
-nothing of the gateway, so every layer may use it.
+library, which escapes it.  Decoding, the one difference is that ``orjson`` reads an integer
+beyond 64 bits as a float: the Kubernetes API has none (its API conventions allow only int32 and
+int64 integer fields).  The module imports nothing of the gateway, so every layer may use it.
 """
 
 from __future__ import annotations

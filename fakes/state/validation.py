@@ -434,12 +434,12 @@ def validate_update(rt: ResourceType, old: Mapping[str, Any], new: Mapping[str, 
             errs.append(FieldError("FieldValueInvalid", "roleRef", _go_struct(new.get("roleRef") or {}),
                                    "field is immutable"))
     elif rt.plural in ("configmaps", "secrets"):
-        _immutable_data_errors(rt, old, new, errs)
+        _immutable_field_errors(rt, old, new, errs)
     if errs:
         raise invalid(rt, name, errs)
 
 
-def _immutable_data_errors(rt: ResourceType, old: Mapping[str, Any], new: Mapping[str, Any],
+def _immutable_field_errors(rt: ResourceType, old: Mapping[str, Any], new: Mapping[str, Any],
                            errs: list[FieldError]) -> None:
     """``ValidateSecretUpdate`` / ``ValidateConfigMapUpdate``: a secret's type never changes; nor the data of
     one marked ``immutable``."""
