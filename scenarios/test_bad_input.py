@@ -32,6 +32,8 @@ REFUSED = [
                  id="namespace-missing"),
     pytest.param("POST", "/api/kernels", _start(KERNEL_WORKING_DIR="$(rm -rf /)"), None, 400,
                  id="env-value-with-shell-syntax"),
+    pytest.param("POST", "/api/kernels", _start(**{f"KERNEL_V{i}": "v" * 4096 for i in range(64)}), None, 400,
+                 id="env-larger-than-a-record-holds"),
     pytest.param("POST", "/api/kernels", _start(KERNEL_NAMESPACE=GATEWAY_NAMESPACE), None, 403,
                  id="the-gateways-namespace"),
     pytest.param("POST", "/api/kernels", _start(KERNEL_NAMESPACE="default"), None, 403,

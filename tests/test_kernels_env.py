@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.kernels.env import MAX_VALUE_LENGTH, kernel_environment
+from gateway.kernels.env import MAX_ENV_BYTES, MAX_VALUE_LENGTH, kernel_environment
 from gateway.kernels.errors import InvalidKernelRequest
 from gateway.kernels.settings import KernelSettings
 
@@ -116,6 +116,21 @@ def test_bad_requests_are_refused_naming_the_variable(client_env: Any, named: st
     assert caught.value.status == 400
     assert named in caught.value.message
     assert HUGE not in caught.value.message and "x" * 100 not in caught.value.message
+
+
+def test_the_whole_environment_is_bounded_so_the_kernels_record_fits_any_api_server() -> None:
+    value = "v" * MAX_VALUE_LENGTH
+    each = len("KERNEL_V000") + MAX_VALUE_LENGTH
+    fits = {f"KERNEL_V{i:03}": value for i in range(MAX_ENV_BYTES // each)}
+    assert build(fits).env.keys() >= fits.keys()
+    with pytest.raises(InvalidKernelRequest) as caught:
+        build({**fits, "KERNEL_ONE_MORE": value})
+    size = len(fits) * each + len("KERNEL_ONE_MORE") + MAX_VALUE_LENGTH
+    assert caught.value.status == 400
+    assert caught.value.message == (f"The kernel's environment is too large: {size} bytes in {len(fits) + 1} "
+                                    f"variables, at most {MAX_ENV_BYTES} are allowed.")
+    # What does not reach the kernel does not count (Jupyter Server sends its whole environment).
+    assert build({"NOT_PASSED": "x" * 2 * MAX_ENV_BYTES, **fits}).env.keys() >= fits.keys()
 
 
 def test_dropped_variables_are_not_checked() -> None:

@@ -11,7 +11,9 @@
   value a string of at most 4096 characters without ``$``, a backtick, a
   newline, a carriage return or a NUL (they would be interpreted by a shell
   or a template somewhere on the way), nor an unpaired surrogate (``\ud800``
-  in the request's JSON: not text a process environment can hold);
+  in the request's JSON: not text a process environment can hold); together
+  they may hold at most 256 KiB (the API server would refuse the kernel's
+  record past 1 MiB);
 * the environment is built from the gateway's ``EG_INHERITED_ENVS``, then the
   kernelspec's ``env``, then the client's values (the client wins), then
   ``KERNEL_GATEWAY=1``; ``EG_AUTH_TOKEN`` and ``KG_AUTH_TOKEN`` never pass;
@@ -49,6 +51,9 @@ from .errors import InvalidKernelRequest
 from .settings import KernelSettings
 
 MAX_VALUE_LENGTH = 4096
+MAX_ENV_BYTES = 256 * 1024
+"""What a client's passed variables may hold in all (names and values, UTF-8): the kernel's record (a Secret,
+at most 1 MiB on any API server) and its pod's spec carry them, and room must be left for the rest."""
 FORBIDDEN_CHARACTERS = frozenset("$`\n\r\0")
 NEVER_PASSED = frozenset({"EG_AUTH_TOKEN", "KG_AUTH_TOKEN"})
 WORKING_DIR = "KERNEL_WORKING_DIR"
@@ -126,6 +131,10 @@ def _client_values(client_env: Any, client_envs: frozenset[str]) -> dict[str, st
         passed[name] = _checked_value(name, value)
         if name in VOLUME_VARIABLES:
             parse_volume_list(name, passed[name])
+    size = sum(len(name.encode()) + len(value.encode()) for name, value in passed.items())
+    if size > MAX_ENV_BYTES:
+        raise InvalidKernelRequest(f"The kernel's environment is too large: {size} bytes in {len(passed)} variables, "
+                                   f"at most {MAX_ENV_BYTES} are allowed.")
     return passed
 
 
