@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from fakes.node.kernel_images import repository_root
+from gateway.http.sessionstore import MAX_SESSIONS
 from tests.counting import CountingCluster
 from tests.httpharness import USER, execute, running_gateway
 
@@ -258,6 +259,28 @@ async def test_websocket_to_an_unknown_kernel_is_a_404(tmp_path: Path) -> None:
         with pytest.raises(HTTPClientError) as refused:
             await gw.websocket(str(uuid.uuid4()))
         assert refused.value.code == 404
+
+
+async def test_a_kernel_keeps_a_bounded_number_of_sessions(tmp_path: Path) -> None:
+    """Sessions live in the kernel's record, which no API server stores past 1 MiB: one more than the bound is a
+    409 the client can act on (not the API server's refusal as a 500), and the kernel's sessions stay as they were."""
+    async with running_gateway(tmp_path, unauthorized_users=[]) as gw:
+        status, first, _ = await gw.call("POST", "/api/sessions", {
+            "path": "0.ipynb", "type": "notebook", "kernel": {"name": "python_kubernetes"}})
+        assert status == 201, first
+        kernel = {"id": first["kernel"]["id"]}
+        long = "p" * 4000
+        for i in range(1, MAX_SESSIONS):
+            status, body, _ = await gw.call("POST", "/api/sessions", {"path": f"{i}-{long}", "type": "console",
+                                                                      "name": long, "kernel": kernel})
+            assert status == 201, body
+        status, body, _ = await gw.call("POST", "/api/sessions", {"path": f"more-{long}", "type": "console",
+                                                                  "name": long, "kernel": kernel})
+        assert_error(status, body, 409)
+        assert f"has {MAX_SESSIONS} sessions" in body["message"]
+        assert len((await gw.call("GET", "/api/sessions"))[1]) == MAX_SESSIONS
+        status, renamed, _ = await gw.call("PATCH", f"/api/sessions/{first['id']}", {"path": "renamed.ipynb"})
+        assert status == 200 and renamed["path"] == "renamed.ipynb"
 
 
 async def test_sessions(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ write of the kernel's record under its ``resourceVersion`` (moving a session to 
 two, the new kernel's first).  Another replica sees the change once its records watch delivers
 it, normally within a fraction of a second.
 
+A kernel keeps at most :data:`MAX_SESSIONS` sessions: one more is 409.
+
 Paths are unique per replica's view: two clients creating a session for the same path at the
 same moment through two replicas may each get one (Jupyter Server's gateway client keeps its
 own sessions and does not rely on this API).
@@ -22,9 +24,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gateway.kernels.errors import KernelNotFound
+from gateway.kernels.errors import KernelConflict, KernelNotFound
 from gateway.kernels.records import RecordStore
 from gateway.objects.record import KernelRecord, RecordSession
+
+MAX_SESSIONS = 32
+"""Sessions one kernel keeps.  Its record, a Secret that no API server stores past 1 MiB, holds them (each
+field at most 4 KiB) beside the kernel's environment (at most 256 KiB); a notebook and a few consoles
+share a kernel, not dozens."""
 
 Alive = Callable[[str], bool]
 """Whether a kernel id is served now (listed): sessions of other kernels are not shown."""
@@ -92,6 +99,9 @@ class SessionStore:
             elif sessions.get(session_id) == session:
                 return None
             else:
+                if session_id not in sessions and len(sessions) >= MAX_SESSIONS:
+                    raise KernelConflict(f"Kernel {kernel_id} has {len(sessions)} sessions, as many as one kernel "
+                                         "keeps: delete one first.")
                 sessions[session_id] = session
             return replace(record, sessions=sessions)
 
