@@ -69,6 +69,22 @@ async def test_an_id_is_admitted_once_and_released(clusters: tuple[Store, Cluste
     assert list((await admin.get("configmaps", ADMISSIONS_NAME, namespace=NAMESPACE))["data"].values()) == ["alice"]
 
 
+async def test_a_long_username_is_counted_by_its_digest(clusters: tuple[Store, Cluster, list[Cluster]]) -> None:
+    """A client names its own user: a 4,000-character name takes ~110 bytes of the ledger, not 4 KB, so a few
+    hundred such kernels cannot fill the ConfigMap past what an API server stores; its limit still holds."""
+    _, admin, replicas = clusters
+    admissions = Admissions(replicas[0], NAMESPACE, never_recorded)
+    long_name = "u" * 4000
+    await admissions.admit(str(uuid.uuid4()), long_name, max_kernels=None, max_per_user=1)
+    with pytest.raises(KernelLimitReached):
+        await admissions.admit(str(uuid.uuid4()), long_name, max_kernels=None, max_per_user=1)
+    await admissions.admit(str(uuid.uuid4()), long_name[:-1] + "v", max_kernels=None, max_per_user=1)
+    await admissions.admit(str(uuid.uuid4()), "alice", max_kernels=None, max_per_user=1)
+    kept = list((await admin.get("configmaps", ADMISSIONS_NAME, namespace=NAMESPACE))["data"].values())
+    assert sorted(kept, key=len)[0] == "alice" and len(kept) == 3, kept
+    assert all(v.startswith("sha256:") and len(v) == 71 for v in kept if v != "alice"), kept
+
+
 async def test_an_admission_without_a_record_is_dropped_after_the_grace(
         clusters: tuple[Store, Cluster, list[Cluster]]) -> None:
     _, admin, replicas = clusters

@@ -2,7 +2,7 @@
 
 Every kernel a replica starts is admitted once its record is written: its id and username are
 added to the ConfigMap ``kernelgate-admissions`` of the gateway's namespace (``data``: kernel
-id -> username), by replacing it under the ``resourceVersion`` read, after checking both limits
+id -> username, a long one as its digest: :func:`user_key`), by replacing it under the ``resourceVersion`` read, after checking both limits
 against what it holds.  Two replicas admitting at once cannot both pass a limit: one replace
 wins, the other gets a 409, reads again and checks again (after a jittered back-off; a bounded
 number of times, then the start is refused with 503).  The id is removed just before the
@@ -34,6 +34,7 @@ is past its launch and that the ConfigMap lacks (:func:`replica_admissions`).  A
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ class Admissions:
         self._recorded = recorded
         self._recorded_ids = recorded_ids
         self._settled = settled
-        """Kernel id -> username of every kernel whose record is past its launch (counted when not admitted)."""
+        """Kernel id -> :func:`user_key` of every kernel whose record is past its launch (counted when not admitted)."""
         self.keeps_ledger = keeps_ledger
         """``False`` when no limit is set: nothing is read, admitted or released."""
         self._orphan_grace = orphan_grace
@@ -278,6 +279,23 @@ class Admissions:
         return orphans
 
 
+LONGEST_KEPT_USERNAME = 64
+"""Bytes of a username the ledger keeps as it is; a longer one is kept as its digest."""
+
+
+def user_key(username: str) -> str:
+    """How the ledger writes ``username``: itself, or ``sha256:<hex>`` when longer than :data:`LONGEST_KEPT_USERNAME`.
+
+    A client names its own ``KERNEL_USERNAME`` (up to 4096 characters): kept whole, a few hundred
+    long ones would fill the ConfigMap past the 1 MiB an API server stores, and every start after
+    would fail.  Each entry now takes at most some 110 bytes: the ledger holds some 9,000 kernels.
+    """
+    encoded = username.encode("utf-8")
+    if len(encoded) <= LONGEST_KEPT_USERNAME:
+        return username
+    return "sha256:" + hashlib.sha256(encoded).hexdigest()
+
+
 def _check_limits(data: Mapping[str, str], unadmitted: Mapping[str, str], username: str, max_kernels: int | None,
                   max_per_user: int | None) -> None:
     """Both limits, counting every admitted kernel (running or starting) on every replica (EG #855), and every
@@ -288,8 +306,9 @@ def _check_limits(data: Mapping[str, str], unadmitted: Mapping[str, str], userna
             f"Kernel start refused: the gateway runs at most {max_kernels} kernels and has {total} running or starting."
         )
     if max_per_user is not None:
-        mine = sum(1 for user in data.values() if user == username) + sum(
-            1 for user in unadmitted.values() if user == username)
+        key = user_key(username)
+        mine = sum(1 for user in data.values() if user == key) + sum(
+            1 for user in unadmitted.values() if user == key)
         if mine >= max_per_user:
             raise KernelLimitReached(
                 f"Kernel start refused: user {shown(username)} may run at most {max_per_user} kernels "
@@ -328,7 +347,7 @@ def _decide(changes: list[_Change], data: dict[str, str],
         except (KernelConflict, KernelLimitReached) as refusal:
             decided.append((change, refusal))
             continue
-        data[change.kernel_id] = change.username
+        data[change.kernel_id] = user_key(change.username)
         decided.append((change, None))
     return decided
 
@@ -355,7 +374,8 @@ def replica_admissions(cluster: Cluster, namespace: str, records: RecordStore, s
     Called by the composition root (``gateway.app``) once per gateway process.
     """
     def settled() -> dict[str, str]:
-        return {record.kernel_id: record.username for record in records.all() if record.phase is not Phase.LAUNCHING}
+        return {record.kernel_id: user_key(record.username) for record in records.all()
+                if record.phase is not Phase.LAUNCHING}
 
     return Admissions(cluster, namespace, lambda kernel_id: records.get(kernel_id) is not None,
                       orphan_grace=settings.leftover_grace, recorded_ids=records.kernel_ids, settled=settled,
