@@ -16,6 +16,7 @@ from typing import Any
 from fakes.auth import rbac, reviews
 from fakes.auth.escalation import check_rbac_write
 from fakes.auth.identity import ADMIN, UserInfo
+from fakes.state.lifecycle import Preconditions
 from fakes.state.selectors import parse_field_selector
 from fakes.state.store import Store
 from fakes.state.watching import Watch
@@ -101,11 +102,14 @@ class MemoryCluster:
         return self.store.patch(rt, ns, name, patch, patch_type, subresource)
 
     async def delete(self, resource: str, name: str, *, namespace: str | None = None,
-                     grace_period_seconds: int | None = None, propagation_policy: Propagation | None = None) -> Obj:
+                     grace_period_seconds: int | None = None, propagation_policy: Propagation | None = None,
+                     preconditions: Preconditions | None = None) -> Obj:
+        """The interface's delete; ``preconditions`` (not in the interface: the API server's front passes a
+        request's ``DeleteOptions.preconditions``) must hold or the delete is a 409."""
         rt = resource_type(resource)
         ns = self._namespace(rt, namespace)
         await self._admit("delete", rt, ns, name)
-        return self.store.delete(rt, ns, name, grace_period_seconds, propagation_policy)
+        return self.store.delete(rt, ns, name, grace_period_seconds, propagation_policy, preconditions)
 
     def watch(self, resource: str, *, namespace: str | None = None, label_selector: str | None = None,
               field_selector: str | None = None, resource_version: str | None = None,

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from fakes.apiserver import decoding, kubeconfig, paths, protobuf, tables, tls
+from fakes.state.lifecycle import Preconditions
 from gateway.cluster.interface import BadRequest, PatchType, Propagation, UnsupportedMediaType
 
 
@@ -115,14 +116,16 @@ def test_patch_content_types():
 
 
 def test_delete_options_from_query_and_body():
-    assert decoding.delete_options({}, b"") == (None, None)
-    assert decoding.delete_options({"gracePeriodSeconds": "0", "propagationPolicy": "Foreground"}, b"") == (
-        0, Propagation.FOREGROUND
-    )
-    body = b'{"kind":"DeleteOptions","apiVersion":"v1","gracePeriodSeconds":5,"orphanDependents":true}'
-    assert decoding.delete_options({}, body) == (5, Propagation.ORPHAN)
+    assert decoding.delete_options({}, b"") == decoding.DeleteRequest(None, None, None)
+    assert decoding.delete_options({"gracePeriodSeconds": "0", "propagationPolicy": "Foreground"}, b"") == \
+        decoding.DeleteRequest(0, Propagation.FOREGROUND, None)
+    body = b'{"kind":"DeleteOptions","apiVersion":"v1","gracePeriodSeconds":5,"orphanDependents":true,' \
+        b'"preconditions":{"resourceVersion":"7"}}'
+    assert decoding.delete_options({}, body) == decoding.DeleteRequest(5, Propagation.ORPHAN, Preconditions(None, "7"))
     with pytest.raises(BadRequest):
         decoding.delete_options({"propagationPolicy": "Sometimes"}, b"")
+    with pytest.raises(BadRequest, match="Preconditions.preconditions.uid of type types.UID"):
+        decoding.delete_options({}, b'{"preconditions":{"uid":5}}')
 
 
 async def test_generated_certificate_is_trusted_through_its_ca_only(tmp_path):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from fakes.apiserver import protobuf
+from fakes.state.lifecycle import Preconditions
 from gateway.cluster.interface import BadRequest, PatchType, Propagation, UnsupportedMediaType
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -151,6 +153,8 @@ def _decode_apply(text: str) -> dict[str, Any]:
 def _json_kind(value: Any) -> str:
     if isinstance(value, list):
         return "array"
+    if isinstance(value, dict):
+        return "object"
     if isinstance(value, str):
         return "string"
     if isinstance(value, bool):
@@ -177,11 +181,21 @@ def int_param(value: Any, option: str) -> int:
         raise BadRequest(f"invalid value for {option}: {value!r}") from None
 
 
-def delete_options(query: Mapping[str, str], body: bytes) -> tuple[int | None, Propagation | None]:
-    """``(gracePeriodSeconds, propagationPolicy)`` from a DELETE's query and/or DeleteOptions body.
+@dataclass(frozen=True)
+class DeleteRequest:
+    """What a DELETE asks besides its target: a grace period, a propagation policy, preconditions."""
+
+    grace_period_seconds: int | None
+    propagation: Propagation | None
+    preconditions: Preconditions | None
+
+
+def delete_options(query: Mapping[str, str], body: bytes) -> DeleteRequest:
+    """A DELETE's options from its query and/or DeleteOptions body.
 
     The body wins where both are given, as in ``handlers/delete.go``; the legacy
-    ``orphanDependents`` maps onto the Orphan/Background policies.
+    ``orphanDependents`` maps onto the Orphan/Background policies; ``preconditions``
+    come only in the body (``metav1.Preconditions``: a uid, a resourceVersion).
     """
     options: dict[str, Any] = {}
     if "gracePeriodSeconds" in query:
@@ -208,7 +222,25 @@ def delete_options(query: Mapping[str, str], body: bytes) -> tuple[int | None, P
             f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "{policy}": '
             'supported values: "Foreground", "Background", "Orphan", "nil"'
         ) from None
-    return (int_param(grace, "gracePeriodSeconds") if grace is not None else None), propagation
+    return DeleteRequest(int_param(grace, "gracePeriodSeconds") if grace is not None else None, propagation,
+                         _preconditions(options.get("preconditions")))
+
+
+def _preconditions(value: Any) -> Preconditions | None:
+    """``DeleteOptions.preconditions``, refused as Go's JSON decoder refuses a value of another type."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadRequest(f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+                         "DeleteOptions.preconditions of type v1.Preconditions")
+    fields = {}
+    for key, go_type in (("uid", "types.UID"), ("resourceVersion", "string")):
+        field = value.get(key)
+        if field is not None and not isinstance(field, str):
+            raise BadRequest(f"json: cannot unmarshal {_json_kind(field)} into Go struct field "
+                             f"Preconditions.preconditions.{key} of type {go_type}")
+        fields[key] = field
+    return Preconditions(uid=fields["uid"], resource_version=fields["resourceVersion"])
 
 
 def field_validation(value: str | None) -> str:

@@ -1,10 +1,11 @@
 """Resource requests of the simulated API server, answered through the cluster interface.
 
 :class:`fakes.apiserver.server.ApiServer` authenticates each request, opens a
-:class:`~gateway.cluster.interface.Cluster` for the caller and hands non-watch
+:class:`~fakes.memory.MemoryCluster` for the caller and hands non-watch
 resource requests to :func:`handle`, which decodes the request as the real
 server's REST handlers do (``k8s.io/apiserver/pkg/endpoints/handlers``), calls
-the interface method and returns the :class:`Reply`.  Everything that is
+the interface method (a delete with the preconditions the interface lacks) and
+returns the :class:`Reply`.  Everything that is
 refused here is refused before the cluster is touched.
 """
 
@@ -17,8 +18,9 @@ from typing import Any
 
 from fakes.apiserver import decoding, tables
 from fakes.apiserver.paths import ResourcePath
+from fakes.memory import MemoryCluster
 from fakes.state import managedfields
-from gateway.cluster.interface import BadRequest, Cause, Cluster, Invalid, MethodNotAllowed, Obj, PatchType
+from gateway.cluster.interface import BadRequest, Cause, Invalid, MethodNotAllowed, Obj, PatchType
 
 API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 """The audience a kubeadm or kind API server issues service-account tokens for by default."""
@@ -64,7 +66,7 @@ def _check_verb(call: Call, verb: str) -> None:
         raise not_allowed()
 
 
-async def handle(cluster: Cluster, call: Call) -> Reply:
+async def handle(cluster: MemoryCluster, call: Call) -> Reply:
     """Answer ``call`` (anything but a watch) through ``cluster``, as the request's field manager."""
     if call.query.get("dryRun") and call.method != "GET":
         # The cluster interface has no dry run; refusing beats writing what the caller meant to preview.
@@ -100,7 +102,7 @@ def _writer(call: Call) -> managedfields.Writer:
                                 force=applying and force == "true")
 
 
-async def _handle(cluster: Cluster, call: Call) -> Reply:
+async def _handle(cluster: MemoryCluster, call: Call) -> Reply:
     t = call.target
     if call.method == "GET":
         if t.is_collection:
@@ -131,7 +133,7 @@ async def _handle(cluster: Cluster, call: Call) -> Reply:
 # ------------------------------------------------------------------------------------------ reads
 
 
-async def _list(cluster: Cluster, call: Call) -> Reply:
+async def _list(cluster: MemoryCluster, call: Call) -> Reply:
     t = call.target
     if t.subresource is not None:
         raise not_allowed()
@@ -152,7 +154,7 @@ async def _list(cluster: Cluster, call: Call) -> Reply:
     return Reply(200, result)
 
 
-async def _get(cluster: Cluster, call: Call) -> Reply:
+async def _get(cluster: MemoryCluster, call: Call) -> Reply:
     t = call.target
     assert t.name is not None
     if t.subresource == "log":
@@ -206,7 +208,7 @@ def _checked_body(call: Call) -> Obj:
     return obj
 
 
-async def _create(cluster: Cluster, call: Call) -> Reply:
+async def _create(cluster: MemoryCluster, call: Call) -> Reply:
     t = call.target
     body = _checked_body(call)
     if t.is_collection:
@@ -237,7 +239,7 @@ async def _create(cluster: Cluster, call: Call) -> Reply:
     raise not_allowed()
 
 
-async def _replace(cluster: Cluster, call: Call) -> Reply:
+async def _replace(cluster: MemoryCluster, call: Call) -> Reply:
     t = call.target
     assert t.name is not None
     if t.subresource not in (None, "status", "finalize"):
@@ -251,7 +253,7 @@ async def _replace(cluster: Cluster, call: Call) -> Reply:
     return Reply(201 if managedfields.writer().created else 200, replaced)
 
 
-async def _patch(cluster: Cluster, call: Call) -> Reply:
+async def _patch(cluster: MemoryCluster, call: Call) -> Reply:
     t = call.target
     assert t.name is not None
     if t.subresource not in (None, "status"):
@@ -265,23 +267,24 @@ async def _patch(cluster: Cluster, call: Call) -> Reply:
     return Reply(201 if managedfields.writer().created else 200, patched)
 
 
-async def _delete(cluster: Cluster, call: Call) -> Reply:
+async def _delete(cluster: MemoryCluster, call: Call) -> Reply:
     t = call.target
     assert t.name is not None
     if t.subresource is not None:
         raise not_allowed()
-    grace, propagation = decoding.delete_options(call.query, call.body)
+    options = decoding.delete_options(call.query, call.body)
     result = await cluster.delete(
-        t.resource.plural, t.name, namespace=t.namespace, grace_period_seconds=grace, propagation_policy=propagation
+        t.resource.plural, t.name, namespace=t.namespace, grace_period_seconds=options.grace_period_seconds,
+        propagation_policy=options.propagation, preconditions=options.preconditions,
     )
     return Reply(200, result)
 
 
-async def _delete_collection(cluster: Cluster, call: Call) -> Reply:
+async def _delete_collection(cluster: MemoryCluster, call: Call) -> Reply:
     """``deletecollection``: the interface has no such call, so list the matching objects and
     delete each (the real server does the same inside ``registry/generic/registry/store.go``)."""
     t = call.target
-    grace, propagation = decoding.delete_options(call.query, call.body)
+    options = decoding.delete_options(call.query, call.body)
     listed = await cluster.list(
         t.resource.plural, namespace=t.namespace,
         label_selector=call.query.get("labelSelector") or None, field_selector=call.query.get("fieldSelector") or None,
@@ -291,7 +294,8 @@ async def _delete_collection(cluster: Cluster, call: Call) -> Reply:
         meta = item["metadata"]
         result = await cluster.delete(
             t.resource.plural, meta["name"], namespace=meta.get("namespace") if t.resource.namespaced else None,
-            grace_period_seconds=grace, propagation_policy=propagation,
+            grace_period_seconds=options.grace_period_seconds, propagation_policy=options.propagation,
+            preconditions=options.preconditions,
         )
         deleted.append(result if result.get("kind") == t.resource.kind else item)
     return Reply(200, {**listed, "items": deleted})

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fakes.state import defaults
+from fakes.state import datafields, defaults
 from fakes.state.objects import clone
 from gateway.cluster.interface import BadRequest, Cause, Forbidden, NotFound
 from gateway.cluster.resources import ResourceType
@@ -27,6 +27,15 @@ def check_kind(rt: ResourceType, obj: dict[str, Any]) -> None:
         raise BadRequest(f"the API version in the data ({api_version}) does not match the expected API version "
                          f"({rt.api_version})")
     obj["kind"], obj["apiVersion"] = rt.kind, rt.api_version
+
+
+def decode_typed(rt: ResourceType, obj: dict[str, Any]) -> None:
+    """A created or replaced body's data maps as the typed decoder reads them (``fakes.state.datafields``): a
+    value it cannot read is the 400 of a body that ``cannot be handled as`` its kind."""
+    try:
+        datafields.decode_data_maps(rt, obj)
+    except datafields.DecodeError as error:
+        raise BadRequest(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {error}') from None
 
 
 def admit_namespace(rt: ResourceType, obj: dict[str, Any], namespace: str | None,

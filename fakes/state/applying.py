@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fakes.state import managedfields, versions
-from gateway.cluster.interface import BadRequest, Conflict, NotFound
+from fakes.state import datafields, managedfields, versions
+from gateway.cluster.interface import BadRequest, Conflict, NotFound, ServerError
 from gateway.cluster.resources import ResourceType
 
 # Strategies whose AllowCreateOnUpdate is true (kubernetes pkg/registry/core/event, coordination/lease,
@@ -73,6 +73,15 @@ class Applying:
                 live["metadata"]["resourceVersion"]:
             raise self._conflict(rt, name)
         merged = managedfields.apply(rt, live, config, now=self._now())
+        try:
+            datafields.decode_data_maps(rt, merged)
+        except datafields.DecodeError as error:
+            # handlers/patch.go applyPatcher converts the merged object to its type; what it cannot read is
+            # answered 500, with this text.
+            where = f"{meta.get('namespace') or ''}/{name}; {rt.group}/{rt.version}, Kind={rt.kind}"
+            raise ServerError(f"failed to convert new object ({where}) to proper version: unable to convert "
+                              f"unstructured object to {rt.group}/{rt.version}, Kind={rt.kind}: error decoding "
+                              f"from json: {error}") from None
         merged["metadata"]["name"] = name
         if live is None:
             managedfields.writer().created = True

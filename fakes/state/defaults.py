@@ -188,9 +188,12 @@ def as_encoded(rt: ResourceType, obj: dict[str, Any]) -> None:
 
 
 def default_binding(obj: dict[str, Any]) -> None:
-    """A binding's ``roleRef.apiGroup``, and its User and Group subjects' ``apiGroup``, when left empty
+    """A binding without its empty ``subjects``, and its ``roleRef.apiGroup`` and its User and Group subjects'
+    ``apiGroup`` when left empty
     (``SetDefaults_RoleBinding``, ``SetDefaults_ClusterRoleBinding`` and ``SetDefaults_Subject`` in
     ``pkg/apis/rbac/v1/defaults.go``): clients such as Enterprise Gateway send ``apiGroup: ""``."""
+    if obj.get("subjects") in ([], None):
+        obj.pop("subjects", None)  # `json:"subjects,omitempty"`: an empty list is not encoded, nor seen as set
     ref = obj.get("roleRef")
     if isinstance(ref, dict) and not ref.get("apiGroup"):
         ref["apiGroup"] = "rbac.authorization.k8s.io"

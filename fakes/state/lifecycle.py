@@ -1,4 +1,4 @@
-"""Deletion in the simulated cluster: graceful pod deletion, finalizers, garbage collection, namespaces.
+"""Deletion in the simulated cluster: preconditions, graceful pods, finalizers, garbage collection, namespaces.
 
 :class:`Lifecycle` is a mixin of ``fakes.state.store.Store``; it holds the delete
 path and the controllers a real cluster runs in kube-controller-manager.  The
@@ -31,15 +31,54 @@ from __future__ import annotations
 import calendar
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fakes.state.objects import Key, clone
-from gateway.cluster.interface import Propagation
+from gateway.cluster.interface import Conflict, Propagation
 from gateway.cluster.resources import RESOURCES, TERMINAL_POD_PHASES, ResourceType
 
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 NAMESPACE_FINALIZER = "kubernetes"
+
+
+@dataclass(frozen=True)
+class Preconditions:
+    """A DELETE's ``DeleteOptions.preconditions``: the uid and/or resourceVersion the object must have."""
+
+    uid: str | None = None
+    resource_version: str | None = None
+
+    def check(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """Raise the 409 a real server answers when ``obj`` (stored, about to be deleted) does not match.
+
+        ``rest.BeforeDelete`` (k8s.io/apiserver/pkg/registry/rest/delete.go) checks them before anything
+        else, naming the kind (``schema.GroupResource{Group, Resource: Kind}``); a namespace's own
+        ``REST.Delete`` (pkg/registry/core/namespace/storage/storage.go) checks them with other words.
+        """
+        meta = obj["metadata"]
+        name, uid, version = meta["name"], meta["uid"], meta["resourceVersion"]
+        if rt.plural == "namespaces":
+            if self.uid is not None and self.uid != uid:
+                why = f"Precondition failed: UID in precondition: {self.uid}, UID in object meta: {uid}"
+            elif self.resource_version is not None and self.resource_version != version:
+                why = (f"Precondition failed: ResourceVersion in precondition: {self.resource_version}, "
+                       f"ResourceVersion in object meta: {version}")
+            else:
+                return
+            raise Conflict(f'Operation cannot be fulfilled on namespaces "{name}": {why}', kind="namespaces", name=name)
+        if self.uid is not None and self.uid != uid:
+            why = (f"the UID in the precondition ({self.uid}) does not match the UID in record ({uid}). "
+                   "The object might have been deleted and then recreated")
+        elif self.resource_version is not None and self.resource_version != version:
+            why = (f"the ResourceVersion in the precondition ({self.resource_version}) does not match the "
+                   f"ResourceVersion in record ({version}). The object might have been modified")
+        else:
+            return
+        qualified = f"{rt.kind}.{rt.group}" if rt.group else rt.kind
+        raise Conflict(f'Operation cannot be fulfilled on {qualified} "{name}": {why}', kind=rt.kind, name=name,
+                       group=rt.group)
 
 
 class Lifecycle:

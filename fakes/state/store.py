@@ -22,6 +22,7 @@ except through these methods.
 from __future__ import annotations
 
 import builtins
+import json
 import random
 import time
 import uuid
@@ -30,10 +31,10 @@ from typing import Any
 
 from fakes.auth import rbac
 from fakes.auth.identity import TokenRegistry
-from fakes.state import admission, defaults, managedfields, validation, versions
+from fakes.state import admission, datafields, defaults, managedfields, validation, versions
 from fakes.state.applying import Applying
 from fakes.state.faults import Faults
-from fakes.state.lifecycle import Lifecycle
+from fakes.state.lifecycle import Lifecycle, Preconditions
 from fakes.state.namespacedefaults import NamespaceDefaults
 from fakes.state.nodeports import NodePorts
 from fakes.state.objects import Key, clone
@@ -44,7 +45,9 @@ from fakes.state.watching import Change, EventLog
 from gateway.cluster.interface import (
     AlreadyExists,
     BadRequest,
+    Cause,
     Conflict,
+    Invalid,
     NotFound,
     PatchType,
     Propagation,
@@ -214,6 +217,8 @@ class Store(Reading, Lifecycle, Subresources, Applying, NamespaceDefaults):
         if not isinstance(meta, dict):
             raise BadRequest("metadata must be an object")
         admission.check_kind(rt, new)
+        if applied is None:  # an applied configuration was decoded with the object it merged into
+            admission.decode_typed(rt, new)
         version = meta.get("resourceVersion") if applied is None else None
         for field in _SERVER_META:
             meta.pop(field, None)
@@ -280,10 +285,11 @@ class Store(Reading, Lifecycle, Subresources, Applying, NamespaceDefaults):
         """
         if subresource is None and self._creates_on_update(rt, namespace, name, obj):
             return self._create_on_update(rt, namespace, name, obj)
-        old = self._stored(rt, namespace, name)
         if not isinstance(obj, dict):
             raise BadRequest(f"the body of the request was in an unknown format: expected a {rt.kind} object")
         new = clone(obj)
+        admission.decode_typed(rt, new)  # the body is decoded before the object is looked up
+        old = self._stored(rt, namespace, name)
         if not isinstance(new.get("metadata"), dict):
             new["metadata"] = {}
         admission.check_kind(rt, new)
@@ -311,6 +317,10 @@ class Store(Reading, Lifecycle, Subresources, Applying, NamespaceDefaults):
         new = apply_patch(old, patch, patch_type)
         if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
             raise BadRequest("the patch leaves no object with metadata")
+        try:
+            datafields.decode_data_maps(rt, new)
+        except datafields.DecodeError as error:
+            raise _unreadable_patch(new, error) from None
         versions.object_version(new["metadata"].get("resourceVersion"))
         if new["metadata"].get("resourceVersion") != old["metadata"]["resourceVersion"]:
             raise self._conflict(rt, name)
@@ -369,10 +379,14 @@ class Store(Reading, Lifecycle, Subresources, Applying, NamespaceDefaults):
     # ---------------------------------------------------------------- delete
 
     def delete(self, rt: ResourceType, namespace: str | None, name: str, grace_period_seconds: int | None = None,
-               propagation_policy: Propagation | None = None) -> dict[str, Any]:
+               propagation_policy: Propagation | None = None,
+               preconditions: Preconditions | None = None) -> dict[str, Any]:
         """DELETE: the object's state after the request when it is still there (graceful or held by
-        finalizers); once gone, the deleted object for kinds whose registry returns it, else a ``Status``."""
+        finalizers); once gone, the deleted object for kinds whose registry returns it, else a ``Status``.
+        ``preconditions`` the object does not meet refuse it (409) before anything changes."""
         obj = self._stored(rt, namespace, name)
+        if preconditions is not None:
+            preconditions.check(rt, obj)
         if grace_period_seconds is not None and grace_period_seconds < 0:
             grace_period_seconds = 1  # rest/delete.go: a negative grace period is raised to 1
         if propagation_policy is not None:
@@ -406,6 +420,16 @@ def _owner_uids(obj: dict[str, Any] | None) -> set[str]:
     if obj is None:
         return set()
     return {r.get("uid", "") for r in obj["metadata"].get("ownerReferences") or [] if isinstance(r, dict)}
+
+
+def _unreadable_patch(patched: dict[str, Any], error: datafields.DecodeError) -> Invalid:
+    """A patch whose result the typed decoder cannot read: ``handlers/patch.go`` answers 422 with the patched
+    object quoted under the field ``patch`` (``errors.NewInvalid(schema.GroupKind{}, "", ...)``).  The real
+    quote keeps the stored object's field order in what the patch left alone; this one sorts every key."""
+    quoted = validation.FieldError("FieldValueInvalid", "patch",
+                                   json.dumps(patched, separators=(",", ":"), sort_keys=True), str(error))
+    return Invalid(f' "" is invalid: {quoted}', causes=[Cause(reason=quoted.type, message=quoted.body(),
+                                                              field=quoted.field)])
 
 
 def _go_list(items: list[str]) -> str:

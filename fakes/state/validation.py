@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fakes.state import datafields
 from fakes.state.selectors import label_key_errors, label_value_errors
 from gateway.cluster.interface import Cause, Invalid
 from gateway.cluster.resources import ResourceType
@@ -333,16 +334,30 @@ def _binding_errors(rt: ResourceType, obj: Mapping[str, Any]) -> list[FieldError
     return errs
 
 
-def _data_key_errors(obj: Mapping[str, Any]) -> list[FieldError]:
+MAX_DATA_BYTES = 1024 * 1024
+"""``core.MaxSecretSize``: what a Secret's or a ConfigMap's data may hold in all."""
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+def _data_errors(rt: ResourceType, obj: Mapping[str, Any]) -> list[FieldError]:
+    """``ValidateSecret`` / ``ValidateConfigMap`` (pkg/apis/core/validation): every key a config key, no
+    ConfigMap key in both ``data`` and ``binaryData``, and at most :data:`MAX_DATA_BYTES` in all (the
+    ConfigMap's error names the object's root, which Go's ``field.NewPath("")`` renders ``[]``)."""
     errs = []
-    key_re = re.compile(r"^[-._a-zA-Z0-9]+$")
-    for section in ("data", "binaryData", "stringData"):
+    sections = ("data", "binaryData") if rt.plural == "configmaps" else ("data",)
+    for section in sections:
         for key in obj.get(section) or {}:
-            if not key_re.match(key) or len(key) > DNS1123_SUBDOMAIN_MAX or key in (".", ".."):
+            if not _CONFIG_KEY.match(key) or len(key) > DNS1123_SUBDOMAIN_MAX or key in (".", ".."):
                 errs.append(FieldError("FieldValueInvalid", f"{section}[{key}]", key,
                                        "a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
                                        "(e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation "
                                        "is '[-._a-zA-Z0-9]+')"))
+            if section == "data" and key in (obj.get("binaryData") or {}):
+                errs.append(FieldError("FieldValueInvalid", f"data[{key}]", key,
+                                       "duplicate of key present in binaryData"))
+    if datafields.data_size(rt, dict(obj)) > MAX_DATA_BYTES:
+        errs.append(FieldError("FieldValueTooLong", "data" if rt.plural == "secrets" else "[]",
+                               detail=f"may not be more than {MAX_DATA_BYTES} bytes"))
     return errs
 
 
@@ -362,7 +377,7 @@ def _kind_errors(rt: ResourceType, obj: Mapping[str, Any]) -> list[FieldError]:
     if rt.plural in ("rolebindings", "clusterrolebindings"):
         return _binding_errors(rt, obj)
     if rt.plural in ("configmaps", "secrets"):
-        return _data_key_errors(obj)
+        return _data_errors(rt, obj)
     if rt.plural == "leases":
         return _lease_errors(obj)
     return []
@@ -446,6 +461,8 @@ def _immutable_field_errors(rt: ResourceType, old: Mapping[str, Any], new: Mappi
     if rt.plural == "secrets" and new.get("type") != old.get("type"):
         errs.append(FieldError("FieldValueInvalid", "type", new.get("type"), "field is immutable"))
     if old.get("immutable"):
+        if not new.get("immutable"):
+            errs.append(FieldError("FieldValueForbidden", "immutable", detail="field is immutable when `immutable` is set"))
         for key in ("data", "binaryData"):
             if old.get(key) != new.get(key):
                 errs.append(FieldError("FieldValueForbidden", key, detail="field is immutable when `immutable` is set"))

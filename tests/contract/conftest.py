@@ -33,6 +33,9 @@ from fakes.state.faults import Faults
 from fakes.state.store import Store
 from gateway.cluster.interface import Cluster
 from gateway.cluster.resources import RESOURCES
+from tests.differential.wire import Wire
+
+from .helpers import Client
 
 _SERVICE_ACCOUNTS = RESOURCES["serviceaccounts"]
 
@@ -187,6 +190,18 @@ async def ns(cluster: Cluster) -> AsyncIterator[str]:
         await cluster.delete("namespaces", name)
     except Exception:  # noqa: BLE001 - already gone or terminating: nothing left to clean
         pass
+
+
+@pytest.fixture
+async def client(target: Target, ns: str) -> AsyncIterator[Client]:
+    """HTTP to the target's API server, in ``ns``; the in-memory target has no wire and skips."""
+    if target.kubeconfig is None:
+        pytest.skip("this target has no wire for requests the interface cannot send")
+    wire = await asyncio.to_thread(Wire, target.kubeconfig)
+    try:
+        yield Client(wire, ns)
+    finally:
+        await asyncio.to_thread(wire.close)
 
 
 @pytest.fixture

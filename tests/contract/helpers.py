@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 from gateway.cluster.interface import Cluster, WatchEvent
+from tests.differential.wire import Answer, Wire
 
 WAIT_SECONDS = 10.0
+APPLY = "application/apply-patch+yaml"
 
 
 TEST_SCHEDULER = "contract-tests"
@@ -114,3 +116,25 @@ async def wait_for(
 
 async def wait_gone(cluster: Cluster, resource: str, name: str, *, namespace: str | None = None) -> None:
     await wait_for(cluster, resource, name, namespace=namespace, until=lambda o: o is None)
+
+
+class Client:
+    """The target's API server over HTTP, for what the cluster interface cannot send (a field manager, delete
+    preconditions), off the event loop (the simulated server runs on it).  Made by the ``client`` fixture."""
+
+    def __init__(self, wire: Wire, namespace: str) -> None:
+        self.wire = wire
+        self.namespace = namespace
+
+    async def send(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
+                   **params: str) -> Answer:
+        return await asyncio.to_thread(self.wire.send, method, path, body=body, content_type=content_type,
+                                       params=params or None)
+
+    def configmap_path(self, name: str) -> str:
+        return f"/api/v1/namespaces/{self.namespace}/configmaps/{name}"
+
+    async def apply(self, name: str, body: dict[str, Any], manager: str, **params: str) -> Answer:
+        config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, **body}
+        return await self.send("PATCH", self.configmap_path(name), config, content_type=APPLY, fieldManager=manager,
+                               **params)

@@ -1,55 +1,15 @@
 """Server-side apply over the wire: field managers, managedFields, conflicts and force.
 
 The cluster interface carries no field manager, so these tests speak HTTP to
-the target's API server (:class:`tests.differential.wire.Wire`); the
-in-memory target has no wire and skips them.
+the target's API server (the ``client`` fixture); the in-memory target has no
+wire and skips them.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from tests.differential.wire import Answer, Wire
-
-from .conftest import Target
-
-APPLY = "application/apply-patch+yaml"
-
-
-class Client:
-    """The target's API server, over HTTP, off the event loop (the simulated server runs on it)."""
-
-    def __init__(self, wire: Wire, namespace: str) -> None:
-        self.wire = wire
-        self.namespace = namespace
-
-    async def send(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
-                   **params: str) -> Answer:
-        return await asyncio.to_thread(self.wire.send, method, path, body=body, content_type=content_type,
-                                       params=params or None)
-
-    def configmap_path(self, name: str) -> str:
-        return f"/api/v1/namespaces/{self.namespace}/configmaps/{name}"
-
-    async def apply(self, name: str, body: dict[str, Any], manager: str, **params: str) -> Answer:
-        config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, **body}
-        return await self.send("PATCH", self.configmap_path(name), config, content_type=APPLY, fieldManager=manager,
-                               **params)
-
-
-@pytest.fixture
-async def client(target: Target, ns: str) -> AsyncIterator[Client]:
-    if target.kubeconfig is None:
-        pytest.skip("this target has no wire to send an apply over")
-    wire = await asyncio.to_thread(Wire, target.kubeconfig)
-    try:
-        yield Client(wire, ns)
-    finally:
-        await asyncio.to_thread(wire.close)
+from .helpers import APPLY, Client
 
 
 def owners(obj: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -15,7 +15,9 @@ from typing import Any
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 _UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ACCESS_VOLUME = re.compile(r"kube-api-access-[a-z0-9]{5}")
-_VERSION_TEXT = re.compile(r"(resource ?version:? ?|ResourceVersion[^:]*: ?|current: )\d+", re.IGNORECASE)
+_VERSION_TEXT = re.compile(
+    r"(resource ?version:? ?|ResourceVersion in (?:the precondition|record) \(|ResourceVersion[^:(]*: ?|current: )\d+",
+    re.IGNORECASE)
 _SERVER_FIELDS = ("uid", "resourceVersion")
 
 
@@ -31,9 +33,11 @@ def _shape(body: Any) -> Any:
     if out.get("kind") == "WatchEvents":
         # The service-account controller of a real cluster adds a namespace's "default" account a moment
         # after the namespace; the simulated one at once. A watch sees it, or not, by timing.
-        out["items"] = [e for e in out["items"] if not _default_account(e.get("object"))]
-    if out.get("kind") == "ServiceAccountList":  # so does a list (its items carry no kind)
-        out["items"] = [a for a in out.get("items") or [] if not _default_account({"kind": "ServiceAccount", **a})]
+        # Its root-CA publisher adds the "kube-root-ca.crt" ConfigMap the same way.
+        out["items"] = [e for e in out["items"] if not _controllers_object(e.get("object"))]
+    if out.get("kind") in ("ServiceAccountList", "ConfigMapList"):  # so does a list (its items carry no kind)
+        kind = out["kind"].removesuffix("List")
+        out["items"] = [o for o in out.get("items") or [] if not _controllers_object({"kind": kind, **o})]
     if out.get("kind") == "Status":
         if out.get("code") == 500:
             out.pop("reason", None)  # a real 500 from storage has none; ours says InternalError
@@ -85,9 +89,12 @@ def _value(value: Any) -> Any:
     return value
 
 
-def _default_account(obj: Any) -> bool:
-    return isinstance(obj, dict) and obj.get("kind") == "ServiceAccount" and \
-        (obj.get("metadata") or {}).get("name") == "default"
+def _controllers_object(obj: Any) -> bool:
+    """A namespace's ``default`` account or ``kube-root-ca.crt`` map, which its controllers add."""
+    if not isinstance(obj, dict):
+        return False
+    name = (obj.get("metadata") or {}).get("name")
+    return (obj.get("kind"), name) in (("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt"))
 
 
 def _without_diff(message: str) -> str:

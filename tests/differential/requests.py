@@ -28,6 +28,7 @@ RESOURCES: dict[str, tuple[str, str, str]] = {
     "pods": ("/api/v1", "v1", "Pod"),
     "serviceaccounts": ("/api/v1", "v1", "ServiceAccount"),
     "secrets": ("/api/v1", "v1", "Secret"),
+    "configmaps": ("/api/v1", "v1", "ConfigMap"),
     "rolebindings": ("/apis/rbac.authorization.k8s.io/v1", "rbac.authorization.k8s.io/v1", "RoleBinding"),
     "leases": ("/apis/coordination.k8s.io/v1", "coordination.k8s.io/v1", "Lease"),
     "events": ("/api/v1", "v1", "Event"),
@@ -108,6 +109,15 @@ def body(step: Step, namespace: str, name: str) -> dict[str, Any]:
         obj["stringData" if v % 2 else "data"] = {"token": "YWJj" if v % 2 == 0 else "abc"}
         if v % 5 == 4:
             obj["data"] = {"bad key/": "YWJj"}
+    elif step.resource == "configmaps":
+        obj.update([
+            {"data": {"greeting": "hello"}},
+            {"binaryData": {"blob": "YWJj"}},
+            {"data": {"bad key/": "x"}},
+            {"data": {"k": "1"}, "binaryData": {"k": "YWJj"}},  # one key in both
+            {"binaryData": {"blob": "not base64!"}},
+            {"data": {"greeting": "hello"}, "immutable": True},
+        ][v % 6])
     elif step.resource == "rolebindings":
         obj["roleRef"] = {"apiGroup": "rbac.authorization.k8s.io", "kind": ["ClusterRole", "Role", "Nope"][v % 3],
                           "name": ["view", "edit"][v % 2]}
@@ -179,12 +189,25 @@ def send(wire: Wire, history: History, step: Step, namespace: str) -> Answer:
         kind = {"merge": MERGE, "json": JSON_PATCH, "strategic": STRATEGIC}[step.verb]
         answer = wire.send("PATCH", f"{base}/{name}", body=patch(step), content_type=kind, params=params)
     elif step.verb == "delete":
-        query = {"gracePeriodSeconds": "0"} if step.variant % 2 else {}
-        answer = wire.send("DELETE", f"{base}/{name}", params=query)
+        answer = wire.send("DELETE", f"{base}/{name}", **delete_options(step, rv))
     else:
         answer = watch(wire, base, rv, step)
     history.remember(answer)
     return answer
+
+
+def delete_options(step: Step, rv: str | None) -> dict[str, Any]:
+    """A delete's options (by variant): none, a grace period in the query, or a ``DeleteOptions`` body (as the
+    gateway sends it) with a grace period or preconditions (the version drawn, or a uid no object has)."""
+    v = step.variant
+    if v % 4 == 1:
+        return {"params": {"gracePeriodSeconds": "0"}}
+    if v % 4 == 2:
+        return {"body": {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0}}
+    if v % 4 == 3:
+        preconditions = {"resourceVersion": rv} if rv else {"uid": "00000000-0000-0000-0000-000000000000"}
+        return {"body": {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": preconditions}}
+    return {}
 
 
 def watch(wire: Wire, base: str, rv: str | None, step: Step) -> Answer:
@@ -217,6 +240,7 @@ VERSIONS = {
     "create": ("none", "none", "current", "old", "bogus", "future"),
     # A future version on the update of a missing object is left out: see docs/known-differences.md.
     "replace": ("none", "none", "current", "old", "bogus"),
+    "delete": ("none", "none", "current", "old", "bogus"),
     "watch": ("none", "current", "old", "bogus", "future"),
 }
 SELECTORS = (None, "app=web", "app in (web,db)", "tier", "!tier", "app=", "a b")

@@ -2,9 +2,10 @@
 
 Hypothesis draws sequences of requests (:mod:`tests.differential.requests`:
 create, get, list, replace, patch in its three formats, server-side apply,
-delete and a short watch, over namespaces, pods, service accounts, secrets,
-role bindings, leases and events; valid and invalid names and bodies, label
-and field selectors, old, current, malformed and future resourceVersions).
+delete (with delete options and preconditions) and a short watch, over
+namespaces, pods, service accounts, secrets, config maps, role bindings,
+leases and events; valid and invalid names and bodies, label and field
+selectors, old, current, malformed and future resourceVersions).
 Each sequence runs against the simulated API server and the real control
 plane (:mod:`e2e.kube`), each in a fresh namespace of the same name, and every
 answer must agree once :func:`tests.differential.normalize.normalize` has set
