@@ -22,6 +22,7 @@ from gateway.kernels.settings import KernelSettings
 from gateway.objects.egtemplate import eg_pod_env, eg_template_values, parse_volume_list
 from gateway.objects.pod import kernel_objects
 from gateway.provisioner import LaunchRequest, kernel_spec_info
+from gateway.provisioner.errors import InvalidLaunch
 from gateway.provisioner.model import Placement
 from gateway.provisioner.podtemplate import template_objects
 from gateway.provisioner.spec import JINJA_TEMPLATE_PATH, TEMPLATE_PATH, read_pod_template
@@ -220,4 +221,18 @@ async def test_eg_python_kubernetes_kernelspec_runs_a_kernel_on_the_simulated_cl
     finally:
         await env.provisioner.stop(running, grace_seconds=1)
         await env.provisioner.release(running.placement)
+    await assert_nothing_left(env.admin, request.kernel_id)
+
+
+async def test_a_mount_of_a_volume_the_pod_lacks_is_the_clients_400_and_leaves_nothing(env: Env,
+                                                                                         tmp_path: Path) -> None:
+    """Each mount names a volume on its own: one naming no volume of the pod passes the gateway's checks and the
+    API server refuses the pod (``ValidateVolumeMounts``), which the client hears as a 400 naming the field."""
+    folder = eg_kernelspec("python_kubernetes", tmp_path)
+    request = env.request(spec=kernel_spec_info(folder.name, folder), KERNEL_VOLUMES="[{name: data, emptyDir: {}}]",
+                          KERNEL_VOLUME_MOUNTS="[{name: other, mountPath: /data}]")
+    with pytest.raises(InvalidLaunch) as refused:
+        await env.provisioner.launch(request)
+    assert refused.value.status == 400
+    assert 'volumeMounts[0].name: Not found: "other"' in str(refused.value)
     await assert_nothing_left(env.admin, request.kernel_id)

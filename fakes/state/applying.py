@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fakes.state import datafields, managedfields, versions
+from fakes.state import datafields, fieldsets, managedfields, versions
 from gateway.cluster.interface import BadRequest, Conflict, NotFound, ServerError
 from gateway.cluster.resources import ResourceType
 
@@ -68,6 +68,14 @@ class Applying:
         self._check_apply(rt, namespace, name, config)
         live = self._objects[rt.plural].get((self._ns(rt, namespace), name))
         meta = config.get("metadata") or {}
+        where = f"{meta.get('namespace') or ''}/{name}; {rt.group}/{rt.version}, Kind={rt.kind}"
+        duplicate = fieldsets.first_duplicate(config)
+        if duplicate is not None:
+            # The field manager cannot make a typed object of a configuration whose keyed list holds one key
+            # twice; handlers/patch.go answers 500 with this text.
+            path, element = duplicate
+            raise ServerError(f"failed to create typed patch object ({where}): {fieldsets.render(path)}: duplicate "
+                              f"entries for key {fieldsets.render((element,))}")
         versions.object_version(meta.get("resourceVersion"))  # as for a PUT, whether the object exists or not
         if live is not None and meta.get("resourceVersion") and meta["resourceVersion"] != \
                 live["metadata"]["resourceVersion"]:
@@ -78,7 +86,6 @@ class Applying:
         except datafields.DecodeError as error:
             # handlers/patch.go applyPatcher converts the merged object to its type; what it cannot read is
             # answered 500, with this text.
-            where = f"{meta.get('namespace') or ''}/{name}; {rt.group}/{rt.version}, Kind={rt.kind}"
             raise ServerError(f"failed to convert new object ({where}) to proper version: unable to convert "
                               f"unstructured object to {rt.group}/{rt.version}, Kind={rt.kind}: error decoding "
                               f"from json: {error}") from None

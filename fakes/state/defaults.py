@@ -56,6 +56,10 @@ def default_pod_spec(spec: dict[str, Any]) -> None:
         for c in spec.get(key) or []:
             if isinstance(c, dict):
                 _default_container(c)
+    for volume in spec.get("volumes") or []:
+        for source in ("configMap", "secret", "downwardAPI", "projected"):
+            if isinstance(volume, dict) and isinstance(volume.get(source), dict):
+                volume[source].setdefault("defaultMode", 0o644)  # SetDefaults_*VolumeSource: 0644, written 420
 
 
 def qos_class(spec: dict[str, Any]) -> str:

@@ -143,6 +143,34 @@ def _map_fields(obj: dict[str, Any], path: Path, out: FieldSet) -> None:
                     _map_fields(item, item_path, out)
 
 
+def first_duplicate(obj: dict[str, Any]) -> tuple[Path, str] | None:
+    """The first keyed list of ``obj`` (in document order) holding two items of one key, and that key's element:
+    what makes a typed object of it fail (``typed/validate.go``: ``duplicate entries for key``)."""
+    return _map_duplicate(obj, ())
+
+
+def _map_duplicate(obj: dict[str, Any], path: Path) -> tuple[Path, str] | None:
+    for key, value in obj.items():
+        here = (*path, f"f:{key}")
+        kind, keys = _shape(key, path, value)
+        found = None
+        if kind == "map":
+            found = _map_duplicate(value, here)
+        elif kind == "keyed":
+            assert keys is not None
+            seen: set[str] = set()
+            for item in value:
+                element = item_element(keys, item)
+                if element in seen:
+                    return here, element
+                seen.add(element)
+                if isinstance(item, dict) and key not in ATOMIC_ITEMS:
+                    found = found or _map_duplicate(item, (*here, element))
+        if found is not None:
+            return found
+    return None
+
+
 # ---------------------------------------------------------------- what changed (Compare)
 
 

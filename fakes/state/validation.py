@@ -50,7 +50,7 @@ DNS1035_MSG = (
 class FieldError:
     """One field error, rendered like ``field.Error`` (``metadata.name: Invalid value: "x": why``)."""
 
-    type: str  # FieldValueInvalid, FieldValueRequired, FieldValueForbidden, FieldValueTooLong, FieldValueNotSupported
+    type: str  # FieldValueInvalid, FieldValueRequired, FieldValueForbidden, FieldValueTooLong, FieldValueNotSupported, ...
     field: str
     value: Any = None
     detail: str = ""
@@ -66,6 +66,8 @@ class FieldError:
             head = f"Duplicate value: {_render(self.value)}"
         elif self.type == "FieldValueNotSupported":
             head = f"Unsupported value: {_render(self.value)}"
+        elif self.type == "FieldValueNotFound":
+            head = f"Not found: {_render(self.value)}"
         else:
             head = f"Invalid value: {_render(self.value)}"
         return f"{head}: {self.detail}" if self.detail else head
@@ -235,7 +237,7 @@ def _meta_errors(rt: ResourceType, obj: Mapping[str, Any]) -> list[FieldError]:
 # ---------------------------------------------------------------- per kind
 
 
-def _container_errors(path: str, containers: Any, seen: set[str]) -> list[FieldError]:
+def _container_errors(path: str, containers: Any, seen: set[str], volumes: set[str]) -> list[FieldError]:
     errs: list[FieldError] = []
     for i, c in enumerate(containers or []):
         name = c.get("name") or ""
@@ -257,7 +259,27 @@ def _container_errors(path: str, containers: Any, seen: set[str]) -> list[FieldE
         for j, env in enumerate(c.get("env") or []):
             if not env.get("name"):
                 errs.append(FieldError("FieldValueRequired", f"{path}[{i}].env[{j}].name"))
+        for j, mount in enumerate(c.get("volumeMounts") or []):
+            name = mount.get("name") if isinstance(mount, Mapping) else None
+            if not name:
+                errs.append(FieldError("FieldValueRequired", f"{path}[{i}].volumeMounts[{j}].name"))
+            elif name not in volumes:  # ValidateVolumeMounts: a mount names one of the pod's volumes
+                errs.append(FieldError("FieldValueNotFound", f"{path}[{i}].volumeMounts[{j}].name", name))
     return errs
+
+
+def _volume_names(path: str, volumes: Any, errs: list[FieldError]) -> set[str]:
+    """The pod's volume names (``ValidateVolumes``: each given once, a duplicate is an error)."""
+    names: set[str] = set()
+    for i, volume in enumerate(volumes or []):
+        name = volume.get("name") if isinstance(volume, Mapping) else None
+        if not name:
+            errs.append(FieldError("FieldValueRequired", f"{path}[{i}].name"))
+        elif name in names:
+            errs.append(FieldError("FieldValueDuplicate", f"{path}[{i}].name", name))
+        else:
+            names.add(name)
+    return names
 
 
 def _pod_spec_errors(spec: Any, path: str) -> list[FieldError]:
@@ -265,10 +287,11 @@ def _pod_spec_errors(spec: Any, path: str) -> list[FieldError]:
         return [FieldError("FieldValueRequired", f"{path}.containers")]
     errs: list[FieldError] = []
     seen: set[str] = set()
+    volumes = _volume_names(f"{path}.volumes", spec.get("volumes"), errs)
     if not spec.get("containers"):
         errs.append(FieldError("FieldValueRequired", f"{path}.containers"))
-    errs += _container_errors(f"{path}.containers", spec.get("containers"), seen)
-    errs += _container_errors(f"{path}.initContainers", spec.get("initContainers"), seen)
+    errs += _container_errors(f"{path}.containers", spec.get("containers"), seen, volumes)
+    errs += _container_errors(f"{path}.initContainers", spec.get("initContainers"), seen, volumes)
     policy = spec.get("restartPolicy")
     if policy not in (None, "Always", "OnFailure", "Never"):
         errs.append(FieldError("FieldValueNotSupported", f"{path}.restartPolicy", policy,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .helpers import APPLY, Client
+from .helpers import APPLY, TEST_SCHEDULER, Client
 
 
 def owners(obj: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -143,3 +143,18 @@ async def test_an_apply_naming_a_malformed_version_is_a_server_error_with_the_pa
         assert (answer.status, answer.body["message"]) == (500, 'strconv.ParseUint: parsing "abc": invalid syntax')
     assert (await client.send("GET", client.configmap_path("missing"))).status == 404
     assert (await client.send("GET", client.configmap_path("there"))).body["data"] == {"k": "v"}
+
+
+async def test_an_applied_list_holding_one_key_twice_cannot_be_typed(client: Client) -> None:
+    """The field manager makes a typed object of the configuration first: a keyed list (a pod's volumes, by name)
+    holding one key twice fails there, before anything is stored, with the real server's 500 and words."""
+    volume = {"name": "data", "emptyDir": {}}
+    config = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "twice"},
+              "spec": {"schedulerName": TEST_SCHEDULER, "volumes": [volume, volume],
+                       "containers": [{"name": "main", "image": "busybox:1.36"}]}}
+    path = f"/api/v1/namespaces/{client.namespace}/pods/twice"
+    answer = await client.send("PATCH", path, config, content_type=APPLY, fieldManager="alice")
+    assert (answer.status, answer.body["message"]) == (
+        500, 'failed to create typed patch object (/twice; /v1, Kind=Pod): .spec.volumes: duplicate entries for key '
+             '[name="data"]')
+    assert (await client.send("GET", path)).status == 404

@@ -226,6 +226,23 @@ async def test_pod_with_a_missing_service_account_is_refused(cluster: Cluster, n
     )
 
 
+async def test_a_pods_mounts_name_its_volumes_each_given_once(cluster: Cluster, ns: str) -> None:
+    volumes = [{"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "settings"}}]
+    mounts = [{"name": "data", "mountPath": "/data"}, {"name": "cfg", "mountPath": "/cfg"}]
+    created = await cluster.create("pods", pod("ok", volumes=volumes, containers=[
+        {"name": "main", "image": "busybox:1.36", "volumeMounts": mounts}]), namespace=ns)
+    assert created["spec"]["volumes"][1]["configMap"] == {"name": "settings", "defaultMode": 0o644}
+    with pytest.raises(Invalid) as err:
+        await cluster.create("pods", pod("unmounted", containers=[
+            {"name": "main", "image": "busybox:1.36", "volumeMounts": [{"name": "other", "mountPath": "/x"}]}]),
+            namespace=ns)
+    assert [(c.reason, c.field, c.message) for c in err.value.causes] == [
+        ("FieldValueNotFound", "spec.containers[0].volumeMounts[0].name", 'Not found: "other"')]
+    with pytest.raises(Invalid) as err:
+        await cluster.create("pods", pod("twice", volumes=volumes + volumes[:1]), namespace=ns)
+    assert [(c.reason, c.field) for c in err.value.causes] == [("FieldValueDuplicate", "spec.volumes[2].name")]
+
+
 async def test_pod_spec_is_immutable_except_images(cluster: Cluster, ns: str) -> None:
     created = await cluster.create("pods", pod("fixed"), namespace=ns)
     changed = await cluster.patch("pods", "fixed", {"spec": {"containers": [{"name": "main", "image": "busybox:1.37"}]}},

@@ -103,6 +103,10 @@ def body(step: Step, namespace: str, name: str) -> dict[str, Any]:
         if v % 5 == 2:
             container["ports"] = [{"containerPort": 8888, "name": "http"}]
         obj["spec"] = {"schedulerName": "differential", "containers": [container]}
+        if v % 4 == 3:  # a mount of a volume the pod lacks, has (a config map's), or has twice
+            container["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+            obj["spec"]["volumes"] = [[], [{"name": "data", "configMap": {"name": "settings"}}],
+                                      [{"name": "data", "emptyDir": {}}] * 2][v // 4 % 3]
         if v % 7 == 3:
             obj["spec"]["containers"] = []
     elif step.resource == "secrets":
