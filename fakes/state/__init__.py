@@ -2,8 +2,8 @@
 
 :class:`fakes.state.store.Store` holds wire-format objects and gives them the API server's
 semantics; its neighbours each hold one concern of it: ``validation`` and ``defaults`` (what
-the registry checks and fills in), ``datafields`` (Secret and ConfigMap data as the typed
-decoder reads them), ``patching`` (JSON, merge and strategic merge patches),
+the registry checks and fills in), ``datafields`` and ``microtime`` (Secret and ConfigMap data
+and MicroTimes as the typed decoder reads them), ``patching`` (JSON, merge and strategic merge patches),
 ``selectors`` (label and field selectors), ``watching`` (the event log behind watches),
 ``lifecycle`` (deletion, finalizers, namespace termination and garbage collection),
 ``subresources`` (binding, logs, tokens), ``nodeports`` and ``faults`` (what tests inject).

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fakes.state import datafields, defaults
+from fakes.state import datafields, defaults, microtime
 from fakes.state.objects import clone
 from gateway.cluster.interface import BadRequest, Cause, Forbidden, NotFound
 from gateway.cluster.resources import ResourceType
@@ -30,10 +30,12 @@ def check_kind(rt: ResourceType, obj: dict[str, Any]) -> None:
 
 
 def decode_typed(rt: ResourceType, obj: dict[str, Any]) -> None:
-    """A created or replaced body's data maps as the typed decoder reads them (``fakes.state.datafields``): a
-    value it cannot read is the 400 of a body that ``cannot be handled as`` its kind."""
+    """A created or replaced body's data maps and MicroTimes as the typed decoder reads them
+    (``fakes.state.datafields``, ``fakes.state.microtime``): a value it cannot read is the 400 of a body that
+    ``cannot be handled as`` its kind."""
     try:
         datafields.decode_data_maps(rt, obj)
+        microtime.decode_micro_times(rt, obj)
     except datafields.DecodeError as error:
         raise BadRequest(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {error}') from None
 

@@ -66,8 +66,9 @@ ATOMIC_FIELDS = frozenset({"roleRef", "subjects", "rules", "selector", "nodeSele
                            "args", "readinessGates", "nodeSelectorTerms", "involvedObject", "related"})
 """Fields owned as a whole: atomic structs (``roleRef``, ``LabelSelector``, ``ObjectReference``), atomic maps (a Service's
 ``selector``, ``nodeSelector``: ``+mapType=atomic``) and atomic lists (``+listType=atomic``)."""
-ATOMIC_ITEMS = frozenset({"ownerReferences"})
-"""Keyed lists whose items are atomic structs (``OwnerReference`` is ``+structType=atomic``)."""
+ATOMIC_ITEMS = frozenset({"ownerReferences", "secrets"})
+"""Keyed lists whose items are atomic structs (``OwnerReference`` and a ServiceAccount's ``secrets``, each an
+``ObjectReference``, are ``+structType=atomic``)."""
 _PER_ITEM_DEFAULTS = {"protocol": "TCP"}  # key fields a list item may leave to defaulting
 
 

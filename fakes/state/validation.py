@@ -403,7 +403,26 @@ def _kind_errors(rt: ResourceType, obj: Mapping[str, Any]) -> list[FieldError]:
         return _data_errors(rt, obj)
     if rt.plural == "leases":
         return _lease_errors(obj)
+    if rt.plural == "events":
+        return _event_errors(obj)
     return []
+
+
+def _event_errors(obj: Mapping[str, Any]) -> list[FieldError]:
+    """``legacyValidateEvent`` (pkg/apis/core/validation/events.go), the namespace rule: a core/v1 event's
+    ``involvedObject.namespace`` is its own namespace (or, for an object of no namespace, the event's is empty
+    or ``default``; with an ``eventTime``, ``default`` or ``kube-system``).  The checks of an event with an
+    ``eventTime`` on its reporting fields are not made here (docs/known-differences.md)."""
+    namespace = (obj.get("metadata") or {}).get("namespace") or ""
+    involved = obj.get("involvedObject")
+    theirs = (involved.get("namespace") if isinstance(involved, Mapping) else None) or ""
+    if not obj.get("eventTime"):
+        matches = namespace in ("", "default") if not theirs else namespace == theirs
+    else:
+        matches = bool(theirs) or namespace in ("default", "kube-system")
+    if matches:
+        return []
+    return [FieldError("FieldValueInvalid", "involvedObject.namespace", theirs, "does not match event.namespace")]
 
 
 def _lease_errors(obj: Mapping[str, Any]) -> list[FieldError]:

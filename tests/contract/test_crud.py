@@ -243,6 +243,37 @@ async def test_a_pods_mounts_name_its_volumes_each_given_once(cluster: Cluster, 
     assert [(c.reason, c.field) for c in err.value.causes] == [("FieldValueDuplicate", "spec.volumes[2].name")]
 
 
+async def test_an_event_is_about_an_object_of_its_own_namespace(cluster: Cluster, ns: str) -> None:
+    def event(name: str, namespace: str) -> dict[str, object]:
+        return {"metadata": {"name": name}, "reason": "Started", "message": "m", "type": "Normal",
+                "involvedObject": {"kind": "Pod", "name": "p", "namespace": namespace}}
+
+    await cluster.create("events", event("mine", ns), namespace=ns)
+    with pytest.raises(Invalid) as err:
+        await cluster.create("events", event("theirs", "elsewhere"), namespace=ns)
+    assert [(c.field, c.message) for c in err.value.causes] == [
+        ("involvedObject.namespace", 'Invalid value: "elsewhere": does not match event.namespace')]
+
+
+async def test_a_service_accounts_secrets_are_owned_whole(cluster: Cluster, ns: str) -> None:
+    created = await cluster.create("serviceaccounts", {"metadata": {"name": "robot"}, "secrets": [{"name": "x"}]},
+                                   namespace=ns)
+    [entry] = created["metadata"]["managedFields"]
+    assert entry["fieldsV1"] == {"f:secrets": {".": {}, 'k:{"name":"x"}': {}}}  # an ObjectReference is atomic
+
+
+async def test_a_lease_holds_micro_times_in_utc_and_refuses_other_precisions(cluster: Cluster, ns: str) -> None:
+    """What a replica's lease renewals rely on: ``renewTime`` is RFC 3339 with six fractional digits, kept in UTC."""
+    created = await cluster.create("leases", {"metadata": {"name": "held"}, "spec": {
+        "holderIdentity": "a", "renewTime": "2026-12-07T19:31:12.123456+01:00"}}, namespace=ns)
+    assert created["spec"]["renewTime"] == "2026-12-07T18:31:12.123456Z"
+    with pytest.raises(BadRequest) as err:
+        await cluster.create("leases", {"metadata": {"name": "coarse"}, "spec": {"renewTime": "2026-12-07T18:31:12Z"}},
+                             namespace=ns)
+    assert str(err.value) == ('Lease in version "v1" cannot be handled as a Lease: parsing time "2026-12-07T18:31:12Z" '
+                              'as "2006-01-02T15:04:05.000000Z07:00": cannot parse "Z" as ".000000"')
+
+
 async def test_pod_spec_is_immutable_except_images(cluster: Cluster, ns: str) -> None:
     created = await cluster.create("pods", pod("fixed"), namespace=ns)
     changed = await cluster.patch("pods", "fixed", {"spec": {"containers": [{"name": "main", "image": "busybox:1.37"}]}},
