@@ -17,6 +17,7 @@ import yaml
 
 from fakes.apiserver import protobuf
 from fakes.state.lifecycle import Preconditions
+from fakes.state.objects import json_kind
 from gateway.cluster.interface import BadRequest, PatchType, Propagation, UnsupportedMediaType
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -146,20 +147,9 @@ def _decode_apply(text: str) -> dict[str, Any]:
         return {}
     if not isinstance(document, dict):
         raise BadRequest("error decoding patch: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal "
-                         f"{_json_kind(document)} into Go value of type map[string]interface {{}}")
+                         f"{json_kind(document)} into Go value of type map[string]interface {{}}")
     return document
 
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    return "number"
 
 
 def patch_type(content_type: str) -> PatchType:
@@ -231,13 +221,13 @@ def _preconditions(value: Any) -> Preconditions | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise BadRequest(f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+        raise BadRequest(f"json: cannot unmarshal {json_kind(value)} into Go struct field "
                          "DeleteOptions.preconditions of type v1.Preconditions")
     fields = {}
     for key, go_type in (("uid", "types.UID"), ("resourceVersion", "string")):
         field = value.get(key)
         if field is not None and not isinstance(field, str):
-            raise BadRequest(f"json: cannot unmarshal {_json_kind(field)} into Go struct field "
+            raise BadRequest(f"json: cannot unmarshal {json_kind(field)} into Go struct field "
                              f"Preconditions.preconditions.{key} of type {go_type}")
         fields[key] = field
     return Preconditions(uid=fields["uid"], resource_version=fields["resourceVersion"])

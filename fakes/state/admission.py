@@ -29,13 +29,19 @@ def check_kind(rt: ResourceType, obj: dict[str, Any]) -> None:
     obj["kind"], obj["apiVersion"] = rt.kind, rt.api_version
 
 
+def read_typed(rt: ResourceType, obj: dict[str, Any]) -> None:
+    """``obj``'s data maps and MicroTimes as the typed decoder reads them (``fakes.state.datafields``,
+    ``fakes.state.microtime``), stored canonically in place; :class:`~fakes.state.datafields.DecodeError`
+    with the decoder's words for a value it cannot read.  Each write path answers that error its own way."""
+    datafields.decode_data_maps(rt, obj)
+    microtime.decode_micro_times(rt, obj)
+
+
 def decode_typed(rt: ResourceType, obj: dict[str, Any]) -> None:
-    """A created or replaced body's data maps and MicroTimes as the typed decoder reads them
-    (``fakes.state.datafields``, ``fakes.state.microtime``): a value it cannot read is the 400 of a body that
-    ``cannot be handled as`` its kind."""
+    """A created or replaced body read as :func:`read_typed` does: a value it cannot read is the 400 of a body
+    that ``cannot be handled as`` its kind."""
     try:
-        datafields.decode_data_maps(rt, obj)
-        microtime.decode_micro_times(rt, obj)
+        read_typed(rt, obj)
     except datafields.DecodeError as error:
         raise BadRequest(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {error}') from None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fakes.state import datafields, fieldsets, managedfields, microtime, versions
+from fakes.state import admission, datafields, fieldsets, managedfields, versions
 from gateway.cluster.interface import BadRequest, Conflict, NotFound, ServerError
 from gateway.cluster.resources import ResourceType
 
@@ -82,8 +82,7 @@ class Applying:
             raise self._conflict(rt, name)
         merged = managedfields.apply(rt, live, config, now=self._now())
         try:
-            datafields.decode_data_maps(rt, merged)
-            microtime.decode_micro_times(rt, merged)
+            admission.read_typed(rt, merged)
         except datafields.DecodeError as error:
             # handlers/patch.go applyPatcher converts the merged object to its type; what it cannot read is
             # answered 500, with this text.

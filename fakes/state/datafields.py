@@ -19,6 +19,7 @@ import base64
 import string
 from typing import Any
 
+from fakes.state.objects import json_kind
 from gateway.cluster.resources import ResourceType
 
 _ALPHABET = frozenset((string.ascii_letters + string.digits + "+/").encode("ascii"))
@@ -85,14 +86,14 @@ def decode_data_maps(rt: ResourceType, obj: dict[str, Any]) -> None:
         if values is None:
             continue
         if not isinstance(values, dict):
-            raise DecodeError(f"json: cannot unmarshal {_json_kind(values)} into Go struct field {rt.kind}.{field} "
+            raise DecodeError(f"json: cannot unmarshal {json_kind(values)} into Go struct field {rt.kind}.{field} "
                               f"of type map[string]{element}")
         for key, value in values.items():
             if value is None:
                 values[key] = ""
                 continue
             if not isinstance(value, str):
-                raise DecodeError(f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+                raise DecodeError(f"json: cannot unmarshal {json_kind(value)} into Go struct field "
                                   f"{rt.kind}.{field} of type {element}")
             if element == "[]uint8":
                 raw = value.encode("utf-8", errors="replace")
@@ -114,14 +115,3 @@ def data_size(rt: ResourceType, obj: dict[str, Any]) -> int:
                 size += len(base64.b64decode(value)) if element == "[]uint8" else len(value.encode("utf-8"))
     return size
 
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    return "number"

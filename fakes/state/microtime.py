@@ -3,8 +3,8 @@
 A Lease's ``spec.acquireTime`` and ``spec.renewTime`` and an Event's ``eventTime`` are read with Go's
 ``time.Parse`` and the layout ``2006-01-02T15:04:05.000000Z07:00`` (``k8s.io/apimachinery``
 ``pkg/apis/meta/v1/micro_time.go``): a value with no fraction or another number of digits is refused
-with the parser's words, and what is stored is the instant in UTC.  Called with
-:func:`fakes.state.datafields.decode_data_maps` on every write, before the object is looked at.
+with the parser's words, and what is stored is the instant in UTC.  Called through
+:func:`fakes.state.admission.read_typed` on every write, before the object is looked at.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from fakes.state.datafields import DecodeError
+from fakes.state.objects import json_kind
 from gateway.cluster.resources import ResourceType
 
 LAYOUT = "2006-01-02T15:04:05.000000Z07:00"
@@ -34,8 +35,7 @@ def decode_micro_times(rt: ResourceType, obj: dict[str, Any]) -> None:
             continue
         value = parent[path[-1]]
         if not isinstance(value, str):
-            raise DecodeError(f"json: cannot unmarshal {'number' if isinstance(value, (int, float)) else 'object'} "
-                              "into Go value of type string")
+            raise DecodeError(f"json: cannot unmarshal {json_kind(value)} into Go value of type string")
         parent[path[-1]] = canonical(value)
 
 

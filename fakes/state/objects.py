@@ -46,3 +46,16 @@ def _copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy(v) for v in value]
     return value
+
+
+def json_kind(value: Any) -> str:
+    """The word Go's JSON decoder uses for ``value``'s kind in ``cannot unmarshal <kind> into ...``."""
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    return "number"

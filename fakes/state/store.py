@@ -31,7 +31,7 @@ from typing import Any
 
 from fakes.auth import rbac
 from fakes.auth.identity import TokenRegistry
-from fakes.state import admission, datafields, defaults, managedfields, microtime, validation, versions
+from fakes.state import admission, datafields, defaults, managedfields, validation, versions
 from fakes.state.applying import Applying
 from fakes.state.faults import Faults
 from fakes.state.lifecycle import Lifecycle, Preconditions
@@ -318,8 +318,7 @@ class Store(Reading, Lifecycle, Subresources, Applying, NamespaceDefaults):
         if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
             raise BadRequest("the patch leaves no object with metadata")
         try:
-            datafields.decode_data_maps(rt, new)
-            microtime.decode_micro_times(rt, new)
+            admission.read_typed(rt, new)
         except datafields.DecodeError as error:
             raise _unreadable_patch(new, error) from None
         versions.object_version(new["metadata"].get("resourceVersion"))

@@ -2,12 +2,13 @@
 
 Every kernel a replica starts is admitted once its record is written: its id and username are
 added to the ConfigMap ``kernelgate-admissions`` of the gateway's namespace (``data``: kernel
-id -> username, a long one as its digest: :func:`user_key`), by replacing it under the ``resourceVersion`` read, after checking both limits
-against what it holds.  Two replicas admitting at once cannot both pass a limit: one replace
-wins, the other gets a 409, reads again and checks again (after a jittered back-off; a bounded
-number of times, then the start is refused with 503).  The id is removed just before the
-kernel's record is deleted, by whichever replica ends the kernel (the lease holder, for what a
-dead replica left), so an admission never outlives its record unless that removal failed.
+id -> username, a long one as its digest: :func:`user_key`), by replacing it under the
+``resourceVersion`` read, after checking both limits against what it holds.  Two replicas
+admitting at once cannot both pass a limit: one replace wins, the other gets a 409, reads again
+and checks again (after a jittered back-off; a bounded number of times, then the start is
+refused with 503).  The id is removed just before the kernel's record is deleted, by whichever
+replica ends the kernel (the lease holder, for what a dead replica left), so an admission never
+outlives its record unless that removal failed.
 
 An id whose kernel has no record (that removal failed) is dropped by the next admission that
 still sees it without a record :data:`ORPHAN_GRACE` seconds after first seeing it so.
