@@ -328,11 +328,12 @@ class Gateway:
             service=self.service, specs=specs, readiness=self.readiness,
             settings=HttpSettings(base_url=config.base_url, auth_token=config.auth_token,
                                   list_kernels=config.list_kernels, ws_ping_interval=config.ws_ping_interval,
-                                  gateway_user=gateway_user(), metrics_auth=config.metrics_auth),
+                                  gateway_user=gateway_user(), metrics_auth=config.metrics_auth,
+                                  buffer_offline_messages=config.buffer_offline_messages),
             metrics=self.metrics,
         )
-        websockets = self.context.websockets
-        self.metrics.watch_websockets(lambda: len(websockets))
+        websockets, sessions = self.context.websockets, self.context.client_sessions
+        self.metrics.watch_websockets(lambda: len(websockets), lambda: (len(sessions.kept()), sessions.kept_bytes_now))
         self._server = HTTPServer(make_application(self.context))
         try:
             sockets = bind_sockets(config.port, config.ip or None)
@@ -390,6 +391,7 @@ class Gateway:
         if self._server is not None:
             self._server.stop()
         if self.context is not None:
+            self.context.client_sessions.close()
             for handler in list(self.context.websockets):
                 handler.close(1001, "the gateway is stopping")
         for part in reversed(self._started):

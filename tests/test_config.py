@@ -119,6 +119,7 @@ def test_booleans_are_read_in_any_case(monkeypatch: pytest.MonkeyPatch, value: s
     ("EG_PROHIBITED_UIDS", "0,root"),
     ("EG_PORT_RANGE", "40000-41000"),
     ("EG_RESTART_LIMIT", "-1"),
+    ("EG_BUFFER_OFFLINE_MESSAGES", "later"),
 ])
 def test_a_bad_value_stops_startup_naming_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
@@ -203,3 +204,8 @@ def test_client_launch_timeout_cap_defaults_above_the_launch_timeout(monkeypatch
     assert configured(monkeypatch, EG_KERNEL_LAUNCH_TIMEOUT="900").kernel_settings().max_launch_timeout == 900
     with pytest.raises(ConfigError, match="EG_MAX_KERNEL_LAUNCH_TIMEOUT"):
         configured(monkeypatch, EG_KERNEL_LAUNCH_TIMEOUT="60", EG_MAX_KERNEL_LAUNCH_TIMEOUT="30")
+
+
+def test_dropped_websockets_keep_their_sessions_unless_the_operator_says_no(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert GatewayConfig().buffer_offline_messages is True  # Jupyter Server's default
+    assert configured(monkeypatch, EG_BUFFER_OFFLINE_MESSAGES="False").buffer_offline_messages is False

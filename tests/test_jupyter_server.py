@@ -23,6 +23,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from tests.httpharness import USER, WAIT, execute, running_gateway
+from tests.test_websocket_resume import eventually, rest_of_cell, start_waiting_cell
 
 pytestmark = pytest.mark.slow
 
@@ -116,3 +117,30 @@ async def test_jupyter_server_runs_code_through_the_gateway(tmp_path: Path) -> N
         assert response.code == 204
         assert (await gw.call("GET", f"/api/kernels/{kernel['id']}"))[0] == 404
         assert await gw.kernel_objects() == set()
+
+
+async def test_a_dropped_gateway_websocket_loses_nothing(tmp_path: Path) -> None:
+    """Jupyter Server reconnects to the gateway with the client's session_id; what the kernel sent meanwhile comes."""
+    async with running_gateway(tmp_path, auth_token=GATEWAY_TOKEN) as gw, jupyter_server(tmp_path, gw.url) as server:
+        http = AsyncHTTPClient()
+        response = await http.fetch(HTTPRequest(f"{server}/api/kernels", method="POST",
+                                                headers={"Authorization": f"token {TOKEN}"},
+                                                body=json.dumps({"name": "python_kubernetes"}),
+                                                request_timeout=WAIT + 30))
+        kernel = json.loads(response.body)
+        ws = await asyncio.wait_for(websocket_connect(HTTPRequest(
+            f"{server.replace('http', 'ws')}/api/kernels/{kernel['id']}/channels?token={TOKEN}&session_id=lab-1",
+            request_timeout=WAIT)), WAIT)
+        try:
+            go = tmp_path / "go"
+            msg_id = await start_waiting_cell(ws, go)
+            # the gateway's end of Jupyter Server's websocket fails as a network would have it: no close frame
+            (handler,) = gw.gateway.context.websockets
+            handler.ws_connection.stream.close()
+            await eventually(lambda: len(gw.gateway.context.client_sessions.kept()) == 1)
+            go.touch()
+            reply, outputs = await rest_of_cell(ws, msg_id)
+            assert reply["status"] == "ok" and outputs == ["after the drop\n", "42"]
+            assert (await execute(ws, "1+1")).results == ["2"]
+        finally:
+            ws.close()

@@ -1,8 +1,8 @@
 """Where the gateway listens, how it serves HTTP and WebSocket clients, and how much it logs.
 
 Variables: ``EG_IP``, ``EG_PORT``, ``EG_BASE_URL``, ``EG_AUTH_TOKEN``,
-``EG_LIST_KERNELS``, ``EG_WS_PING_INTERVAL_SECS``, ``EG_LOG_LEVEL``, ``EG_METRICS_AUTH``,
-``EG_TUNNELING_ENABLED`` (accepted, not supported), ``EG_READINESS_GRACE_SECS``
+``EG_LIST_KERNELS``, ``EG_WS_PING_INTERVAL_SECS``, ``EG_BUFFER_OFFLINE_MESSAGES``, ``EG_LOG_LEVEL``,
+``EG_METRICS_AUTH``, ``EG_TUNNELING_ENABLED`` (accepted, not supported), ``EG_READINESS_GRACE_SECS``
 (how long failing list and watch calls leave ``/readyz`` at 200), and
 ``EG_RESPONSE_IP`` and ``EG_RESPONSE_PORT`` for the listener kernel launchers
 send their connection info to.  ``gateway.app`` reads these traits to start the HTTP server and the
@@ -30,6 +30,10 @@ class ServerConfig(HasTraits):
         "False, its image sets True; Jupyter Server's gateway client needs the list to cull, so True here."
     ).tag(config=True)
     ws_ping_interval = Float(help="Seconds between websocket pings (EG_WS_PING_INTERVAL_SECS).").tag(config=True)
+    buffer_offline_messages = Bool(
+        help="Whether what a kernel sends a client whose websocket dropped is kept for the client's next websocket "
+        "of the same session_id, as Jupyter Server's buffer_offline_messages (EG_BUFFER_OFFLINE_MESSAGES, default True)."
+    ).tag(config=True)
     log_level = Unicode(help="Logging level (EG_LOG_LEVEL): DEBUG, INFO, WARNING, ERROR or CRITICAL.").tag(config=True)
     metrics_auth = Bool(
         help="Whether /metrics asks for the token like the rest of the API (EG_METRICS_AUTH, default True); False "
@@ -83,6 +87,10 @@ class ServerConfig(HasTraits):
     @default("ws_ping_interval")
     def _ws_ping_interval(self) -> float:
         return seconds_env("EG_WS_PING_INTERVAL_SECS", 30.0)
+
+    @default("buffer_offline_messages")
+    def _buffer_offline_messages(self) -> bool:
+        return bool_env("EG_BUFFER_OFFLINE_MESSAGES", True)
 
     @default("log_level")
     def _log_level(self) -> str:

@@ -1,11 +1,13 @@
-"""One websocket client's link to one kernel, across the kernel's restarts.
+"""One websocket client's link to one kernel, across the kernel's restarts and its client's reconnections.
 
-The websocket handler makes a :class:`KernelBridge` per client.  The bridge
+The websocket handler makes a :class:`KernelBridge` per client session
+(:mod:`gateway.http.resume`: a session whose websocket dropped keeps its bridge
+for the client's return, and the bridge's frames are kept meanwhile).  The bridge
 gives the client its own sockets to the kernel's pod (a
 :class:`~gateway.http.podlink.PodLink`: own DEALER identities, so the kernel's
 replies come back to this client only) and a share of the gateway's iopub
 subscription to it, and relays in both directions without buffering: each
-kernel message is written to the websocket as soon as it is read, each client
+kernel message is written to the client's session as soon as it is read, each client
 message sent to the kernel as soon as it is decoded.  Before relaying it
 "nudges" the kernel until that subscription has heard it, as Jupyter Server
 does (usually it has already), unless the kernel is busy and would not answer.
@@ -80,14 +82,14 @@ class KernelBridge:
     # ------------------------------------------------------------------ called by the handler
 
     async def open(self) -> None:
-        """The websocket is open (the handler's ``open``): count the client, connect unless the kernel is starting.
+        """The client's session began (the handler's ``open``): follow the kernel, connect unless it is starting.
 
         Returns once the bridge relays, waits for the kernel, or the kernel
         began restarting meanwhile.  A failure to make the sockets is raised
-        (tornado then drops the connection).
+        (tornado then drops the connection).  The client's session
+        (:mod:`gateway.http.resume`) counts it among the kernel's connections.
         """
         self.kernel.add_listener(self._on_state)
-        self.service.connected(self.kernel.id)
         if self.kernel.connection is None or self.kernel.state in (RESTARTING, AUTORESTARTING, STARTING):
             self._move(BridgeState.WAITING)
             return
@@ -98,14 +100,13 @@ class KernelBridge:
             raise error
 
     def close(self) -> None:
-        """The websocket closed, whichever side closed it (the handler's ``on_close``): undo :meth:`open`."""
+        """The client's session is over (its websocket closed and it is not kept, or it was dropped): undo :meth:`open`."""
         if self._state is BridgeState.CLOSED:
             return
         opened = self._state is not BridgeState.NEW
         self._move(BridgeState.CLOSED)
         if opened:
             self.kernel.remove_listener(self._on_state)
-            self.service.disconnected(self.kernel.id)
 
     async def receive(self, message: str | bytes) -> None:
         """A frame from the client (the handler's ``on_message``): decode, record activity, send or hold."""

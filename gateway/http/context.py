@@ -10,6 +10,7 @@ from gateway.kernels.service import KernelService
 from gateway.kernels.specs import KernelSpecs
 from gateway.observability.metrics import GatewayMetrics
 
+from .resume import ClientSessions
 from .sessionstore import SessionStore
 
 
@@ -24,6 +25,7 @@ class HttpSettings:
     gateway_user: str = "jovyan"  # KERNEL_USERNAME when a request names none (the gateway's OS user, as EG)
     nudge_timeout: float = 10.0  # bound on waiting for a new websocket's iopub subscription to take effect
     metrics_auth: bool = True  # EG_METRICS_AUTH; False: /metrics answers without the token
+    buffer_offline_messages: bool = True  # EG_BUFFER_OFFLINE_MESSAGES; False: a dropped websocket's session ends
 
 
 ReadinessCheck = Callable[[], Mapping[str, Any]]
@@ -44,3 +46,8 @@ class HttpContext:
     """Open websocket handlers, closed by the app when the gateway stops."""
     metrics: GatewayMetrics | None = None
     """The gateway's metrics: served at ``/metrics``, fed with each request's latency."""
+    client_sessions: ClientSessions = field(init=False)
+    """Websocket client sessions that may be resumed (:mod:`gateway.http.resume`); closed by the app as it stops."""
+
+    def __post_init__(self) -> None:
+        self.client_sessions = ClientSessions(self.service, enabled=self.settings.buffer_offline_messages)

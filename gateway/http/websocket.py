@@ -4,7 +4,9 @@ The upgrade request is authenticated like any request (token header or
 ``?token=``) and answered with a JSON 404 for an unknown kernel before any
 upgrade.  The subprotocol ``v1.kernel.websocket.jupyter.org`` is chosen when
 the client offers it, else the legacy protocol (:mod:`gateway.http.wsprotocol`).
-Each connection gets its own :class:`~gateway.http.bridge.KernelBridge`.
+Each client session (``?session_id=``, :mod:`gateway.http.resume`) gets its own
+:class:`~gateway.http.bridge.KernelBridge`, which outlives a dropped websocket
+until the session's next websocket takes it over.
 Nagle's algorithm is off on the socket (a reply is a small write that must
 not wait for an ACK), and tornado pings the client every
 ``EG_WS_PING_INTERVAL_SECS`` (the application's ``websocket_ping_interval``).
@@ -20,6 +22,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from .bridge import KernelBridge
 from .errors import JsonErrors
+from .resume import MAX_SESSION_ID, ClientSession
 from .wsprotocol import V1_PROTOCOL, codec_for
 
 log = logging.getLogger("gateway.http.websocket")
@@ -29,12 +32,15 @@ CLOSE_REASON_BYTES = 123
 
 
 class KernelChannelsHandler(JsonErrors, WebSocketHandler):
-    bridge: KernelBridge | None = None
+    session: ClientSession | None = None
 
     async def get(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
             raise web.HTTPError(400, "This path only accepts websocket upgrades.")
         self.kernel = self.context.service.get(kernel_id)  # 404 before the upgrade
+        self.session_id = self.get_query_argument("session_id", "")
+        if len(self.session_id) > MAX_SESSION_ID:
+            raise web.HTTPError(400, f"session_id is longer than {MAX_SESSION_ID} characters.")
         await super().get(kernel_id, *args, **kwargs)
 
     def check_origin(self, origin: str) -> bool:
@@ -50,32 +56,47 @@ class KernelChannelsHandler(JsonErrors, WebSocketHandler):
     async def open(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
         self.set_nodelay(True)
         self.context.websockets.add(self)
-        self.bridge = KernelBridge(self.context.service, self.kernel, codec_for(self.selected_subprotocol),
-                                   self._write, self._close, nudge_timeout=self.context.settings.nudge_timeout)
+        session, _ = self.context.client_sessions.join(self.kernel, self.session_id, self.selected_subprotocol, self)
+        self.session = session
         log.info("client connected to kernel %s (%s protocol)", kernel_id, self.selected_subprotocol or "legacy")
-        await self.bridge.open()
+        if session.bridge is not None:
+            return  # resumed: the session's bridge goes on
+        session.bridge = KernelBridge(self.context.service, self.kernel, codec_for(self.selected_subprotocol),
+                                      session.write, session.close_client,
+                                      nudge_timeout=self.context.settings.nudge_timeout)
+        try:
+            await session.bridge.open()
+        except BaseException:
+            session.drop("its sockets to the kernel could not be made")
+            raise
 
     async def on_message(self, message: str | bytes) -> None:
-        if self.bridge is not None:
-            await self.bridge.receive(message)
+        session = self.session
+        if session is not None and session.end is self and session.bridge is not None:
+            await session.bridge.receive(message)
 
     def on_close(self) -> None:
         self.context.websockets.discard(self)
-        if self.bridge is not None:
-            self.bridge.close()
-            log.info("client disconnected from kernel %s", self.bridge.kernel.id)
+        if self.session is not None:
+            self.context.client_sessions.left(self.session, self)
+            log.info("client disconnected from kernel %s", self.session.kernel.id)
 
-    def _write(self, payload: str | bytes, binary: bool) -> None:
+    # ------------------------------------------------------------------ the client session's calls
+
+    def send_frame(self, payload: str | bytes, binary: bool) -> None:
         try:
             future = self.write_message(payload, binary=binary)
         except WebSocketClosedError:
             return
         future.add_done_callback(_ignore_closed)
 
-    def _close(self) -> None:
-        """The bridge ends the connection (the kernel died for good): the close frame says why, when the gateway knows."""
-        reason = (self.bridge.kernel.reason if self.bridge is not None else "") or "kernel gone"
+    def end(self, reason: str = "") -> None:
+        """The kernel died for good, or the session could not go on: the close frame says why, when the gateway knows."""
+        reason = reason or (self.session.kernel.reason if self.session is not None else "") or "kernel gone"
         self.close(1000, _fit_close_reason(reason))
+
+    def superseded(self) -> None:
+        self.close(1000, "a newer connection of the same session took over")
 
 
 def _fit_close_reason(reason: str) -> str:

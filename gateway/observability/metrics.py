@@ -101,9 +101,12 @@ class GatewayMetrics:
         ``all_states`` is reported, with 0 when no kernel is in it."""
         self._views.kernels = (states, tuple(all_states))
 
-    def watch_websockets(self, count: Callable[[], int]) -> None:
-        """Report ``kernelgate_websocket_connections``: ``count()`` open kernel websockets."""
+    def watch_websockets(self, count: Callable[[], int], kept: Callable[[], tuple[int, int]] | None = None) -> None:
+        """Report ``kernelgate_websocket_connections``: ``count()`` open kernel websockets; and with ``kept``,
+        ``kernelgate_websocket_sessions_kept`` and ``kernelgate_websocket_kept_bytes``: the sessions of clients whose
+        websocket dropped, kept for their return, and the bytes of frames they hold (``kept()``)."""
         self._views.websockets = count
+        self._views.kept = kept
 
     def watch_informer(self, name: str, informer: InformerView) -> None:
         """Report the health of the informer ``name`` (``pods``, ``records``)."""
@@ -120,6 +123,7 @@ class _Views:
     def __init__(self) -> None:
         self.kernels: tuple[Callable[[], Iterable[str]], tuple[str, ...]] | None = None
         self.websockets: Callable[[], int] | None = None
+        self.kept: Callable[[], tuple[int, int]] | None = None
         self.informers: dict[str, InformerView] = {}
 
     def describe(self) -> list[Metric]:
@@ -139,6 +143,12 @@ class _Views:
         if self.websockets is not None:
             yield GaugeMetricFamily("kernelgate_websocket_connections", "Open kernel websocket connections.",
                                     value=self.websockets())
+        if self.kept is not None:
+            sessions, kept_bytes = self.kept()
+            yield GaugeMetricFamily("kernelgate_websocket_sessions_kept", "Sessions of kernel websocket clients "
+                                    "that dropped, kept for their return (EG_BUFFER_OFFLINE_MESSAGES).", value=sessions)
+            yield GaugeMetricFamily("kernelgate_websocket_kept_bytes", "Bytes of kernel messages the kept sessions "
+                                    "hold for their clients.", value=kept_bytes)
         if self.informers:
             yield from _informer_metrics(self.informers)
 
