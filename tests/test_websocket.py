@@ -243,3 +243,44 @@ async def test_a_request_on_control_is_answered_on_control(tmp_path: Path, v1: b
                 pass
             assert got["channel"] == "control" and got["content"]["status"] == "ok"
         ws.close()
+
+
+async def test_a_client_that_does_not_read_is_dropped_before_the_gateway_fills_up(tmp_path: Path,
+                                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import base64
+    import dataclasses
+    import json
+    import os
+    import socket
+
+    async with running_gateway(tmp_path) as gw:
+        context = gw.gateway.context
+        context.settings = dataclasses.replace(context.settings, unsent_limit=256 * 1024)
+        kernel = await gw.start_kernel()
+        # a websocket client that stops reading: its receive buffer is small and it never reads
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", gw.gateway.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        stalled.sendall(f"GET /api/kernels/{kernel['id']}/channels HTTP/1.1\r\nHost: gateway\r\nUpgrade: websocket\r\n"
+                        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        payload = json.dumps({**request("execute_request", {"code": "while True: print('x' * 1000, flush=True)",
+                                                            "silent": False}), "channel": "shell"}).encode()
+        mask = os.urandom(4)
+        stalled.sendall(bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask
+                        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        # the kernel prints on; the gateway drops the client that does not read it
+        while context.websockets or "left more than 262144 bytes unread" not in caplog.text:
+            assert loop.time() < deadline, "the stalled client was not dropped"
+            await asyncio.sleep(0.05)
+        stalled.close()
+        status, _, _ = await gw.call("POST", f"/api/kernels/{kernel['id']}/interrupt")
+        assert status == 204
+        ws = await gw.websocket(kernel["id"])
+        done = await execute(ws, "6 * 7")
+        if done.reply["status"] == "aborted":  # sent before the interrupt reached the loop: ipykernel aborts it
+            done = await execute(ws, "6 * 7")
+        assert done.results == ["42"]
+        ws.close()

@@ -26,6 +26,7 @@ class HttpSettings:
     nudge_timeout: float = 10.0  # bound on waiting for a new websocket's iopub subscription to take effect
     metrics_auth: bool = True  # EG_METRICS_AUTH; False: /metrics answers without the token
     buffer_offline_messages: bool = True  # EG_BUFFER_OFFLINE_MESSAGES; False: a dropped websocket's session ends
+    unsent_limit: int = 32 * 1024 * 1024  # bytes a websocket client may leave unread before it is dropped
 
 
 ReadinessCheck = Callable[[], Mapping[str, Any]]

@@ -10,11 +10,18 @@ until the session's next websocket takes it over.
 Nagle's algorithm is off on the socket (a reply is a small write that must
 not wait for an ACK), and tornado pings the client every
 ``EG_WS_PING_INTERVAL_SECS`` (the application's ``websocket_ping_interval``).
+A client that leaves more than the settings' ``unsent_limit`` (32 MiB) of
+frames unread (it stalled, or reads slower than its kernel prints) is
+dropped, as a network failure would drop it, rather than letting the
+gateway's memory grow with what it cannot send: what it had not read is
+lost, and from then on its session is kept like any dropped one's.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from asyncio import Future
 from typing import Any
 
 from tornado import web
@@ -33,6 +40,8 @@ CLOSE_REASON_BYTES = 123
 
 class KernelChannelsHandler(JsonErrors, WebSocketHandler):
     session: ClientSession | None = None
+    unsent = 0
+    """Bytes of frames written to the websocket and not yet handed to the socket."""
 
     async def get(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
@@ -88,7 +97,19 @@ class KernelChannelsHandler(JsonErrors, WebSocketHandler):
             future = self.write_message(payload, binary=binary)
         except WebSocketClosedError:
             return
-        future.add_done_callback(_ignore_closed)
+        size = len(payload)
+        self.unsent += size
+        future.add_done_callback(functools.partial(self._sent, size))
+        stream = self.ws_connection.stream if self.ws_connection is not None else None
+        if self.unsent > self.context.settings.unsent_limit and stream is not None and not stream.closed():
+            log.warning("kernel %s: a websocket client left more than %d bytes unread; dropping its connection",
+                        self.kernel.id, self.context.settings.unsent_limit)
+            stream.close()  # a close frame would wait behind what the client does not read
+
+    def _sent(self, size: int, future: Future[None]) -> None:
+        self.unsent -= size
+        if not future.cancelled():
+            future.exception()  # a write to a connection closed meanwhile: nothing to do
 
     def end(self, reason: str = "") -> None:
         """The kernel died for good, or the session could not go on: the close frame says why, when the gateway knows."""
@@ -106,7 +127,3 @@ def _fit_close_reason(reason: str) -> str:
         return reason
     return encoded[:CLOSE_REASON_BYTES - 3].decode(errors="ignore") + "..."
 
-
-def _ignore_closed(future: Any) -> None:
-    if not future.cancelled():
-        future.exception()  # a write to a connection closed meanwhile: nothing to do
