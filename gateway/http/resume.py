@@ -217,9 +217,9 @@ class ClientSessions:
         self._kept_bytes = 0
         self._closed = False
 
-    def join(self, kernel: Kernel, session_id: str, protocol: str | None, end: ClientEnd) -> tuple[ClientSession, int]:
-        """A websocket opened (the handler's ``open``): the session it resumes, or a new one, and how many frames
-        it was given (kept for it meanwhile).
+    def join(self, kernel: Kernel, session_id: str, protocol: str | None, end: ClientEnd) -> ClientSession:
+        """A websocket opened (the handler's ``open``): the session it resumes (what was kept for it is
+        written to it first), or a new one.
 
         A new session has no bridge yet: the handler makes it.  The session's websocket counts as one
         of the kernel's connections.
@@ -237,15 +237,15 @@ class ClientSessions:
                     log.info("kernel %s: a newer websocket of session %s took it over; closing the older one",
                              kernel.id, session_id[:64])
                     older.superseded()
-                return session, 0
+                return session
             given = session.attach(end)
             log.info("kernel %s: session %s resumed (%d frames kept meanwhile)", kernel.id, session_id[:64], given)
-            return session, given
+            return session
         session = ClientSession(self, kernel, session_id, protocol, end)
         if session_id:
             self._named[key] = session
         self.service.connected(kernel.id)
-        return session, 0
+        return session
 
     def left(self, session: ClientSession, end: ClientEnd) -> None:
         """A websocket closed (the handler's ``on_close``): keep its session if it may come back, else drop it."""

@@ -65,8 +65,8 @@ class KernelChannelsHandler(JsonErrors, WebSocketHandler):
     async def open(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
         self.set_nodelay(True)
         self.context.websockets.add(self)
-        session, _ = self.context.client_sessions.join(self.kernel, self.session_id, self.selected_subprotocol, self)
-        self.session = session
+        self.session = session = self.context.client_sessions.join(self.kernel, self.session_id,
+                                                                   self.selected_subprotocol, self)
         log.info("client connected to kernel %s (%s protocol)", kernel_id, self.selected_subprotocol or "legacy")
         if session.bridge is not None:
             return  # resumed: the session's bridge goes on
