@@ -333,7 +333,7 @@ class Gateway:
             metrics=self.metrics,
         )
         websockets, sessions = self.context.websockets, self.context.client_sessions
-        self.metrics.watch_websockets(lambda: len(websockets), lambda: (len(sessions.kept()), sessions.kept_bytes_now))
+        self.metrics.watch_websockets(lambda: len(websockets), lambda: (len(sessions.kept()), sessions.kept_bytes))
         self._server = HTTPServer(make_application(self.context))
         try:
             sockets = bind_sockets(config.port, config.ip or None)

@@ -209,7 +209,7 @@ async def test_a_kept_session_past_its_bounds_is_dropped(tmp_path: Path) -> None
     async with running_gateway(tmp_path) as gw:
         sessions = gw.gateway.context.client_sessions
         kernel = await gw.start_kernel()
-        sessions.kept_bytes = 200  # less than the cell's reply: the session cannot keep it
+        sessions.max_kept_bytes = 200  # less than the cell's reply: the session cannot keep it
         go = tmp_path / "go"
         await dropped_while_running(gw, kernel["id"], go)
         go.touch()
@@ -220,8 +220,8 @@ async def test_a_kept_session_past_its_bounds_is_dropped(tmp_path: Path) -> None
                                              for m in done.seen if m["channel"] == "shell")
         ws.close()
 
-        sessions.kept_bytes = 1 << 20
-        sessions.kept_seconds = 0.05  # not back in time
+        sessions.max_kept_bytes = 1 << 20
+        sessions.max_kept_seconds = 0.05  # not back in time
         await dropped_while_running(gw, kernel["id"], tmp_path / "go-again", session="s-3")
         await eventually(lambda: len(sessions.kept()) == 0)
 
@@ -253,7 +253,7 @@ async def test_a_kernel_keeps_few_sessions_and_drops_the_oldest(tmp_path: Path) 
     """Each kept session holds sockets to the kernel's pod: a client opening and dropping many cannot pile them up."""
     async with running_gateway(tmp_path) as gw:
         sessions = gw.gateway.context.client_sessions
-        sessions.kept_sessions = 2
+        sessions.max_kept_sessions = 2
         kernel = await gw.start_kernel()
         for number in range(3):
             ws = await gw.websocket(kernel["id"], query=f"?session_id=s-{number}")

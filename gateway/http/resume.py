@@ -116,9 +116,9 @@ class ClientSession:
             self.end.send_frame(payload, binary)
         elif self.state is SessionState.KEPT:
             size = len(payload) if isinstance(payload, bytes) else len(payload.encode())
-            if self.kept_bytes + size > self._sessions.kept_bytes or not self._sessions.reserve(size):
-                self.drop(f"more than its client may miss came ({self._sessions.kept_bytes} bytes, or "
-                          f"{self._sessions.kept_bytes_in_all} for all kept sessions)", warn=True)
+            if self.kept_bytes + size > self._sessions.max_kept_bytes or not self._sessions.reserve(size):
+                self.drop(f"more than its client may miss came ({self._sessions.max_kept_bytes} bytes, or "
+                          f"{self._sessions.max_kept_bytes_in_all} for all kept sessions)", warn=True)
                 return
             self._kept.append((payload, binary))
             self.kept_bytes += size
@@ -204,17 +204,18 @@ class ClientSessions:
     :meth:`close` as it stops, before closing the websockets.
     """
 
-    def __init__(self, service: KernelService, *, enabled: bool = True, kept_seconds: float = KEPT_SECONDS,
-                 kept_bytes: int = KEPT_BYTES, kept_bytes_in_all: int = KEPT_BYTES_IN_ALL,
-                 kept_sessions: int = KEPT_SESSIONS) -> None:
+    def __init__(self, service: KernelService, *, enabled: bool = True, max_kept_seconds: float = KEPT_SECONDS,
+                 max_kept_bytes: int = KEPT_BYTES, max_kept_bytes_in_all: int = KEPT_BYTES_IN_ALL,
+                 max_kept_sessions: int = KEPT_SESSIONS) -> None:
         self.service = service
         self.enabled = enabled
-        self.kept_seconds = kept_seconds
-        self.kept_bytes = kept_bytes
-        self.kept_bytes_in_all = kept_bytes_in_all
-        self.kept_sessions = kept_sessions
+        self.max_kept_seconds = max_kept_seconds
+        self.max_kept_bytes = max_kept_bytes
+        self.max_kept_bytes_in_all = max_kept_bytes_in_all
+        self.max_kept_sessions = max_kept_sessions
         self._named: dict[tuple[str, str], ClientSession] = {}
-        self._kept_bytes = 0
+        self.kept_bytes = 0
+        """The bytes of frames all kept sessions hold (each session's own are its ``kept_bytes``)."""
         self._closed = False
 
     def join(self, kernel: Kernel, session_id: str, protocol: str | None, end: ClientEnd) -> ClientSession:
@@ -257,11 +258,11 @@ class ClientSessions:
             session.drop("")
             return
         kept = [s for s in self.kept() if s.kernel is session.kernel]
-        for oldest in kept[:max(0, len(kept) - self.kept_sessions + 1)]:
-            oldest.drop(f"more than {self.kept_sessions} sessions of the kernel were kept", warn=True)
-        session.keep(self.kept_seconds)
+        for oldest in kept[:max(0, len(kept) - self.max_kept_sessions + 1)]:
+            oldest.drop(f"more than {self.max_kept_sessions} sessions of the kernel were kept", warn=True)
+        session.keep(self.max_kept_seconds)
         log.info("kernel %s: the client of session %s left; what the kernel sends it is kept for %g s",
-                 session.kernel.id, session.session_id[:64], self.kept_seconds)
+                 session.kernel.id, session.session_id[:64], self.max_kept_seconds)
 
     def close(self) -> None:
         """The gateway stops: keep nothing more and drop what is kept."""
@@ -274,22 +275,17 @@ class ClientSessions:
         """The sessions kept now, oldest first."""
         return [s for s in self._named.values() if s.state is SessionState.KEPT]
 
-    @property
-    def kept_bytes_now(self) -> int:
-        """The bytes of frames all kept sessions hold."""
-        return self._kept_bytes
-
     # ------------------------------------------------------------------ the sessions' calls
 
     def reserve(self, size: int) -> bool:
-        """Count ``size`` more kept bytes, unless that would pass :attr:`kept_bytes_in_all`."""
-        if self._kept_bytes + size > self.kept_bytes_in_all:
+        """Count ``size`` more kept bytes, unless that would pass :attr:`max_kept_bytes_in_all`."""
+        if self.kept_bytes + size > self.max_kept_bytes_in_all:
             return False
-        self._kept_bytes += size
+        self.kept_bytes += size
         return True
 
     def release(self, size: int) -> None:
-        self._kept_bytes -= size
+        self.kept_bytes -= size
 
     def forget(self, session: ClientSession) -> None:
         key = (session.kernel.id, session.session_id)
