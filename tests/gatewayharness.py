@@ -27,7 +27,7 @@ import json
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,18 @@ SILENT_IMAGE = "test/silent-kernel:1"
 GATEWAY_RULES: list[dict[str, Any]] = gateway_rules()
 """The gateway's ClusterRole, as the manifests grant it."""
 KERNEL_RULES: list[dict[str, Any]] = kernel_rules()
+
+
+async def eventually(check: Callable[[], Any], timeout: float = WAIT) -> Any:
+    """The first truthy value of ``check()`` on a gateway's in-process state (no request), within ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert loop.time() < deadline, "the state was not reached in time"
+        await asyncio.sleep(0.02)
 
 
 async def install_gateway(admin: Cluster) -> None:

@@ -22,8 +22,9 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
+from tests.gatewayharness import eventually
 from tests.httpharness import USER, WAIT, execute, running_gateway
-from tests.test_websocket_resume import eventually, rest_of_cell, start_waiting_cell
+from tests.test_websocket_resume import rest_of_cell, start_waiting_cell
 
 pytestmark = pytest.mark.slow
 

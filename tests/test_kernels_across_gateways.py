@@ -31,6 +31,7 @@ from tests.gatewayharness import (
     Stack,
     StateLog,
     client_env,
+    eventually,
     execute,
     shared_cluster,
 )
@@ -38,18 +39,6 @@ from tests.gatewayharness import (
 pytestmark = pytest.mark.slow
 
 SLEEP = "import time; print('sleeping', flush=True); time.sleep(120)"
-
-
-async def eventually(check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    """The first truthy value of ``check()`` on a gateway's in-process state (no request), within ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert loop.time() < deadline, "the state was not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def served(stack: Stack, kernel_id: str, state: str = IDLE) -> Kernel:

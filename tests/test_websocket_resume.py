@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from gateway.http.resume import MAX_SESSION_ID
+from tests.gatewayharness import eventually
 from tests.httpharness import (
     WAIT,
     RunningGateway,
@@ -33,16 +33,6 @@ from tests.httpharness import (
 from tests.test_metrics import scrape, value
 
 pytestmark = pytest.mark.slow
-
-
-async def eventually(check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    """The first truthy value of ``check()`` on the gateway's in-process state, within ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not (value := check()):
-        assert loop.time() < deadline, "the state was not reached in time"
-        await asyncio.sleep(0.02)
-    return value
 
 
 def waiting_cell(go: Path) -> str:
