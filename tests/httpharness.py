@@ -183,13 +183,16 @@ def send(ws: WebSocketClientConnection, msg: dict[str, Any], channel: str = "she
         ws.write_message(json.dumps({**msg, "channel": channel}))
 
 
-async def kernel_info(ws: WebSocketClientConnection, timeout: float = WAIT) -> dict[str, Any]:
-    """A ``kernel_info_request`` round trip, as front ends start: once answered, the connection relays iopub."""
+async def kernel_info(ws: WebSocketClientConnection, timeout: float = WAIT, *, channel: str = "shell") -> dict[str, Any]:
+    """A ``kernel_info_request`` round trip, as front ends start: once answered, the connection relays iopub.
+
+    On ``control`` it is answered while a cell runs (ipykernel's control thread).
+    """
     msg = request("kernel_info_request", {})
-    send(ws, msg)
+    send(ws, msg, channel)
     while True:
         got = await read(ws, timeout)
-        if got["channel"] == "shell" and got["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+        if got["channel"] == channel and got["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
             return got["content"]
 
 

@@ -14,7 +14,9 @@ cluster is observed as its administrator (``tests/replicawatch.py``).  What an o
   death, whichever is later) plus the time deleting takes: never both, never neither;
 * the lease holder's death hands the duties that must happen once to the other replica within
   the lease duration: a kernel whose pod is deleted meanwhile is restarted once, not twice;
-* Jupyter Server pointed at the front keeps running cells when its replica is killed;
+* Jupyter Server pointed at the front keeps running cells when its replica is killed, and a cell
+  running as it dies still finishes in the notebook (its reply goes to the client's session, whichever
+  replica serves it);
 * a kernel's connection key is nowhere but in its record's ``data``: not in a replica's log,
   nor in any label, annotation, event or other object of the cluster.
 
@@ -45,7 +47,7 @@ from gateway.kernels.collect import abandoned_launch_taken_over_by
 from gateway.kernels.settings import KernelSettings
 from scenarios.client import KERNEL_NAME, GatewayClient
 from scenarios.observe import Objects, kernel_objects, kernel_pod, wait_until
-from tests.httpharness import execute
+from tests.httpharness import execute, kernel_info
 from tests.replicaharness import (
     GATEWAY_NAMESPACE,
     LEASE_DURATION,
@@ -72,6 +74,7 @@ from tests.replicawatch import (
     wait_record,
 )
 from tests.test_jupyter_server import GATEWAY_TOKEN, TOKEN, jupyter_server
+from tests.test_websocket_resume import rest_of_cell, start_waiting_cell
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -313,10 +316,12 @@ async def test_jupyter_server_keeps_running_cells_when_its_replica_is_killed(
         kernel_id = json.loads(response.body)["id"]
         namespace = await namespace_of(admin, kernel_id)
         ws = await asyncio.wait_for(websocket_connect(HTTPRequest(
-            f"{server.replace('http', 'ws')}/api/kernels/{kernel_id}/channels?token={TOKEN}",
+            f"{server.replace('http', 'ws')}/api/kernels/{kernel_id}/channels?token={TOKEN}&session_id=lab-1",
             request_timeout=WAIT)), WAIT)
         try:
             assert (await execute(ws, "x = 41")).reply["status"] == "ok"
+            go = tmp_path / "go"
+            msg_id = await start_waiting_cell(ws, go)  # a cell runs as its replica dies
             channels = f"/api/kernels/{kernel_id}/channels"
             victim = group.serving(channels)
             before = group.front.connections[-1].number
@@ -325,6 +330,12 @@ async def test_jupyter_server_keeps_running_cells_when_its_replica_is_killed(
             again = await group.front.wait_for(lambda c: c.number > before and channels in c.request_line,
                                                timeout=WAIT, what="Jupyter Server's websocket again")
             assert again.backend == 1 - victim
+            # Jupyter Server holds what the notebook sends until that websocket opens; answered on control while
+            # the cell runs, this says the other replica's sockets reached the kernel under the session's identity
+            await kernel_info(ws, channel="control")
+            go.touch()
+            reply, outputs = await rest_of_cell(ws, msg_id)  # the reply goes to the session, wherever it is
+            assert reply["status"] == "ok" and outputs == ["after the drop\n", "42"]
             assert (await execute(ws, "x + 1")).results == ["42"]
         finally:
             ws.close()

@@ -18,7 +18,10 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from gateway.http.podlink import client_identity
 from gateway.http.resume import MAX_SESSION_ID
+from gateway.kernels.channels import channel_address, gateway_signer
+from gateway.kernels.zmqreader import CallbackSocket
 from tests.gatewayharness import eventually
 from tests.httpharness import (
     WAIT,
@@ -175,12 +178,47 @@ async def test_a_session_resumes_only_with_its_protocol(tmp_path: Path) -> None:
         msg_id = await dropped_while_running(gw, kernel["id"], go, v1=False)
         ws = await gw.websocket(kernel["id"], v1=True, query="?session_id=s-1")
         assert len(gw.gateway.context.client_sessions.kept()) == 0  # the kept one was dropped: a new session
+        await kernel_info(ws, channel="control")  # its sockets reached the kernel (answered while the cell runs)
         go.touch()
-        seen = []
-        while not seen or seen[-1]["msg_type"] != "status" or seen[-1]["content"]["execution_state"] != "idle":
-            seen.append(await read(ws))
-        assert not [m for m in seen if m["channel"] == "shell" and m["parent_header"].get("msg_id") == msg_id]
+        # what was kept is gone, but the session's identity is the same: the cell's reply comes, in v1 framing
+        reply, outputs = await rest_of_cell(ws, msg_id)
+        assert reply["status"] == "ok" and outputs == ["after the drop\n", "42"]
         ws.close()
+
+
+async def test_a_resumed_session_takes_its_replies_back_from_another_replica(tmp_path: Path) -> None:
+    """Another replica served the session meanwhile (its sockets took the session's identity over): the
+    session's next websocket here links again under it, and the kernel's replies come back here."""
+    async with running_gateway(tmp_path) as gw:
+        kernel = await gw.start_kernel()
+        ws = await gw.websocket(kernel["id"], query="?session_id=s-1")
+        await kernel_info(ws)
+        ws.close()
+        sessions = gw.gateway.context.client_sessions
+        await eventually(lambda: len(sessions.kept()) == 1)
+        bridge = sessions.kept()[0].bridge
+        assert bridge is not None and bridge._link is not None
+        older = bridge._link
+
+        connection = gw.gateway.context.service.get(kernel["id"]).connection
+        identity = client_identity(connection, "s-1", "python")
+        assert identity == older.identity  # what any replica makes for the session
+        answers: list[list[bytes]] = []
+        other = CallbackSocket("DEALER", channel_address(connection, "shell"), answers.append, identity=identity,
+                               what="another replica's shell socket of session s-1")
+        other.start()
+        try:
+            _, asked = gateway_signer(connection).request("kernel_info_request")
+            await other.send(asked)
+            await eventually(lambda: answers)  # the kernel routes the session's replies there now
+
+            ws = await gw.websocket(kernel["id"], query="?session_id=s-1")
+            assert (await execute(ws, "6 * 7")).results == ["42"]
+            await eventually(lambda: older.closed)  # the older link, deaf since, is closed
+            assert len(answers) == 1
+            ws.close()
+        finally:
+            other.close()
 
 
 async def test_a_kept_session_ends_with_its_kernel_and_leaves_nothing(tmp_path: Path) -> None:

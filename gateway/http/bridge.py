@@ -23,6 +23,11 @@ a client asked for (``POST /api/kernels/{id}/restart``), and ``starting`` as
 the new kernel starts, either way.  When the kernel dies for good the client
 hears ``dead`` and the websocket is closed.
 
+A session's next websocket (:meth:`KernelBridge.relink`) links the session to the pod again
+under the session's identity (:func:`~gateway.http.podlink.client_identity`): another replica
+may have taken the identity over meanwhile, and the kernel would route the session's replies
+there.  The older link relays on until the kernel has answered on the new one, then closes.
+
 The bridge's states, and which event moves it from one to the next, are
 drawn in :mod:`gateway.http.bridgestate`.
 """
@@ -42,13 +47,15 @@ from gateway.kernels.service import KernelService
 from gateway.provisioner.connection import ConnectionInfo
 
 from .bridgestate import ENDING, HOLDING, BridgeState, check_transition
-from .podlink import PodLink, Write
+from .podlink import PodLink, Write, client_identity
 from .wsprotocol import Codec, FrameError, Incoming, status_parts
 
 log = logging.getLogger("gateway.http.websocket")
 
 MAX_HELD = 1000
 """Client messages held at most until the bridge relays (while the kernel restarts); more are dropped (and logged)."""
+RETIRE_SECONDS = 10.0
+"""How long a relinked session's older link relays at most while the kernel has not answered on the new one."""
 
 
 class KernelBridge:
@@ -62,7 +69,7 @@ class KernelBridge:
     """
 
     def __init__(self, service: KernelService, kernel: Kernel, codec: Codec, write: Write,
-                 close_client: Callable[[], None], *, nudge_timeout: float) -> None:
+                 close_client: Callable[[], None], *, nudge_timeout: float, session_id: str = "") -> None:
         self.service = service
         self.kernel = kernel
         self.codec = codec
@@ -74,6 +81,8 @@ class KernelBridge:
         self._tasks = OwnedTasks(f"websocket of kernel {kernel.id}")
         self._held: list[Incoming] = []
         self._session = str(uuid.uuid4())
+        self._session_id = session_id
+        """The client's ``session_id`` (empty: none), of which its sockets' identity is made."""
 
     @property
     def state(self) -> BridgeState:
@@ -107,6 +116,38 @@ class KernelBridge:
         self._move(BridgeState.CLOSED)
         if opened:
             self.kernel.remove_listener(self._on_state)
+
+    def relink(self) -> None:
+        """The session's next websocket came (the client came back, or took its session over): link the
+        session to the pod again, under its identity, in case another replica took the identity over.
+
+        Called by :meth:`gateway.http.resume.ClientSessions.join`.  Only a relaying bridge whose link
+        has the session's identity relinks; one that is connecting or waiting makes a new link anyway.
+        The older link relays what the kernel routed to it until the kernel answers on the new one
+        (at most :data:`RETIRE_SECONDS`), then closes.
+        """
+        older = self._link
+        if self._state is not BridgeState.RELAYING or older is None or not older.keyed_to_session:
+            return
+        fresh = PodLink(older.feed, self.codec, self._write, identity=older.identity)
+        older.leave_feed()  # and the new one takes it up: each iopub message reaches the client once
+        fresh.relay()
+        self._link = fresh
+        self._tasks.spawn(self._retire(older, fresh), "retire the older link")
+
+    async def _retire(self, older: PodLink, fresh: PodLink) -> None:
+        """The task that closes a relinked session's older link once the kernel answered on ``fresh``.
+
+        Cancelled (closing ``older`` all the same) when the bridge stops relaying.
+        """
+        try:
+            async with asyncio.timeout(RETIRE_SECONDS):
+                await fresh.confirm()
+        except TimeoutError:
+            log.info("kernel %s: no answer on a session's new sockets in %gs; closing its older ones",
+                     self.kernel.id, RETIRE_SECONDS)
+        finally:
+            older.close()
 
     async def receive(self, message: str | bytes) -> None:
         """A frame from the client (the handler's ``on_message``): decode, record activity, send or hold."""
@@ -183,7 +224,8 @@ class KernelBridge:
             return
         if feed is None or feed.connection is not connection:
             raise ConnectionError(f"kernel {self.kernel.id} has no iopub subscription to its pod")
-        link = PodLink(feed, self.codec, self._write)
+        identity = client_identity(connection, self._session_id, self.kernel.request.spec.language)
+        link = PodLink(feed, self.codec, self._write, identity=identity)
         try:
             if self.kernel.execution_state != BUSY:
                 await link.nudge(self._nudge_timeout)

@@ -16,8 +16,11 @@ A session is kept for at most :data:`KEPT_SECONDS` and :data:`KEPT_BYTES` of fra
 keeps at most :data:`KEPT_SESSIONS` sessions per kernel and :data:`KEPT_BYTES_IN_ALL` in all.  Past a
 bound, when the kernel ends, or when the gateway stops, a kept session is dropped: its sockets
 closed, its frames discarded (and logged).  ``EG_BUFFER_OFFLINE_MESSAGES=False`` keeps none.  A
-session lives in the replica that served it: a client whose next connection reaches another replica
-(this one died, or a Service without session affinity sent it elsewhere) begins a new session there.
+session's kept frames live in the replica that kept them: a client whose next connection reaches
+another replica (this one died, or a Service without session affinity sent it elsewhere) begins a
+new session there, which with an IPython kernel takes the session's identity over and gets the
+replies to what it asked here (:func:`~gateway.http.podlink.client_identity`); a session resumed
+here links again under its identity (:meth:`~gateway.http.bridge.KernelBridge.relink`).
 
 The states of one session (:class:`SessionState`), moved only along :data:`TRANSITIONS`::
 
@@ -232,6 +235,8 @@ class ClientSessions:
                          else "its kernel was started again")
             session = None
         if session is not None:
+            if session.bridge is not None:  # another replica may have served the session meanwhile
+                session.bridge.relink()
             if session.state is SessionState.ATTACHED:
                 older, session.end = session.end, end
                 if older is not None:

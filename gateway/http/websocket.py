@@ -72,7 +72,8 @@ class KernelChannelsHandler(JsonErrors, WebSocketHandler):
             return  # resumed: the session's bridge goes on
         session.bridge = KernelBridge(self.context.service, self.kernel, codec_for(self.selected_subprotocol),
                                       session.write, session.close_client,
-                                      nudge_timeout=self.context.settings.nudge_timeout)
+                                      nudge_timeout=self.context.settings.nudge_timeout,
+                                      session_id=self.session_id)
         try:
             await session.bridge.open()
         except BaseException:
