@@ -197,8 +197,8 @@ async def test_a_resumed_session_takes_its_replies_back_from_another_replica(tmp
         sessions = gw.gateway.context.client_sessions
         await eventually(lambda: len(sessions.kept()) == 1)
         bridge = sessions.kept()[0].bridge
-        assert bridge is not None and bridge._link is not None
-        older = bridge._link
+        assert bridge is not None and bridge.link is not None
+        older = bridge.link
 
         connection = gw.gateway.context.service.get(kernel["id"]).connection
         identity = client_identity(connection, "s-1", "python")
@@ -219,6 +219,33 @@ async def test_a_resumed_session_takes_its_replies_back_from_another_replica(tmp
             ws.close()
         finally:
             other.close()
+
+
+async def test_a_kept_session_takes_its_identity_on_a_restarted_kernel_only_when_its_client_is_back(
+        tmp_path: Path) -> None:
+    """While its client is away (perhaps served by another replica under the session's identity), a kept session
+    follows its kernel to the new pod under an identity of its own; its next websocket links under the session's."""
+    async with running_gateway(tmp_path) as gw:
+        kernel = await gw.start_kernel()
+        ws = await gw.websocket(kernel["id"], query="?session_id=s-1")
+        await kernel_info(ws)
+        ws.close()
+        sessions = gw.gateway.context.client_sessions
+        await eventually(lambda: len(sessions.kept()) == 1)
+        bridge = sessions.kept()[0].bridge
+        assert bridge is not None
+        served = gw.gateway.context.service.get(kernel["id"])
+        before = served.connection
+        status, _, _ = await gw.call("POST", f"/api/kernels/{kernel['id']}/restart")
+        assert status == 200
+        link = await eventually(lambda: bridge.link if bridge.link and bridge.link.connection is not before else None)
+        assert link.connection is served.connection
+        assert link.identity != client_identity(served.connection, "s-1", "python")
+
+        ws = await gw.websocket(kernel["id"], query="?session_id=s-1")
+        assert bridge.link is not None and bridge.link.identity == client_identity(served.connection, "s-1", "python")
+        assert (await execute(ws, "6 * 7")).results == ["42"]
+        ws.close()
 
 
 async def test_a_kept_session_ends_with_its_kernel_and_leaves_nothing(tmp_path: Path) -> None:

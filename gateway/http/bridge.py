@@ -27,6 +27,9 @@ A session's next websocket (:meth:`KernelBridge.relink`) links the session to th
 under the session's identity (:func:`~gateway.http.podlink.client_identity`): another replica
 may have taken the identity over meanwhile, and the kernel would route the session's replies
 there.  The older link relays on until the kernel has answered on the new one, then closes.
+While the session's client is away (:meth:`KernelBridge.client_away`), a link to a restarted
+kernel's new pod takes an identity of its own: nothing the client asked is pending there, and
+the session's identity may be serving the client on another replica.
 
 The bridge's states, and which event moves it from one to the next, are
 drawn in :mod:`gateway.http.bridgestate`.
@@ -83,10 +86,19 @@ class KernelBridge:
         self._session = str(uuid.uuid4())
         self._session_id = session_id
         """The client's ``session_id`` (empty: none), of which its sockets' identity is made."""
+        self._away = False
+        """Whether the session's client is away (its websocket dropped and the session is kept)."""
+        self._retired: list[PodLink] = []
+        """Older links of its own identity, relaying the replies to what they sent until the bridge stops relaying."""
 
     @property
     def state(self) -> BridgeState:
         return self._state
+
+    @property
+    def link(self) -> PodLink | None:
+        """The link relaying now (``None`` unless relaying)."""
+        return self._link
 
     # ------------------------------------------------------------------ called by the handler
 
@@ -117,23 +129,36 @@ class KernelBridge:
         if opened:
             self.kernel.remove_listener(self._on_state)
 
+    def client_away(self) -> None:
+        """The session's websocket dropped and the session is kept (called by :meth:`ClientSession.keep`)."""
+        self._away = True
+
     def relink(self) -> None:
         """The session's next websocket came (the client came back, or took its session over): link the
         session to the pod again, under its identity, in case another replica took the identity over.
 
-        Called by :meth:`gateway.http.resume.ClientSessions.join`.  Only a relaying bridge whose link
-        has the session's identity relinks; one that is connecting or waiting makes a new link anyway.
-        The older link relays what the kernel routed to it until the kernel answers on the new one
-        (at most :data:`RETIRE_SECONDS`), then closes.
+        Called by :meth:`gateway.http.resume.ClientSessions.join`.  Only a relaying bridge of a session
+        with an identity (:func:`~gateway.http.podlink.client_identity`) relinks; one that is connecting
+        or waiting makes a new link anyway.  An older link under the session's identity relays what the
+        kernel routed to it until the kernel answers on the new one (at most :data:`RETIRE_SECONDS`),
+        then closes; one of its own identity relays the replies to what it sent until the bridge stops
+        relaying.
         """
+        self._away = False
         older = self._link
-        if self._state is not BridgeState.RELAYING or older is None or not older.keyed_to_session:
+        if self._state is not BridgeState.RELAYING or older is None:
             return
-        fresh = PodLink(older.feed, self.codec, self._write, identity=older.identity)
+        identity = client_identity(older.connection, self._session_id, self.kernel.request.spec.language)
+        if identity is None:
+            return
+        fresh = PodLink(older.feed, self.codec, self._write, identity=identity)
         older.leave_feed()  # and the new one takes it up: each iopub message reaches the client once
         fresh.relay()
         self._link = fresh
-        self._tasks.spawn(self._retire(older, fresh), "retire the older link")
+        if older.keyed_to_session:
+            self._tasks.spawn(self._retire(older, fresh), "retire the older link")
+        else:
+            self._retired.append(older)
 
     async def _retire(self, older: PodLink, fresh: PodLink) -> None:
         """The task that closes a relinked session's older link once the kernel answered on ``fresh``.
@@ -224,7 +249,8 @@ class KernelBridge:
             return
         if feed is None or feed.connection is not connection:
             raise ConnectionError(f"kernel {self.kernel.id} has no iopub subscription to its pod")
-        identity = client_identity(connection, self._session_id, self.kernel.request.spec.language)
+        identity = None if self._away else client_identity(connection, self._session_id,
+                                                             self.kernel.request.spec.language)
         link = PodLink(feed, self.codec, self._write, identity=identity)
         try:
             if self.kernel.execution_state != BUSY:
@@ -272,6 +298,9 @@ class KernelBridge:
         link, self._link = self._link, None
         if link is not None:
             link.close()
+        retired, self._retired = self._retired, []
+        for older in retired:
+            older.close()
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:

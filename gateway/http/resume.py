@@ -146,6 +146,8 @@ class ClientSession:
         self._move(SessionState.KEPT)
         self.end = None
         self._service.disconnected(self.kernel.id)
+        if self.bridge is not None:
+            self.bridge.client_away()
         self._expiry = asyncio.get_running_loop().call_later(
             seconds, self.drop, f"its client did not come back within {seconds:g} s")
 
