@@ -17,11 +17,16 @@ def _version(distribution: str, fallback: str) -> str:
         return fallback
 
 
+# Read once, as the module is imported at start-up: finding a distribution's version reads the
+# metadata files of every folder on sys.path, which no request may do on the event loop.
+VERSIONS = {
+    "version": _version("jupyter_server", SERVER_API_VERSION),
+    "gateway_version": _version("kernelgate", "0"),
+}
+
+
 class VersionHandler(ApiHandler):
     """``{"version": <Jupyter Server API version>, "gateway_version": <kernelgate's>}`` as EG answers."""
 
     def get(self) -> None:
-        self.write_json({
-            "version": _version("jupyter_server", SERVER_API_VERSION),
-            "gateway_version": _version("kernelgate", "0"),
-        })
+        self.write_json(VERSIONS)
