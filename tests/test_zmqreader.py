@@ -97,6 +97,35 @@ async def test_what_is_sent_before_the_kernel_listens_reaches_it_once_it_does() 
         router.close(linger=0)
 
 
+async def test_waiting_for_the_handshake_returns_once_the_kernel_listens_and_fails_once_closed() -> None:
+    port = free_port()
+    dealer = CallbackSocket("DEALER", f"tcp://127.0.0.1:{port}", lambda _: None, what="a test dealer",
+                            identity=b"waits")
+    router = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
+    router.linger = 0
+    try:
+        waiting = asyncio.ensure_future(dealer.wait_open())
+        await asyncio.sleep(0.3)  # refused at least once meanwhile
+        assert not waiting.done()
+        router.bind(f"tcp://127.0.0.1:{port}")
+        await asyncio.wait_for(waiting, 10)
+        assert dealer.link is Link.OPEN
+        await dealer.wait_open()  # at once
+        dealer.close()
+        with pytest.raises(SocketClosed):
+            await dealer.wait_open()
+    finally:
+        dealer.close()
+        router.close(linger=0)
+
+    never = CallbackSocket("DEALER", f"tcp://127.0.0.1:{free_port()}", lambda _: None, what="a dealer closed early")
+    waiting = asyncio.ensure_future(never.wait_open())
+    await asyncio.sleep(0)
+    never.close()
+    with pytest.raises(SocketClosed):
+        await asyncio.wait_for(waiting, 10)
+
+
 async def bound(socket_type: int, port: int) -> zmq.asyncio.Socket:
     """A socket bound to ``port``, once the one bound there before has let it go (libzmq closes in its own thread)."""
     sock = zmq.asyncio.Context.instance().socket(socket_type)

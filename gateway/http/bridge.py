@@ -47,6 +47,7 @@ import zmq
 from gateway.aio import OwnedTasks, cancel_and_wait
 from gateway.kernels.kernel import AUTORESTARTING, BUSY, DEAD, IDLE, RESTARTING, STARTING, Kernel
 from gateway.kernels.service import KernelService
+from gateway.kernels.zmqreader import SocketClosed
 from gateway.provisioner.connection import ConnectionInfo
 
 from .bridgestate import ENDING, HOLDING, BridgeState, check_transition
@@ -171,6 +172,8 @@ class KernelBridge:
         except TimeoutError:
             log.info("kernel %s: no answer on a session's new sockets in %gs; closing its older ones",
                      self.kernel.id, RETIRE_SECONDS)
+        except SocketClosed:
+            pass  # the new link closed meanwhile: the bridge stopped relaying
         finally:
             older.close()
 

@@ -171,13 +171,16 @@ class PodLink:
         await sock.send(to_zmq(incoming.parts, self._signer.sign))
 
     async def confirm(self) -> None:
-        """Return once the kernel answers a ``kernel_info_request`` on the link's control socket (not relayed).
+        """Return once the link's sockets are connected and the kernel answered a ``kernel_info_request``
+        on its control socket (not relayed).
 
-        Called by the bridge when the link took a session's identity over from an older link: shell
-        and stdin began connecting when the link was made, before control, so once control's answer is
-        in the kernel has heard their handshakes and routes the session's replies here.  ipykernel
-        answers on control while a cell runs.  The caller bounds the wait; :meth:`close` cancels it.
+        Called by the bridge when the link took a session's identity over from an older link: each
+        socket's handshake gave the kernel the identity before the request went, so once control's
+        answer is in, the kernel routes the session's replies here.  ipykernel answers on control while
+        a cell runs.  The caller bounds the wait; :meth:`close` ends it.
         """
+        for dealer in list(self._sockets.values()):
+            await dealer.wait_open()
         if self._closed:
             return
         msg_id, request = self._signer.request("kernel_info_request")

@@ -90,6 +90,7 @@ class CallbackSocket:
         self._queued: deque[bytes] = deque()  # encoded messages sent while not open
         self._held: deque[list[bytes]] = deque()  # messages received while not reading
         self._writable: asyncio.Future[None] | None = None  # what sends wait on, when they must
+        self._opening: asyncio.Future[None] | None = None  # what wait_open waits on
         self._backoff = Backoff(RETRY_FIRST, retry_cap)
         self._timer: asyncio.TimerHandle | None = None
         self._connecting: asyncio.Task[None] | None = None
@@ -160,6 +161,19 @@ class CallbackSocket:
         self._queued.clear()
         self._held.clear()
         self._wake_senders()
+        self._wake_openers()
+
+    async def wait_open(self) -> None:
+        """Return once the handshake is done (at once if it is); :class:`SocketClosed` if the socket is closed first.
+
+        Waits through refusals and reconnections, without a bound of its own: the caller bounds it.
+        """
+        while self.link is not Link.OPEN:
+            if self.link is Link.CLOSED:
+                raise SocketClosed(f"{self._what} is closed")
+            if self._opening is None or self._opening.done():
+                self._opening = self._loop.create_future()
+            await asyncio.shield(self._opening)
 
     async def send(self, frames: Sequence[bytes]) -> None:
         """Send one message: written at once when the connection is open and the kernel keeps up, else
@@ -209,6 +223,7 @@ class CallbackSocket:
         while self._queued and not connection.paused:
             connection.write(self._queued.popleft())
         self._wake_senders()
+        self._wake_openers()
 
     def _received(self, connection: _Connection, messages: list[list[bytes]]) -> None:
         for index, frames in enumerate(messages):
@@ -250,6 +265,10 @@ class CallbackSocket:
     def _wake_senders(self) -> None:
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
+
+    def _wake_openers(self) -> None:
+        if self._opening is not None and not self._opening.done():
+            self._opening.set_result(None)
 
     def _connect(self) -> None:
         """Dial the kernel, at once and each time the retry timer fires.
