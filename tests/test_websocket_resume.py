@@ -18,6 +18,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from gateway.http.bridge import KernelBridge
 from gateway.http.podlink import client_identity
 from gateway.http.resume import MAX_SESSION_ID
 from gateway.kernels.channels import channel_address, gateway_signer
@@ -186,18 +187,25 @@ async def test_a_session_resumes_only_with_its_protocol(tmp_path: Path) -> None:
         ws.close()
 
 
+async def kept_after_a_drop(gw: RunningGateway, kernel_id: str, session: str = "s-1") -> KernelBridge:
+    """A websocket of ``session`` asks ``kernel_info`` and closes; returns the kept session's bridge."""
+    ws = await gw.websocket(kernel_id, query=f"?session_id={session}")
+    await kernel_info(ws)
+    ws.close()
+    sessions = gw.gateway.context.client_sessions
+    await eventually(lambda: len(sessions.kept()) == 1)
+    bridge = sessions.kept()[0].bridge
+    assert bridge is not None
+    return bridge
+
+
 async def test_a_resumed_session_takes_its_replies_back_from_another_replica(tmp_path: Path) -> None:
     """Another replica served the session meanwhile (its sockets took the session's identity over): the
     session's next websocket here links again under it, and the kernel's replies come back here."""
     async with running_gateway(tmp_path) as gw:
         kernel = await gw.start_kernel()
-        ws = await gw.websocket(kernel["id"], query="?session_id=s-1")
-        await kernel_info(ws)
-        ws.close()
-        sessions = gw.gateway.context.client_sessions
-        await eventually(lambda: len(sessions.kept()) == 1)
-        bridge = sessions.kept()[0].bridge
-        assert bridge is not None and bridge.link is not None
+        bridge = await kept_after_a_drop(gw, kernel["id"])
+        assert bridge.link is not None
         older = bridge.link
 
         connection = gw.gateway.context.service.get(kernel["id"]).connection
@@ -227,13 +235,7 @@ async def test_a_kept_session_takes_its_identity_on_a_restarted_kernel_only_when
     follows its kernel to the new pod under an identity of its own; its next websocket links under the session's."""
     async with running_gateway(tmp_path) as gw:
         kernel = await gw.start_kernel()
-        ws = await gw.websocket(kernel["id"], query="?session_id=s-1")
-        await kernel_info(ws)
-        ws.close()
-        sessions = gw.gateway.context.client_sessions
-        await eventually(lambda: len(sessions.kept()) == 1)
-        bridge = sessions.kept()[0].bridge
-        assert bridge is not None
+        bridge = await kept_after_a_drop(gw, kernel["id"])
         served = gw.gateway.context.service.get(kernel["id"])
         before = served.connection
         status, _, _ = await gw.call("POST", f"/api/kernels/{kernel['id']}/restart")

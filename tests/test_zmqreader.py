@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -79,44 +80,42 @@ async def test_parts_of_every_size_cross_both_ways(kernel_side: tuple[zmq.asynci
         dealer.close()
 
 
-async def test_what_is_sent_before_the_kernel_listens_reaches_it_once_it_does() -> None:
-    port = free_port()
-    dealer = CallbackSocket("DEALER", f"tcp://127.0.0.1:{port}", lambda _: None, what="a test dealer",
-                            identity=b"early")
+@asynccontextmanager
+async def before_the_kernel_listens(identity: bytes) -> AsyncIterator[tuple[CallbackSocket, zmq.asyncio.Socket, str]]:
+    """A DEALER dialling a port nobody listens on yet, the kernel's ROUTER to bind there, and the address."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    dealer = CallbackSocket("DEALER", address, lambda _: None, what="a test dealer", identity=identity)
     router = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
     router.linger = 0
     try:
-        await dealer.send([b"sent while refused"])
-        await asyncio.sleep(0.3)  # refused at least once: the socket is waiting to try again
-        assert dealer.link is not Link.OPEN
-        router.bind(f"tcp://127.0.0.1:{port}")
-        assert await asyncio.wait_for(router.recv_multipart(), 10) == [b"early", b"sent while refused"]
-        assert dealer.link is Link.OPEN
+        yield dealer, router, address
     finally:
         dealer.close()
         router.close(linger=0)
 
 
+async def test_what_is_sent_before_the_kernel_listens_reaches_it_once_it_does() -> None:
+    async with before_the_kernel_listens(b"early") as (dealer, router, address):
+        await dealer.send([b"sent while refused"])
+        await asyncio.sleep(0.3)  # refused at least once: the socket is waiting to try again
+        assert dealer.link is not Link.OPEN
+        router.bind(address)
+        assert await asyncio.wait_for(router.recv_multipart(), 10) == [b"early", b"sent while refused"]
+        assert dealer.link is Link.OPEN
+
+
 async def test_waiting_for_the_handshake_returns_once_the_kernel_listens_and_fails_once_closed() -> None:
-    port = free_port()
-    dealer = CallbackSocket("DEALER", f"tcp://127.0.0.1:{port}", lambda _: None, what="a test dealer",
-                            identity=b"waits")
-    router = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
-    router.linger = 0
-    try:
+    async with before_the_kernel_listens(b"waits") as (dealer, router, address):
         waiting = asyncio.ensure_future(dealer.wait_open())
         await asyncio.sleep(0.3)  # refused at least once meanwhile
         assert not waiting.done()
-        router.bind(f"tcp://127.0.0.1:{port}")
+        router.bind(address)
         await asyncio.wait_for(waiting, 10)
         assert dealer.link is Link.OPEN
         await dealer.wait_open()  # at once
         dealer.close()
         with pytest.raises(SocketClosed):
             await dealer.wait_open()
-    finally:
-        dealer.close()
-        router.close(linger=0)
 
     never = CallbackSocket("DEALER", f"tcp://127.0.0.1:{free_port()}", lambda _: None, what="a dealer closed early")
     waiting = asyncio.ensure_future(never.wait_open())

@@ -161,14 +161,20 @@ class PodLink:
         The control socket is opened by the client's first message on it (most clients never send
         one: interrupts and shutdowns come through the REST API).  After :meth:`close` nothing is sent.
         """
-        sock = self._sockets.get(incoming.channel)
+        sock = self._socket(incoming.channel)
+        if sock is not None:
+            await sock.send(to_zmq(incoming.parts, self._signer.sign))
+
+    def _socket(self, channel: str) -> CallbackSocket | None:
+        """The link's socket on ``channel``, opened (and read, if relaying) on first use; ``None`` once closed."""
+        sock = self._sockets.get(channel)
         if sock is None:
             if self._closed:
-                return
-            sock = self._sockets[incoming.channel] = self._open(incoming.channel)
+                return None
+            sock = self._sockets[channel] = self._open(channel)
             if self._unlisten is not None:
                 sock.start()
-        await sock.send(to_zmq(incoming.parts, self._signer.sign))
+        return sock
 
     async def confirm(self) -> None:
         """Return once the link's sockets are connected and the kernel answered a ``kernel_info_request``
@@ -181,17 +187,13 @@ class PodLink:
         """
         for dealer in list(self._sockets.values()):
             await dealer.wait_open()
-        if self._closed:
+        sock = self._socket("control")
+        if sock is None:
             return
         msg_id, request = self._signer.request("kernel_info_request")
         key = msg_id.encode()
         self._nudges.append(key)
         waiter = self._answered[key] = asyncio.get_running_loop().create_future()
-        sock = self._sockets.get("control")
-        if sock is None:
-            sock = self._sockets["control"] = self._open("control")
-            if self._unlisten is not None:
-                sock.start()
         try:
             await sock.send(request)
             await waiter

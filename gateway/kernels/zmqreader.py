@@ -50,6 +50,12 @@ Receiver = Callable[[list[bytes]], None]
 SocketType = Literal["DEALER", "SUB"]
 
 
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    """Let whoever awaits ``waiter`` (a send's or :meth:`CallbackSocket.wait_open`'s wake-up) look again."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 class SocketClosed(ConnectionError):
     """A send on a socket that is closed, or was closed while the send waited."""
 
@@ -160,8 +166,8 @@ class CallbackSocket:
             self._connection = None
         self._queued.clear()
         self._held.clear()
-        self._wake_senders()
-        self._wake_openers()
+        _wake(self._writable)
+        _wake(self._opening)
 
     async def wait_open(self) -> None:
         """Return once the handshake is done (at once if it is); :class:`SocketClosed` if the socket is closed first.
@@ -222,8 +228,8 @@ class CallbackSocket:
         self._backoff.cap = RETRY_CAP
         while self._queued and not connection.paused:
             connection.write(self._queued.popleft())
-        self._wake_senders()
-        self._wake_openers()
+        _wake(self._writable)
+        _wake(self._opening)
 
     def _received(self, connection: _Connection, messages: list[list[bytes]]) -> None:
         for index, frames in enumerate(messages):
@@ -259,16 +265,9 @@ class CallbackSocket:
         pause = self._backoff.fail()
         log.debug("%s: %s; connecting again in %.2f s", self._what, reason, pause)
         self.link = Link.WAITING
-        self._wake_senders()  # a send waiting on the lost connection queues instead
+        _wake(self._writable)  # a send waiting on the lost connection queues instead
         self._timer = self._loop.call_later(pause, self._connect)
 
-    def _wake_senders(self) -> None:
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-
-    def _wake_openers(self) -> None:
-        if self._opening is not None and not self._opening.done():
-            self._opening.set_result(None)
 
     def _connect(self) -> None:
         """Dial the kernel, at once and each time the retry timer fires.
@@ -405,7 +404,7 @@ class _Connection(asyncio.Protocol):
         owner = self._owner
         while owner._queued and not self.paused:
             self.write(owner._queued.popleft())
-        owner._wake_senders()
+        _wake(owner._writable)
 
     def write(self, data: bytes) -> None:
         if self._transport is not None:
