@@ -28,7 +28,7 @@ from pathlib import Path
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from bench.procs import cpu_split
-from bench.starts import TIMEOUT, GatewayClient, Started, bare_start, run_batch, stop_all
+from bench.starts import TIMEOUT, GatewayClient, Started, bare_start, run_batch, run_rounds, stop_all
 
 SETTLE = 1.0
 """Seconds after ready before the kernels' memory is read (the same on every path)."""
@@ -133,22 +133,26 @@ async def sequential(side: Side, n: int, figures: dict) -> None:
 
 
 async def concurrent(side: Side, n: int, rounds: int, figures: dict) -> None:
-    """``rounds`` batches of ``n`` starts at once, gateway and floor in turn: the median batch's makespan."""
-    floor: list[Measured] = []
-    ours: list[Measured] = []
-    for _ in range(rounds):
-        floor.append(await side.floor(n))
-        ours.append(await gateway_batch(side, n))
-    figures[f"floor_concurrent{n}_s"] = statistics.median(b.makespan for b in floor)
-    figures[f"concurrent{n}_s"] = statistics.median(b.makespan for b in ours)
+    """``rounds`` batches of ``n`` starts at once, floor and gateway in turn: the median whole round's makespans
+    (:func:`bench.starts.run_rounds`)."""
+
+    async def one_round() -> tuple[Measured, Measured]:
+        floor = await side.floor(n)
+        return floor, await gateway_batch(side, n)
+
+    ran, whole = await run_rounds(rounds, one_round)
+    compared = whole or ran[-1:]
+    figures[f"floor_concurrent{n}_s"] = statistics.median(floor.makespan for floor, _ in compared)
+    figures[f"concurrent{n}_s"] = statistics.median(ours.makespan for _, ours in compared)
     figures[f"concurrent{n}_ratio"] = figures[f"concurrent{n}_s"] / figures[f"floor_concurrent{n}_s"]
-    figures[f"concurrent{n}_failures"] = sum(len(b.failures) for b in ours)
-    figures[f"floor_concurrent{n}_failures"] = sum(len(b.failures) for b in floor)
-    figures[f"concurrent{n}_gateway_cpu_ms_per_start"] = 1000 * sum(b.gateway_cpu_s for b in ours) / (n * rounds)
-    figures[f"concurrent{n}_launcher_cpu_ms_per_start"] = 1000 * sum(b.launcher_cpu_s for b in ours) / (n * rounds)
-    for failure in [f for b in ours for f in b.failures][:3]:
+    figures[f"concurrent{n}_rounds_compared"] = len(whole)
+    figures[f"concurrent{n}_failures"] = sum(len(ours.failures) for _, ours in ran)
+    figures[f"floor_concurrent{n}_failures"] = sum(len(floor.failures) for floor, _ in ran)
+    figures[f"concurrent{n}_gateway_cpu_ms_per_start"] = 1000 * sum(o.gateway_cpu_s for _, o in ran) / (n * len(ran))
+    figures[f"concurrent{n}_launcher_cpu_ms_per_start"] = 1000 * sum(o.launcher_cpu_s for _, o in ran) / (n * len(ran))
+    for failure in [f for _, ours in ran for f in ours.failures][:3]:
         print(f"  {side.name} start failed: {failure}")
-    for failure in [f for b in floor for f in b.failures][:3]:
+    for failure in [f for floor, _ in ran for f in floor.failures][:3]:
         print(f"  {side.name}'s floor: bare start failed: {failure}")
 
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol, TypeVar
 
 import zmq
 from jupyter_client.manager import AsyncKernelManager
@@ -28,6 +31,9 @@ TIMEOUT = 180.0
 """Bound on one start on a loaded two-core machine (32 at once take tens of seconds)."""
 SEND_TIMEOUT = 10.0
 """Longest a floor start's blocking send to its kernel may take."""
+FLOOR_OUTPUT = Path(tempfile.gettempdir()) / "kernelgate-bench-floor-kernels.log"
+"""Where the floor's kernels write their own output (ipykernel's start-up warnings, a failed bind's
+traceback), as a kernel pod's goes to its container log: not between the benchmark's lines."""
 
 
 @dataclass
@@ -72,19 +78,67 @@ async def run_batch(start: Callable[[], Awaitable[Started]], concurrency: int) -
     return batch
 
 
+ROUND_ATTEMPTS = 3
+"""Tries of one round of starts at once until neither side lost a start (see :func:`run_rounds`)."""
+
+
+class Outcome(Protocol):
+    """What :func:`run_rounds` reads of a side's batch."""
+
+    failures: list[str]
+    makespan: float
+
+
+B = TypeVar("B", bound=Outcome)
+
+
+async def run_rounds(rounds: int, one_round: Callable[[], Awaitable[tuple[B, B]]],
+                     ) -> tuple[list[tuple[B, B]], list[tuple[B, B]]]:
+    """``rounds`` rounds of (floor, gateway) batches at once: every round run, and the whole ones.
+
+    A batch that lost a start ends when its last *successful* start is ready, which flatters
+    it: a round in which either side lost one is run again, up to :data:`ROUND_ATTEMPTS` times.
+    The caller counts the failures of every round run and compares the makespans of the whole
+    ones (of the last round run, should none come whole).  The floor loses a start now and then
+    to jupyter_client's port race: a port it picked and let go is taken by another connection
+    before its kernel binds it.
+    """
+    ran: list[tuple[B, B]] = []
+    whole: list[tuple[B, B]] = []
+    for _ in range(rounds):
+        for _attempt in range(ROUND_ATTEMPTS):
+            floor, ours = pair = await one_round()
+            ran.append(pair)
+            if not floor.failures and not ours.failures:
+                whole.append(pair)
+                break
+    return ran, whole
+
+
 async def stop_all(started: list[Started]) -> None:
     await asyncio.gather(*(s.stop() for s in started), return_exceptions=True)
 
 
 # ---------------------------------------------------------------------------- the floor
 
+_floor_output: IO[bytes] | None = None
+
+
+def floor_output() -> IO[bytes]:
+    """The file the floor's kernels write to, emptied by the first start of a run (see :data:`FLOOR_OUTPUT`)."""
+    global _floor_output
+    if _floor_output is None:
+        _floor_output = open(FLOOR_OUTPUT, "wb", buffering=0)  # noqa: SIM115 - one for the run, closed at exit
+    return _floor_output
+
 
 async def bare_start() -> Started:
     """The floor: jupyter_client starts ipykernel and waits for its kernel_info reply."""
     manager = AsyncKernelManager(kernel_name="python3")
+    output = floor_output()
     begin = time.perf_counter()
     try:
-        await manager.start_kernel()
+        await manager.start_kernel(stdout=output, stderr=output)
         client = manager.client()
         client.start_channels()
         # jupyter_client sends its kernel_info_requests with a blocking ZeroMQ send on the event
