@@ -73,6 +73,27 @@ async def test_start_fills_the_cache_from_a_list(env: Any) -> None:
         assert informer.get(NS, "missing") is None
 
 
+async def test_cached_objects_and_events_come_without_managed_fields(env: Any) -> None:
+    """The API server's ``managedFields`` (most of a pod's objects in memory, read by nothing of the
+    gateway) are left out of the cache, listed or watched, and of the events; the rest is kept."""
+    _, cluster = env
+    await cluster.create("pods", pod("listed", {"app": "x"}), namespace=NS)
+    assert (await cluster.get("pods", "listed", namespace=NS))["metadata"]["managedFields"]
+    async with Informer(cluster, "pods", namespace=NS) as informer:
+        async with informer.subscribe() as changes:
+            await cluster.create("pods", pod("watched", {"app": "y"}), namespace=NS)
+            event = await asyncio.wait_for(changes.__anext__(), TIMEOUT)
+        assert event.object is informer.get(NS, "watched")
+        for name, app in (("listed", "x"), ("watched", "y")):
+            cached = informer.get(NS, name)
+            served = await cluster.get("pods", name, namespace=NS)
+            assert cached is not None and "managedFields" not in cached["metadata"]
+            assert cached["metadata"]["labels"] == {"app": app}
+            assert cached["spec"] == served["spec"]
+            assert {k: v for k, v in served["metadata"].items() if k != "managedFields"} == cached["metadata"]
+            assert served["metadata"]["managedFields"], "the server's own object is left as it was"
+
+
 # ------------------------------------------------------------------ the cache follows random writes
 
 write = st.tuples(

@@ -59,7 +59,7 @@ class Informer:
 
     Objects handed out (``get``, ``items``, ``wait_for``, events) are the cached
     objects themselves: treat them as read-only, as client-go asks of its
-    informers' caches.
+    informers' caches.  They come without ``metadata.managedFields`` (see :func:`_trimmed`).
     """
 
     def __init__(
@@ -217,7 +217,7 @@ class Informer:
         fresh: dict[CacheKey, Obj] = {}
         for item in listing.get("items") or []:
             # A real server omits kind/apiVersion on list items; watch events carry them.
-            obj = {"apiVersion": self._type.api_version, "kind": self._type.kind, **item}
+            obj = _trimmed({"apiVersion": self._type.api_version, "kind": self._type.kind, **item})
             fresh[key_of(obj)] = obj
         old, self._cache = self._cache, fresh
         self._resource_version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
@@ -248,6 +248,7 @@ class Informer:
         self._working()
         if event.type == "BOOKMARK":
             return
+        event = WatchEvent(event.type, _trimmed(event.object))
         key = key_of(event.object)
         if event.type in ("ADDED", "MODIFIED"):
             self._cache[key] = event.object
@@ -422,6 +423,21 @@ class Informer:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _trimmed(obj: Obj) -> Obj:
+    """``obj`` without ``metadata.managedFields``, which nothing of the gateway reads (a copy: ``obj`` is left as it is).
+
+    Every object the informer keeps or hands out passes here.  The API server records in
+    ``managedFields`` which writer set which field, one small map per field: 4 of a kernel
+    pod's 9 KB of JSON, and most of its objects in memory, for each cached pod.  Controllers
+    built on client-go drop them for the same reason (``tools/cache``'s
+    ``TransformStripManagedFields``, controller-runtime's cache transforms).
+    """
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or "managedFields" not in meta:
+        return obj
+    return {**obj, "metadata": {name: value for name, value in meta.items() if name != "managedFields"}}
 
 
 def _version(obj: Obj) -> str:
