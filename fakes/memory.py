@@ -77,11 +77,12 @@ class MemoryCluster:
         return self.store.get(rt, ns, name)
 
     async def list(self, resource: str, *, namespace: str | None = None, label_selector: str | None = None,
-                   field_selector: str | None = None) -> Obj:
+                   field_selector: str | None = None, limit: int | None = None,
+                   continue_token: str | None = None) -> Obj:
         rt = resource_type(resource)
         ns = self._namespace(rt, namespace)
         await self._admit("list", rt, ns, _selected_name(rt, field_selector))
-        return self.store.list(rt, ns, label_selector, field_selector)
+        return self.store.list(rt, ns, label_selector, field_selector, limit=limit, continue_token=continue_token)
 
     async def replace(self, resource: str, name: str, body: Mapping[str, Any], *, namespace: str | None = None,
                       subresource: str | None = None) -> Obj:

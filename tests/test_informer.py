@@ -19,6 +19,7 @@ from fakes.auth.identity import ADMIN
 from fakes.memory import MemoryCluster
 from fakes.state.store import Store
 from gateway.aio import Backoff
+from gateway.cluster import informer as informer_module
 from gateway.cluster.informer import Informer, InformerStopped
 from gateway.cluster.interface import Gone, ServiceUnavailable, WatchEvent
 from tests.counting import CountingCluster
@@ -92,6 +93,49 @@ async def test_cached_objects_and_events_come_without_managed_fields(env: Any) -
             assert cached["spec"] == served["spec"]
             assert {k: v for k, v in served["metadata"].items() if k != "managedFields"} == cached["metadata"]
             assert served["metadata"]["managedFields"], "the server's own object is left as it was"
+
+
+class PageRecorder(CountingCluster):
+    """Counts calls and keeps each list's ``limit`` and ``continue_token``; ``expire`` continuations refused."""
+
+    def __init__(self, inner: Any, *, expire: int = 0) -> None:
+        super().__init__(inner)
+        self.lists: list[tuple[int | None, str | None]] = []
+        self._expire = expire
+
+    async def list(self, resource: str, **options: Any) -> Any:
+        self.lists.append((options.get("limit"), options.get("continue_token")))
+        if options.get("continue_token") and self._expire:
+            self._expire -= 1
+            raise Gone("The provided continue parameter is too old to display a consistent list result.")
+        return await self.inner.list(resource, **options)
+
+
+async def test_the_first_list_comes_in_pages(env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, cluster = env
+    monkeypatch.setattr(informer_module, "LIST_PAGE", 2)
+    for name in ("a", "b", "c", "d", "e"):
+        await cluster.create("pods", pod(name), namespace=NS)
+    recorder = PageRecorder(cluster)
+    async with Informer(recorder, "pods", namespace=NS) as informer:
+        listing = await cluster.list("pods", namespace=NS)
+        assert snapshot(informer.items()) == snapshot(listing["items"])
+        assert [limit for limit, _ in recorder.lists] == [2, 2, 2]
+        assert recorder.lists[0][1] is None and all(token for _, token in recorder.lists[1:])
+        await cluster.create("pods", pod("f"), namespace=NS)  # watched from the first page's version
+        await informer.wait_for(lambda obj: obj is not None, namespace=NS, name="f", timeout=TIMEOUT)
+
+
+async def test_an_expired_continuation_lists_everything_at_once(env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, cluster = env
+    monkeypatch.setattr(informer_module, "LIST_PAGE", 2)
+    for name in ("a", "b", "c"):
+        await cluster.create("pods", pod(name), namespace=NS)
+    recorder = PageRecorder(cluster, expire=1)
+    async with Informer(recorder, "pods", namespace=NS) as informer:
+        listing = await cluster.list("pods", namespace=NS)
+        assert snapshot(informer.items()) == snapshot(listing["items"])
+        assert [limit for limit, _ in recorder.lists] == [2, 2, None]
 
 
 # ------------------------------------------------------------------ the cache follows random writes

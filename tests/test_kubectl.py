@@ -94,6 +94,18 @@ async def test_create_then_get_with_labels_all_namespaces_and_json(kubectl):
     assert code != 0 and 'namespaces "team-a" already exists' in err
 
 
+async def test_get_in_chunks_lists_every_object_as_a_table_and_as_json(kubectl):
+    """kubectl asks for lists 500 at a time and follows ``continue``; ``--chunk-size`` makes the pages small."""
+    names = [f"chunk-{i}" for i in range(5)]
+    await kubectl("create", "namespace", "chunks")
+    for name in names:
+        await kubectl("create", "configmap", name, "-n", "chunks")
+    _, out, _ = await kubectl("get", "configmaps", "-n", "chunks", "--chunk-size=2")
+    assert [line.split()[0] for line in out.splitlines()[1:] if line.startswith("chunk-")] == names
+    _, out, _ = await kubectl("get", "configmaps", "-n", "chunks", "--chunk-size=2", "-o", "json")
+    assert [i["metadata"]["name"] for i in json.loads(out)["items"] if i["metadata"]["name"] in names] == names
+
+
 async def test_apply_creates_then_reports_unchanged_then_configures(kubectl):
     _, out, _ = await kubectl("apply", "-f", "-", stdin=CONFIGMAPS)
     assert "configmap/settings created" in out

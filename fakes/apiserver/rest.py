@@ -137,17 +137,21 @@ async def _list(cluster: MemoryCluster, call: Call) -> Reply:
     t = call.target
     if t.subresource is not None:
         raise not_allowed()
+    limit = call.query.get("limit")
     result = await cluster.list(
         t.resource.plural,
         namespace=t.namespace,
         label_selector=call.query.get("labelSelector") or None,
         field_selector=call.query.get("fieldSelector") or None,
+        limit=decoding.int_param(limit, "limit") if limit else None,
+        continue_token=call.query.get("continue") or None,
     )
-    # `limit`/`continue` are accepted; the whole list always fits in one page, so no continue token.
     if tables.wants_table(call.accept):
+        listed = result.get("metadata", {})
         return Reply(200, tables.to_table(
             t.resource.plural, result.get("items", []),
-            list_metadata={"resourceVersion": result.get("metadata", {}).get("resourceVersion", "")},
+            list_metadata={"resourceVersion": listed.get("resourceVersion", ""),
+                           **({"continue": listed["continue"]} if listed.get("continue") else {})},
             include_object=call.query.get("includeObject", "Metadata"),
             type_meta={"kind": t.resource.kind, "apiVersion": t.resource.api_version},
         ))

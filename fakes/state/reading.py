@@ -14,7 +14,7 @@ import builtins
 from collections.abc import Callable
 from typing import Any
 
-from fakes.state import versions
+from fakes.state import paging, versions
 from fakes.state.objects import clone
 from fakes.state.selectors import parse_field_selector, parse_label_selector
 from fakes.state.watching import EventLog, Watch
@@ -37,21 +37,40 @@ class Reading:
         return clone(self._stored(rt, namespace, name))
 
     def list(self, rt: ResourceType, namespace: str | None, label_selector: str | None = None,
-             field_selector: str | None = None) -> dict[str, Any]:
+             field_selector: str | None = None, *, limit: int | None = None,
+             continue_token: str | None = None) -> dict[str, Any]:
         """LIST: a ``<Kind>List`` of the matching objects sorted by namespace/name, with the current version.
 
-        As on the real server, list items carry no ``kind``/``apiVersion`` of their own.
+        As on the real server, list items carry no ``kind``/``apiVersion`` of their own.  With
+        ``limit``, a page of at most that many and, when more match, ``metadata.continue``: a
+        token for the next page (see :mod:`fakes.state.paging`), which lists from where the page
+        ended, at the first page's ``resourceVersion``.
         """
         matches = self._matcher(rt, namespace, label_selector, field_selector)
-        items = []
-        for _key, obj in sorted(self._objects[rt.plural].items()):
+        rv, after = self._rv, None
+        if continue_token:
+            rv, after = paging.read_token(continue_token, self._log.oldest_available(rt.plural))
+        items: builtins.list[dict[str, Any]] = []
+        last: tuple[str, str] | None = None
+        for key, obj in sorted(self._objects[rt.plural].items()):
+            if after is not None and key <= after:
+                continue
             if matches(obj):
+                if limit and len(items) == limit:
+                    return self._page(rt, rv, items, paging.token(rv, last))
                 item = clone(obj)
                 item.pop("kind", None)
                 item.pop("apiVersion", None)
                 items.append(item)
-        return {"kind": rt.list_kind, "apiVersion": rt.api_version,
-                "metadata": {"resourceVersion": str(self._rv)}, "items": items}
+                last = key
+        return self._page(rt, rv, items, None)
+
+    @staticmethod
+    def _page(rt: ResourceType, rv: int, items: builtins.list[dict[str, Any]], more: str | None) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"resourceVersion": str(rv)}
+        if more is not None:
+            metadata["continue"] = more
+        return {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": metadata, "items": items}
 
     def _matcher(self, rt: ResourceType, namespace: str | None, label_selector: str | None,
                  field_selector: str | None) -> Callable[[dict[str, Any]], bool]:

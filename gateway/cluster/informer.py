@@ -1,6 +1,6 @@
 """A watch-fed cache of one kind of object: the gateway's view of its kernel pods.
 
-One :class:`Informer` lists the objects once, then keeps a single watch open and
+One :class:`Informer` lists the objects once (in pages), then keeps a single watch open and
 applies its events to a local cache.  Everything the gateway asks about its
 pods (is this kernel's pod running? did it die?) is answered from that cache,
 so an idle gateway costs the API server one open watch, whatever the number of
@@ -43,6 +43,9 @@ __all__ = ["CacheKey", "HealthState", "Informer", "InformerHealth", "InformerSto
            "key_of"]
 
 log = logging.getLogger(__name__)
+
+LIST_PAGE = 500
+"""Objects asked for per page of a list (client-go's reflector asks for as many)."""
 
 
 class Informer:
@@ -208,19 +211,9 @@ class Informer:
 
     async def _relist(self) -> None:
         """List, replace the cache, and report the differences as events."""
-        listing = await self._cluster.list(
-            self.resource,
-            namespace=self.namespace,
-            label_selector=self.label_selector,
-            field_selector=self.field_selector,
-        )
-        fresh: dict[CacheKey, Obj] = {}
-        for item in listing.get("items") or []:
-            # A real server omits kind/apiVersion on list items; watch events carry them.
-            obj = _trimmed({"apiVersion": self._type.api_version, "kind": self._type.kind, **item})
-            fresh[key_of(obj)] = obj
+        fresh, version = await self._list_pages()
         old, self._cache = self._cache, fresh
-        self._resource_version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
+        self._resource_version = version
         first = not self._synced
         self._synced = True
         if first:
@@ -240,6 +233,45 @@ class Informer:
         if first:  # waiters registered before the first list see the state as it is
             for waiter in self._waiters:
                 waiter.offer_cached(self._cache)
+
+    async def _list_pages(self) -> tuple[dict[CacheKey, Obj], str]:
+        """Every object, listed :data:`LIST_PAGE` at a time, and the first page's ``resourceVersion``.
+
+        A page is parsed and trimmed before the next is asked for, so listing thousands of kernel
+        pods never holds all of their JSON, nor all of their parsed ``managedFields``, at once
+        (client-go's reflector lists in pages of 500 too).  A continuation the server no longer
+        keeps (410) is followed by one list of everything, as client-go's pager falls back.
+        """
+        fresh: dict[CacheKey, Obj] = {}
+        version = ""
+        token: str | None = None
+        limit: int | None = LIST_PAGE
+        while True:
+            try:
+                listing = await self._cluster.list(
+                    self.resource,
+                    namespace=self.namespace,
+                    label_selector=self.label_selector,
+                    field_selector=self.field_selector,
+                    limit=limit,
+                    continue_token=token,
+                )
+            except Gone:
+                if token is None:
+                    raise
+                log.info("%s: the list's continuation expired; listing everything at once", self.resource)
+                fresh, token, limit = {}, None, None
+                continue
+            meta = listing.get("metadata") or {}
+            if token is None:
+                version = str(meta.get("resourceVersion") or "")
+            for item in listing.get("items") or []:
+                # A real server omits kind/apiVersion on list items; watch events carry them.
+                obj = _trimmed({"apiVersion": self._type.api_version, "kind": self._type.kind, **item})
+                fresh[key_of(obj)] = obj
+            token = str(meta.get("continue") or "") or None
+            if token is None or limit is None:
+                return fresh, version
 
     def _apply(self, event: WatchEvent) -> None:
         """Apply one watch event to the cache."""

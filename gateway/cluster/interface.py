@@ -224,9 +224,15 @@ class Cluster(Protocol):
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
     ) -> Obj:
         """List objects: a ``<Kind>List`` whose ``metadata.resourceVersion`` is the
-        collection's version, the one to start a watch from."""
+        collection's version, the one to start a watch from.
+
+        With ``limit``, one page of at most that many; ``metadata.continue``, when set, is the
+        ``continue_token`` of the next page, which keeps the first page's version (:class:`Gone`
+        once the server no longer keeps it; :class:`BadRequest` for a token it cannot read)."""
         ...
 
     async def replace(

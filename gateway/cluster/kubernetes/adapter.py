@@ -137,8 +137,11 @@ class KubernetesCluster:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
     ) -> Obj:
-        query = {"labelSelector": label_selector or None, "fieldSelector": field_selector or None}
+        query = {"labelSelector": label_selector or None, "fieldSelector": field_selector or None,
+                 "limit": limit or None, "continue": continue_token or None}
         return await self._json("GET", resource_type(resource).path(namespace), query=query)
 
     async def replace(
