@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import tempfile
 import time
 import uuid
@@ -99,9 +100,7 @@ async def run_rounds(rounds: int, one_round: Callable[[], Awaitable[tuple[B, B]]
     A batch that lost a start ends when its last *successful* start is ready, which flatters
     it: a round in which either side lost one is run again, up to :data:`ROUND_ATTEMPTS` times.
     The caller counts the failures of every round run and compares the makespans of the whole
-    ones (of the last round run, should none come whole).  The floor loses a start now and then
-    to jupyter_client's port race: a port it picked and let go is taken by another connection
-    before its kernel binds it.
+    ones (of the last round run, should none come whole).
     """
     ran: list[tuple[B, B]] = []
     whole: list[tuple[B, B]] = []
@@ -122,6 +121,40 @@ async def stop_all(started: list[Started]) -> None:
 # ---------------------------------------------------------------------------- the floor
 
 _floor_output: IO[bytes] | None = None
+_next_port = 0
+
+
+def floor_ports(count: int = 5) -> list[int]:
+    """``count`` free ports below the system's ephemeral range, a different run of them each call.
+
+    jupyter_client picks a kernel's ports by binding port 0 and letting go (from the ephemeral
+    range), and the kernel binds them a moment later: an outgoing connection made meanwhile (the
+    client's own to the kernels starting beside it) may take one, and that kernel dies or hangs
+    (hung, its start fails only at :data:`TIMEOUT`).  No connection is ever given a port below
+    the range, so the floor's kernels get theirs there.
+    """
+    global _next_port
+    low = _ephemeral_low()
+    first = max(10000, low // 3)
+    ports: list[int] = []
+    while len(ports) < count:
+        if not first <= _next_port < low:
+            _next_port = first
+        port, _next_port = _next_port, _next_port + 1
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # something listens there: the next
+        ports.append(port)
+    return ports
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def floor_output() -> IO[bytes]:
@@ -134,7 +167,8 @@ def floor_output() -> IO[bytes]:
 
 async def bare_start() -> Started:
     """The floor: jupyter_client starts ipykernel and waits for its kernel_info reply."""
-    manager = AsyncKernelManager(kernel_name="python3")
+    manager = AsyncKernelManager(kernel_name="python3", cache_ports=False)
+    manager.shell_port, manager.iopub_port, manager.stdin_port, manager.hb_port, manager.control_port = floor_ports()
     output = floor_output()
     begin = time.perf_counter()
     try:

@@ -1,15 +1,20 @@
-"""``make bench``'s starts at once compare whole rounds.
+"""``make bench``'s floor: starts at once compared in whole rounds, and bare kernels that keep their ports.
 
 A batch that lost a start ends at its last successful one, which flatters that side: the
 benchmark runs such a round again and compares only rounds in which every start on both sides
-was ready (``bench/starts.py``'s ``run_rounds``), still counting every failure.
+was ready (``bench/starts.py``'s ``run_rounds``), still counting every failure.  The floor's
+kernels get ports below the ephemeral range (``floor_ports``), which no outgoing connection takes
+between jupyter_client's choice and the kernel's bind.
 """
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from bench.starts import ROUND_ATTEMPTS, run_rounds
+import bench.starts
+from bench.starts import ROUND_ATTEMPTS, floor_ports, run_rounds
 
 
 @dataclass
@@ -43,3 +48,21 @@ async def test_a_round_that_never_comes_whole_is_tried_a_bounded_number_of_times
 
     assert len(ran) == ROUND_ATTEMPTS
     assert whole == []
+
+
+def test_floor_ports_are_below_the_ephemeral_range_and_distinct_from_call_to_call():
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    first, second = floor_ports(), floor_ports()
+    assert len(set(first)) == len(first) == 5 and len(set(second)) == 5
+    assert not set(first) & set(second)
+    assert all(port < low for port in first + second)
+
+
+def test_a_floor_port_something_listens_on_is_passed_over():
+    floor_ports(1)  # the cursor now stands on the next port it will try
+    taken = bench.starts._next_port
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", taken))
+        listener.listen()
+        ports = floor_ports()
+    assert taken not in ports and ports[0] == taken + 1
