@@ -28,7 +28,7 @@ from pathlib import Path
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from bench.procs import cpu_split
-from bench.starts import TIMEOUT, GatewayClient, Started, bare_start, run_batch, run_rounds, stop_all
+from bench.starts import TIMEOUT, GatewayClient, Started, bare_start, round_figures, run_batch, run_rounds, stop_all
 
 SETTLE = 1.0
 """Seconds after ready before the kernels' memory is read (the same on every path)."""
@@ -141,13 +141,7 @@ async def concurrent(side: Side, n: int, rounds: int, figures: dict) -> None:
         return floor, await gateway_batch(side, n)
 
     ran, whole = await run_rounds(rounds, one_round)
-    compared = whole or ran[-1:]
-    figures[f"floor_concurrent{n}_s"] = statistics.median(floor.makespan for floor, _ in compared)
-    figures[f"concurrent{n}_s"] = statistics.median(ours.makespan for _, ours in compared)
-    figures[f"concurrent{n}_ratio"] = figures[f"concurrent{n}_s"] / figures[f"floor_concurrent{n}_s"]
-    figures[f"concurrent{n}_rounds_compared"] = len(whole)
-    figures[f"concurrent{n}_failures"] = sum(len(ours.failures) for _, ours in ran)
-    figures[f"floor_concurrent{n}_failures"] = sum(len(floor.failures) for floor, _ in ran)
+    figures.update(round_figures(n, ran, whole))
     figures[f"concurrent{n}_gateway_cpu_ms_per_start"] = 1000 * sum(o.gateway_cpu_s for _, o in ran) / (n * len(ran))
     figures[f"concurrent{n}_launcher_cpu_ms_per_start"] = 1000 * sum(o.launcher_cpu_s for _, o in ran) / (n * len(ran))
     for failure in [f for _, ours in ran for f in ours.failures][:3]:

@@ -42,6 +42,7 @@ from bench.starts import (  # noqa: E402
     GatewayClient,
     Started,
     bare_start,
+    round_figures,
     run_batch,
     run_rounds,
     stop_all,
@@ -119,7 +120,6 @@ async def concurrent(client: GatewayClient, gateway: GatewayProcess, cluster: Cl
         return floor, ours
 
     ran, whole = await run_rounds(rounds, one_round)
-    compared = whole or ran[-1:]
     our_started = [s for _, ours in ran for s in ours.started]
     floor_started = [s for floor, _ in ran for s in floor.started]
     our_failures = [f for _, ours in ran for f in ours.failures]
@@ -129,12 +129,7 @@ async def concurrent(client: GatewayClient, gateway: GatewayProcess, cluster: Cl
         figures[f"concurrent{n}_pod_cpu_ms"] = 1000 * statistics.median(s.kernel_cpu_s for s in our_started)
         figures[f"floor_concurrent{n}_kernel_cpu_ms"] = 1000 * statistics.median(s.kernel_cpu_s for s in floor_started)
     figures[f"concurrent{n}_cluster_cpu_ms_per_start"] = 1000 * cluster_cpu / n
-    figures[f"floor_concurrent{n}_s"] = statistics.median(floor.makespan for floor, _ in compared)
-    figures[f"concurrent{n}_s"] = statistics.median(ours.makespan for _, ours in compared)
-    figures[f"concurrent{n}_ratio"] = figures[f"concurrent{n}_s"] / figures[f"floor_concurrent{n}_s"]
-    figures[f"concurrent{n}_rounds_compared"] = len(whole)
-    figures[f"concurrent{n}_failures"] = len(our_failures)
-    figures[f"floor_concurrent{n}_failures"] = len(floor_failures)
+    figures.update(round_figures(n, ran, whole))
     figures[f"concurrent{n}_gateway_cpu_ms_per_start"] = 1000 * cpu / n
     for failure in our_failures[:3]:
         print(f"  kernelgate start failed: {failure}")

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import socket
+import statistics
 import tempfile
 import time
 import uuid
@@ -100,7 +102,7 @@ async def run_rounds(rounds: int, one_round: Callable[[], Awaitable[tuple[B, B]]
     A batch that lost a start ends when its last *successful* start is ready, which flatters
     it: a round in which either side lost one is run again, up to :data:`ROUND_ATTEMPTS` times.
     The caller counts the failures of every round run and compares the makespans of the whole
-    ones (of the last round run, should none come whole).
+    ones (of the last round run, should none come whole): :func:`round_figures`.
     """
     ran: list[tuple[B, B]] = []
     whole: list[tuple[B, B]] = []
@@ -112,6 +114,23 @@ async def run_rounds(rounds: int, one_round: Callable[[], Awaitable[tuple[B, B]]
                 whole.append(pair)
                 break
     return ran, whole
+
+
+def round_figures(n: int, ran: list[tuple[B, B]], whole: list[tuple[B, B]]) -> dict[str, float]:
+    """What both benchmarks report of :func:`run_rounds`' rounds of ``n`` starts at once: each side's median
+    makespan over the whole rounds (over the last round run, should none be whole) and their ratio, how many
+    rounds were compared, and every failure of each side."""
+    compared = whole or ran[-1:]
+    floor_s = statistics.median(floor.makespan for floor, _ in compared)
+    ours_s = statistics.median(ours.makespan for _, ours in compared)
+    return {
+        f"floor_concurrent{n}_s": floor_s,
+        f"concurrent{n}_s": ours_s,
+        f"concurrent{n}_ratio": ours_s / floor_s,
+        f"concurrent{n}_rounds_compared": len(whole),
+        f"concurrent{n}_failures": sum(len(ours.failures) for _, ours in ran),
+        f"floor_concurrent{n}_failures": sum(len(floor.failures) for floor, _ in ran),
+    }
 
 
 async def stop_all(started: list[Started]) -> None:
@@ -150,6 +169,7 @@ def floor_ports(count: int = 5) -> list[int]:
     return ports
 
 
+@functools.cache
 def _ephemeral_low() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])

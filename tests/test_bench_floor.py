@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import bench.starts
-from bench.starts import ROUND_ATTEMPTS, floor_ports, run_rounds
+from bench.starts import ROUND_ATTEMPTS, floor_ports, round_figures, run_rounds
 
 
 @dataclass
@@ -48,6 +48,19 @@ async def test_a_round_that_never_comes_whole_is_tried_a_bounded_number_of_times
 
     assert len(ran) == ROUND_ATTEMPTS
     assert whole == []
+
+
+async def test_the_makespans_compared_are_the_whole_rounds_and_every_failure_counts():
+    lost = FakeBatch(["lost"], makespan=0.5)  # ended at its last successful start: flattered
+    ran = [(lost, FakeBatch(makespan=4.0)), (FakeBatch(makespan=2.0), FakeBatch(makespan=3.0))]
+
+    figures = round_figures(8, ran, ran[1:])
+
+    assert figures["floor_concurrent8_s"] == 2.0 and figures["concurrent8_s"] == 3.0
+    assert figures["concurrent8_ratio"] == 1.5
+    assert figures["concurrent8_rounds_compared"] == 1
+    assert figures["floor_concurrent8_failures"] == 1 and figures["concurrent8_failures"] == 0
+    assert round_figures(8, ran[:1], [])["floor_concurrent8_s"] == 0.5  # none whole: the last round run
 
 
 def test_floor_ports_are_below_the_ephemeral_range_and_distinct_from_call_to_call():

@@ -268,7 +268,6 @@ class CallbackSocket:
         _wake(self._writable)  # a send waiting on the lost connection queues instead
         self._timer = self._loop.call_later(pause, self._connect)
 
-
     def _connect(self) -> None:
         """Dial the kernel, at once and each time the retry timer fires.
 
