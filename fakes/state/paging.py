@@ -26,9 +26,9 @@ EXPIRED = ("The provided continue parameter is too old to display a consistent l
            "list without the continue parameter.")
 
 
-def token(rv: int, last: tuple[str, str] | None) -> str:
+def token(rv: int, last: tuple[str, str]) -> str:
     """The token of the page after the one that ended with the object keyed ``last`` (namespace, name)."""
-    namespace, name = last or ("", "")
+    namespace, name = last
     body = {"v": TOKEN_VERSION, "rv": rv, "start": f"{namespace}/{name}"}
     return base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).decode().rstrip("=")
 

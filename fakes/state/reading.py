@@ -51,7 +51,7 @@ class Reading:
         if continue_token:
             rv, after = paging.read_token(continue_token, self._log.oldest_available(rt.plural))
         items: builtins.list[dict[str, Any]] = []
-        last: tuple[str, str] | None = None
+        last = ("", "")  # the key of the page's last item
         for key, obj in sorted(self._objects[rt.plural].items()):
             if after is not None and key <= after:
                 continue
